@@ -1,0 +1,3 @@
+from skinseg.cli import main
+
+main()

@@ -1,0 +1,222 @@
+"""The command line: thin Typer commands that build a config and call a library function.
+
+Nothing heavy is imported at module level, so `skinseg --help` and `--version` never load torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from skinseg import __version__
+
+app = typer.Typer(
+    name="skinseg",
+    help="Skin-lesion segmentation in dermoscopy images with the improved UNet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
+
+
+def _report_errors(command: Callable) -> Callable:
+    """Package errors become one red line and exit code 1; Ctrl-C exits with 130."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from skinseg.errors import SkinsegError
+
+        try:
+            return command(*args, **kwargs)
+        except SkinsegError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            interrupted = type(exc).__name__ == "TrainingInterrupted"
+            raise typer.Exit(130 if interrupted else 1) from None
+        except KeyboardInterrupt:
+            console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"skinseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Show the version and exit.")] = None,
+) -> None:
+    """Skin-lesion segmentation in dermoscopy images with the improved UNet."""
+
+
+@app.command()
+@_report_errors
+def prepare(
+    data: Annotated[Path, typer.Option(help="Raw data: a folder (images/ + masks/, ISIC 2016-2018 or PH2 layout) "
+                                            "or a challenge .zip file.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Cache folder [default: prepared/<name>-<size>].")
+                       ] = None,
+    size: Annotated[int, typer.Option(help="Side of the square images and masks stored.")] = 256,
+    layout: Annotated[str, typer.Option(help="auto, isic2018, isic2017, isic2016, ph2 or generic.")] = "auto",
+    mask_suffix: Annotated[Optional[str], typer.Option(help="What a mask's file name adds to its image's "
+                                                            "(e.g. _segmentation) [default: by layout].")] = None,
+    split: Annotated[str, typer.Option(help="Train/val/test fractions.")] = "60/20/20",
+    seed: Annotated[int, typer.Option(help="Seed of the split (stable per image id).")] = 0,
+    split_file: Annotated[Optional[Path], typer.Option(help="A given split: JSON or CSV of id -> train/val/test.")
+                          ] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on the first bad file instead of skipping it.")] = False,
+    force: Annotated[bool, typer.Option(help="Rebuild even if the cache is up to date.")] = False,
+    workers: Annotated[int, typer.Option(help="Decoding processes (0: one per core).")] = 0,
+) -> None:
+    """Find image/mask pairs, check them, resize, cache and split 60/20/20."""
+    from skinseg.config import PrepareConfig
+    from skinseg.data.prepare import prepare_dataset
+    from skinseg.data.splits import parse_fractions
+    from skinseg.progress import progress_bar
+    from skinseg.reports import prepare_summary
+
+    target = out_dir or Path("prepared") / f"{data.resolve().name.removesuffix('.zip')}-{size}"
+    config = PrepareConfig(data=data, out=target, size=size, layout=layout, mask_suffix=mask_suffix,
+                           split=parse_fractions(split), seed=seed, split_file=split_file, strict=strict,
+                           force=force, workers=workers)
+    with progress_bar(console, "Preparing") as advance:
+        result = prepare_dataset(config, progress=advance)
+    out.print(prepare_summary(result))
+
+
+@app.command()
+@_report_errors
+def train(
+    data: Annotated[Path, typer.Option(help="A prepared folder, or a raw folder (prepared on the fly).")] = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder for weights, metrics and plots.")
+                       ] = Path("runs/skinseg"),
+    preset: Annotated[str, typer.Option(help="default, or 'seed': the course project's recipe (Adam 1e-4, Dice "
+                                             "loss, batch 16, 10 epochs, no augmentation). Explicit options win."
+                                        )] = "default",
+    size: Annotated[Optional[int], typer.Option(help="Image size when --data is a raw folder.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: 40; seed: 10].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: 16].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 2e-3; seed: 1e-4].")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay [default: 1e-4].")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adamw or adam [default: adamw].")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="cosine or constant [default: cosine].")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs [default: 1].")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="dice_bce, dice or bce [default: dice_bce].")] = None,
+    augment: Annotated[Optional[bool], typer.Option(help="Flips, rotations, scale, colour and gamma jitter "
+                                                         "[default: on].")] = None,
+    base_filters: Annotated[Optional[int], typer.Option(help="Filters of the first level [default: 16].")] = None,
+    depth: Annotated[Optional[int], typer.Option(help="Encoder levels [default: 5].")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout in context modules [default: 0.3].")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better validation"
+                                                         " Dice (0: never) [default: 0].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    max_train_images: Annotated[int, typer.Option(help="Use at most this many training images (0: all).")] = 0,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA only).")] = False,
+    device: DeviceOption = "auto",
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
+) -> None:
+    """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
+    from skinseg.config import SEED_PRESET, TrainConfig
+    from skinseg.device import describe_device, resolve_device
+    from skinseg.errors import SkinsegError
+    from skinseg.progress import training_display
+    from skinseg.train import train as run_training
+
+    if preset not in ("default", "seed"):
+        raise SkinsegError(f"unknown preset '{preset}'; choose default or seed")
+    chosen = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                  schedule=schedule, warmup_epochs=warmup_epochs, loss=loss, augment=augment,
+                  base_filters=base_filters, depth=depth, dropout=dropout, patience=patience, size=size)
+    settings = (SEED_PRESET if preset == "seed" else {}) | {k: v for k, v in chosen.items() if v is not None}
+    config = TrainConfig(data=data, out=out_dir, seed=seed, device=device, compile=compile,
+                         max_train_images=max_train_images, resume=resume, **settings)
+    console.print(f"device: {describe_device(resolve_device(device))}")
+    with training_display(console, config.epochs) as (on_step, on_epoch):
+        result = run_training(config, on_epoch=on_epoch, on_step=on_step)
+    stop = " (stopped early)" if result.stopped_early else ""
+    out.print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
+              f"weights in {result.run_dir / 'best.safetensors'}")
+
+
+@app.command()
+@_report_errors
+def evaluate(
+    data: Annotated[Optional[Path], typer.Option(help="A prepared dataset (its test split by default) or a raw "
+                                                      "folder with masks.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model weights [default: the bundled model].")] = None,
+    split: Annotated[str, typer.Option(help="train, val, test or all (prepared data only).")] = "test",
+    pred: Annotated[Optional[Path], typer.Option(help="Folder of predicted masks to score (with --truth).")] = None,
+    truth: Annotated[Optional[Path], typer.Option(help="Folder of ground-truth masks (with --pred).")] = None,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image metrics as CSV.")] = None,
+    figures: Annotated[Optional[Path], typer.Option(help="Folder for best/median/worst grids and a Dice "
+                                                         "histogram.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    device: DeviceOption = "auto",
+) -> None:
+    """Score a model (or a folder of masks) with the ISIC challenge metrics."""
+    from skinseg.config import EvaluateConfig
+    from skinseg.evaluate import evaluate_folders, evaluate_model, write_reports
+    from skinseg.errors import SkinsegError
+    from skinseg.reports import metrics_table
+
+    if pred is not None or truth is not None:
+        if pred is None or truth is None:
+            raise SkinsegError("--pred and --truth go together")
+        report = evaluate_folders(pred, truth)
+    else:
+        if data is None:
+            raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
+        report = evaluate_model(EvaluateConfig(model=model, data=data, split=split, device=device,
+                                               batch_size=batch_size), console=console)
+    write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures)
+    out.print(metrics_table(report))
+
+
+@app.command()
+@_report_errors
+def segment(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders or glob patterns.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Mask file for one input, folder for many.")],
+    model: Annotated[Optional[Path], typer.Option(help="Model weights [default: the bundled model].")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Probability threshold [default: the model's].")
+                         ] = None,
+    overlay: Annotated[bool, typer.Option(help="Also write the image with the lesion outline "
+                                               "(<stem>_overlay.png).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
+    device: DeviceOption = "auto",
+) -> None:
+    """Segment images; writes 0/255 PNG masks the size of each input."""
+    from skinseg.config import SegmentConfig
+    from skinseg.inference import segment_paths
+
+    config = SegmentConfig(inputs=tuple(inputs), output=output, model=model, threshold=threshold, device=device,
+                           batch_size=batch_size, overwrite=overwrite, overlay=overlay)
+    result = segment_paths(config, console=console)
+    out.print(f"wrote {len(result.written)} mask(s) to {result.output}"
+              + (f"; [red]{len(result.failed)} failed[/]" if result.failed else ""))
+    for path, reason in result.failed:
+        console.print(f"[red]skipped[/] {path}: {reason}", highlight=False)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="skinseg")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Finding, checking, caching and loading image/mask pairs."""

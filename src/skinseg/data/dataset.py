@@ -1,0 +1,70 @@
+"""Reading a prepared cache back: arrays (memory-mapped), manifest and split indices."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skinseg.config import PrepareConfig
+from skinseg.data.prepare import load_manifest, prepare_dataset
+from skinseg.errors import SkinsegError
+
+
+@dataclass
+class PreparedData:
+    root: Path
+    manifest: dict
+    images: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
+    masks: np.ndarray  # (N, S, S) uint8 0/1, memory-mapped
+
+    @property
+    def size(self) -> int:
+        return int(self.manifest["size"])
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return tuple(self.manifest["normalisation"]["mean"])
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return tuple(self.manifest["normalisation"]["std"])
+
+    def indices(self, split: str) -> np.ndarray:
+        if split == "all":
+            return np.arange(len(self.manifest["items"]))
+        return np.array([i for i, item in enumerate(self.manifest["items"]) if item["split"] == split], dtype=int)
+
+
+def open_prepared(root: str | Path) -> PreparedData:
+    root = Path(root)
+    manifest = load_manifest(root)
+    if manifest is None:
+        raise SkinsegError("not a prepared dataset (no complete manifest.json); run `skinseg prepare` first", root)
+    try:
+        images = np.load(root / "images.npy", mmap_mode="r")
+        masks = np.load(root / "masks.npy", mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise SkinsegError(f"prepared arrays are missing or damaged ({exc})", root) from None
+    if len(images) != manifest["count"] or len(masks) != manifest["count"]:
+        raise SkinsegError("prepared arrays do not match the manifest; run `skinseg prepare --force`", root)
+    return PreparedData(root, manifest, images, masks)
+
+
+def default_cache_dir(data: Path, size: int) -> Path:
+    base = Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg"))
+    key = hashlib.sha256(f"{data.resolve()}|{size}".encode()).hexdigest()[:16]
+    return base / "prepared" / f"{data.resolve().name}-{size}-{key}"
+
+
+def ensure_prepared(data: str | Path, size: int = 256, seed: int = 0) -> PreparedData:
+    """A prepared folder as it is, or a raw folder prepared on the fly into the user cache."""
+    data = Path(data)
+    if load_manifest(data) is not None:
+        return open_prepared(data)
+    out = default_cache_dir(data, size)
+    prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=seed))
+    return open_prepared(out)

@@ -1,0 +1,100 @@
+"""Reading images and masks of any common encoding into uint8 arrays, with one-line errors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from skinseg.errors import SkinsegError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise SkinsegError("file not found", path)
+    if path.stat().st_size == 0:
+        raise SkinsegError("empty file (0 bytes)", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        return image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise SkinsegError("image is too large (over Pillow's decompression-bomb limit)", path) from None
+    except UnidentifiedImageError:
+        raise SkinsegError("not an image file (or an unsupported format)", path) from None
+    except OSError as exc:
+        raise SkinsegError(f"cannot read image ({exc})", path) from None
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey images are scaled to 8 bits by their value range, not clipped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return image
+
+
+def load_rgb(path: str | Path, draft_size: int | None = None) -> np.ndarray:
+    """An RGB uint8 array (H, W, 3), EXIF orientation applied, any mode converted.
+
+    With `draft_size`, a JPEG may be decoded at a reduced scale that is still at least that size
+    (much faster when the target is far smaller than the file).
+    """
+    path = Path(path)
+    image = _open(path)
+    try:
+        with image:
+            if draft_size and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image = ImageOps.exif_transpose(image)
+            image = _to_8bit(image)
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, image)
+            return np.array(image.convert("RGB"))
+    except SkinsegError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SkinsegError(f"cannot decode image ({exc})", path) from None
+
+
+def read_mask_grey(path: str | Path) -> np.ndarray:
+    """A mask as 8-bit grey (H, W); 0/1 masks are scaled to 0/255 first, as the ISIC scorer does."""
+    path = Path(path)
+    image = _open(path)
+    try:
+        with image:
+            image = ImageOps.exif_transpose(image)
+            grey = np.asarray(_to_8bit(image).convert("L"))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SkinsegError(f"cannot decode mask ({exc})", path) from None
+    return grey * np.uint8(255) if grey.max() <= 1 else grey
+
+
+def binarise(grey: np.ndarray) -> np.ndarray:
+    """The official ISIC rule: lesion where the 8-bit grey value is > 128."""
+    return grey > 128
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """A boolean lesion mask read by the ISIC rule."""
+    return binarise(read_mask_grey(path))
+
+
+def grey_levels(grey: np.ndarray) -> int:
+    return int(np.count_nonzero(np.bincount(grey.ravel(), minlength=256)))
+
+
+def save_mask_png(mask: np.ndarray, path: str | Path) -> None:
+    """A bool or 0/1 mask written as 8-bit 0/255 PNG, atomically."""
+    from skinseg.fileio import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")

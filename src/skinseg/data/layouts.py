@@ -1,0 +1,148 @@
+"""Finding image/mask pairs in the folder layouts that ISIC 2016-2018, PH2 and most users' data come in.
+
+Every layout is one rule: which folder names hold images, which hold masks, and which suffix a mask's
+file name adds to its image's id (matched case-insensitively). Zip files in the data folder are unpacked
+into a cache first, so the challenge downloads work as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skinseg.data.images import IMAGE_SUFFIXES
+from skinseg.errors import SkinsegError
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    image_dir: str
+    mask_dir: str
+    mask_suffix: str
+    ignore: str = r"_superpixels$"
+
+    def image_id(self, path: Path) -> str | None:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or re.search(self.ignore, path.stem, re.I):
+            return None
+        return path.stem if re.fullmatch(self.image_dir, path.parent.name, re.I) else None
+
+    def mask_id(self, path: Path) -> str | None:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not re.fullmatch(self.mask_dir, path.parent.name, re.I):
+            return None
+        match = re.fullmatch(rf"(.+?)(?:{self.mask_suffix})", path.stem, re.I)
+        return match.group(1) if match else None
+
+
+LAYOUTS = {
+    "isic2018": Layout("isic2018", r"ISIC2018_Task1-2_.*_Input", r"ISIC2018_Task1_.*_GroundTruth", "_segmentation"),
+    "isic2017": Layout("isic2017", r"ISIC-2017_.*_Data", r"ISIC-2017_.*_Part1_GroundTruth", "_segmentation"),
+    "isic2016": Layout("isic2016", r"ISBI2016_ISIC_Part1_.*_Data", r"ISBI2016_ISIC_Part1_.*_GroundTruth",
+                       "_segmentation"),
+    "ph2": Layout("ph2", r"IMD\d+_Dermoscopic_Image", r"IMD\d+_lesion", "_lesion"),
+    "generic": Layout("generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?",
+                      "_segmentation|_mask|_lesion|"),
+}
+LAYOUT_CHOICES = ("auto", *LAYOUTS)
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    image: Path
+    mask: Path
+
+
+@dataclass
+class Discovery:
+    layout: str
+    pairs: list[Pair]
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _walk_files(root: Path) -> list[Path]:
+    """All files under root, sorted; hidden entries and macOS zip debris skipped; symlinked folders not followed."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        found += [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
+def unpack_zips(root: Path, cache: Path) -> list[Path]:
+    """Unpack every .zip directly in `root` (or `root` itself if it is a zip) into `cache`; reused when present."""
+    zips = [root] if root.is_file() else sorted(p for p in root.glob("*.zip") if p.is_file())
+    unpacked = []
+    for archive in zips:
+        stamp = f"{archive.stat().st_size}-{archive.stat().st_mtime_ns}"
+        target = cache / archive.stem
+        marker = target / ".skinseg-unpacked"
+        if not (marker.is_file() and marker.read_text() == stamp):
+            try:
+                with zipfile.ZipFile(archive) as zipped:
+                    for member in zipped.infolist():
+                        name = Path(member.filename)
+                        if name.is_absolute() or ".." in name.parts:
+                            raise SkinsegError(f"zip member with an unsafe path: {member.filename}", archive)
+                    zipped.extractall(target)
+            except zipfile.BadZipFile as exc:
+                raise SkinsegError(f"not a valid zip file ({exc})", archive) from None
+            marker.write_text(stamp)
+        unpacked.append(target)
+    return unpacked
+
+
+def _pair_with(layout: Layout, files: list[Path]) -> Discovery:
+    images: dict[str, Path] = {}
+    masks: dict[str, Path] = {}
+    problems: list[tuple[Path, str]] = []
+    for path in files:
+        mask_id = layout.mask_id(path)
+        if mask_id is not None:
+            if mask_id in masks:
+                problems.append((path, f"second mask for id {mask_id} (kept {masks[mask_id].name})"))
+            else:
+                masks[mask_id] = path
+            continue
+        image_id = layout.image_id(path)
+        if image_id is not None:
+            if image_id in images:
+                problems.append((path, f"second image for id {image_id} (kept {images[image_id].name})"))
+            else:
+                images[image_id] = path
+    pairs = [Pair(i, images[i], masks[i]) for i in sorted(images) if i in masks]
+    problems += [(images[i], "image without a mask") for i in sorted(images) if i not in masks]
+    problems += [(masks[i], "mask without an image") for i in sorted(masks) if i not in images]
+    return Discovery(layout.name, pairs, problems)
+
+
+def discover_pairs(root: str | Path, layout: str = "auto", mask_suffix: str | None = None,
+                   zip_cache: Path | None = None) -> Discovery:
+    """Pair every image with its mask under `root`, by the named layout or the one that pairs the most."""
+    root = Path(root)
+    if not root.exists():
+        raise SkinsegError("data folder not found", root)
+    if layout not in LAYOUT_CHOICES:
+        raise SkinsegError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUT_CHOICES)}")
+    roots = [root] if root.is_dir() else []
+    if zip_cache is not None and (root.suffix.lower() == ".zip" or any(root.glob("*.zip"))):
+        roots += unpack_zips(root, zip_cache)
+    elif root.is_file():
+        raise SkinsegError("expected a folder or a .zip file", root)
+    files = [f for r in roots for f in _walk_files(r)]
+    if not files:
+        raise SkinsegError("no files found in the data folder", root)
+
+    candidates = [LAYOUTS[layout]] if layout != "auto" else list(LAYOUTS.values())
+    if mask_suffix is not None:
+        candidates = [Layout(c.name, c.image_dir, c.mask_dir, re.escape(mask_suffix), c.ignore) for c in candidates]
+    results = [_pair_with(c, files) for c in candidates]
+    best = max(results, key=lambda d: (len(d.pairs), -len(d.problems)))
+    if not best.pairs:
+        found_images = sum(1 for f in files if f.suffix.lower() in IMAGE_SUFFIXES)
+        raise SkinsegError(f"no image/mask pairs found among {len(files)} files ({found_images} images) "
+                           f"in layout {layout}; expected e.g. images/ + masks/ folders or an ISIC/PH2 layout", root)
+    return best

@@ -1,0 +1,13 @@
+"""The one exception type of the package: the CLI turns it into one red line and exit code 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SkinsegError(Exception):
+    """A problem with the user's data, files or settings, worded for the user."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        super().__init__(f"{path}: {message}" if path is not None else message)

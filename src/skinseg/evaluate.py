@@ -1,0 +1,146 @@
+"""`skinseg evaluate`: the ISIC challenge metrics for a model on a dataset, or for a folder of masks.
+
+A model is scored the way `skinseg segment` uses it: each source image at its own resolution goes
+through the model, the probabilities are resized back, and the mask is compared with the source mask
+file (binarised by the ISIC rule), so the figures match the official scorer run on segment's output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skinseg.config import EvaluateConfig
+from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
+from skinseg.data.layouts import Pair, discover_pairs
+from skinseg.data.prepare import load_manifest
+from skinseg.errors import SkinsegError
+from skinseg.fileio import write_text
+from skinseg.metrics import METRIC_NAMES, image_metrics, summarise
+
+
+@dataclass
+class EvalReport:
+    title: str
+    per_image: list[dict]  # {"id": ..., metric: value, ...}
+    summary: dict[str, dict[str, float]]
+    pairs: dict[str, Pair] | None = None  # for figures: id -> source files
+    model_path: str | None = None
+
+    def to_json(self) -> dict:
+        return {"title": self.title, "count": len(self.per_image),
+                "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
+                "summary": self.summary, "per_image": self.per_image}
+
+
+def _pairs_for(data: Path, split: str) -> tuple[list[Pair], str]:
+    manifest = load_manifest(data)
+    if manifest is not None:
+        items = [item for item in manifest["items"] if split == "all" or item["split"] == split]
+        if not items:
+            raise SkinsegError(f"the prepared dataset has no '{split}' images", data)
+        pairs = [Pair(item["id"], Path(item["image"]), Path(item["mask"])) for item in items]
+        missing = [p.image for p in pairs if not p.image.is_file()] + [p.mask for p in pairs if not p.mask.is_file()]
+        if missing:
+            raise SkinsegError(f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})",
+                               data)
+        return pairs, f"{split} split of {data}"
+    return discover_pairs(data).pairs, f"all pairs in {data}"
+
+
+def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
+    from rich.console import Console
+
+    from skinseg.inference import Segmenter
+    from skinseg.progress import progress_bar
+
+    pairs, where = _pairs_for(Path(config.data), config.split)
+    segmenter = Segmenter(config.model, config.device)
+    rows = []
+    with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
+        for start in range(0, len(pairs), config.batch_size):
+            chunk = pairs[start:start + config.batch_size]
+            predictions = segmenter.masks([load_rgb(p.image) for p in chunk])
+            for pair, prediction in zip(chunk, predictions):
+                truth = load_mask(pair.mask)
+                if truth.shape != prediction.shape:
+                    raise SkinsegError(f"mask is {truth.shape[1]}x{truth.shape[0]} but its image is "
+                                       f"{prediction.shape[1]}x{prediction.shape[0]}", pair.mask)
+                rows.append({"id": pair.id, **image_metrics(truth, prediction)})
+            advance(len(rows), len(pairs))
+    model_name = str(config.model) if config.model else "bundled model"
+    return EvalReport(f"{model_name} on the {where}", rows, summarise(rows), {p.id: p for p in pairs},
+                      model_name)
+
+
+def _mask_files_by_id(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise SkinsegError("folder not found", folder)
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            image_id = re.sub(r"_(segmentation|mask|lesion)$", "", path.stem, flags=re.I)
+            found[image_id] = path
+    return found
+
+
+def evaluate_folders(pred: Path, truth: Path) -> EvalReport:
+    """Score predicted masks against true masks, matched by image id (as the official scorer does)."""
+    truths, preds = _mask_files_by_id(Path(truth)), _mask_files_by_id(Path(pred))
+    if not truths:
+        raise SkinsegError("no mask files found", truth)
+    missing = [i for i in truths if i not in preds]
+    if missing:
+        raise SkinsegError(f"no prediction for {len(missing)} of {len(truths)} images (first: {missing[0]})", pred)
+    rows = []
+    for image_id, truth_path in truths.items():
+        truth_mask, pred_mask = load_mask(truth_path), load_mask(preds[image_id])
+        if truth_mask.shape != pred_mask.shape:
+            raise SkinsegError(f"prediction is {pred_mask.shape[1]}x{pred_mask.shape[0]}, truth is "
+                               f"{truth_mask.shape[1]}x{truth_mask.shape[0]}", preds[image_id])
+        rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
+    return EvalReport(f"{pred} against {truth}", rows, summarise(rows))
+
+
+def write_reports(report: EvalReport, json_file: Path | None = None, csv_file: Path | None = None,
+                  figures: Path | None = None, segmenter=None) -> None:
+    if json_file:
+        write_text(json_file, json.dumps(report.to_json(), indent=1))
+    if csv_file:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["id", *METRIC_NAMES])
+        writer.writeheader()
+        writer.writerows(report.per_image)
+        write_text(csv_file, buffer.getvalue())
+    if figures:
+        write_figures(report, Path(figures), segmenter)
+
+
+def write_figures(report: EvalReport, folder: Path, segmenter=None) -> None:
+    """dice_histogram.png and cases.png (best, median and worst images by Dice)."""
+    from skinseg.figures import plot_cases, plot_histogram
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dice = [row["dice"] for row in report.per_image]
+    plot_histogram(dice, folder / "dice_histogram.png")
+    if not report.pairs:
+        return
+    from skinseg.inference import Segmenter
+
+    segmenter = segmenter or Segmenter(None if report.model_path == "bundled model" else report.model_path, "cpu")
+    order = np.argsort(dice)
+    picks = [("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])]
+    cases = []
+    for label, index in picks:
+        row = report.per_image[index]
+        pair = report.pairs[row["id"]]
+        image = load_rgb(pair.image)
+        cases.append({"image": image, "truth": load_mask(pair.mask), "prediction": segmenter.masks([image])[0],
+                      "title": f"{label}: {row['id']} (Dice {row['dice']:.3f})"})
+    plot_cases(cases, folder / "cases.png")

@@ -1,0 +1,84 @@
+"""PNG figures: training curves, prediction grids and Dice histograms (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from skinseg.fileio import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    """Loss, pixel accuracy and Dice per epoch, train and validation."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, name, title in zip(axes, ("loss", "accuracy", "dice"), ("Loss", "Pixel accuracy", "Dice")):
+        ax.plot(epochs, [row[f"train_{name}"] for row in history], "o-", label="train", markersize=3)
+        ax.plot(epochs, [row[f"val_{name}"] for row in history], "o-", label="validation", markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import find_boundaries
+
+    return find_boundaries(mask, mode="thick")
+
+
+def overlay_image(image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
+    """The image with the predicted outline in yellow (and the true outline in cyan, if given)."""
+    from skimage.morphology import dilation, disk
+
+    result = image.copy()
+    width = max(1, round(max(image.shape[:2]) / 300))
+    if truth is not None:
+        result[dilation(outline(truth), disk(width))] = (0, 220, 255)
+    result[dilation(outline(mask), disk(width))] = (255, 230, 0)
+    return result
+
+
+def plot_cases(cases: list[dict], path: str | Path) -> None:
+    """Rows of image | ground truth | prediction | overlay; each case: image, truth, prediction, title."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(cases), 4, figsize=(12, 3.1 * len(cases)), squeeze=False)
+    for row, case in zip(axes, cases):
+        panels = (case["image"], case["truth"], case["prediction"],
+                  overlay_image(case["image"], case["prediction"], case["truth"]))
+        for ax, panel, label in zip(row, panels, ("image", "ground truth", "prediction", "overlay")):
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
+            ax.set_title(f"{label}" if label != "image" else case["title"], fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def plot_histogram(values: list[float], path: str | Path, label: str = "Dice") -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.hist(values, bins=40, range=(0, 1), color="#4477aa")
+    ax.set_xlabel(f"per-image {label}")
+    ax.set_ylabel("images")
+    ax.set_title(f"{label}: mean {np.mean(values):.4f}, median {np.median(values):.4f} (n={len(values)})")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

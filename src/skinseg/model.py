@@ -1,0 +1,172 @@
+"""The improved UNet of Isensee et al. (2017, arXiv:1802.10508), in 2D.
+
+Encoder: one context module per level (a pre-activation residual block), levels joined by stride-2
+3x3 convolutions. Decoder: upsampling modules, concatenated skips, localization modules, and
+segmentation heads at three levels that are upscaled and summed (deep supervision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NormLayer = Callable[[int], nn.Module]
+ActLayer = Callable[[], nn.Module]
+
+default_norm: NormLayer = partial(nn.InstanceNorm2d, affine=True)
+default_act: ActLayer = partial(nn.LeakyReLU, negative_slope=1e-2, inplace=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild an ImprovedUNet; stored beside its weights."""
+
+    in_channels: int = 3
+    out_channels: int = 1
+    base_filters: int = 16
+    depth: int = 5
+    dropout: float = 0.3
+    segmentation_levels: int = 0  # 0: three, or depth - 1 if fewer
+
+    def __post_init__(self) -> None:
+        if self.segmentation_levels == 0:
+            object.__setattr__(self, "segmentation_levels", max(1, min(3, self.depth - 1)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+class ConvNormAct(nn.Sequential):
+    """kxk convolution, instance norm, LeakyReLU."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
+                 norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2),
+            norm_layer(out_ch),
+            act_layer(),
+        )
+
+
+class ContextModule(nn.Module):
+    """Pre-activation residual block: norm, act, 3x3 conv, dropout, norm, act, 3x3 conv, plus input."""
+
+    def __init__(self, channels: int, dropout: float = 0.3,
+                 norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
+        super().__init__()
+        self.block = nn.Sequential(
+            norm_layer(channels), act_layer(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Dropout2d(dropout),
+            norm_layer(channels), act_layer(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class UpsamplingModule(nn.Sequential):
+    """Nearest-neighbour upsampling x2, then a 3x3 conv that halves the feature maps."""
+
+    def __init__(self, in_ch: int, out_ch: int, **layers):
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvNormAct(in_ch, out_ch, 3, **layers))
+
+
+class LocalizationModule(nn.Sequential):
+    """3x3 conv on the concatenated features, then a 1x1 conv that halves them."""
+
+    def __init__(self, in_ch: int, out_ch: int, **layers):
+        super().__init__(ConvNormAct(in_ch, in_ch, 3, **layers), ConvNormAct(in_ch, out_ch, 1, **layers))
+
+
+class ImprovedUNet(nn.Module):
+    """Improved UNet returning logits; any input height and width (padded internally, cropped back)."""
+
+    def __init__(self, config: ModelConfig | None = None, *,
+                 norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        if config.depth < 2:
+            raise ValueError("depth must be at least 2")
+        if not 1 <= config.segmentation_levels <= config.depth - 1:
+            raise ValueError("segmentation_levels must be between 1 and depth - 1")
+        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
+        widths = [config.base_filters * 2**i for i in range(config.depth)]
+        self.widths = widths
+
+        self.stem = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
+        self.downsamples = nn.ModuleList(
+            ConvNormAct(widths[i - 1], widths[i], 3, stride=2, **layers) for i in range(1, config.depth))
+        self.context = nn.ModuleList(ContextModule(w, config.dropout, **layers) for w in widths)
+
+        # Decoder, deepest first: upsample widths[i] -> widths[i-1], concat skip, localize.
+        self.upsamples = nn.ModuleList(
+            UpsamplingModule(widths[i], widths[i - 1], **layers) for i in range(config.depth - 1, 0, -1))
+        self.localization = nn.ModuleList(
+            LocalizationModule(2 * widths[i - 1], widths[i - 1], **layers) for i in range(config.depth - 1, 1, -1))
+        # The top level has no halving 1x1 conv: the paper ends with a 3x3 conv of 2*base filters.
+        self.top = ConvNormAct(2 * widths[0], 2 * widths[0], 3, **layers)
+
+        head_widths = [widths[i] for i in range(config.segmentation_levels - 1, 0, -1)] + [2 * widths[0]]
+        self.segmentation_heads = nn.ModuleList(nn.Conv2d(w, config.out_channels, 1) for w in head_widths)
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.config.depth - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        m = self.size_multiple
+        # Pad to a multiple of 2^(depth-1), and to at least 2 pixels at the bottleneck (instance norm needs them).
+        pad_h, pad_w = max((-height) % m, 2 * m - height), max((-width) % m, 2 * m - width)
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+        skips = []
+        x = self.context[0](self.stem(x))
+        skips.append(x)
+        for down, context in zip(self.downsamples, self.context[1:]):
+            x = context(down(x))
+            skips.append(x)
+
+        levels = self.config.depth
+        decoder_outputs = []
+        for step, up in enumerate(self.upsamples):
+            x = torch.cat([up(x), skips[levels - 2 - step]], dim=1)
+            x = self.localization[step](x) if step < len(self.localization) else self.top(x)
+            decoder_outputs.append(x)
+
+        # Deep supervision: heads at the last `segmentation_levels` decoder outputs, upscaled and summed.
+        wanted = decoder_outputs[-self.config.segmentation_levels:]
+        logits = None
+        for head, features in zip(self.segmentation_heads, wanted):
+            seg = head(features)
+            logits = seg if logits is None else F.interpolate(logits, scale_factor=2, mode="nearest") + seg
+        return logits[..., :height, :width]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Lesion probabilities in [0, 1]."""
+        return torch.sigmoid(self(x))
+
+
+def build_model(config: ModelConfig | None = None) -> ImprovedUNet:
+    return ImprovedUNet(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

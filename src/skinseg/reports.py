@@ -1,0 +1,36 @@
+"""Rich tables for what the commands print."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from skinseg.metrics import METRIC_NAMES
+
+
+def prepare_summary(result) -> Table:
+    table = Table(title=f"Prepared {result.out_dir}" + (" (cache reused)" if result.reused else ""),
+                  show_header=True)
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_row("layout", result.layout)
+    table.add_row("pairs", str(result.count))
+    for name, count in result.split_sizes.items():
+        table.add_row(f"  {name}", str(count))
+    table.add_row("skipped", str(len(result.skipped)))
+    table.add_row("seconds", f"{result.seconds:.2f}")
+    for path, reason in result.skipped[:20]:
+        table.add_row(f"[yellow]skipped[/] {path}", reason)
+    if len(result.skipped) > 20:
+        table.add_row(f"... and {len(result.skipped) - 20} more", "see manifest.json")
+    return table
+
+
+def metrics_table(report) -> Table:
+    table = Table(title=f"{report.title} ({len(report.per_image)} images)")
+    table.add_column("metric")
+    for column in ("mean", "std", "median", "min", "max"):
+        table.add_column(column, justify="right")
+    for name in METRIC_NAMES:
+        stats = report.summary[name]
+        table.add_row(name, *(f"{stats[c]:.4f}" for c in ("mean", "std", "median", "min", "max")))
+    return table

@@ -1,0 +1,16 @@
+import torch
+
+from skinseg.losses import segmentation_loss, soft_dice_loss
+
+
+def test_dice_loss_is_near_zero_for_confident_correct_logits():
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    logits = (target * 2 - 1) * 20
+    assert soft_dice_loss(logits, target) < 1e-3
+
+
+def test_dice_bce_is_the_sum():
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    logits = torch.randn(2, 1, 8, 8)
+    total = segmentation_loss("dice_bce", logits, target)
+    assert torch.allclose(total, segmentation_loss("dice", logits, target) + segmentation_loss("bce", logits, target))

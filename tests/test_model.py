@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from skinseg.model import ContextModule, ImprovedUNet, ModelConfig, count_parameters
+
+DEFAULT_PARAMETERS = 3_188_883  # stated in docs/model.md
+
+
+def test_default_model_has_the_documented_parameter_count():
+    assert count_parameters(ImprovedUNet()) == DEFAULT_PARAMETERS
+
+
+@pytest.mark.parametrize("height,width", [(37, 51), (64, 64), (17, 100), (1, 1)])
+def test_output_has_the_input_size_for_any_size(height, width):
+    model = ImprovedUNet(ModelConfig(base_filters=4, depth=4)).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, height, width))
+    assert logits.shape == (2, 1, height, width)
+
+
+def test_predict_gives_probabilities():
+    model = ImprovedUNet(ModelConfig(base_filters=4, depth=3)).eval()
+    probs = model.predict(torch.randn(1, 3, 24, 24))
+    assert probs.min() >= 0 and probs.max() <= 1
+    assert not probs.requires_grad
+
+
+def test_gradients_reach_every_parameter():
+    model = ImprovedUNet(ModelConfig(base_filters=4, depth=4))
+    model(torch.randn(2, 3, 32, 32)).mean().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_deep_supervision_uses_three_heads_by_default():
+    model = ImprovedUNet()
+    assert len(model.segmentation_heads) == 3
+    assert [h.in_channels for h in model.segmentation_heads] == [64, 32, 32]
+
+
+def test_context_module_is_residual():
+    block = ContextModule(8, dropout=0.0)
+    for p in block.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.randn(1, 8, 6, 6)
+    assert torch.equal(block(x), x)
+
+
+def test_invalid_configs_are_rejected():
+    with pytest.raises(ValueError):
+        ImprovedUNet(ModelConfig(depth=1))
+    with pytest.raises(ValueError):
+        ImprovedUNet(ModelConfig(depth=3, segmentation_levels=3))
+    with pytest.raises(ValueError):
+        ModelConfig.from_dict({"base_filters": 8, "colour": "red"})

@@ -1,0 +1,163 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import isic2018_tree, write_pair
+from skinseg.config import PrepareConfig
+from skinseg.data.dataset import open_prepared
+from skinseg.data.prepare import MANIFEST, prepare_dataset
+from skinseg.data.splits import assign_splits, parse_fractions, read_split_file
+from skinseg.errors import SkinsegError
+
+
+def run(data, out, **settings):
+    return prepare_dataset(PrepareConfig(data=data, out=out, workers=1, **settings))
+
+
+def test_generic_layout_is_prepared_and_split(raw_dir, tmp_path):
+    result = run(raw_dir, tmp_path / "p", size=32)
+    assert result.layout == "generic" and result.count == 30 and not result.skipped
+    assert sum(result.split_sizes.values()) == 30
+    data = open_prepared(tmp_path / "p")
+    assert data.images.shape == (30, 32, 32, 3) and data.images.dtype == np.uint8
+    assert data.masks.shape == (30, 32, 32) and set(np.unique(data.masks)) <= {0, 1}
+    manifest = json.loads((tmp_path / "p" / MANIFEST).read_text())
+    item = manifest["items"][0]
+    assert item["original_size"] == [48, 48] and len(item["sha256"]) == 64 and item["split"] in ("train", "val", "test")
+    assert len(manifest["normalisation"]["mean"]) == 3
+
+
+def test_prepared_mask_matches_the_source_mask(raw_dir, tmp_path):
+    run(raw_dir, tmp_path / "p", size=48)
+    data = open_prepared(tmp_path / "p")
+    index = [i["id"] for i in data.manifest["items"]].index("case_003")
+    source = np.asarray(Image.open(raw_dir / "masks" / "case_003_segmentation.png")) > 128
+    assert np.array_equal(data.masks[index].astype(bool), source)
+
+
+def test_isic2018_layout_is_recognised(tmp_path):
+    root = isic2018_tree(tmp_path / "isic", count=5)
+    result = run(root, tmp_path / "p", size=32)
+    assert result.layout == "isic2018" and result.count == 5
+
+
+def test_parallel_workers_give_the_same_cache(raw_dir, tmp_path):
+    prepare_dataset(PrepareConfig(data=raw_dir, out=tmp_path / "a", size=32, workers=1))
+    prepare_dataset(PrepareConfig(data=raw_dir, out=tmp_path / "b", size=32, workers=2))
+    a, b = open_prepared(tmp_path / "a"), open_prepared(tmp_path / "b")
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
+
+
+def test_second_run_reuses_the_cache_and_changes_rebuild_it(raw_dir, tmp_path):
+    first = run(raw_dir, tmp_path / "p", size=32)
+    again = run(raw_dir, tmp_path / "p", size=32)
+    assert not first.reused and again.reused
+    other_size = run(raw_dir, tmp_path / "p", size=24)
+    assert not other_size.reused and open_prepared(tmp_path / "p").size == 24
+
+
+def test_splits_are_stable_when_images_are_added():
+    ids = [f"img{i}" for i in range(200)]
+    before = dict(zip(ids, assign_splits(ids, (0.6, 0.2, 0.2), seed=3)))
+    more = ids + [f"new{i}" for i in range(50)]
+    after = dict(zip(more, assign_splits(more, (0.6, 0.2, 0.2), seed=3)))
+    assert all(after[i] == before[i] for i in ids)
+    counts = {s: list(before.values()).count(s) for s in ("train", "val", "test")}
+    assert 95 <= counts["train"] <= 145 and 20 <= counts["val"] <= 60
+    assert assign_splits(ids, (0.6, 0.2, 0.2), seed=4) != list(before.values())
+
+
+def test_split_file_overrides(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps({"val": ["a", "b"], "train": ["c"]}))
+    assert assign_splits(["a", "b", "c"], (1.0, 0.0, 0.0), 0, path) == ["val", "val", "train"]
+    csv_path = tmp_path / "split.csv"
+    csv_path.write_text("id,split\na,test\n")
+    assert read_split_file(csv_path) == {"a": "test"}
+
+
+def test_split_fractions_parse():
+    assert parse_fractions("60/20/20") == pytest.approx((0.6, 0.2, 0.2))
+    assert parse_fractions("3,1,1") == pytest.approx((0.6, 0.2, 0.2))
+    with pytest.raises(SkinsegError):
+        parse_fractions("60/40")
+
+
+@pytest.fixture
+def messy_dir(tmp_path):
+    root = tmp_path / "messy"
+    for i in range(4):
+        write_pair(root / "images" / f"good {i} é.png", root / "masks" / f"good {i} é_mask.png", seed=i)
+    (root / "images" / "zero.jpg").write_bytes(b"")
+    (root / "masks" / "zero_mask.png").write_bytes(b"")
+    (root / "images" / "text.jpg").write_text("not an image")
+    write_pair(root / "tmp" / "x.png", root / "masks" / "text_mask.png")
+    write_pair(root / "images" / "bigmask.png", root / "tmp" / "m.png", size=32)
+    write_pair(root / "tmp" / "y.png", root / "masks" / "bigmask_mask.png", size=40)
+    write_pair(root / "images" / "empty.png", root / "masks" / "empty_mask.png", mask_values=(0, 0))
+    write_pair(root / "images" / "grey.png", root / "masks" / "grey_mask.png")
+    Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 7 * 30).save(root / "masks" / "grey_mask.png")
+    truncated = root / "images" / "cut.jpg"
+    write_pair(truncated, root / "masks" / "cut_mask.png", image_format="JPEG")
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    write_pair(root / "images" / "lonely.png", root / "tmp" / "z.png")
+    return root
+
+
+def test_bad_pairs_are_skipped_and_reported(messy_dir, tmp_path):
+    result = run(messy_dir, tmp_path / "p", size=32)
+    assert result.count == 4
+    reasons = {p.split("/")[-1]: r for p, r in result.skipped}
+    assert "empty file" in reasons["zero.jpg"]
+    assert "not an image" in reasons["text.jpg"]
+    assert "mask is 40x40 but its image is 32x32" in reasons["bigmask_mask.png"]
+    assert "empty mask" in reasons["empty_mask.png"]
+    assert "grey levels" in reasons["grey_mask.png"]
+    assert "cut.jpg" in reasons
+    assert reasons["lonely.png"] == "image without a mask"
+
+
+def test_strict_fails_on_the_first_problem(messy_dir, tmp_path):
+    with pytest.raises(SkinsegError):
+        run(messy_dir, tmp_path / "p", size=32, strict=True)
+    assert not (tmp_path / "p" / MANIFEST).exists()
+
+
+def test_nothing_usable_is_an_error(tmp_path):
+    root = tmp_path / "d"
+    write_pair(root / "images" / "a.png", root / "masks" / "a.png", mask_values=(0, 0))
+    with pytest.raises(SkinsegError, match="no usable image/mask pairs"):
+        run(root, tmp_path / "p")
+
+
+def test_empty_folder_and_images_without_masks(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SkinsegError, match="no files found"):
+        run(tmp_path / "empty", tmp_path / "p")
+    write_pair(tmp_path / "only" / "images" / "a.png", tmp_path / "elsewhere" / "a.png")
+    with pytest.raises(SkinsegError, match="no image/mask pairs found"):
+        run(tmp_path / "only", tmp_path / "p")
+
+
+def test_zero_one_masks_are_scaled_first(tmp_path):
+    root = tmp_path / "d"
+    write_pair(root / "images" / "a.png", root / "masks" / "a.png", mask_values=(0, 1))
+    result = run(root, tmp_path / "p", size=32)
+    assert result.count == 1 and open_prepared(tmp_path / "p").masks[0].any()
+
+
+def test_interrupted_rebuild_leaves_no_manifest(raw_dir, tmp_path, monkeypatch):
+    run(raw_dir, tmp_path / "p", size=32)
+    import skinseg.data.prepare as prepare_module
+
+    def explode(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_module, "_run_jobs", explode)
+    with pytest.raises(KeyboardInterrupt):
+        run(raw_dir, tmp_path / "p", size=24)
+    assert not (tmp_path / "p" / MANIFEST).exists()
+    with pytest.raises(SkinsegError, match="not a prepared dataset"):
+        open_prepared(tmp_path / "p")

@@ -1,0 +1,126 @@
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from skinseg.errors import SkinsegError
+from skinseg.model import ImprovedUNet, ModelConfig
+from skinseg.weights import ModelInfo, bundled_model_path, load_model, read_info, save_model
+
+CONFIG = ModelConfig(base_filters=4, depth=3, segmentation_levels=2)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = ImprovedUNet(CONFIG).eval()
+    info = ModelInfo(config=CONFIG, input_size=64, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0), threshold=0.4,
+                     training={"epochs": 3})
+    path = save_model(model, tmp_path / "m.safetensors", info)
+    return model, info, path
+
+
+def test_round_trip_gives_identical_outputs(saved):
+    model, info, path = saved
+    loaded, loaded_info = load_model(path)
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded_info == info
+    assert not loaded.training
+
+
+def test_fp16_file_is_smaller_and_close(saved, tmp_path):
+    model, info, path = saved
+    half = save_model(model, tmp_path / "half.safetensors", info, dtype=torch.float16)
+    assert half.stat().st_size < path.stat().st_size * 0.6
+    loaded, _ = load_model(half)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(torch.sigmoid(model(x)), torch.sigmoid(loaded(x)), atol=2e-2)
+
+
+def _rewrite_metadata(path, target, change):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        meta = handle.metadata()
+    save_file(tensors, str(target), metadata=change(meta))
+    return target
+
+
+def test_other_architecture_is_refused(saved, tmp_path):
+    _, _, path = saved
+    other = _rewrite_metadata(path, tmp_path / "o.safetensors", lambda m: {
+        "skinseg": json.dumps({**json.loads(m["skinseg"]), "architecture": "ResNet50"})})
+    with pytest.raises(SkinsegError, match="architecture is 'ResNet50'"):
+        load_model(other)
+
+
+def test_metadata_that_is_not_json_is_refused(saved, tmp_path):
+    _, _, path = saved
+    bad = _rewrite_metadata(path, tmp_path / "b.safetensors", lambda m: {"skinseg": "{not json"})
+    with pytest.raises(SkinsegError, match="not valid JSON"):
+        read_info(bad)
+
+
+def test_wrong_tensor_shapes_are_refused(saved, tmp_path):
+    _, _, path = saved
+    bigger = _rewrite_metadata(path, tmp_path / "w.safetensors", lambda m: {
+        "skinseg": json.dumps({**json.loads(m["skinseg"]),
+                               "config": {**CONFIG.to_dict(), "base_filters": 8}})})
+    with pytest.raises(SkinsegError, match="do not match the architecture"):
+        load_model(bigger)
+
+
+def test_truncated_file_is_refused(saved, tmp_path):
+    _, _, path = saved
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(SkinsegError, match="cut.safetensors"):
+        load_model(cut)
+
+
+def test_plain_safetensors_without_metadata_is_refused(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(path))
+    with pytest.raises(SkinsegError, match="not a skinseg model"):
+        load_model(path)
+
+
+def test_pickle_renamed_is_refused_without_unpickling(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(SkinsegError, match="evil.safetensors"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world, not weights", b"\x00" * 64])
+def test_garbage_files_are_refused(tmp_path, content):
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(SkinsegError):
+        load_model(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SkinsegError, match="model file not found"):
+        load_model(tmp_path / "nope.safetensors")
+
+
+def test_bundled_model_loads_and_says_what_it_is():
+    path = bundled_model_path()
+    if not path.is_file():
+        pytest.skip("no bundled model in this checkout")
+    model, info = load_model(path)
+    assert info.config.depth == 5 and info.input_size >= 64
+    assert info.training["epochs"] > 0 and 0.5 < info.training["val_dice"] <= 1
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
