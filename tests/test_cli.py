@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from skinseg import __version__
+
+
+def skinseg(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "skinseg", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_help_lists_the_four_commands():
+    result = skinseg("--help")
+    assert result.returncode == 0
+    for command in ("prepare", "train", "evaluate", "segment"):
+        assert command in result.stdout
+
+
+def test_version():
+    result = skinseg("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"skinseg {__version__}"
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys\nfrom skinseg.cli import app\n"
+            "for args in (['--help'], ['--version'], ['train', '--help']):\n"
+            "    try:\n        app(args, prog_name='skinseg')\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_package_errors_are_one_red_line_and_exit_code_1(tmp_path):
+    result = skinseg("segment", tmp_path / "missing.jpg", "-o", tmp_path / "m.png")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {tmp_path / 'missing.jpg'}: input not found"]
+
+
+def test_missing_cuda_is_an_error_not_a_traceback(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    result = skinseg("train", "--data", tmp_path, "--device", "cuda")
+    assert result.returncode == 1 and "no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
+    prepared = tmp_path / "prepared"
+    result = skinseg("prepare", "--data", raw_dir, "--out", prepared, "--size", 32)
+    assert result.returncode == 0, result.stderr
+    assert "30" in result.stdout and (prepared / "manifest.json").is_file()
+
+    run = tmp_path / "run"
+    result = skinseg("train", "--data", prepared, "--out", run, "--epochs", 1, "--base-filters", 4, "--depth", 3,
+                     "--batch-size", 8, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "best validation Dice" in result.stdout
+    assert (run / "best.safetensors").is_file() and (run / "metrics.csv").is_file()
+
+    report = tmp_path / "report.json"
+    result = skinseg("evaluate", "--model", run / "best.safetensors", "--data", prepared, "--json", report,
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(report.read_text())
+    test_count = json.loads((prepared / "manifest.json").read_text())["split_sizes"]["test"]
+    assert scores["count"] == test_count and 0 <= scores["macro_average"]["dice"] <= 1
+    assert "dice" in result.stdout
+
+    source = raw_dir / "images" / "case_000.png"
+    result = skinseg("segment", source, "-o", tmp_path / "mask.png", "--model", run / "best.safetensors",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    mask = np.asarray(Image.open(tmp_path / "mask.png"))
+    assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}
