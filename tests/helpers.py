@@ -25,3 +25,33 @@ def isic2018_tree(root: Path, count: int = 6, size: int = 32) -> Path:
         write_pair(root / "ISIC2018_Task1-2_Training_Input" / f"ISIC_{i:07d}.jpg",
                    root / "ISIC2018_Task1_Training_GroundTruth" / f"ISIC_{i:07d}_segmentation.png", size, i)
     return root
+
+
+def isic2017_tree(root: Path, count: int = 4, size: int = 32) -> Path:
+    for i in range(count):
+        data = root / "ISIC-2017_Training_Data"
+        write_pair(data / f"ISIC_{i:07d}.jpg", root / "ISIC-2017_Training_Part1_GroundTruth" /
+                   f"ISIC_{i:07d}_segmentation.png", size, i)
+        Image.fromarray(np.full((size, size, 3), i, np.uint8)).save(data / f"ISIC_{i:07d}_superpixels.png")
+    (root / "ISIC-2017_Training_Data" / "ISIC-2017_Training_Data_metadata.csv").write_text("image_id,age\n")
+    return root
+
+
+def isic2016_tree(root: Path, count: int = 4, size: int = 32) -> Path:
+    for i in range(count):
+        write_pair(root / "ISBI2016_ISIC_Part1_Training_Data" / f"ISIC_{i:07d}.jpg",
+                   root / "ISBI2016_ISIC_Part1_Training_GroundTruth" / f"ISIC_{i:07d}_Segmentation.png", size, i)
+    return root
+
+
+def ph2_tree(root: Path, count: int = 4, size: int = 32) -> Path:
+    base = root / "PH2Dataset" / "PH2 Dataset images"
+    for i in range(count):
+        case = base / f"IMD{i:03d}"
+        image_path = case / f"IMD{i:03d}_Dermoscopic_Image" / f"IMD{i:03d}.bmp"
+        mask_path = case / f"IMD{i:03d}_lesion" / f"IMD{i:03d}_lesion.bmp"
+        write_pair(image_path, mask_path, size, i, mask_values=(0, 1) if i % 2 else (0, 255))
+        if i % 2 == 0:  # some PH2 masks are 3-channel
+            Image.open(mask_path).convert("RGB").save(mask_path)
+        (case / f"IMD{i:03d}_roi").mkdir()
+    return root

@@ -161,3 +161,59 @@ def test_interrupted_rebuild_leaves_no_manifest(raw_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "p" / MANIFEST).exists()
     with pytest.raises(SkinsegError, match="not a prepared dataset"):
         open_prepared(tmp_path / "p")
+
+
+@pytest.mark.parametrize("builder,layout", [
+    ("isic2018_tree", "isic2018"), ("isic2017_tree", "isic2017"), ("isic2016_tree", "isic2016"), ("ph2_tree", "ph2")])
+def test_every_challenge_layout_is_recognised(tmp_path, builder, layout):
+    import helpers
+
+    root = getattr(helpers, builder)(tmp_path / "data", count=4)
+    result = run(root, tmp_path / "p", size=32)
+    assert result.layout == layout and result.count == 4, result.skipped
+    assert not result.skipped
+    data = open_prepared(tmp_path / "p")
+    assert all(data.masks[i].any() for i in range(4))
+    named = run(root, tmp_path / "q", size=32, layout=layout)
+    assert named.count == 4
+
+
+def test_zip_files_are_read_without_unpacking_by_hand(tmp_path):
+    import shutil
+
+    from helpers import isic2018_tree
+
+    root = isic2018_tree(tmp_path / "tree", count=4)
+    shutil.make_archive(str(tmp_path / "zips" / "inputs"), "zip", root, "ISIC2018_Task1-2_Training_Input")
+    shutil.make_archive(str(tmp_path / "zips" / "truth"), "zip", root, "ISIC2018_Task1_Training_GroundTruth")
+    result = run(tmp_path / "zips", tmp_path / "p", size=32)
+    assert result.layout == "isic2018" and result.count == 4
+    assert run(tmp_path / "zips", tmp_path / "p", size=32).reused
+
+
+def test_mask_suffix_option(tmp_path):
+    root = tmp_path / "d"
+    for i in range(3):
+        write_pair(root / "images" / f"a{i}.png", root / "masks" / f"a{i}-GT.png", seed=i)
+    assert run(root, tmp_path / "p", size=32, mask_suffix="-gt").count == 3
+
+
+def test_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    root = tmp_path / "d"
+    write_pair(root / "images" / "huge.png", root / "masks" / "huge.png", size=64)
+    write_pair(root / "images" / "ok.png", root / "masks" / "ok.png", size=32)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1500)  # 64x64 = 4096 pixels is then "too large"
+    result = run(root, tmp_path / "p", size=32)
+    assert result.count == 1
+    assert any("huge.png" in p and "decompression-bomb" in r for p, r in result.skipped)
+
+
+def test_symlink_loop_in_the_data_folder_is_harmless(raw_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(raw_dir, root)
+    (root / "images" / "loop").symlink_to(root / "images", target_is_directory=True)
+    assert run(root, tmp_path / "p", size=32).count == 30

@@ -40,29 +40,40 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
-def load_rgb(path: str | Path, draft_size: int | None = None) -> np.ndarray:
-    """An RGB uint8 array (H, W, 3), EXIF orientation applied, any mode converted.
+def decode_rgb(path: str | Path, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """An RGB uint8 array and the image's own (width, height), EXIF orientation applied, any mode converted.
 
-    With `draft_size`, a JPEG may be decoded at a reduced scale that is still at least that size
-    (much faster when the target is far smaller than the file).
+    With `size`, the array is resized to size x size; a JPEG is then decoded at a reduced scale that is
+    still at least that size (Pillow's draft mode: much faster when the target is far smaller).
     """
     path = Path(path)
     image = _open(path)
     try:
         with image:
-            if draft_size and image.format == "JPEG":
-                image.draft("RGB", (draft_size, draft_size))
+            original = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap width and height
+                original = original[::-1]
+            if size and image.format == "JPEG":
+                image.draft("RGB", (size, size))
             image = ImageOps.exif_transpose(image)
             image = _to_8bit(image)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 image = image.convert("RGBA")
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, image)
-            return np.array(image.convert("RGB"))
+            image = image.convert("RGB")
+            if size and image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+            return np.array(image), original
     except SkinsegError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise SkinsegError(f"cannot decode image ({exc})", path) from None
+
+
+def load_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
+    """An RGB uint8 array (H, W, 3), or (size, size, 3) when `size` is given."""
+    return decode_rgb(path, size)[0]
 
 
 def read_mask_grey(path: str | Path) -> np.ndarray:
@@ -90,6 +101,17 @@ def load_mask(path: str | Path) -> np.ndarray:
 
 def grey_levels(grey: np.ndarray) -> int:
     return int(np.count_nonzero(np.bincount(grey.ravel(), minlength=256)))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A boolean mask resized to size x size by area averaging, lesion where at least half is lesion."""
+    picture = Image.fromarray(mask.astype(np.uint8) * 255)
+    height, width = mask.shape
+    if width % size == 0 and height % size == 0 and width // size == height // size:
+        picture = picture.reduce(width // size)
+    else:
+        picture = picture.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+    return np.asarray(picture) > 127
 
 
 def save_mask_png(mask: np.ndarray, path: str | Path) -> None:

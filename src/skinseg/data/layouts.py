@@ -7,6 +7,7 @@ into a cache first, so the challenge downloads work as they are.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import zipfile
@@ -26,15 +27,21 @@ class Layout:
     ignore: str = r"_superpixels$"
 
     def image_id(self, path: Path) -> str | None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES or re.search(self.ignore, path.stem, re.I):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not _matches(self.image_dir, path.parent.name):
             return None
-        return path.stem if re.fullmatch(self.image_dir, path.parent.name, re.I) else None
+        return None if re.search(self.ignore, path.stem, re.I) else path.stem
 
     def mask_id(self, path: Path) -> str | None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not re.fullmatch(self.mask_dir, path.parent.name, re.I):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not _matches(self.mask_dir, path.parent.name):
             return None
         match = re.fullmatch(rf"(.+?)(?:{self.mask_suffix})", path.stem, re.I)
         return match.group(1) if match else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches(pattern: str, folder_name: str) -> bool:
+    """Folder names repeat for every file in them: match each once."""
+    return re.fullmatch(pattern, folder_name, re.I) is not None
 
 
 LAYOUTS = {

@@ -8,7 +8,6 @@ made from other inputs or settings, is never taken for a finished cache.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import multiprocessing
 import os
@@ -23,7 +22,7 @@ from PIL import Image
 
 from skinseg import __version__
 from skinseg.config import PrepareConfig
-from skinseg.data.images import binarise, grey_levels, load_rgb, read_mask_grey
+from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_grey, resize_mask
 from skinseg.data.layouts import Pair, discover_pairs
 from skinseg.data.splits import assign_splits
 from skinseg.errors import SkinsegError
@@ -69,12 +68,7 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
     """Decode, check and resize one pair into slot `index` of the memory-mapped arrays."""
     index, pair, size, images_path, masks_path = job
     try:
-        image_bytes = pair.image.read_bytes()
-        if not image_bytes:
-            return index, None, (str(pair.image), "empty file (0 bytes)")
-        image = load_rgb(pair.image, draft_size=size)
-        with Image.open(io.BytesIO(image_bytes)) as probe:
-            original = probe.size
+        image, original = decode_rgb(pair.image, size)
         grey = read_mask_grey(pair.mask)
         mask = binarise(grey)
     except SkinsegError as exc:
@@ -91,14 +85,21 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
     if problem:
         return index, None, (str(pair.mask), problem)
 
-    if image.shape[:2] != (size, size):
-        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, reducing_gap=2.0))
-    small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.BILINEAR)) > 127
     images, masks = _open_outputs(images_path, masks_path)
     images[index] = image
-    masks[index] = small_mask
+    masks[index] = resize_mask(mask, size)
+    histograms = [np.bincount(image[..., c].ravel(), minlength=256) for c in range(3)]
     return index, {"id": pair.id, "image": str(pair.image), "mask": str(pair.mask),
-                   "original_size": list(original), "sha256": hashlib.sha256(image_bytes).hexdigest()}, None
+                   "original_size": list(original), "sha256": _sha256(pair.image),
+                   "channel_sum": [float(h @ _LEVELS) for h in histograms],
+                   "channel_sq_sum": [float(h @ _LEVELS**2) for h in histograms]}, None
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
@@ -172,25 +173,19 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
         raise SkinsegError(f"no usable image/mask pairs ({len(skipped)} skipped; first: "
                            f"{skipped[0][0]}: {skipped[0][1]})", config.data)
 
-    images = np.load(images_tmp, mmap_mode="r")
-    masks = np.load(masks_tmp, mmap_mode="r")
     if len(kept) < count:  # compact the arrays, dropping the slots of skipped pairs
         keep = np.array([i for i, _ in kept])
-        np.save(out / ".images.compact.npy", images[keep])
-        np.save(out / ".masks.compact.npy", masks[keep])
-        del images, masks
-        os.replace(out / ".images.compact.npy", images_tmp)
-        os.replace(out / ".masks.compact.npy", masks_tmp)
-        images = np.load(images_tmp, mmap_mode="r")
-        masks = np.load(masks_tmp, mmap_mode="r")
+        for tmp in (images_tmp, masks_tmp):
+            np.save(tmp.with_suffix(".compact.npy"), np.load(tmp, mmap_mode="r")[keep])
+            os.replace(tmp.with_suffix(".compact.npy"), tmp)
 
     entries = [info for _, info in kept]
     splits = assign_splits([e["id"] for e in entries], config.split, config.seed, config.split_file)
     for entry, split in zip(entries, splits):
         entry["split"] = split
-    train_rows = np.array([s == "train" for s in splits]) if "train" in splits else np.ones(len(splits), bool)
-    mean, std = _channel_stats(images, train_rows)
-    del images, masks
+    mean, std = _channel_stats(entries, [s == "train" for s in splits], size * size)
+    for entry in entries:
+        del entry["channel_sum"], entry["channel_sq_sum"]
     os.replace(images_tmp, out / "images.npy")
     os.replace(masks_tmp, out / "masks.npy")
 
@@ -206,17 +201,12 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
                          seconds=time.perf_counter() - start)
 
 
-def _channel_stats(images: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (0-255 scale) over the training images, in chunks to bound memory."""
-    total = np.zeros(3)
-    total_sq = np.zeros(3)
-    pixels = 0
-    for start in range(0, len(images), 256):
-        chunk = images[start:start + 256][rows[start:start + 256]].astype(np.float64)
-        total += chunk.sum(axis=(0, 1, 2))
-        total_sq += (chunk**2).sum(axis=(0, 1, 2))
-        pixels += chunk.shape[0] * chunk.shape[1] * chunk.shape[2]
-    mean = total / max(pixels, 1)
-    std = np.sqrt(np.maximum(total_sq / max(pixels, 1) - mean**2, 1e-6))
+def _channel_stats(entries: list[dict], rows: list[bool], pixels_per_image: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0-255 scale) over the chosen images, from the workers' sums."""
+    chosen = [e for e, keep in zip(entries, rows) if keep] or entries
+    total = np.sum([e["channel_sum"] for e in chosen], axis=0)
+    total_sq = np.sum([e["channel_sq_sum"] for e in chosen], axis=0)
+    count = pixels_per_image * len(chosen)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-6))
     return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
-
