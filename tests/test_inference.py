@@ -100,3 +100,64 @@ def test_probabilities_are_in_range_and_sized(tiny_model_path):
     assert prob.shape == (33, 57) and 0 <= prob.min() and prob.max() <= 1
     with pytest.raises(SkinsegError, match="threshold"):
         Segmenter(tiny_model_path, "cpu", threshold=1.5)
+
+
+def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
+    import csv
+    import json
+
+    _image(tmp_path / "in" / "a.png", (40, 30))
+    _image(tmp_path / "in" / "b.png", (20, 50))
+    config = SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu",
+                           probabilities=True, tta=True, postprocess=True, summary=tmp_path / "s.csv")
+    segment_paths(config)
+    prob = Image.open(tmp_path / "out" / "a_probability.png")
+    assert prob.mode == "L" and prob.size == (40, 30)
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert [r["image"].endswith(n) for r, n in zip(rows, ("a.png", "b.png"))] == [True, True]
+    for row in rows:
+        mask = np.asarray(Image.open(row["mask"])) > 0
+        assert int(row["lesion_pixels"]) == mask.sum()
+        assert float(row["lesion_fraction"]) == pytest.approx(mask.mean(), abs=1e-6)
+        if mask.any():
+            ys, xs = np.nonzero(mask)
+            assert (int(row["bbox_x0"]), int(row["bbox_y1"])) == (xs.min(), ys.max() + 1)
+    segment_paths(SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out2", model=tiny_model_path,
+                                device="cpu", summary=tmp_path / "s.json"))
+    assert len(json.loads((tmp_path / "s.json").read_text())) == 2
+
+
+def test_postprocess_keeps_the_largest_component_and_fills_holes():
+    from skinseg.inference import postprocess_mask
+
+    mask = np.zeros((20, 20), bool)
+    mask[2:12, 2:12] = True
+    mask[5:7, 5:7] = False  # a hole
+    mask[15:18, 15:18] = True  # a smaller blob
+    cleaned = postprocess_mask(mask)
+    assert cleaned[5:7, 5:7].all() and not cleaned[15:18, 15:18].any() and cleaned[2:12, 2:12].all()
+    assert not postprocess_mask(np.zeros((4, 4), bool)).any()
+
+
+def test_tta_is_flip_equivariant(tiny_model_path):
+    image, _ = synthetic_pair(32, 5)
+    plain = Segmenter(tiny_model_path, "cpu")
+    tta = Segmenter(tiny_model_path, "cpu", tta=True)
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    assert np.allclose(tta.probabilities([mirrored])[0][:, ::-1], tta.probabilities([image])[0], atol=1e-5)
+    assert not np.allclose(plain.probabilities([mirrored])[0][:, ::-1], plain.probabilities([image])[0], atol=1e-5)
+
+
+def test_torchrun_ranks_split_the_inputs(tiny_model_path, tmp_path, monkeypatch):
+    for i in range(5):
+        _image(tmp_path / "in" / f"i{i}.png")
+    written = []
+    for rank in (0, 1):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", str(rank))
+        result = segment_paths(SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out",
+                                             model=tiny_model_path, device="cpu", summary=tmp_path / "s.csv"))
+        written.append(sorted(p.name for p in result.written))
+    assert written == [["i0_segmentation.png", "i2_segmentation.png", "i4_segmentation.png"],
+                       ["i1_segmentation.png", "i3_segmentation.png"]]
+    assert (tmp_path / "s.rank0.csv").is_file() and (tmp_path / "s.rank1.csv").is_file()

@@ -21,7 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 console = Console(stderr=True)
 out = Console()
@@ -163,6 +163,10 @@ def evaluate(
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image metrics as CSV.")] = None,
     figures: Annotated[Optional[Path], typer.Option(help="Folder for best/median/worst grids and a Dice "
                                                          "histogram.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Probability threshold [default: the model's].")
+                         ] = None,
+    tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
+    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
     device: DeviceOption = "auto",
 ) -> None:
@@ -180,7 +184,8 @@ def evaluate(
         if data is None:
             raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
         report = evaluate_model(EvaluateConfig(model=model, data=data, split=split, device=device,
-                                               batch_size=batch_size), console=console)
+                                               batch_size=batch_size, threshold=threshold, tta=tta,
+                                               postprocess=postprocess), console=console)
     write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures)
     out.print(metrics_table(report))
 
@@ -195,6 +200,12 @@ def segment(
                          ] = None,
     overlay: Annotated[bool, typer.Option(help="Also write the image with the lesion outline "
                                                "(<stem>_overlay.png).")] = False,
+    probabilities: Annotated[bool, typer.Option(help="Also write the probability map (<stem>_probability.png, "
+                                                     "0-255).")] = False,
+    tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
+    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes.")] = False,
+    summary: Annotated[Optional[Path], typer.Option(help="Per-image CSV or JSON (by suffix): lesion area, "
+                                                         "bounding box, mean probability, time.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     device: DeviceOption = "auto",
@@ -204,7 +215,8 @@ def segment(
     from skinseg.inference import segment_paths
 
     config = SegmentConfig(inputs=tuple(inputs), output=output, model=model, threshold=threshold, device=device,
-                           batch_size=batch_size, overwrite=overwrite, overlay=overlay)
+                           batch_size=batch_size, overwrite=overwrite, overlay=overlay,
+                           probabilities=probabilities, tta=tta, postprocess=postprocess, summary=summary)
     result = segment_paths(config, console=console)
     out.print(f"wrote {len(result.written)} mask(s) to {result.output}"
               + (f"; [red]{len(result.failed)} failed[/]" if result.failed else ""))

@@ -70,6 +70,9 @@ class EvaluateConfig:
     split: str = "test"
     device: str = "auto"
     batch_size: int = 16
+    threshold: float | None = None
+    tta: bool = False
+    postprocess: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,7 @@ class SegmentConfig:
     batch_size: int = 8
     overwrite: bool = False
     overlay: bool = False
+    probabilities: bool = False
+    tta: bool = False
+    postprocess: bool = False
+    summary: Path | None = None

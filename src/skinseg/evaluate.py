@@ -32,6 +32,7 @@ class EvalReport:
     summary: dict[str, dict[str, float]]
     pairs: dict[str, Pair] | None = None  # for figures: id -> source files
     model_path: str | None = None
+    segmenter: object | None = None  # the Segmenter that made the predictions, for figures
 
     def to_json(self) -> dict:
         return {"title": self.title, "count": len(self.per_image),
@@ -61,7 +62,7 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     from skinseg.progress import progress_bar
 
     pairs, where = _pairs_for(Path(config.data), config.split)
-    segmenter = Segmenter(config.model, config.device)
+    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess)
     rows = []
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
         for start in range(0, len(pairs), config.batch_size):
@@ -75,8 +76,10 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
                 rows.append({"id": pair.id, **image_metrics(truth, prediction)})
             advance(len(rows), len(pairs))
     model_name = str(config.model) if config.model else "bundled model"
-    return EvalReport(f"{model_name} on the {where}", rows, summarise(rows), {p.id: p for p in pairs},
-                      model_name)
+    options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess))
+                      if on)
+    return EvalReport(f"{model_name} on the {where}{options}", rows, summarise(rows), {p.id: p for p in pairs},
+                      model_name, segmenter)
 
 
 def _mask_files_by_id(folder: Path) -> dict[str, Path]:
@@ -109,7 +112,7 @@ def evaluate_folders(pred: Path, truth: Path) -> EvalReport:
 
 
 def write_reports(report: EvalReport, json_file: Path | None = None, csv_file: Path | None = None,
-                  figures: Path | None = None, segmenter=None) -> None:
+                  figures: Path | None = None) -> None:
     if json_file:
         write_text(json_file, json.dumps(report.to_json(), indent=1))
     if csv_file:
@@ -119,21 +122,19 @@ def write_reports(report: EvalReport, json_file: Path | None = None, csv_file: P
         writer.writerows(report.per_image)
         write_text(csv_file, buffer.getvalue())
     if figures:
-        write_figures(report, Path(figures), segmenter)
+        write_figures(report, Path(figures))
 
 
-def write_figures(report: EvalReport, folder: Path, segmenter=None) -> None:
+def write_figures(report: EvalReport, folder: Path) -> None:
     """dice_histogram.png and cases.png (best, median and worst images by Dice)."""
     from skinseg.figures import plot_cases, plot_histogram
 
     folder.mkdir(parents=True, exist_ok=True)
     dice = [row["dice"] for row in report.per_image]
     plot_histogram(dice, folder / "dice_histogram.png")
-    if not report.pairs:
+    if not report.pairs or report.segmenter is None:
         return
-    from skinseg.inference import Segmenter
-
-    segmenter = segmenter or Segmenter(None if report.model_path == "bundled model" else report.model_path, "cpu")
+    segmenter = report.segmenter
     order = np.argsort(dice)
     picks = [("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])]
     cases = []

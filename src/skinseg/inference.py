@@ -1,12 +1,19 @@
 """`skinseg segment`: masks for images of any size, one file or thousands.
 
 Each image is resized to the model's input size, the probabilities are resized back to the image's own
-size and thresholded there, so a mask always matches its image pixel for pixel.
+size and thresholded there, so a mask always matches its image pixel for pixel. Decoding of the next
+batch runs in threads while the model works on the current one.
 """
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,46 +25,72 @@ from skinseg.config import SegmentConfig
 from skinseg.data.images import IMAGE_SUFFIXES, load_rgb, save_mask_png
 from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError
+from skinseg.fileio import atomic_path, write_text
 from skinseg.weights import load_model
 
 MASK_SUFFIX = "_segmentation.png"
+
+
+def postprocess_mask(mask: np.ndarray) -> np.ndarray:
+    """Keep the largest connected lesion and fill its holes."""
+    from scipy.ndimage import binary_fill_holes
+    from skimage.measure import label
+
+    if not mask.any():
+        return mask
+    labels = label(mask, connectivity=2)
+    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    return binary_fill_holes(labels == largest)
 
 
 class Segmenter:
     """A loaded model with its preprocessing: uint8 RGB arrays in, probability maps out."""
 
     def __init__(self, model_path: str | Path | None = None, device: str | torch.device = "auto",
-                 threshold: float | None = None):
+                 threshold: float | None = None, tta: bool = False, postprocess: bool = False):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model, self.info = load_model(model_path, self.device)
         self.threshold = self.info.threshold if threshold is None else threshold
         if not 0.0 < self.threshold < 1.0:
             raise SkinsegError(f"threshold must be between 0 and 1, got {self.threshold}")
+        self.tta = tta
+        self.postprocess = postprocess
         self.mean = torch.tensor(self.info.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(self.info.std, device=self.device).view(1, 3, 1, 1)
 
     def _to_input(self, image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float()
         size = self.info.input_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean) / self.std
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        probs = torch.sigmoid(self.model(batch).float())
+        if self.tta:  # average over horizontal, vertical and both flips
+            for dims in ((-1,), (-2,), (-2, -1)):
+                probs += torch.sigmoid(self.model(batch.flip(dims)).float()).flip(dims)
+            probs /= 4
+        return probs
 
     @torch.inference_mode()
     def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability maps, each the size of its image."""
         if not images:
             return []
-        batch = torch.cat([self._to_input(image) for image in images])
-        probs = torch.sigmoid(self.model(batch).float())
+        probs = self._forward(torch.cat([self._to_input(image) for image in images]))
         result = []
         for prob, image in zip(probs, images):
             full = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear", align_corners=False)
             result.append(full[0, 0].cpu().numpy())
         return result
 
+    def masks_from(self, probabilities: list[np.ndarray]) -> list[np.ndarray]:
+        masks = [prob > self.threshold for prob in probabilities]
+        return [postprocess_mask(m) for m in masks] if self.postprocess else masks
+
     def masks(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        return [prob > self.threshold for prob in self.probabilities(images)]
+        return self.masks_from(self.probabilities(images))
 
 
 def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
@@ -66,7 +99,7 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
     for item in inputs:
         if item.is_dir():
             found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not
-                            p.name.startswith("."))
+                            p.name.startswith(".") and not p.is_dir())
         elif item.exists():
             found.append(item)
         elif any(ch in str(item) for ch in "*?["):
@@ -94,52 +127,105 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     return targets
 
 
+def _sibling(target: Path, source: Path, kind: str) -> Path:
+    return target.with_name(f"{source.stem}_{kind}.png")
+
+
 @dataclass
 class SegmentResult:
     output: Path
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+
+def _summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, seconds: float) -> dict:
+    area = int(mask.sum())
+    ys, xs = np.nonzero(mask)
+    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if area else [0, 0, 0, 0]
+    return {"image": str(source), "mask": str(target), "width": mask.shape[1], "height": mask.shape[0],
+            "lesion_pixels": area, "lesion_fraction": round(area / mask.size, 6),
+            "bbox_x0": box[0], "bbox_y0": box[1], "bbox_x1": box[2], "bbox_y1": box[3],
+            "mean_probability": round(float(prob[mask].mean()) if area else 0.0, 6), "seconds": round(seconds, 4)}
+
+
+def write_summary(rows: list[dict], path: Path) -> None:
+    if path.suffix.lower() == ".json":
+        write_text(path, json.dumps(rows, indent=1))
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["image"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def _rank_share(items: list) -> tuple[list, int, int]:
+    """Under torchrun, each rank takes every WORLD_SIZE-th input."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    return items[rank::world], rank, world
+
+
+def _read(source: Path) -> tuple[Path, np.ndarray | None, str | None]:
+    try:
+        return source, load_rgb(source), None
+    except SkinsegError as exc:
+        return source, None, str(exc).removeprefix(f"{source}: ")
 
 
 def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     """Segment every input image; unreadable ones are reported and the rest go on."""
+    from rich.console import Console
+
     from skinseg.figures import overlay_image
+    from skinseg.progress import progress_bar
 
     inputs = collect_inputs(config.inputs)
     targets = output_paths(inputs, config.output)
     resolved_inputs = {p.resolve() for p in inputs}
     result = SegmentResult(config.output)
     todo = []
-    for source, target in zip(inputs, targets):
+    pairs, rank, world = _rank_share(list(zip(inputs, targets)))
+    for source, target in pairs:
         if target.resolve() in resolved_inputs:
             raise SkinsegError("refusing to overwrite an input image with its mask", target)
         if target.exists() and not config.overwrite:
             result.failed.append((source, f"output {target} exists (use --overwrite to replace it)"))
         else:
             todo.append((source, target))
-    segmenter = Segmenter(config.model, config.device, config.threshold)
+    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess)
+    batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
 
-    from skinseg.progress import progress_bar
-    from rich.console import Console
-
-    with progress_bar(console or Console(quiet=True), "Segmenting") as advance:
-        for start in range(0, len(todo), config.batch_size):
-            chunk = todo[start:start + config.batch_size]
-            images, ready = [], []
-            for source, target in chunk:
-                try:
-                    images.append(load_rgb(source))
-                    ready.append((source, target))
-                except SkinsegError as exc:
-                    result.failed.append((source, str(exc).removeprefix(f"{source}: ")))
-            for (source, target), image, mask in zip(ready, images, segmenter.masks(images)):
+    with progress_bar(console or Console(quiet=True), "Segmenting") as advance, \
+            ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        pending = pool.map(_read, [s for s, _ in batches[0]]) if batches else iter(())
+        for index, batch in enumerate(batches):
+            decoded = list(pending)
+            if index + 1 < len(batches):  # decode the next batch while this one is computed
+                pending = pool.map(_read, [s for s, _ in batches[index + 1]])
+            started = time.perf_counter()
+            ready = [(s, t, image) for (s, image, _), (_, t) in zip(decoded, batch) if image is not None]
+            result.failed += [(s, error) for s, image, error in decoded if image is None]
+            probs = segmenter.probabilities([image for _, _, image in ready])
+            masks = segmenter.masks_from(probs)
+            seconds = (time.perf_counter() - started) / max(1, len(ready))
+            for (source, target, image), prob, mask in zip(ready, probs, masks):
                 save_mask_png(mask, target)
                 if config.overlay:
-                    from skinseg.fileio import atomic_path
                     from PIL import Image
 
-                    with atomic_path(target.with_name(f"{source.stem}_overlay.png")) as tmp:
+                    with atomic_path(_sibling(target, source, "overlay")) as tmp:
                         Image.fromarray(overlay_image(image, mask)).save(tmp, format="PNG")
+                if config.probabilities:
+                    from PIL import Image
+
+                    with atomic_path(_sibling(target, source, "probability")) as tmp:
+                        Image.fromarray(np.round(prob * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
                 result.written.append(target)
-            advance(min(start + config.batch_size, len(todo)), len(todo))
+                result.rows.append(_summary_row(source, target, mask, prob, seconds))
+            advance(sum(len(b) for b in batches[:index + 1]), len(todo))
+    if config.summary:
+        summary = config.summary if world == 1 else config.summary.with_name(
+            f"{config.summary.stem}.rank{rank}{config.summary.suffix}")
+        write_summary(result.rows, summary)
     return result
