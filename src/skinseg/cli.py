@@ -6,12 +6,14 @@ Nothing heavy is imported at module level, so `skinseg --help` and `--version` n
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from skinseg import __version__
 
@@ -38,7 +40,7 @@ def _report_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except SkinsegError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             interrupted = type(exc).__name__ == "TrainingInterrupted"
             raise typer.Exit(130 if interrupted else 1) from None
         except KeyboardInterrupt:
@@ -218,15 +220,28 @@ def segment(
                            batch_size=batch_size, overwrite=overwrite, overlay=overlay,
                            probabilities=probabilities, tta=tta, postprocess=postprocess, summary=summary)
     result = segment_paths(config, console=console)
-    out.print(f"wrote {len(result.written)} mask(s) to {result.output}"
-              + (f"; [red]{len(result.failed)} failed[/]" if result.failed else ""))
-    for path, reason in result.failed:
-        console.print(f"[red]skipped[/] {path}: {reason}", highlight=False)
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
+    out.print(f"wrote {len(result.written)} mask(s) to {result.output}{failed}", soft_wrap=True, highlight=False)
+    _report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)
 
 
+def _report_skipped(skipped: list, shown: int = 20) -> None:
+    """One line per skipped file, the first `shown` of them."""
+    for path, reason in skipped[:shown]:
+        console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(skipped) > shown:
+        console.print(f"... and {len(skipped) - shown} more", highlight=False)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGTERM ends a command like Ctrl-C: temporary files are removed, training state is kept, exit code 130.
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="skinseg")
 
 

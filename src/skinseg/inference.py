@@ -182,12 +182,12 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
 
     inputs = collect_inputs(config.inputs)
     targets = output_paths(inputs, config.output)
-    resolved_inputs = {p.resolve() for p in inputs}
+    resolved_inputs = {os.path.realpath(p) for p in inputs}  # realpath, unlike resolve, survives link loops
     result = SegmentResult(config.output)
     todo = []
     pairs, rank, world = _rank_share(list(zip(inputs, targets)))
     for source, target in pairs:
-        if target.resolve() in resolved_inputs:
+        if os.path.realpath(target) in resolved_inputs:
             raise SkinsegError("refusing to overwrite an input image with its mask", target)
         if target.exists() and not config.overwrite:
             result.failed.append((source, f"output {target} exists (use --overwrite to replace it)"))

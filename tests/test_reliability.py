@@ -1,0 +1,255 @@
+"""The reliability matrix: every command against every awkward input that applies to it.
+
+Each case must end in a one-line error naming the file (exit code 1) or a reported skip, never a
+traceback, a hang or a half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cases import IMAGE_CASES, SIZE, mask_for
+from skinseg.cli import app
+from skinseg.config import PrepareConfig
+from skinseg.data.prepare import prepare_dataset
+from skinseg.errors import SkinsegError
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_CASES))
+def test_segment_each_image_case(case, tiny_model_path, tmp_path):
+    name, build, readable, size = IMAGE_CASES[case]
+    source = tmp_path / name
+    build(source)
+    result = invoke("segment", source, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu")
+    target = tmp_path / "out" / f"{source.stem}_segmentation.png"
+    if readable:
+        assert result.exit_code == 0, result.output
+        mask = Image.open(target)
+        assert mask.mode == "L" and mask.size == size
+    else:
+        assert result.exit_code == 1
+        assert name in result.output and "skipped" in result.output
+        assert not target.exists()
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_CASES))
+def test_prepare_each_image_case(case, tmp_path):
+    name, build, readable, size = IMAGE_CASES[case]
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    build(root / "images" / name)
+    mask_for(size or SIZE).save(root / "masks" / f"{(root / 'images' / name).stem}.png")
+    mask_for(SIZE).save(root / "masks" / "fine.png")
+    Image.fromarray(np.full((SIZE[1], SIZE[0], 3), 180, np.uint8)).save(root / "images" / "fine.png")
+    result = invoke("prepare", "--data", root, "--out", tmp_path / "p", "--size", 16, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["count"] == (2 if readable else 1), result.output
+    if not readable:
+        assert [name in path for path, _ in manifest["skipped"]] == [True]
+        assert "skipped" in result.output
+
+
+@pytest.mark.parametrize("case", ["cut.jpg", "text.jpg"])
+def test_evaluate_refuses_unreadable_images_by_name(case, tiny_model_path, tmp_path):
+    name, build, _, _ = IMAGE_CASES["truncated_jpeg" if case == "cut.jpg" else "text_named_jpg"]
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    build(root / "images" / name)
+    mask_for(SIZE).save(root / "masks" / f"{name[:-4]}.png")
+    result = invoke("evaluate", "--data", root, "--model", tiny_model_path, "--device", "cpu")
+    assert result.exit_code == 1 and name in result.output
+
+
+@pytest.mark.parametrize("kind,outcome", [
+    ("other_size", "mask is 20x20 but its image is 40x30"), ("levels", "grey levels"), ("zeros", "empty mask"),
+    ("all_lesion", None), ("zero_one", None), ("rgb", None)])
+def test_prepare_each_mask_case(kind, outcome, tmp_path):
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    IMAGE_CASES["non_ascii_spaces"][1](root / "images" / "a.png")
+    mask = mask_for((20, 20)) if kind == "other_size" else mask_for(SIZE, kind)
+    mask.save(root / "masks" / "a.png")
+    if outcome is None:
+        result = prepare_dataset(PrepareConfig(data=root, out=tmp_path / "p", size=16, workers=1))
+        assert result.count == 1
+    else:
+        with pytest.raises(SkinsegError, match="no usable") as error:
+            prepare_dataset(PrepareConfig(data=root, out=tmp_path / "p", size=16, workers=1))
+        assert outcome in str(error.value) and "a.png" in str(error.value)
+
+
+def test_a_folder_of_10000_empty_files(tiny_model_path, tmp_path):
+    folder = tmp_path / "empties"
+    folder.mkdir()
+    for i in range(10_000):
+        (folder / f"e{i:05d}.jpg").touch()
+    result = invoke("segment", folder, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu",
+                    "--batch-size", 64)
+    assert result.exit_code == 1
+    assert "10000 failed" in result.output and "and 9980 more" in result.output
+    assert not list((tmp_path / "out").glob("*.png"))
+    result = invoke("prepare", "--data", folder, "--out", tmp_path / "p")
+    assert result.exit_code == 1 and "no image/mask pairs found" in result.output
+
+
+def test_symlink_loop_in_an_input_folder(tiny_model_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    IMAGE_CASES["grey_png"][1](folder / "g.png")
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "self.png").symlink_to(folder / "self.png")  # a link to itself
+    result = invoke("segment", folder, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu")
+    assert (tmp_path / "out" / "g_segmentation.png").is_file()
+    assert result.exit_code == 1 and "self.png" in result.output
+
+
+def test_output_folder_that_cannot_be_created(tiny_model_path, tmp_path):
+    source = tmp_path / "a.png"
+    IMAGE_CASES["grey_png"][1](source)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke("segment", source, "-o", blocker / "sub" / "m.png", "--model", tiny_model_path,
+                    "--device", "cpu")
+    assert result.exit_code == 1 and "cannot write here" in result.output and str(blocker) in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_folder_not_writable(tiny_model_path, tmp_path):
+    source = tmp_path / "a.png"
+    IMAGE_CASES["grey_png"][1](source)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = invoke("segment", source, "-o", locked / "m.png", "--model", tiny_model_path, "--device", "cpu")
+    assert result.exit_code == 1 and str(locked) in result.output
+
+
+def test_disk_full_leaves_no_partial_file(tiny_model_path, tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image as PILImage
+
+    source = tmp_path / "a.png"
+    IMAGE_CASES["grey_png"][1](source)
+    real_save = PILImage.Image.save
+
+    def full_disk(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PILImage.Image, "save", full_disk)
+    result = invoke("segment", source, "-o", tmp_path / "out" / "m.png", "--model", tiny_model_path,
+                    "--device", "cpu")
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
+    import errno
+
+    import skinseg.weights as weights
+    from skinseg.model import ImprovedUNet, ModelConfig
+
+    def full_disk(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(weights, "save_file", full_disk)
+    target = tmp_path / "w.safetensors"
+    with pytest.raises(SkinsegError, match="No space left on device"):
+        weights.save_model(ImprovedUNet(ModelConfig(base_filters=2, depth=2)), target, weights.ModelInfo())
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
+    """Start a skinseg command, send `sig` once `wait_for()` is true, return (returncode, stderr)."""
+    process = subprocess.Popen([sys.executable, "-m", "skinseg", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + timeout
+    while not wait_for() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_train_leave_a_resumable_run(sig, prepared_dir, tmp_path):
+    run = tmp_path / "run"
+    code, stderr = _run_and_signal(["train", "--data", prepared_dir, "--out", run, "--epochs", 50,
+                                    "--base-filters", 4, "--depth", 3, "--device", "cpu"], sig,
+                                   lambda: (run / "state.json").is_file(), tmp_path)
+    assert code == 130 and "Traceback" not in stderr and "--resume" in stderr
+    from skinseg.weights import load_model
+
+    load_model(run / "last.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_segment_leave_only_whole_masks(sig, tiny_model_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(300):
+        IMAGE_CASES["grey_png"][1](folder / f"i{i:03d}.png")
+    out = tmp_path / "out"
+    code, stderr = _run_and_signal(["segment", folder, "-o", out, "--model", tiny_model_path, "--device", "cpu",
+                                    "--batch-size", 4], sig, lambda: len(list(out.glob("*.png"))) > 3, tmp_path)
+    assert code == 130 and "Traceback" not in stderr
+    for mask in out.glob("*.png"):
+        assert Image.open(mask).size == SIZE  # every mask under its real name is whole
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_prepare_leave_no_manifest(sig, tmp_path):
+    from skinseg.data.synthetic import write_synthetic_dataset
+
+    raw = write_synthetic_dataset(tmp_path / "raw", count=400, size=64)
+    out = tmp_path / "p"
+    code, stderr = _run_and_signal(["prepare", "--data", raw, "--out", out, "--workers", 1], sig,
+                                   lambda: (out / ".images.tmp.npy").exists(), tmp_path)
+    assert code == 130 and "Traceback" not in stderr
+    assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
+    from skinseg.weights import load_model
+
+    target = tmp_path / "w.safetensors"
+    code = ("import sys\nfrom skinseg.model import ImprovedUNet\nfrom skinseg.weights import ModelInfo, save_model\n"
+            "model = ImprovedUNet()\nwhile True:\n    save_model(model, sys.argv[1], ModelInfo())\n")
+    for attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-c", code, str(target)])
+        deadline = time.time() + 60
+        while not target.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2 + 0.3 * attempt)
+        process.kill()
+        process.wait()
+        model, _ = load_model(target)  # the file under the real name is always whole
