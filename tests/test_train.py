@@ -102,3 +102,24 @@ def test_unknown_settings_are_clear_errors(prepared_dir, tmp_path):
         train(TrainConfig(data=prepared_dir, out=tmp_path, loss="focal", device="cpu"))
     with pytest.raises(SkinsegError, match="no config.json"):
         train(TrainConfig(data=prepared_dir, resume=tmp_path / "nothing"))
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "skinseg", "train", "--data", str(prepared_dir), "--out", str(run), "--epochs", "2",
+               "--base-filters", "4", "--depth", "3", "--batch-size", "4", "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={
+        **__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("best validation Dice") == 1
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    _, info = load_model(run / "best.safetensors")
+    assert "x 2 process(es)" in info.training["recipe"]
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2

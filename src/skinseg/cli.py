@@ -6,6 +6,7 @@ Nothing heavy is imported at module level, so `skinseg --help` and `--version` n
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 from pathlib import Path
@@ -144,9 +145,12 @@ def train(
     settings = (SEED_PRESET if preset == "seed" else {}) | {k: v for k, v in chosen.items() if v is not None}
     config = TrainConfig(data=data, out=out_dir, seed=seed, device=device, compile=compile,
                          max_train_images=max_train_images, resume=resume, **settings)
-    console.print(f"device: {describe_device(resolve_device(device))}")
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"device: {describe_device(resolve_device(device))}")
     with training_display(console, config.epochs) as (on_step, on_epoch):
         result = run_training(config, on_epoch=on_epoch, on_step=on_step)
+    if not result.is_main:
+        return
     stop = " (stopped early)" if result.stopped_early else ""
     out.print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
               f"weights in {result.run_dir / 'best.safetensors'}")
@@ -210,6 +214,8 @@ def segment(
                                                          "bounding box, mean probability, time.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a "
+                                              ".safetensors model is exported once into the cache).")] = "torch",
     device: DeviceOption = "auto",
 ) -> None:
     """Segment images; writes 0/255 PNG masks the size of each input."""
@@ -218,7 +224,8 @@ def segment(
 
     config = SegmentConfig(inputs=tuple(inputs), output=output, model=model, threshold=threshold, device=device,
                            batch_size=batch_size, overwrite=overwrite, overlay=overlay,
-                           probabilities=probabilities, tta=tta, postprocess=postprocess, summary=summary)
+                           probabilities=probabilities, tta=tta, postprocess=postprocess, summary=summary,
+                           backend=backend)
     result = segment_paths(config, console=console)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     out.print(f"wrote {len(result.written)} mask(s) to {result.output}{failed}", soft_wrap=True, highlight=False)
@@ -233,6 +240,22 @@ def _report_skipped(skipped: list, shown: int = 20) -> None:
         console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
     if len(skipped) > shown:
         console.print(f"... and {len(skipped) - shown} more", highlight=False)
+
+
+@app.command()
+@_report_errors
+def export(
+    model: Annotated[Optional[Path], typer.Argument(help="Weights file [default: the bundled model].")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")] = Path("skinseg.onnx"),
+    format: Annotated[str, typer.Option(help="onnx (the only format).")] = "onnx",
+) -> None:
+    """Export the model as ONNX (dynamic batch and image size, metadata included)."""
+    from skinseg.errors import SkinsegError
+    from skinseg.export import export_onnx
+
+    if format != "onnx":
+        raise SkinsegError(f"unknown export format '{format}'; only onnx is supported")
+    out.print(f"wrote {export_onnx(model, output)}", soft_wrap=True, highlight=False)
 
 
 def _terminate(signum, frame):

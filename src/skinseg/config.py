@@ -89,3 +89,4 @@ class SegmentConfig:
     tta: bool = False
     postprocess: bool = False
     summary: Path | None = None
+    backend: str = "torch"  # torch | onnx

@@ -47,9 +47,19 @@ class Segmenter:
     """A loaded model with its preprocessing: uint8 RGB arrays in, probability maps out."""
 
     def __init__(self, model_path: str | Path | None = None, device: str | torch.device = "auto",
-                 threshold: float | None = None, tta: bool = False, postprocess: bool = False):
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.model, self.info = load_model(model_path, self.device)
+                 threshold: float | None = None, tta: bool = False, postprocess: bool = False,
+                 backend: str = "torch"):
+        if backend == "onnx":
+            from skinseg.export import OnnxRunner, cached_onnx
+
+            self.device = torch.device("cpu")
+            self.model = OnnxRunner(cached_onnx(model_path))
+            self.info = self.model.info
+        elif backend == "torch":
+            self.device = device if isinstance(device, torch.device) else resolve_device(device)
+            self.model, self.info = load_model(model_path, self.device)
+        else:
+            raise SkinsegError(f"unknown backend '{backend}'; choose torch or onnx")
         self.threshold = self.info.threshold if threshold is None else threshold
         if not 0.0 < self.threshold < 1.0:
             raise SkinsegError(f"threshold must be between 0 and 1, got {self.threshold}")
@@ -193,7 +203,8 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
             result.failed.append((source, f"output {target} exists (use --overwrite to replace it)"))
         else:
             todo.append((source, target))
-    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess)
+    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess,
+                          config.backend)
     batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
 
     with progress_bar(console or Console(quiet=True), "Segmenting") as advance, \

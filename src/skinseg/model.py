@@ -132,9 +132,9 @@ class ImprovedUNet(nn.Module):
         height, width = x.shape[-2:]
         m = self.size_multiple
         # Pad to a multiple of 2^(depth-1), and to at least 2 pixels at the bottleneck (instance norm needs them).
-        pad_h, pad_w = max((-height) % m, 2 * m - height), max((-width) % m, 2 * m - width)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        # torch.sym_max and no branch on the amounts keep this traceable with dynamic sizes (ONNX export).
+        pad_h, pad_w = torch.sym_max((-height) % m, 2 * m - height), torch.sym_max((-width) % m, 2 * m - width)
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
         skips = []
         x = self.context[0](self.stem(x))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from skinseg import distributed
 from skinseg.augment import augment_batch
 from skinseg.config import TrainConfig
 from skinseg.data.dataset import PreparedData, ensure_prepared
@@ -49,6 +50,7 @@ class TrainResult:
     best_val_dice: float
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    is_main: bool = True  # False on the other ranks of a torchrun job
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, schedule: str) -> float:
@@ -70,33 +72,32 @@ def _normalise(images01: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     return (images01 * 255 - mean) / std
 
 
-def _batch_stats(logits: torch.Tensor, masks: torch.Tensor, threshold: float) -> tuple[float, float]:
-    """Summed per-image Dice (1.0 for 0/0, as the ISIC scorer) and summed pixel accuracy of a batch."""
+def _batch_stats(logits: torch.Tensor, masks: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[summed per-image Dice (1.0 for 0/0, as the ISIC scorer), summed pixel accuracy] of a batch, on device."""
     pred = torch.sigmoid(logits.float()) > threshold
     truth = masks > 0.5
     tp = (pred & truth).flatten(1).sum(1).float()
     denominator = pred.flatten(1).sum(1).float() + truth.flatten(1).sum(1).float()
     dice = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.ones_like(tp))
     accuracy = (pred == truth).flatten(1).float().mean(1)
-    return float(dice.sum()), float(accuracy.sum())
+    return torch.stack([dice.sum(), accuracy.sum()])
 
 
 @torch.no_grad()
-def evaluate_arrays(model: ImprovedUNet, images: torch.Tensor, masks: torch.Tensor, mean: torch.Tensor,
-                    std: torch.Tensor, config: TrainConfig, autocast: Callable) -> dict[str, float]:
-    """Loss, pixel accuracy and mean per-image Dice over uint8 arrays already on the device."""
+def evaluate_arrays(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, mean: torch.Tensor,
+                    std: torch.Tensor, config: TrainConfig, autocast: Callable) -> torch.Tensor:
+    """[loss sum, Dice sum, pixel-accuracy sum, count] over uint8 arrays already on the device."""
     model.eval()
-    loss_sum = dice_sum = acc_sum = 0.0
-    for start in range(0, len(images), config.batch_size * 2):
-        x, y = _batch_to_float(images[start:start + config.batch_size * 2], masks[start:start + config.batch_size * 2])
+    sums = torch.zeros(4, dtype=torch.float64, device=images.device)
+    step = config.batch_size * 2
+    for start in range(0, len(images), step):
+        x, y = _batch_to_float(images[start:start + step], masks[start:start + step])
         with autocast():
             logits = model(_normalise(x, mean, std).contiguous(memory_format=_memory_format(x.device)))
-        loss_sum += float(segmentation_loss(config.loss, logits, y)) * len(x)
-        dice, acc = _batch_stats(logits, y, config.threshold)
-        dice_sum += dice
-        acc_sum += acc
-    count = max(1, len(images))
-    return {"loss": loss_sum / count, "accuracy": acc_sum / count, "dice": dice_sum / count}
+        loss = segmentation_loss(config.loss, logits, y).detach() * len(x)
+        sums += torch.cat([loss[None], _batch_stats(logits, y, config.threshold),
+                           torch.tensor([len(x)], device=x.device)]).double()
+    return sums
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:
@@ -170,10 +171,13 @@ def _sigterm_as_interrupt():
 
 def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
           on_step: Callable[[int, int, float], None] | None = None) -> TrainResult:
-    """Train an ImprovedUNet per `config`; `on_step(step, steps_per_epoch, loss)` and `on_epoch(row)` report."""
+    """Train an ImprovedUNet per `config`; `on_step(step, steps_per_epoch, loss)` and `on_epoch(row)` report.
+
+    Under torchrun every rank trains on its share of each epoch's shuffled images (DistributedDataParallel,
+    NCCL on GPUs, gloo on the CPU); metrics are summed across ranks and only rank 0 writes files.
+    """
     if config.loss not in LOSSES:
         raise SkinsegError(f"unknown loss '{config.loss}'; choose one of {', '.join(LOSSES)}")
-    device = resolve_device(config.device)
     run_dir = Path(config.resume or config.out)
     if config.resume:
         saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else None
@@ -181,13 +185,28 @@ def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
             raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
         config = replace(TrainConfig(**{k: (Path(v) if k in ("data", "out") else v) for k, v in saved.items()
                                         if k != "resume"}), resume=config.resume, device=config.device)
-    data = ensure_prepared(config.data, config.size, config.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.json", json.dumps(config.to_dict() | {"resume": None}, indent=1))
+    context, device = distributed.setup(resolve_device(config.device))
+    try:
+        return _train(config, run_dir, context, device, on_epoch if context.is_main else None,
+                      on_step if context.is_main else None)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, device: torch.device,
+           on_epoch: Callable | None, on_step: Callable | None) -> TrainResult:
+    main = context.is_main
+    data = ensure_prepared(config.data, config.size, config.seed) if main else None
+    distributed.barrier(context)  # rank 0 prepares a raw folder once; the others then read the cache
+    data = data or ensure_prepared(config.data, config.size, config.seed)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.json", json.dumps(config.to_dict() | {"resume": None}, indent=1))
 
     torch.manual_seed(config.seed)
     train_x, train_y = _to_device(data, "train", device, config.max_train_images)
     val_x, val_y = _to_device(data, "val", device)
+    val_x, val_y = val_x[context.rank::context.world], val_y[context.rank::context.world]
     if len(train_x) == 0:
         raise SkinsegError("the prepared dataset has no training images", data.root)
     mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
@@ -199,13 +218,13 @@ def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
     if optimizer_cls is None:
         raise SkinsegError(f"unknown optimizer '{config.optimizer}'; choose adamw or adam")
     optimizer = optimizer_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    forward = torch.compile(model) if config.compile and device.type == "cuda" else model
     use_bf16 = config.amp and device.type == "cuda"
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
-    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    per_rank = math.ceil(len(train_x) / context.world)
+    steps_per_epoch = math.ceil(per_rank / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     history: list[dict] = []
@@ -219,23 +238,42 @@ def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
         history, best_dice, best_epoch = state["history"], state["best_val_dice"], state["best_epoch"]
         start_epoch, bad_epochs = state["epoch"], state["bad_epochs"]
 
+    forward: torch.nn.Module = model
+    if context.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile and device.type == "cuda":
+        forward = torch.compile(forward)
+
     def info(epoch: int) -> ModelInfo:
         return ModelInfo(config=model_config, input_size=data.size, mean=data.mean, std=data.std,
                          threshold=config.threshold,
                          training={"epochs": epoch, "best_epoch": best_epoch, "val_dice": round(best_dice, 4),
                                    "train_images": len(train_x), "data": data.manifest.get("source", ""),
                                    "recipe": f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss},"
-                                             f" batch {config.batch_size}, augment {config.augment}"})
+                                             f" batch {config.batch_size} x {context.world} process(es),"
+                                             f" augment {config.augment}"})
 
+    def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
+        bad = float(~torch.isfinite(loss.detach()))
+        if distributed.sum_across(context, [bad], device)[0] > 0:
+            raise SkinsegError(
+                f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
+                f" weights are in {run_dir / 'last.safetensors'} (try a lower --lr)")
+
+    report_every = 10  # progress and NaN checks every few steps, so a GPU is not synchronised at every step
     stopped_early = False
     with _sigterm_as_interrupt():
         try:
             for epoch in range(start_epoch, config.epochs):
                 started = time.perf_counter()
                 torch.manual_seed(config.seed * 100_003 + epoch)
-                model.train()
                 order = torch.randperm(len(train_x), device=device)
-                loss_sum = dice_sum = acc_sum = 0.0
+                order = torch.cat([order, order[:per_rank * context.world - len(order)]])[context.rank::context.world]
+                torch.manual_seed(config.seed * 100_003 + epoch + 7_919 * (context.rank + 1))  # augmentation, dropout
+                model.train()
+                sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, Dice, accuracy
                 for step in range(steps_per_epoch):
                     lr = lr_at(epoch * steps_per_epoch + step, total_steps, config.lr, warmup_steps, config.schedule)
                     for group in optimizer.param_groups:
@@ -248,46 +286,50 @@ def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
                     with autocast():
                         logits = forward(x)
                     loss = segmentation_loss(config.loss, logits, y)
-                    if not torch.isfinite(loss):
-                        raise SkinsegError(
-                            f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
-                            f" weights are in {run_dir / 'last.safetensors'} (try a lower --lr)")
+                    last = step + 1 == steps_per_epoch
+                    if step % report_every == 0 or last:
+                        check_finite(loss, epoch, step)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    loss_sum += float(loss.detach()) * len(x)
-                    dice, acc = _batch_stats(logits.detach(), y, config.threshold)
-                    dice_sum, acc_sum = dice_sum + dice, acc_sum + acc
-                    if on_step:
+                    sums += torch.cat([loss.detach()[None] * len(x), _batch_stats(logits.detach(), y,
+                                                                                config.threshold)]).double()
+                    if on_step and (step % report_every == 0 or last):
                         on_step(step + 1, steps_per_epoch, float(loss.detach()))
 
-                val = evaluate_arrays(model, val_x, val_y, mean, std, config, autocast) if len(val_x) else \
-                    {"loss": float("nan"), "accuracy": float("nan"), "dice": dice_sum / len(train_x)}
-                row = {"epoch": epoch + 1, "train_loss": loss_sum / len(train_x),
-                       "train_accuracy": acc_sum / len(train_x), "train_dice": dice_sum / len(train_x),
-                       "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_dice": val["dice"],
+                loss_sum, dice_sum, acc_sum = distributed.sum_across(context, sums.tolist(), device)
+                seen = per_rank * context.world
+                val_loss, val_dice, val_acc, val_count = distributed.sum_across(
+                    context, evaluate_arrays(model, val_x, val_y, mean, std, config, autocast).tolist(), device)
+                if val_count == 0:  # no validation split: select on training Dice
+                    val_loss, val_dice, val_acc, val_count = float("nan"), dice_sum, float("nan"), seen
+                row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": acc_sum / seen,
+                       "train_dice": dice_sum / seen, "val_loss": val_loss / val_count,
+                       "val_accuracy": val_acc / val_count, "val_dice": val_dice / val_count,
                        "lr": lr, "seconds": time.perf_counter() - started}
                 history.append(row)
-                improved = row["val_dice"] > best_dice
-                if improved:
+                if row["val_dice"] > best_dice:
                     best_dice, best_epoch, bad_epochs = row["val_dice"], epoch + 1, 0
-                    save_model(model, run_dir / "best.safetensors", info(epoch + 1))
+                    if main:
+                        save_model(model, run_dir / "best.safetensors", info(epoch + 1))
                 else:
                     bad_epochs += 1
-                save_model(model, run_dir / "last.safetensors", info(epoch + 1))
-                _save_state(run_dir, optimizer, {"epoch": epoch + 1, "history": history, "best_val_dice": best_dice,
-                                                 "best_epoch": best_epoch, "bad_epochs": bad_epochs})
-                _write_metrics(run_dir, history)
-                from skinseg.figures import plot_curves
+                if main:
+                    save_model(model, run_dir / "last.safetensors", info(epoch + 1))
+                    _save_state(run_dir, optimizer, {"epoch": epoch + 1, "history": history,
+                                                     "best_val_dice": best_dice, "best_epoch": best_epoch,
+                                                     "bad_epochs": bad_epochs})
+                    _write_metrics(run_dir, history)
+                    from skinseg.figures import plot_curves
 
-                plot_curves(history, run_dir / "curves.png")
+                    plot_curves(history, run_dir / "curves.png")
+                distributed.barrier(context)
                 if on_epoch:
                     on_epoch(row)
                 if config.patience and bad_epochs >= config.patience:
                     stopped_early = True
                     break
         except KeyboardInterrupt:
-            done = len(history)
-            raise TrainingInterrupted(f"training interrupted after {done} finished epoch(s); continue with "
+            raise TrainingInterrupted(f"training interrupted after {len(history)} finished epoch(s); continue with "
                                       f"`skinseg train --resume {run_dir}`") from None
-    return TrainResult(run_dir, len(history), best_epoch, best_dice, history, stopped_early)
+    return TrainResult(run_dir, len(history), best_epoch, best_dice, history, stopped_early, main)

@@ -79,6 +79,11 @@ def read_info(path: str | Path) -> ModelInfo:
     meta_text = (header.get("__metadata__") or {}).get("skinseg") if isinstance(header, dict) else None
     if meta_text is None:
         raise SkinsegError("safetensors file without skinseg metadata: not a skinseg model", path)
+    return info_from_json(meta_text, path)
+
+
+def info_from_json(meta_text: str, path: Path) -> ModelInfo:
+    """Check the skinseg metadata JSON of a model file (safetensors or ONNX) and read it."""
     try:
         meta = json.loads(meta_text)
     except json.JSONDecodeError:

@@ -1,0 +1,98 @@
+"""`skinseg export`: the model as ONNX, for ONNX Runtime (`skinseg segment --backend onnx`).
+
+The ONNX graph takes normalised images (N, 3, H, W) of any batch size, height and width and returns logits;
+the same skinseg metadata JSON as in the weights file is stored in the model's metadata_props, so an .onnx
+file alone is enough to segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from skinseg.errors import SkinsegError
+from skinseg.fileio import atomic_path
+from skinseg.weights import ModelInfo, bundled_model_path, info_from_json, load_model
+
+METADATA_KEY = "skinseg"
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise SkinsegError(f"the ONNX backend needs the '{module}' package: pip install 'skinseg[onnx]'") from None
+
+
+def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18) -> Path:
+    """Write the model (bundled when `model_path` is None) as ONNX with dynamic batch, height and width."""
+    onnx = _require("onnx")
+    _require("onnxscript")
+    model, info = load_model(model_path, "cpu")
+    example = torch.zeros(1, 3, info.input_size, info.input_size)
+    dims = {0: torch.export.Dim("batch", min=1, max=4096), 2: torch.export.Dim("height", min=1, max=16384),
+            3: torch.export.Dim("width", min=1, max=16384)}
+    out = Path(out)
+    with atomic_path(out, suffix=".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example,), str(tmp), dynamo=True, dynamic_shapes={"x": dims},
+                              input_names=["image"], output_names=["logits"], opset_version=opset, verbose=False)
+        except Exception as exc:  # the exporter's own errors are many and deep
+            raise SkinsegError(f"ONNX export failed ({type(exc).__name__}: {exc})", out) from None
+        graph = onnx.load(str(tmp))
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, info.to_json()
+        onnx.save(graph, str(tmp))
+    return out
+
+
+def read_onnx_info(path: Path) -> ModelInfo:
+    onnx = _require("onnx")
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise SkinsegError(f"not a readable ONNX file ({type(exc).__name__})", path) from None
+    meta = {p.key: p.value for p in graph.metadata_props}
+    if METADATA_KEY not in meta:
+        raise SkinsegError("ONNX file without skinseg metadata: export it with `skinseg export`", path)
+    return info_from_json(meta[METADATA_KEY], path)
+
+
+def cached_onnx(model_path: str | Path | None) -> Path:
+    """An ONNX export of a weights file, made once and kept in the user cache (keyed by the file's content)."""
+    source = Path(model_path) if model_path is not None else bundled_model_path()
+    if source.suffix.lower() == ".onnx":
+        return source
+    if not source.is_file():
+        raise SkinsegError("model file not found", source)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
+    base = Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg"))
+    target = base / "onnx" / f"{source.stem}-{digest}.onnx"
+    if not target.is_file():
+        export_onnx(source, target)
+    return target
+
+
+class OnnxRunner:
+    """Runs an exported model with ONNX Runtime on the CPU: normalised float32 batches in, logits out."""
+
+    def __init__(self, path: Path, threads: int = 0):
+        ort = _require("onnxruntime")
+        self.info = read_onnx_info(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise SkinsegError(f"ONNX Runtime cannot load the model ({type(exc).__name__})", path) from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
