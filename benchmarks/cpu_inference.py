@@ -1,0 +1,142 @@
+"""CPU inference benchmark: how close the forward pass is to the machine's floor, and where `segment` spends.
+
+    python benchmarks/cpu_inference.py [--images ../shared/data/isic2018/ISIC2018_Task1-2_Training_Input]
+                                       [--count 64] [--model PATH]
+
+Prints: the fp32 matrix-product rate of this machine and the model's FLOPs per image (so the floor in ms);
+the forward time per image for each lever (eager, channels_last, inference_mode, batch size, ONNX
+Runtime); end-to-end `skinseg segment DIR -o OUT` images/s; a cold `skinseg segment one.jpg` split into
+its phases; and the wall time of `skinseg --help` and `--version`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared/data/isic2018/ISIC2018_Task1-2_Training_Input"
+
+
+def best_of(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gflops(n: int = 2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_of(lambda: a @ b) / 1e9
+
+
+def forward_ms(model, size: int, batch: int, channels_last: bool, mode: str) -> float:
+    x = torch.randn(batch, 3, size, size)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    context = torch.inference_mode if mode == "inference_mode" else torch.no_grad
+    with context():
+        seconds = best_of(lambda: model(x))
+    model.to(memory_format=torch.contiguous_format)
+    return seconds / batch * 1000
+
+
+def wall(command: list[str], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--count", type=int, default=64)
+    parser.add_argument("--model", type=Path, default=None)
+    args = parser.parse_args()
+
+    from skinseg.weights import load_model
+
+    model, info = load_model(args.model)
+    size = info.input_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, input {size}px")
+    rate = matmul_gflops()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 3, size, size))
+    gflop = counter.get_total_flops() / 1e9
+    floor = gflop / rate * 1000
+    print(f"fp32 2048^3 matmul: {rate:.0f} GFLOP/s; model: {gflop:.2f} GFLOP/image; floor {floor:.1f} ms/image")
+
+    print("\nforward, ms per image (best of 5):")
+    for batch in (1, 8):
+        for channels_last in (False, True):
+            for mode in ("no_grad", "inference_mode"):
+                ms = forward_ms(model, size, batch, channels_last, mode)
+                print(f"  batch {batch:2d}  {'channels_last' if channels_last else 'contiguous   '}  {mode:15s}"
+                      f"  {ms:7.1f} ms  ({ms / floor:.2f}x floor)")
+    try:
+        from skinseg.export import OnnxRunner, cached_onnx
+
+        runner = OnnxRunner(cached_onnx(args.model))
+        for batch in (1, 8):
+            x = torch.randn(batch, 3, size, size)
+            ms = best_of(lambda: runner(x)) / batch * 1000
+            print(f"  batch {batch:2d}  ONNX Runtime                           {ms:7.1f} ms  ({ms / floor:.2f}x floor)")
+    except Exception as exc:  # the ONNX extra is optional
+        print(f"  ONNX Runtime: skipped ({exc})")
+
+    sources = sorted(args.images.glob("*.jpg"))[: args.count]
+    skinseg = [sys.executable, "-m", "skinseg"]
+    model_args = ["--model", str(args.model)] if args.model else []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        for source in sources:
+            shutil.copy(source, folder / source.name)
+        print(f"\nend to end, `skinseg segment DIR -o OUT` on {len(sources)} JPEGs (includes start-up):")
+        for backend in ("torch", "onnx"):
+            for batch in (8,):
+                seconds = wall(skinseg + ["segment", str(folder), "-o", str(Path(tmp) / f"out-{backend}"),
+                                          "--overwrite", "--batch-size", str(batch), "--backend", backend,
+                                          *model_args], repeats=2)
+                print(f"  backend {backend:5s} batch {batch}: {seconds:.2f} s, {len(sources) / seconds:.1f} images/s")
+
+        one = sources[0]
+        code = f"""
+import time; t0 = time.perf_counter()
+import torch; t1 = time.perf_counter()
+from skinseg.inference import Segmenter; from skinseg.data.images import load_rgb, save_mask_png; t2 = time.perf_counter()
+s = Segmenter({str(args.model)!r} if {bool(args.model)} else None, 'cpu'); t3 = time.perf_counter()
+image = load_rgb({str(one)!r}); t4 = time.perf_counter()
+mask = s.masks([image])[0]; t5 = time.perf_counter()
+save_mask_png(mask, {str(Path(tmp) / 'one.png')!r}); t6 = time.perf_counter()
+print(f"import torch {{t1-t0:.2f}} s, import skinseg {{t2-t1:.2f}} s, model load {{t3-t2:.2f}} s, "
+      f"decode {{(t4-t3)*1000:.0f}} ms, forward {{(t5-t4)*1000:.0f}} ms, encode {{(t6-t5)*1000:.0f}} ms")
+"""
+        print("\ncold `skinseg segment one.jpg -o mask.png`:")
+        total = wall(skinseg + ["segment", str(one), "-o", str(Path(tmp) / "mask.png"), "--overwrite",
+                                "--device", "cpu", *model_args])
+        print(f"  wall {total:.2f} s (median of 3)")
+        phases = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        print(f"  phases: {phases.stdout.strip()}")
+    print(f"\n`skinseg --help`: {wall(skinseg + ['--help']):.2f} s; `skinseg --version`: "
+          f"{wall(skinseg + ['--version']):.2f} s (median of 3)")
+
+
+if __name__ == "__main__":
+    main()
