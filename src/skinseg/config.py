@@ -55,7 +55,10 @@ class TrainConfig:
     resume: Path | None = None
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """JSON-ready; the data path made absolute so that a run can be resumed from any folder."""
+        values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        values["data"] = str(Path(self.data).resolve())
+        return values
 
 
 # The course project's recipe, kept so its result can be reproduced and compared.

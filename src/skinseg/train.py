@@ -143,7 +143,7 @@ def _load_state(run_dir: Path, optimizer: torch.optim.Optimizer) -> dict:
     try:
         state = json.loads((run_dir / "state.json").read_text())
         tensors = load_file(str(run_dir / "state.safetensors"))
-    except (OSError, json.JSONDecodeError, Exception) as exc:  # safetensors raises its own error types
+    except Exception as exc:  # missing files, bad JSON, and safetensors' own error types alike
         raise SkinsegError(f"cannot read the resume state ({exc})", run_dir) from None
     opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
     for key, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
