@@ -147,7 +147,12 @@ def train(
                          max_train_images=max_train_images, resume=resume, **settings)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"device: {describe_device(resolve_device(device))}")
-    with training_display(console, config.epochs) as (on_step, on_epoch):
+    total_epochs = config.epochs
+    if resume is not None and (resume / "config.json").is_file():  # a resumed run keeps its own schedule
+        import json
+
+        total_epochs = json.loads((resume / "config.json").read_text()).get("epochs", total_epochs)
+    with training_display(console, total_epochs) as (on_step, on_epoch):
         result = run_training(config, on_epoch=on_epoch, on_step=on_step)
     if not result.is_main:
         return
@@ -172,7 +177,8 @@ def evaluate(
     threshold: Annotated[Optional[float], typer.Option(help="Probability threshold [default: the model's].")
                          ] = None,
     tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
-    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes.")] = False,
+    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help "
+                                                   "on ISIC 2018).")] = True,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
     device: DeviceOption = "auto",
 ) -> None:
@@ -209,7 +215,8 @@ def segment(
     probabilities: Annotated[bool, typer.Option(help="Also write the probability map (<stem>_probability.png, "
                                                      "0-255).")] = False,
     tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
-    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes.")] = False,
+    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help "
+                                                   "on ISIC 2018).")] = True,
     summary: Annotated[Optional[Path], typer.Option(help="Per-image CSV or JSON (by suffix): lesion area, "
                                                          "bounding box, mean probability, time.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,

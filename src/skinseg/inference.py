@@ -47,7 +47,7 @@ class Segmenter:
     """A loaded model with its preprocessing: uint8 RGB arrays in, probability maps out."""
 
     def __init__(self, model_path: str | Path | None = None, device: str | torch.device = "auto",
-                 threshold: float | None = None, tta: bool = False, postprocess: bool = False,
+                 threshold: float | None = None, tta: bool = False, postprocess: bool = True,
                  backend: str = "torch"):
         if backend == "onnx":
             from skinseg.export import OnnxRunner, cached_onnx
