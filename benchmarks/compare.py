@@ -128,10 +128,11 @@ def main() -> None:
     results = []
     for name in args.models.split(","):
         try:
-            result = run_one(name, data, device, budget, args.batch_size, args.lr, infer_batch)
-        except ImportError as exc:
-            print(f"{name}: not installed ({exc})")
+            build(name)
+        except Exception as exc:  # not installed, or (smp) a torchvision that does not match torch
+            print(f"{name}: unavailable ({type(exc).__name__}: {str(exc)[:200]})")
             continue
+        result = run_one(name, data, device, budget, args.batch_size, args.lr, infer_batch)
         results.append(result)
         print(f"{name:8s} params {result['parameters']:>10,}  train {result['train_images_per_s']:8.1f} img/s  "
               f"infer {result['inference_images_per_s']:8.1f} img/s  val Dice {result['val_dice']:.4f}  "
