@@ -123,3 +123,13 @@ def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_pa
     assert "x 2 process(es)" in info.training["recipe"]
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
+
+
+def test_a_raw_folder_is_prepared_on_the_fly_into_the_cache(raw_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
+    result = train(TrainConfig(data=raw_dir, out=tmp_path / "run", size=32, epochs=1, device="cpu", **TINY))
+    assert result.epochs_done == 1
+    manifests = list((tmp_path / "cache" / "prepared").glob("*/manifest.json"))
+    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["size"] == 32
+    _, info = load_model(tmp_path / "run" / "best.safetensors")
+    assert info.input_size == 32
