@@ -253,3 +253,15 @@ def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
         process.kill()
         process.wait()
         model, _ = load_model(target)  # the file under the real name is always whole
+
+
+def test_brackets_in_file_names_are_printed_as_they_are(tmp_path):
+    root = tmp_path / "data [v2]"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    IMAGE_CASES["grey_png"][1](root / "images" / "ok.png")
+    mask_for(SIZE).save(root / "masks" / "ok.png")
+    (root / "images" / "[red]bad.jpg").write_bytes(b"")
+    (root / "masks" / "[red]bad.png").write_bytes(b"")
+    result = invoke("prepare", "--data", root, "--out", tmp_path / "p", "--size", 16, "--workers", 1)
+    assert result.exit_code == 0 and "[red]bad.jpg" in result.output.replace("\n", "")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from skinseg.metrics import METRIC_NAMES
 
 
 def prepare_summary(result) -> Table:
-    table = Table(title=f"Prepared {result.out_dir}" + (" (cache reused)" if result.reused else ""),
+    table = Table(title=escape(f"Prepared {result.out_dir}") + (" (cache reused)" if result.reused else ""),
                   show_header=True)
     table.add_column("item")
     table.add_column("value", justify="right")
@@ -19,14 +20,14 @@ def prepare_summary(result) -> Table:
     table.add_row("skipped", str(len(result.skipped)))
     table.add_row("seconds", f"{result.seconds:.2f}")
     for path, reason in result.skipped[:20]:
-        table.add_row(f"[yellow]skipped[/] {path}", reason)
+        table.add_row(f"[yellow]skipped[/] {escape(str(path))}", escape(reason))
     if len(result.skipped) > 20:
         table.add_row(f"... and {len(result.skipped) - 20} more", "see manifest.json")
     return table
 
 
 def metrics_table(report) -> Table:
-    table = Table(title=f"{report.title} ({len(report.per_image)} images)")
+    table = Table(title=escape(f"{report.title} ({len(report.per_image)} images)"))
     table.add_column("metric")
     for column in ("mean", "std", "median", "min", "max"):
         table.add_column(column, justify="right")
