@@ -20,28 +20,29 @@ def write_pair(image_path: Path, mask_path: Path, size: int = 32, seed: int = 0,
     Image.fromarray(np.where(mask, high, low).astype(np.uint8)).save(mask_path)
 
 
-def isic2018_tree(root: Path, count: int = 6, size: int = 32) -> Path:
+def _isic_tree(root: Path, image_dir: str, mask_dir: str, mask_suffix: str, count: int, size: int) -> Path:
     for i in range(count):
-        write_pair(root / "ISIC2018_Task1-2_Training_Input" / f"ISIC_{i:07d}.jpg",
-                   root / "ISIC2018_Task1_Training_GroundTruth" / f"ISIC_{i:07d}_segmentation.png", size, i)
+        write_pair(root / image_dir / f"ISIC_{i:07d}.jpg", root / mask_dir / f"ISIC_{i:07d}{mask_suffix}.png", size, i)
     return root
 
 
+def isic2018_tree(root: Path, count: int = 6, size: int = 32) -> Path:
+    return _isic_tree(root, "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth",
+                      "_segmentation", count, size)
+
+
 def isic2017_tree(root: Path, count: int = 4, size: int = 32) -> Path:
-    for i in range(count):
-        data = root / "ISIC-2017_Training_Data"
-        write_pair(data / f"ISIC_{i:07d}.jpg", root / "ISIC-2017_Training_Part1_GroundTruth" /
-                   f"ISIC_{i:07d}_segmentation.png", size, i)
+    _isic_tree(root, "ISIC-2017_Training_Data", "ISIC-2017_Training_Part1_GroundTruth", "_segmentation", count, size)
+    data = root / "ISIC-2017_Training_Data"
+    for i in range(count):  # superpixel images and a CSV sit beside the inputs and must be ignored
         Image.fromarray(np.full((size, size, 3), i, np.uint8)).save(data / f"ISIC_{i:07d}_superpixels.png")
-    (root / "ISIC-2017_Training_Data" / "ISIC-2017_Training_Data_metadata.csv").write_text("image_id,age\n")
+    (data / "ISIC-2017_Training_Data_metadata.csv").write_text("image_id,age\n")
     return root
 
 
 def isic2016_tree(root: Path, count: int = 4, size: int = 32) -> Path:
-    for i in range(count):
-        write_pair(root / "ISBI2016_ISIC_Part1_Training_Data" / f"ISIC_{i:07d}.jpg",
-                   root / "ISBI2016_ISIC_Part1_Training_GroundTruth" / f"ISIC_{i:07d}_Segmentation.png", size, i)
-    return root
+    return _isic_tree(root, "ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth",
+                      "_Segmentation", count, size)
 
 
 def ph2_tree(root: Path, count: int = 4, size: int = 32) -> Path:

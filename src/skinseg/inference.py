@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from skinseg.config import SegmentConfig
-from skinseg.data.images import IMAGE_SUFFIXES, load_rgb, save_mask_png
+from skinseg.data.images import IMAGE_SUFFIXES, load_rgb, save_mask_png, save_png
 from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, write_text
+from skinseg.fileio import write_text
 from skinseg.weights import load_model
 
 MASK_SUFFIX = "_segmentation.png"
@@ -223,15 +223,9 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
             for (source, target, image), prob, mask in zip(ready, probs, masks):
                 save_mask_png(mask, target)
                 if config.overlay:
-                    from PIL import Image
-
-                    with atomic_path(_sibling(target, source, "overlay")) as tmp:
-                        Image.fromarray(overlay_image(image, mask)).save(tmp, format="PNG")
+                    save_png(overlay_image(image, mask), _sibling(target, source, "overlay"))
                 if config.probabilities:
-                    from PIL import Image
-
-                    with atomic_path(_sibling(target, source, "probability")) as tmp:
-                        Image.fromarray(np.round(prob * 255).astype(np.uint8), mode="L").save(tmp, format="PNG")
+                    save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))
                 result.written.append(target)
                 result.rows.append(_summary_row(source, target, mask, prob, seconds))
             advance(sum(len(b) for b in batches[:index + 1]), len(todo))

@@ -114,9 +114,14 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(picture) > 127
 
 
-def save_mask_png(mask: np.ndarray, path: str | Path) -> None:
-    """A bool or 0/1 mask written as 8-bit 0/255 PNG, atomically."""
+def save_png(array: np.ndarray, path: str | Path) -> None:
+    """A uint8 array (H, W) or (H, W, 3) written as PNG, atomically."""
     from skinseg.fileio import atomic_path
 
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def save_mask_png(mask: np.ndarray, path: str | Path) -> None:
+    """A bool or 0/1 mask written as 8-bit 0/255 PNG, atomically."""
+    save_png(np.where(mask, 255, 0).astype(np.uint8), path)

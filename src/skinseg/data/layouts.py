@@ -108,18 +108,13 @@ def _pair_with(layout: Layout, files: list[Path]) -> Discovery:
     problems: list[tuple[Path, str]] = []
     for path in files:
         mask_id = layout.mask_id(path)
-        if mask_id is not None:
-            if mask_id in masks:
-                problems.append((path, f"second mask for id {mask_id} (kept {masks[mask_id].name})"))
-            else:
-                masks[mask_id] = path
+        found, kind, key = (masks, "mask", mask_id) if mask_id is not None else (images, "image", layout.image_id(path))
+        if key is None:
             continue
-        image_id = layout.image_id(path)
-        if image_id is not None:
-            if image_id in images:
-                problems.append((path, f"second image for id {image_id} (kept {images[image_id].name})"))
-            else:
-                images[image_id] = path
+        if key in found:
+            problems.append((path, f"second {kind} for id {key} (kept {found[key].name})"))
+        else:
+            found[key] = path
     pairs = [Pair(i, images[i], masks[i]) for i in sorted(images) if i in masks]
     problems += [(images[i], "image without a mask") for i in sorted(images) if i not in masks]
     problems += [(masks[i], "mask without an image") for i in sorted(masks) if i not in images]

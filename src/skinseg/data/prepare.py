@@ -78,8 +78,8 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
     problem = None
     if mask.shape[::-1] != original:
         problem = f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {original[0]}x{original[1]}"
-    elif grey_levels(grey) > 2:
-        problem = f"mask has {grey_levels(grey)} grey levels, expected 2 (a binary mask)"
+    elif (levels := grey_levels(grey)) > 2:
+        problem = f"mask has {levels} grey levels, expected 2 (a binary mask)"
     elif not mask.any():
         problem = "empty mask (no lesion pixels)"
     if problem:
