@@ -34,3 +34,19 @@ def test_unwritable_place_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(SkinsegError, match="cannot write here"):
         write_text(blocker / "d.txt", "x")
+
+
+def test_an_interrupt_during_a_write_is_held_until_the_file_is_whole(tmp_path):
+    import signal
+
+    from skinseg.fileio import raise_interrupt
+
+    target = tmp_path / "e.txt"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            raise_interrupt(signal.SIGINT, None)  # as if Ctrl-C arrived mid-write
+            tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["e.txt"]
+    with pytest.raises(KeyboardInterrupt):  # outside a write it is raised at once
+        raise_interrupt(signal.SIGTERM, None)

@@ -265,13 +265,12 @@ def export(
     out.print(f"wrote {export_onnx(model, output)}", soft_wrap=True, highlight=False)
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    # SIGTERM ends a command like Ctrl-C: temporary files are removed, training state is kept, exit code 130.
-    signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C and SIGTERM end a command alike: temporary files are removed, training state is kept, exit 130.
+    from skinseg.fileio import raise_interrupt
+
+    signal.signal(signal.SIGINT, raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     app(prog_name="skinseg")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -37,16 +38,20 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18)
     dims = {0: torch.export.Dim("batch", min=1, max=4096), 2: torch.export.Dim("height", min=1, max=16384),
             3: torch.export.Dim("width", min=1, max=16384)}
     out = Path(out)
-    with atomic_path(out, suffix=".onnx") as tmp, warnings.catch_warnings():
+    # The slow export goes to a scratch folder, so that only the quick final save is an atomic write
+    # (during which an interrupt is held back).
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        exported = Path(scratch) / "model.onnx"
         try:
-            torch.onnx.export(model, (example,), str(tmp), dynamo=True, dynamic_shapes={"x": dims},
+            torch.onnx.export(model, (example,), str(exported), dynamo=True, dynamic_shapes={"x": dims},
                               input_names=["image"], output_names=["logits"], opset_version=opset, verbose=False)
         except Exception as exc:  # the exporter's own errors are many and deep
             raise SkinsegError(f"ONNX export failed ({type(exc).__name__}: {exc})", out) from None
-        graph = onnx.load(str(tmp))
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, info.to_json()
+        graph = onnx.load(str(exported))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, info.to_json()
+    with atomic_path(out, suffix=".onnx") as tmp:
         onnx.save(graph, str(tmp))
     return out
 

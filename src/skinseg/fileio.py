@@ -14,28 +14,54 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_writing = 0  # atomic writes under way
+_interrupt_pending = False
+
+
+def raise_interrupt(signum, frame) -> None:
+    """Handler for SIGINT and SIGTERM: KeyboardInterrupt, held back while a file is being written.
+
+    An interrupt that lands between creating a temporary file and entering the code that removes it (or
+    between a with-statement's __enter__ and its body) would leave the temporary behind; held back, it is
+    raised as soon as the write is whole or cleaned up.
+    """
+    global _interrupt_pending
+    if _writing:
+        _interrupt_pending = True
+        return
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
+    global _writing, _interrupt_pending
+    _writing += 1
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
-                                        dir=path.parent)
-    except OSError as exc:
-        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the user's usual permissions
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise SkinsegError(f"could not write file: {exc.strerror or exc}", path) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
+                                            dir=path.parent)
+        except OSError as exc:
+            raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the user's usual permissions
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise SkinsegError(f"could not write file: {exc.strerror or exc}", path) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    finally:
+        _writing -= 1
+        if _interrupt_pending and not _writing:
+            _interrupt_pending = False
+            raise KeyboardInterrupt
 
 
 def write_text(path: str | Path, text: str) -> None:

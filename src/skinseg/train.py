@@ -29,7 +29,7 @@ from skinseg.config import TrainConfig
 from skinseg.data.dataset import PreparedData, ensure_prepared
 from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, write_text
+from skinseg.fileio import atomic_path, raise_interrupt, write_text
 from skinseg.losses import LOSSES, segmentation_loss
 from skinseg.model import ImprovedUNet, ModelConfig
 from skinseg.weights import ModelInfo, save_model
@@ -154,19 +154,18 @@ def _load_state(run_dir: Path, optimizer: torch.optim.Optimizer) -> dict:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM ends a run the same way as Ctrl-C: cleanly, with its state saved."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+def _interrupt_signals():
+    """Ctrl-C and SIGTERM end a run cleanly, with its state saved (also when called from Python, not the CLI)."""
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
@@ -264,7 +263,7 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
 
     report_every = 10  # progress and NaN checks every few steps, so a GPU is not synchronised at every step
     stopped_early = False
-    with _sigterm_as_interrupt():
+    with _interrupt_signals():
         try:
             for epoch in range(start_epoch, config.epochs):
                 started = time.perf_counter()
