@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ def test_run_folder_has_every_output(trained_run):
     assert {"train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_dice", "val_dice", "lr",
             "seconds"} <= set(rows[0])
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert all(0 < row["train_seconds"] <= row["seconds"] for row in trained_run.history)
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((run / "config.json").read_text())["epochs"] == 4
     _, info = load_model(run / "best.safetensors")
@@ -133,3 +135,44 @@ def test_a_raw_folder_is_prepared_on_the_fly_into_the_cache(raw_dir, tmp_path, m
     assert len(manifests) == 1 and json.loads(manifests[0].read_text())["size"] == 32
     _, info = load_model(tmp_path / "run" / "best.safetensors")
     assert info.input_size == 32
+
+
+def test_init_starts_from_the_given_weights(prepared_dir, trained_run, tmp_path):
+    start = trained_run.run_dir / "best.safetensors"
+    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "tuned", epochs=1, device="cpu", lr=1e-12,
+                               warmup_epochs=0, init=start, **TINY))
+    # A learning rate of ~0 keeps the starting weights, so the first epoch scores what the start scored.
+    assert result.best_val_dice == pytest.approx(trained_run.best_val_dice, abs=1e-4)
+    tuned, info = load_model(tmp_path / "tuned" / "last.safetensors")
+    original, _ = load_model(start)
+    for name, tensor in original.state_dict().items():
+        assert torch.allclose(tuned.state_dict()[name], tensor, atol=1e-6), name
+    assert info.training["init"] == "best.safetensors"
+
+
+def test_init_from_the_bundled_model(prepared_dir, tmp_path):
+    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "tuned", epochs=1, device="cpu", lr=1e-12,
+                               warmup_epochs=0, max_train_images=4, init=Path("bundled")))
+    tuned, info = load_model(result.run_dir / "last.safetensors")
+    assert info.training["init"] == "bundled"
+    bundled, _ = load_model(None)
+    for name, tensor in bundled.state_dict().items():
+        assert torch.allclose(tuned.state_dict()[name], tensor, atol=1e-6), name
+
+
+def test_init_with_another_architecture_names_the_file(prepared_dir, trained_run, tmp_path):
+    start = trained_run.run_dir / "best.safetensors"
+    settings = TINY | {"base_filters": 8}
+    with pytest.raises(SkinsegError, match="architecture") as error:
+        train(TrainConfig(data=prepared_dir, out=tmp_path / "x", epochs=1, device="cpu", init=start, **settings))
+    assert error.value.path == start
+
+
+def test_segmentation_levels_are_a_setting(prepared_dir, tmp_path):
+    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "one", epochs=1, device="cpu", max_train_images=8,
+                               segmentation_levels=1, **TINY))
+    _, info = load_model(result.run_dir / "last.safetensors")
+    assert info.config.segmentation_levels == 1
+    with pytest.raises(SkinsegError, match="segmentation_levels"):
+        train(TrainConfig(data=prepared_dir, out=tmp_path / "bad", epochs=1, device="cpu", segmentation_levels=5,
+                          **TINY))

@@ -129,6 +129,11 @@ def train(
     compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA only).")] = False,
     device: DeviceOption = "auto",
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from these weights instead of random ones: a skinseg"
+                                                      " .safetensors file, or 'bundled' (fine-tuning).")] = None,
+    segmentation_levels: Annotated[Optional[int], typer.Option(help="Decoder levels whose segmentation heads are "
+                                                                    "summed (deep supervision) [default: 3].")
+                                   ] = None,
 ) -> None:
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     from skinseg.config import SEED_PRESET, TrainConfig
@@ -141,10 +146,11 @@ def train(
         raise SkinsegError(f"unknown preset '{preset}'; choose default or seed")
     chosen = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                   schedule=schedule, warmup_epochs=warmup_epochs, loss=loss, augment=augment,
-                  base_filters=base_filters, depth=depth, dropout=dropout, patience=patience, size=size)
+                  base_filters=base_filters, depth=depth, dropout=dropout, patience=patience, size=size,
+                  segmentation_levels=segmentation_levels)
     settings = (SEED_PRESET if preset == "seed" else {}) | {k: v for k, v in chosen.items() if v is not None}
     config = TrainConfig(data=data, out=out_dir, seed=seed, device=device, compile=compile,
-                         max_train_images=max_train_images, resume=resume, **settings)
+                         max_train_images=max_train_images, resume=resume, init=init, **settings)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"device: {describe_device(resolve_device(device))}")
     total_epochs = config.epochs

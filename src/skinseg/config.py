@@ -44,6 +44,7 @@ class TrainConfig:
     base_filters: int = 16
     depth: int = 5
     dropout: float = 0.3
+    segmentation_levels: int = 0  # decoder levels whose heads are summed (deep supervision); 0: three
     threshold: float = 0.5
     patience: int = 0  # epochs without validation-Dice gain before stopping; 0 = never
     seed: int = 0
@@ -53,6 +54,7 @@ class TrainConfig:
     compile: bool = False
     max_train_images: int = 0  # 0: all (a cap for quick runs)
     resume: Path | None = None
+    init: Path | None = None  # start from these weights (a skinseg model file, or "bundled")
 
     def to_dict(self) -> dict:
         """JSON-ready; the data path made absolute so that a run can be resumed from any folder."""

@@ -153,6 +153,19 @@ def _load_state(run_dir: Path, optimizer: torch.optim.Optimizer) -> dict:
     return state
 
 
+def _load_initial_weights(model: ImprovedUNet, init: Path, device: torch.device) -> str:
+    """Copy the weights of a skinseg model file (or the bundled model, for "bundled") into `model`: fine-tuning."""
+    from skinseg.weights import bundled_model_path, load_model
+
+    path = bundled_model_path() if str(init) == "bundled" else Path(init)
+    source, info = load_model(path, device)
+    if replace(info.config, dropout=model.config.dropout) != model.config:  # dropout holds no weights
+        raise SkinsegError(f"cannot start from these weights: their architecture {info.config.to_dict()} differs"
+                           f" from this run's {model.config.to_dict()}", path)
+    model.load_state_dict(source.state_dict())
+    return "bundled" if str(init) == "bundled" else path.name
+
+
 @contextlib.contextmanager
 def _interrupt_signals():
     """Ctrl-C and SIGTERM end a run cleanly, with its state saved (also when called from Python, not the CLI)."""
@@ -211,8 +224,14 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
     mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, 3, 1, 1)
 
-    model_config = ModelConfig(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout)
-    model = ImprovedUNet(model_config).to(device).to(memory_format=_memory_format(device))
+    model_config = ModelConfig(base_filters=config.base_filters, depth=config.depth, dropout=config.dropout,
+                               segmentation_levels=config.segmentation_levels)
+    try:
+        model = ImprovedUNet(model_config)
+    except ValueError as exc:
+        raise SkinsegError(f"invalid model settings: {exc}") from None
+    model = model.to(device).to(memory_format=_memory_format(device))
+    init_name = _load_initial_weights(model, config.init, device) if config.init and not config.resume else None
     optimizer_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}.get(config.optimizer)
     if optimizer_cls is None:
         raise SkinsegError(f"unknown optimizer '{config.optimizer}'; choose adamw or adam")
@@ -252,7 +271,8 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                                    "train_images": len(train_x), "data": data.manifest.get("source", ""),
                                    "recipe": f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss},"
                                              f" batch {config.batch_size} x {context.world} process(es),"
-                                             f" augment {config.augment}"})
+                                             f" augment {config.augment}"}
+                         | ({"init": init_name} if init_name else {}))
 
     def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
         bad = float(~torch.isfinite(loss.detach()))
@@ -297,6 +317,7 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                         on_step(step + 1, steps_per_epoch, float(loss.detach()))
 
                 loss_sum, dice_sum, acc_sum = distributed.sum_across(context, sums.tolist(), device)
+                train_seconds = time.perf_counter() - started  # the sum above waited for the device
                 seen = per_rank * context.world
                 val_loss, val_dice, val_acc, val_count = distributed.sum_across(
                     context, evaluate_arrays(model, val_x, val_y, mean, std, config, autocast).tolist(), device)
@@ -305,7 +326,7 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                 row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": acc_sum / seen,
                        "train_dice": dice_sum / seen, "val_loss": val_loss / val_count,
                        "val_accuracy": val_acc / val_count, "val_dice": val_dice / val_count,
-                       "lr": lr, "seconds": time.perf_counter() - started}
+                       "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": train_seconds}
                 history.append(row)
                 if row["val_dice"] > best_dice:
                     best_dice, best_epoch, bad_epochs = row["val_dice"], epoch + 1, 0
