@@ -18,7 +18,7 @@ import numpy as np
 
 from skinseg.config import EvaluateConfig
 from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
-from skinseg.data.layouts import Pair, discover_pairs
+from skinseg.data.layouts import MASK_SUFFIXES, Pair, discover_pairs
 from skinseg.data.prepare import load_manifest
 from skinseg.errors import SkinsegError
 from skinseg.fileio import write_text
@@ -88,7 +88,7 @@ def _mask_files_by_id(folder: Path) -> dict[str, Path]:
     found = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
-            image_id = re.sub(r"_(segmentation|mask|lesion)$", "", path.stem, flags=re.I)
+            image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
             found[image_id] = path
     return found
 

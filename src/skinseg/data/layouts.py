@@ -44,6 +44,8 @@ def _matches(pattern: str, folder_name: str) -> bool:
     return re.fullmatch(pattern, folder_name, re.I) is not None
 
 
+MASK_SUFFIXES = "_segmentation|_mask|_lesion"  # what a mask's file name may add to its image's id
+
 LAYOUTS = {
     "isic2018": Layout("isic2018", r"ISIC2018_Task1-2_.*_Input", r"ISIC2018_Task1_.*_GroundTruth", "_segmentation"),
     "isic2017": Layout("isic2017", r"ISIC-2017_.*_Data", r"ISIC-2017_.*_Part1_GroundTruth", "_segmentation"),
@@ -51,7 +53,7 @@ LAYOUTS = {
                        "_segmentation"),
     "ph2": Layout("ph2", r"IMD\d+_Dermoscopic_Image", r"IMD\d+_lesion", "_lesion"),
     "generic": Layout("generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?",
-                      "_segmentation|_mask|_lesion|"),
+                      MASK_SUFFIXES + "|"),
 }
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
 
