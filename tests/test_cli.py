@@ -62,6 +62,7 @@ def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
                      "--batch-size", 8, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "best validation Dice" in result.stdout
+    assert "val Dice" in result.stdout and "best, last (1)" in result.stdout  # the final table
     assert (run / "best.safetensors").is_file() and (run / "metrics.csv").is_file()
 
     report = tmp_path / "report.json"

@@ -56,7 +56,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir
 
     calls = {"epochs": 0}
 
-    def interrupt_in_second_epoch(step, steps, loss):
+    def interrupt_in_second_epoch(step, steps, loss, dice):
         if calls["epochs"] == 1 and step == 1:
             raise KeyboardInterrupt
 

@@ -162,6 +162,10 @@ def train(
         result = run_training(config, on_epoch=on_epoch, on_step=on_step)
     if not result.is_main:
         return
+    if result.history:
+        from skinseg.reports import training_summary
+
+        out.print(training_summary(result))
     stop = " (stopped early)" if result.stopped_early else ""
     out.print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
               f"weights in {result.run_dir / 'best.safetensors'}")

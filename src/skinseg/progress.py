@@ -29,15 +29,16 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, 
 
 @contextlib.contextmanager
 def training_display(console: Console, epochs: int) -> Iterator[tuple[Callable, Callable]]:
-    """Yields (on_step, on_epoch): a bar over the steps of the epoch with the live loss, a line per epoch."""
+    """Yields (on_step, on_epoch): a bar over the steps of the epoch with the live loss and training Dice, and
+    a line per epoch."""
     with _progress(console) as progress:
         task = progress.add_task("epoch 1", total=None, info="")
         state = {"epoch": 1, "loss": None}
 
-        def on_step(step: int, steps: int, loss: float) -> None:
+        def on_step(step: int, steps: int, loss: float, dice: float) -> None:
             state["loss"] = loss if state["loss"] is None else 0.9 * state["loss"] + 0.1 * loss
             progress.update(task, description=f"epoch {state['epoch']}/{epochs}", completed=step, total=steps,
-                            info=f"loss {state['loss']:.4f}")
+                            info=f"loss {state['loss']:.4f}  Dice {dice:.4f}")
 
         def on_epoch(row: dict) -> None:
             progress.console.print(

@@ -35,3 +35,24 @@ def metrics_table(report) -> Table:
         stats = report.summary[name]
         table.add_row(name, *(f"{stats[c]:.4f}" for c in ("mean", "std", "median", "min", "max")))
     return table
+
+
+def training_summary(result) -> Table:
+    """The final table of `skinseg train`: the best and the last epoch, time, where the weights are."""
+    table = Table(title=escape(f"Run {result.run_dir}") + (" (stopped early)" if result.stopped_early else ""))
+    table.add_column("epoch", justify="right")
+    for column in ("train loss", "train Dice", "val loss", "val Dice", "val accuracy"):
+        table.add_column(column, justify="right")
+    last = result.history[-1]
+    rows = {"last": last}
+    if result.best_epoch == last["epoch"]:
+        rows = {"best, last": last}
+    elif result.best_epoch:
+        rows = {"best": result.history[result.best_epoch - 1], "last": last}
+    for label, row in rows.items():
+        table.add_row(f"{label} ({row['epoch']})", *(f"{row[k]:.4f}" for k in (
+            "train_loss", "train_dice", "val_loss", "val_dice", "val_accuracy")))
+    minutes = sum(row["seconds"] for row in result.history) / 60
+    table.caption = escape(f"{len(result.history)} epochs, {minutes:.1f} min; best weights in "
+                           f"{result.run_dir / 'best.safetensors'}")
+    return table

@@ -182,8 +182,9 @@ def _interrupt_signals():
 
 
 def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
-          on_step: Callable[[int, int, float], None] | None = None) -> TrainResult:
-    """Train an ImprovedUNet per `config`; `on_step(step, steps_per_epoch, loss)` and `on_epoch(row)` report.
+          on_step: Callable[[int, int, float, float], None] | None = None) -> TrainResult:
+    """Train an ImprovedUNet per `config`; `on_step(step, steps_per_epoch, loss, running_train_dice)` and
+    `on_epoch(row)` report.
 
     Under torchrun every rank trains on its share of each epoch's shuffled images (DistributedDataParallel,
     NCCL on GPUs, gloo on the CPU); metrics are summed across ranks and only rank 0 writes files.
@@ -314,7 +315,8 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                     sums += torch.cat([loss.detach()[None] * len(x), _batch_stats(logits.detach(), y,
                                                                                 config.threshold)]).double()
                     if on_step and (step % report_every == 0 or last):
-                        on_step(step + 1, steps_per_epoch, float(loss.detach()))
+                        on_step(step + 1, steps_per_epoch, float(loss.detach()),
+                                float(sums[1]) / min(per_rank, (step + 1) * config.batch_size))
 
                 loss_sum, dice_sum, acc_sum = distributed.sum_across(context, sums.tolist(), device)
                 train_seconds = time.perf_counter() - started  # the sum above waited for the device
