@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -9,8 +10,9 @@ from skinseg import __version__
 
 
 def skinseg(*args, cwd=None):
+    env = os.environ | {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
     return subprocess.run([sys.executable, "-m", "skinseg", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, env=env)
 
 
 def test_help_lists_the_four_commands():
