@@ -176,3 +176,23 @@ def test_segmentation_levels_are_a_setting(prepared_dir, tmp_path):
     with pytest.raises(SkinsegError, match="segmentation_levels"):
         train(TrainConfig(data=prepared_dir, out=tmp_path / "bad", epochs=1, device="cpu", segmentation_levels=5,
                           **TINY))
+
+
+def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_path, monkeypatch):
+    """A Ctrl-C during the epoch's bookkeeping (here: drawing the curves, once a slow matplotlib import where a
+    KeyboardInterrupt surfaced as a RuntimeError) is held back until every file of the epoch is written."""
+    import os
+    import signal
+
+    import skinseg.figures as figures
+
+    def plot_curves_interrupted(history, path):
+        os.kill(os.getpid(), signal.SIGINT)
+        Path(path).write_bytes(b"drawn after the interrupt arrived")
+
+    monkeypatch.setattr(figures, "plot_curves", plot_curves_interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted):
+        train(TrainConfig(data=prepared_dir, out=run, epochs=3, device="cpu", max_train_images=8, **TINY))
+    assert (run / "curves.png").read_bytes() == b"drawn after the interrupt arrived"
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1

@@ -32,6 +32,12 @@ out = Console()
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
 
 
+def _ignore_further_interrupts() -> None:
+    """The interrupt is handled and the command is ending: a repeated Ctrl-C must not cut the exit short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _report_errors(command: Callable) -> Callable:
     """Package errors become one red line and exit code 1; Ctrl-C exits with 130."""
     @functools.wraps(command)
@@ -41,10 +47,13 @@ def _report_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except SkinsegError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             interrupted = type(exc).__name__ == "TrainingInterrupted"
+            if interrupted:
+                _ignore_further_interrupts()
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(130 if interrupted else 1) from None
         except KeyboardInterrupt:
+            _ignore_further_interrupts()
             console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
     return wrapper

@@ -33,11 +33,23 @@ def raise_interrupt(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM back (with `raise_interrupt` installed) until the block is done, then raise it."""
     global _writing, _interrupt_pending
     _writing += 1
     try:
+        yield
+    finally:
+        _writing -= 1
+        if _interrupt_pending and not _writing:
+            _interrupt_pending = False
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    with interrupts_held():
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,11 +69,6 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    finally:
-        _writing -= 1
-        if _interrupt_pending and not _writing:
-            _interrupt_pending = False
-            raise KeyboardInterrupt
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -29,7 +29,7 @@ from skinseg.config import TrainConfig
 from skinseg.data.dataset import PreparedData, ensure_prepared
 from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, raise_interrupt, write_text
+from skinseg.fileio import atomic_path, interrupts_held, raise_interrupt, write_text
 from skinseg.losses import LOSSES, segmentation_loss
 from skinseg.model import ImprovedUNet, ModelConfig
 from skinseg.weights import ModelInfo, save_model
@@ -337,14 +337,17 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                 else:
                     bad_epochs += 1
                 if main:
-                    save_model(model, run_dir / "last.safetensors", info(epoch + 1))
-                    _save_state(run_dir, optimizer, {"epoch": epoch + 1, "history": history,
-                                                     "best_val_dice": best_dice, "best_epoch": best_epoch,
-                                                     "bad_epochs": bad_epochs})
-                    _write_metrics(run_dir, history)
-                    from skinseg.figures import plot_curves
+                    # An interrupt waits until the epoch's files are all written (and matplotlib imported:
+                    # a KeyboardInterrupt inside an import can surface as another error).
+                    with interrupts_held():
+                        save_model(model, run_dir / "last.safetensors", info(epoch + 1))
+                        _save_state(run_dir, optimizer, {"epoch": epoch + 1, "history": history,
+                                                         "best_val_dice": best_dice, "best_epoch": best_epoch,
+                                                         "bad_epochs": bad_epochs})
+                        _write_metrics(run_dir, history)
+                        from skinseg.figures import plot_curves
 
-                    plot_curves(history, run_dir / "curves.png")
+                        plot_curves(history, run_dir / "curves.png")
                 distributed.barrier(context)
                 if on_epoch:
                     on_epoch(row)
