@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from skinseg.data.images import load_mask, load_rgb
-from skinseg.evaluate import _pairs_for
+from skinseg.evaluate import split_pairs
 from skinseg.inference import Segmenter
 from skinseg.metrics import image_metrics, summarise
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    pairs, where = _pairs_for(args.data, args.split)
+    pairs, where = split_pairs(args.data, args.split)
     segmenter = Segmenter(args.model, args.device)
     probabilities, truths = [], []
     for start in range(0, len(pairs), 16):

@@ -149,6 +149,7 @@ def train(
     from skinseg.device import describe_device, resolve_device
     from skinseg.errors import SkinsegError
     from skinseg.progress import training_display
+    from skinseg.train import resumed_config
     from skinseg.train import train as run_training
 
     if preset not in ("default", "seed"):
@@ -162,12 +163,7 @@ def train(
                          max_train_images=max_train_images, resume=resume, init=init, **settings)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"device: {describe_device(resolve_device(device))}")
-    total_epochs = config.epochs
-    if resume is not None and (resume / "config.json").is_file():  # a resumed run keeps its own schedule
-        import json
-
-        total_epochs = json.loads((resume / "config.json").read_text()).get("epochs", total_epochs)
-    with training_display(console, total_epochs) as (on_step, on_epoch):
+    with training_display(console, resumed_config(config).epochs) as (on_step, on_epoch):
         result = run_training(config, on_epoch=on_epoch, on_step=on_step)
     if not result.is_main:
         return

@@ -40,7 +40,7 @@ class EvalReport:
                 "summary": self.summary, "per_image": self.per_image}
 
 
-def _pairs_for(data: Path, split: str) -> tuple[list[Pair], str]:
+def split_pairs(data: Path, split: str) -> tuple[list[Pair], str]:
     manifest = load_manifest(data)
     if manifest is not None:
         items = [item for item in manifest["items"] if split == "all" or item["split"] == split]
@@ -61,7 +61,7 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     from skinseg.inference import Segmenter
     from skinseg.progress import progress_bar
 
-    pairs, where = _pairs_for(Path(config.data), config.split)
+    pairs, where = split_pairs(Path(config.data), config.split)
     segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess)
     rows = []
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:

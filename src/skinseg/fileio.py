@@ -14,7 +14,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-_writing = 0  # atomic writes under way
+_holds = 0  # atomic writes and other blocks holding interrupts back, under way
 _interrupt_pending = False
 
 
@@ -26,7 +26,7 @@ def raise_interrupt(signum, frame) -> None:
     raised as soon as the write is whole or cleaned up.
     """
     global _interrupt_pending
-    if _writing:
+    if _holds:
         _interrupt_pending = True
         return
     raise KeyboardInterrupt
@@ -35,13 +35,13 @@ def raise_interrupt(signum, frame) -> None:
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
     """Hold Ctrl-C/SIGTERM back (with `raise_interrupt` installed) until the block is done, then raise it."""
-    global _writing, _interrupt_pending
-    _writing += 1
+    global _holds, _interrupt_pending
+    _holds += 1
     try:
         yield
     finally:
-        _writing -= 1
-        if _interrupt_pending and not _writing:
+        _holds -= 1
+        if _interrupt_pending and not _holds:
             _interrupt_pending = False
             raise KeyboardInterrupt
 

@@ -157,13 +157,14 @@ def _load_initial_weights(model: ImprovedUNet, init: Path, device: torch.device)
     """Copy the weights of a skinseg model file (or the bundled model, for "bundled") into `model`: fine-tuning."""
     from skinseg.weights import bundled_model_path, load_model
 
-    path = bundled_model_path() if str(init) == "bundled" else Path(init)
+    bundled = str(init) == "bundled"
+    path = bundled_model_path() if bundled else Path(init)
     source, info = load_model(path, device)
     if replace(info.config, dropout=model.config.dropout) != model.config:  # dropout holds no weights
         raise SkinsegError(f"cannot start from these weights: their architecture {info.config.to_dict()} differs"
                            f" from this run's {model.config.to_dict()}", path)
     model.load_state_dict(source.state_dict())
-    return "bundled" if str(init) == "bundled" else path.name
+    return "bundled" if bundled else path.name
 
 
 @contextlib.contextmanager
@@ -181,6 +182,19 @@ def _interrupt_signals():
             signal.signal(sig, handler)
 
 
+def resumed_config(config: TrainConfig) -> TrainConfig:
+    """With `resume` set: the settings saved in that run folder (a resumed run keeps its own schedule), on
+    this call's device. Without: `config` itself."""
+    if not config.resume:
+        return config
+    run_dir = Path(config.resume)
+    saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else None
+    if saved is None:
+        raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
+    return replace(TrainConfig(**{k: (Path(v) if k in ("data", "out") else v) for k, v in saved.items()
+                                  if k != "resume"}), resume=config.resume, device=config.device)
+
+
 def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
           on_step: Callable[[int, int, float, float], None] | None = None) -> TrainResult:
     """Train an ImprovedUNet per `config`; `on_step(step, steps_per_epoch, loss, running_train_dice)` and
@@ -192,12 +206,7 @@ def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
     if config.loss not in LOSSES:
         raise SkinsegError(f"unknown loss '{config.loss}'; choose one of {', '.join(LOSSES)}")
     run_dir = Path(config.resume or config.out)
-    if config.resume:
-        saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else None
-        if saved is None:
-            raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
-        config = replace(TrainConfig(**{k: (Path(v) if k in ("data", "out") else v) for k, v in saved.items()
-                                        if k != "resume"}), resume=config.resume, device=config.device)
+    config = resumed_config(config)
     context, device = distributed.setup(resolve_device(config.device))
     try:
         return _train(config, run_dir, context, device, on_epoch if context.is_main else None,
@@ -330,16 +339,17 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                        "val_accuracy": val_acc / val_count, "val_dice": val_dice / val_count,
                        "lr": lr, "seconds": time.perf_counter() - started, "train_seconds": train_seconds}
                 history.append(row)
-                if row["val_dice"] > best_dice:
+                improved = row["val_dice"] > best_dice
+                if improved:
                     best_dice, best_epoch, bad_epochs = row["val_dice"], epoch + 1, 0
-                    if main:
-                        save_model(model, run_dir / "best.safetensors", info(epoch + 1))
                 else:
                     bad_epochs += 1
                 if main:
                     # An interrupt waits until the epoch's files are all written (and matplotlib imported:
                     # a KeyboardInterrupt inside an import can surface as another error).
                     with interrupts_held():
+                        if improved:
+                            save_model(model, run_dir / "best.safetensors", info(epoch + 1))
                         save_model(model, run_dir / "last.safetensors", info(epoch + 1))
                         _save_state(run_dir, optimizer, {"epoch": epoch + 1, "history": history,
                                                          "best_val_dice": best_dice, "best_epoch": best_epoch,
