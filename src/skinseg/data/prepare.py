@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from skinseg import __version__
 from skinseg.config import PrepareConfig
