@@ -1,6 +1,10 @@
-"""Side-by-side benchmark: skinseg's improved UNet against MONAI BasicUNet and smp Unet-ResNet34.
+"""Side-by-side benchmark: skinseg's improved UNet against a plain UNet, MONAI BasicUNet and smp Unet-ResNet34.
 
-    python benchmarks/compare.py [--budget 90] [--size 128] [--device auto] [--models skinseg,monai,smp]
+    python benchmarks/compare.py [--budget 90] [--size 128] [--device auto] [--precision auto]
+        [--models skinseg,unet,monai,smp]
+
+Every model trains through skinseg's own engine (`skinseg.train.train_step`, `training_batch`, `validate`):
+skinseg's architectures come from its registry, the peers are wrapped in the same Engine.
 
 Same data (the shared ISIC 2018 set, prepared by skinseg), same loss (Dice + BCE), same augmentation,
 same optimiser and schedule (AdamW, cosine over the time budget), same time budget and device for every
@@ -12,29 +16,30 @@ Peers that are not installed are reported as such (pip install 'skinseg[bench]';
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from skinseg.augment import augment_batch
-from skinseg.config import TrainConfig
+from skinseg.architectures import ARCHITECTURES
+from skinseg.config import ModelConfig, TrainConfig
 from skinseg.data.dataset import ensure_prepared
 from skinseg.device import describe_device, resolve_device
-from skinseg.losses import segmentation_loss
-from skinseg.model import ImprovedUNet, count_parameters
-from skinseg.train import _batch_to_float, _memory_format, _normalise, _to_device, evaluate_arrays, lr_at
+from skinseg.losses import LOSSES
+from skinseg.model import count_parameters
+from skinseg.optim import create_optimizer, lr_at
+from skinseg.precision import cpu_features, resolve_precision
+from skinseg.train import Engine, build_engine, load_data, to_float, train_step, training_batch, validate
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2018"
+SKINSEG_MODELS = {"skinseg": "improved_unet", "unet": "unet"}  # names here -> skinseg's architecture registry
 
 
-def build(name: str) -> torch.nn.Module:
-    if name == "skinseg":
-        return ImprovedUNet()
+def build_peer(name: str) -> torch.nn.Module:
     if name == "monai":
         from monai.networks.nets import BasicUNet
 
@@ -43,57 +48,54 @@ def build(name: str) -> torch.nn.Module:
         import segmentation_models_pytorch as smp
 
         return smp.Unet("resnet34", encoder_weights=None, in_channels=3, classes=1)
-    raise ValueError(name)
+    raise ValueError(f"unknown model '{name}'; choose from {', '.join([*SKINSEG_MODELS, 'monai', 'smp'])}")
 
 
-def run_one(name: str, data, device: torch.device, budget: float, batch: int, lr: float, infer_batch: int) -> dict:
+def build_engine_for(name: str, config: TrainConfig, device: torch.device, precision) -> Engine:
+    """skinseg's own architectures through its registry and build_engine; peers wrapped in the same Engine."""
+    if name in SKINSEG_MODELS:
+        architecture = ARCHITECTURES.check(SKINSEG_MODELS[name])
+        return build_engine(replace(config, model=ModelConfig(architecture=architecture)), device, precision)
+    model = build_peer(name).to(device).to(memory_format=precision.memory_format)
+    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
+    return Engine(model, model, optimizer, LOSSES.get_checked(config.loss), precision)  # type: ignore[arg-type]
+
+
+def run_one(name: str, prepared, device: torch.device, budget: float, batch: int, lr: float, infer_batch: int,
+            precision_name: str) -> dict:
+    """Train `name` for `budget` seconds with skinseg's own step (batches drawn at random, cosine over the
+    budget), then validate it and time inference."""
     torch.manual_seed(0)
-    model = build(name).to(device).to(memory_format=_memory_format(device))
-    params = count_parameters(model)
-    train_x, train_y = _to_device(data, "train", device)
-    val_x, val_y = _to_device(data, "val", device)
-    mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(data.std, device=device).view(1, 3, 1, 1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    bf16 = device.type == "cuda"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    precision = resolve_precision(precision_name, device)
+    data = load_data(prepared, device)
+    config = TrainConfig(data=Path("."), batch_size=batch, lr=lr, loss="dice_bce", optimizer="adamw")
+    engine = build_engine_for(name, config, device, precision)
+    params = count_parameters(engine.model)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    config = TrainConfig(data=Path("."), batch_size=batch, loss="dice_bce")
     images = steps = 0
-    model.train()
     sync()
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < budget:
-        progress_steps = int(elapsed / budget * 10_000)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(progress_steps, 10_000, lr, 300, "cosine")
-        rows = torch.randint(0, len(train_x), (batch,), device=device)
-        x, y = augment_batch(*_batch_to_float(train_x[rows], train_y[rows]))
-        x = _normalise(x, mean, std).contiguous(memory_format=_memory_format(device))
-        with autocast():
-            logits = model(x)
-        loss = segmentation_loss("dice_bce", logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        lr_now = lr_at(int(elapsed / budget * 10_000), 10_000, lr, 300, "cosine")
+        rows = torch.randint(0, len(data.train_x), (batch,), device=device)
+        x, y = training_batch(data, rows, augment=True, precision=precision)
+        train_step(engine, x, y, lr_now)
         images += batch
         steps += 1
         if steps % 20 == 0:
             sync()
     sync()
     train_seconds = time.perf_counter() - start
-    loss_sum, dice_sum, acc_sum, count = evaluate_arrays(model, val_x, val_y, mean, std, config, autocast).tolist()
+    val = validate(engine, data.val_x, data.val_y, data, threshold=0.5, batch_size=batch * 2)
 
-    model.eval()
-    x = _normalise(_batch_to_float(val_x[:infer_batch], val_y[:infer_batch])[0], mean, std)
-    x = x.contiguous(memory_format=_memory_format(device))
-    with torch.inference_mode(), autocast():
+    model = engine.model.eval()
+    x = data.normalise(to_float(data.val_x[:infer_batch], data.val_y[:infer_batch])[0])
+    x = x.contiguous(memory_format=precision.memory_format)
+    with torch.inference_mode(), precision.autocast():
         model(x)
         sync()
         repeats, started = 0, time.perf_counter()
@@ -102,9 +104,9 @@ def run_one(name: str, data, device: torch.device, budget: float, batch: int, lr
             repeats += 1
         sync()
         infer = repeats * len(x) / (time.perf_counter() - started)
-    return {"model": name, "parameters": params, "train_images_per_s": images / train_seconds, "steps": steps,
-            "images_seen": images, "inference_images_per_s": infer, "val_dice": dice_sum / count,
-            "val_loss": loss_sum / count}
+    return {"model": name, "parameters": params, "precision": precision.describe(),
+            "train_images_per_s": images / train_seconds, "steps": steps, "images_seen": images,
+            "inference_images_per_s": infer, "val_dice": val.dice, "val_loss": val.loss}
 
 
 def main() -> None:
@@ -115,7 +117,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--models", default="skinseg,monai,smp")
+    parser.add_argument("--models", default="skinseg,unet,monai,smp")
+    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (skinseg.precision)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -123,16 +126,17 @@ def main() -> None:
     budget = args.budget or 90.0
     data = ensure_prepared(args.data, size)
     infer_batch = 256 if device.type == "cuda" else 16
-    print(f"# {datetime.date.today()}  {describe_device(device)}  {platform.processor() or platform.machine()}  "
+    print(f"# {datetime.date.today()}  {describe_device(device)}  {platform.machine()}  ({cpu_features()})  "
           f"torch {torch.__version__}  size {size}  budget {budget:.0f}s  batch {args.batch_size}")
     results = []
     for name in args.models.split(","):
         try:
-            build(name)
+            if name not in SKINSEG_MODELS:
+                build_peer(name)
         except Exception as exc:  # not installed, or (smp) a torchvision that does not match torch
             print(f"{name}: unavailable ({type(exc).__name__}: {str(exc)[:200]})")
             continue
-        result = run_one(name, data, device, budget, args.batch_size, args.lr, infer_batch)
+        result = run_one(name, data, device, budget, args.batch_size, args.lr, infer_batch, args.precision)
         results.append(result)
         print(f"{name:8s} params {result['parameters']:>10,}  train {result['train_images_per_s']:8.1f} img/s  "
               f"infer {result['inference_images_per_s']:8.1f} img/s  val Dice {result['val_dice']:.4f}  "

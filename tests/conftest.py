@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from skinseg.config import PrepareConfig, TrainConfig
+from skinseg.config import ModelConfig, PrepareConfig, TrainConfig
 from skinseg.data.prepare import prepare_dataset
 from skinseg.data.synthetic import write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ISIC_DIR = REPO.parent / "shared" / "data" / "isic2018"
-TINY = dict(base_filters=4, depth=3, batch_size=8)
+TINY = dict(model=ModelConfig(base_filters=4, depth=3), batch_size=8)
 
 
 @pytest.fixture(scope="session")

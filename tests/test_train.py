@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY
-from skinseg.config import TrainConfig
+from skinseg.config import ModelConfig, TrainConfig, train_config
 from skinseg.errors import SkinsegError
 from skinseg.train import TrainingInterrupted, lr_at, train
 from skinseg.weights import load_model
@@ -74,17 +75,17 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(prepared_dir, tmp_path, monkeypatch):
-    import skinseg.train as train_module
+    from skinseg.losses import LOSSES
 
-    real_loss = train_module.segmentation_loss
+    real_loss = LOSSES["dice_bce"]
     calls = {"n": 0}
 
-    def loss_that_turns_nan(name, logits, target):
+    def loss_that_turns_nan(logits, target):
         calls["n"] += 1
-        value = real_loss(name, logits, target)
+        value = real_loss(logits, target)
         return value * float("nan") if calls["n"] > 4 else value
 
-    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_turns_nan)
+    monkeypatch.setitem(LOSSES, "dice_bce", loss_that_turns_nan)
     with pytest.raises(SkinsegError, match="loss became nan"):
         train(TrainConfig(data=prepared_dir, out=tmp_path / "nan", epochs=3, device="cpu", max_train_images=16,
                           **TINY))
@@ -92,18 +93,74 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(prepared_dir
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_seed_preset_values_are_the_course_project():
-    from skinseg.config import SEED_PRESET
+def test_presets_give_way_to_explicit_options_and_defaults_fill_the_rest(tmp_path):
+    seed = train_config(tmp_path, "seed")
+    assert (seed.lr, seed.optimizer, seed.loss, seed.augment, seed.epochs) == (1e-4, "adam", "dice", False, 10)
+    mixed = train_config(tmp_path, "seed", lr=3e-4, epochs=None, depth=4)
+    assert (mixed.lr, mixed.epochs, mixed.optimizer, mixed.model.depth) == (3e-4, 10, "adam", 4)
+    default = train_config(tmp_path, batch_size=8, base_filters=4)
+    assert (default.lr, default.batch_size, default.model.base_filters) == (TrainConfig.lr, 8, 4)
+    with pytest.raises(SkinsegError, match="unknown preset 'fast'; choose one of default, seed"):
+        train_config(tmp_path, "fast")
 
-    assert SEED_PRESET["lr"] == 1e-4 and SEED_PRESET["batch_size"] == 16 and SEED_PRESET["epochs"] == 10
-    assert SEED_PRESET["optimizer"] == "adam"
+
+@pytest.mark.parametrize("setting,message", [
+    ({"loss": "focal"}, "unknown loss 'focal'; choose one of dice, bce, dice_bce"),
+    ({"optimizer": "lion"}, "unknown optimizer 'lion'; choose one of adamw, adam, sgd"),
+    ({"schedule": "step"}, "unknown schedule 'step'; choose one of cosine, constant, poly"),
+    ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of improved_unet, unet"),
+    ({"precision": "fp16"}, "unknown precision 'fp16'"),
+    ({"epochs": 0}, "--epochs must be >= 1"),
+    ({"batch_size": -3}, "--batch-size must be >= 1"),
+    ({"lr": -1.0}, "--lr must be > 0"),
+    ({"base_filters": 0}, "base_filters must be between 1 and 1024"),
+])
+def test_unknown_or_out_of_range_settings_are_refused_when_the_config_is_built(tmp_path, setting, message):
+    with pytest.raises(SkinsegError, match=re.escape(message)):
+        train_config(tmp_path, **setting)
 
 
-def test_unknown_settings_are_clear_errors(prepared_dir, tmp_path):
-    with pytest.raises(SkinsegError, match="unknown loss"):
-        train(TrainConfig(data=prepared_dir, out=tmp_path, loss="focal", device="cpu"))
+def test_resume_without_a_run_folder_is_a_clear_error(prepared_dir, tmp_path):
     with pytest.raises(SkinsegError, match="no config.json"):
         train(TrainConfig(data=prepared_dir, resume=tmp_path / "nothing"))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_optimizer_setting_picks_the_optimizer(prepared_dir, tmp_path, optimizer):
+    import skinseg.optim as optim
+
+    made = []
+    real = optim.create_optimizer
+
+    def spy(name, *args):
+        made.append(real(name, *args))
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("skinseg.train.create_optimizer", spy)
+        train(TrainConfig(data=prepared_dir, out=tmp_path / optimizer, epochs=1, device="cpu", max_train_images=8,
+                          optimizer=optimizer, **TINY))
+    expected = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    assert type(made[0]) is expected
+    state = json.loads((tmp_path / optimizer / "state.json").read_text())
+    assert ("momentum" in state["param_groups"][0]) == (optimizer == "sgd")
+
+
+def test_patience_stops_a_run_that_no_longer_improves(prepared_dir, tmp_path):
+    # lr ~0: validation Dice never improves after epoch 1, so patience 2 stops after epoch 3.
+    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "p", epochs=10, device="cpu", max_train_images=8,
+                               lr=1e-12, warmup_epochs=0, patience=2, **TINY))
+    assert result.stopped_early and result.epochs_done == 3 and result.best_epoch == 1
+
+
+def test_every_schedule_warms_up_then_decays_from_the_peak():
+    from skinseg.optim import SCHEDULES
+
+    for name in SCHEDULES:
+        values = [lr_at(step, 100, 1.0, 10, name) for step in range(101)]
+        assert values[0] == pytest.approx(0.1) and values[10] == pytest.approx(1.0), name
+        assert all(a >= b - 1e-12 for a, b in zip(values[10:], values[11:])), name
+    assert lr_at(100, 100, 1.0, 10, "poly") == pytest.approx(0.0)
 
 
 @pytest.mark.slow
@@ -162,20 +219,19 @@ def test_init_from_the_bundled_model(prepared_dir, tmp_path):
 
 def test_init_with_another_architecture_names_the_file(prepared_dir, trained_run, tmp_path):
     start = trained_run.run_dir / "best.safetensors"
-    settings = TINY | {"base_filters": 8}
+    settings = TINY | {"model": ModelConfig(base_filters=8, depth=3)}
     with pytest.raises(SkinsegError, match="architecture") as error:
         train(TrainConfig(data=prepared_dir, out=tmp_path / "x", epochs=1, device="cpu", init=start, **settings))
     assert error.value.path == start
 
 
 def test_segmentation_levels_are_a_setting(prepared_dir, tmp_path):
-    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "one", epochs=1, device="cpu", max_train_images=8,
-                               segmentation_levels=1, **TINY))
+    result = train(train_config(prepared_dir, out=tmp_path / "one", epochs=1, device="cpu", max_train_images=8,
+                                batch_size=8, base_filters=4, depth=3, segmentation_levels=1))
     _, info = load_model(result.run_dir / "last.safetensors")
     assert info.config.segmentation_levels == 1
     with pytest.raises(SkinsegError, match="segmentation_levels"):
-        train(TrainConfig(data=prepared_dir, out=tmp_path / "bad", epochs=1, device="cpu", segmentation_levels=5,
-                          **TINY))
+        train_config(prepared_dir, base_filters=4, depth=3, segmentation_levels=5)
 
 
 def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ Nothing heavy is imported at module level, so `skinseg --help` and `--version` n
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import sys
 from pathlib import Path
@@ -30,6 +29,8 @@ console = Console(stderr=True)
 out = Console()
 
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
+PrecisionOption = Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
+                                                   "fp32 or bf16.")]
 
 
 def _ignore_further_interrupts() -> None:
@@ -42,12 +43,12 @@ def _report_errors(command: Callable) -> Callable:
     """Package errors become one red line and exit code 1; Ctrl-C exits with 130."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from skinseg.errors import SkinsegError
+        from skinseg.errors import SkinsegError, TrainingInterrupted
 
         try:
             return command(*args, **kwargs)
         except SkinsegError as exc:
-            interrupted = type(exc).__name__ == "TrainingInterrupted"
+            interrupted = isinstance(exc, TrainingInterrupted)
             if interrupted:
                 _ignore_further_interrupts()
             console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -117,53 +118,65 @@ def train(
     preset: Annotated[str, typer.Option(help="default, or 'seed': the course project's recipe (Adam 1e-4, Dice "
                                              "loss, batch 16, 10 epochs, no augmentation). Explicit options win."
                                         )] = "default",
-    size: Annotated[Optional[int], typer.Option(help="Image size when --data is a raw folder.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Image size when --data is a raw folder [default: 256].")
+                    ] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: 40; seed: 10].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: 16].")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 2e-3; seed: 1e-4].")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay [default: 1e-4].")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adamw or adam [default: adamw].")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="cosine or constant [default: cosine].")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adamw, adam or sgd [default: adamw].")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="cosine, constant or poly [default: cosine].")] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs [default: 1].")] = None,
     loss: Annotated[Optional[str], typer.Option(help="dice_bce, dice or bce [default: dice_bce].")] = None,
     augment: Annotated[Optional[bool], typer.Option(help="Flips, rotations, scale, colour and gamma jitter "
                                                          "[default: on].")] = None,
+    architecture: Annotated[Optional[str], typer.Option(help="improved_unet, or unet (a plain UNet baseline) "
+                                                             "[default: improved_unet].")] = None,
     base_filters: Annotated[Optional[int], typer.Option(help="Filters of the first level [default: 16].")] = None,
     depth: Annotated[Optional[int], typer.Option(help="Encoder levels [default: 5].")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="Dropout in context modules [default: 0.3].")] = None,
+    segmentation_levels: Annotated[Optional[int], typer.Option(help="Decoder levels whose segmentation heads are "
+                                                                    "summed (deep supervision) [default: 3].")
+                                   ] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better validation"
                                                          " Dice (0: never) [default: 0].")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    max_train_images: Annotated[int, typer.Option(help="Use at most this many training images (0: all).")] = 0,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA only).")] = False,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, shuffling and augmentation "
+                                                     "[default: 0].")] = None,
+    split_seed: Annotated[Optional[int], typer.Option(help="Seed of the train/val/test split when --data is a raw "
+                                                           "folder [default: 0].")] = None,
+    max_train_images: Annotated[Optional[int], typer.Option(help="Use at most this many training images (0: all)."
+                                                            )] = None,
+    precision: PrecisionOption = "auto",
+    channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory layout [default: with bf16]."
+                                                          )] = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA and CPU; the first epoch is slower)."
+                                          )] = False,
     device: DeviceOption = "auto",
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from these weights instead of random ones: a skinseg"
                                                       " .safetensors file, or 'bundled' (fine-tuning).")] = None,
-    segmentation_levels: Annotated[Optional[int], typer.Option(help="Decoder levels whose segmentation heads are "
-                                                                    "summed (deep supervision) [default: 3].")
-                                   ] = None,
 ) -> None:
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
-    from skinseg.config import SEED_PRESET, TrainConfig
-    from skinseg.device import describe_device, resolve_device
-    from skinseg.errors import SkinsegError
+    from skinseg.config import train_config
+    from skinseg.distributed import is_main_process
+    from skinseg.inference import print_notes
     from skinseg.progress import training_display
-    from skinseg.train import resumed_config
+    from skinseg.train import resumed_config, startup_notes
     from skinseg.train import train as run_training
 
-    if preset not in ("default", "seed"):
-        raise SkinsegError(f"unknown preset '{preset}'; choose default or seed")
-    chosen = dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                  schedule=schedule, warmup_epochs=warmup_epochs, loss=loss, augment=augment,
-                  base_filters=base_filters, depth=depth, dropout=dropout, patience=patience, size=size,
-                  segmentation_levels=segmentation_levels)
-    settings = (SEED_PRESET if preset == "seed" else {}) | {k: v for k, v in chosen.items() if v is not None}
-    config = TrainConfig(data=data, out=out_dir, seed=seed, device=device, compile=compile,
-                         max_train_images=max_train_images, resume=resume, init=init, **settings)
-    if os.environ.get("RANK", "0") == "0":
-        console.print(f"device: {describe_device(resolve_device(device))}")
-    with training_display(console, resumed_config(config).epochs) as (on_step, on_epoch):
+    config = train_config(
+        data, preset, out=out_dir, size=size, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, loss=loss, augment=augment,
+        architecture=architecture, base_filters=base_filters, depth=depth, dropout=dropout,
+        segmentation_levels=segmentation_levels, patience=patience, seed=seed, split_seed=split_seed,
+        max_train_images=max_train_images, precision=precision, channels_last=channels_last, compile=compile,
+        device=device, resume=resume, init=init)
+    config = resumed_config(config)
+    if is_main_process():
+        line, notes = startup_notes(config)
+        console.print(line, highlight=False, soft_wrap=True)
+        print_notes(console, notes)
+    with training_display(console, config.epochs) as (on_step, on_epoch):
         result = run_training(config, on_epoch=on_epoch, on_step=on_step)
     if not result.is_main:
         return
@@ -195,6 +208,9 @@ def evaluate(
     postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help "
                                                    "on ISIC 2018).")] = True,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    split_seed: Annotated[int, typer.Option(help="When --data is a raw folder: the seed it is split with (as "
+                                                 "`train --split-seed`).")] = 0,
+    precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
@@ -212,7 +228,8 @@ def evaluate(
             raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
         report = evaluate_model(EvaluateConfig(model=model, data=data, split=split, device=device,
                                                batch_size=batch_size, threshold=threshold, tta=tta,
-                                               postprocess=postprocess), console=console)
+                                               postprocess=postprocess, precision=precision,
+                                               split_seed=split_seed), console=console)
     write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures)
     out.print(metrics_table(report))
 
@@ -238,6 +255,7 @@ def segment(
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a "
                                               ".safetensors model is exported once into the cache).")] = "torch",
+    precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
     """Segment images; writes 0/255 PNG masks the size of each input."""
@@ -247,7 +265,7 @@ def segment(
     config = SegmentConfig(inputs=tuple(inputs), output=output, model=model, threshold=threshold, device=device,
                            batch_size=batch_size, overwrite=overwrite, overlay=overlay,
                            probabilities=probabilities, tta=tta, postprocess=postprocess, summary=summary,
-                           backend=backend)
+                           backend=backend, precision=precision)
     result = segment_paths(config, console=console)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     out.print(f"wrote {len(result.written)} mask(s) to {result.output}{failed}", soft_wrap=True, highlight=False)

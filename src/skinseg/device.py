@@ -36,5 +36,8 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        from skinseg.precision import cpu_name
+
+        threads = torch.get_num_threads()
+        return f"cpu ({cpu_name()}, {threads} thread{'s' if threads != 1 else ''})"
     return device.type

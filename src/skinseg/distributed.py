@@ -27,12 +27,22 @@ class Context:
         return self.world > 1
 
 
+def env_rank_world() -> tuple[int, int]:
+    """(rank, world size) as torchrun sets them in the environment; (0, 1) without torchrun. The one place
+    that reads these variables."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return env_rank_world()[0] == 0
+
+
 def setup(device: torch.device) -> tuple[Context, torch.device]:
     """Join the process group torchrun describes: NCCL on CUDA, gloo on the CPU; one GPU per local rank."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world = env_rank_world()
     if world <= 1:
         return Context(), device
-    context = Context(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    context = Context(rank, world, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)

@@ -11,3 +11,7 @@ class SkinsegError(Exception):
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class TrainingInterrupted(SkinsegError):
+    """Ctrl-C or SIGTERM during training: the state of the last finished epoch is on disk (exit code 130)."""

@@ -7,8 +7,6 @@ file (binarised by the ISIC rule), so the figures match the official scorer run 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
 from skinseg.data.layouts import MASK_SUFFIXES, Pair, discover_pairs
 from skinseg.data.prepare import load_manifest
 from skinseg.errors import SkinsegError
-from skinseg.fileio import write_text
+from skinseg.fileio import write_csv, write_text
 from skinseg.metrics import METRIC_NAMES, image_metrics, summarise
 
 
@@ -40,29 +38,41 @@ class EvalReport:
                 "summary": self.summary, "per_image": self.per_image}
 
 
-def split_pairs(data: Path, split: str) -> tuple[list[Pair], str]:
+def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) -> tuple[list[Pair], str]:
+    """The image/mask pairs of one split and a description of them. A raw folder is split as `train` splits
+    it (prepared on the fly into the cache at `size`, or reused from there); `all` takes every pair."""
+    from skinseg.data.dataset import ensure_prepared
+
+    data = Path(data)
     manifest = load_manifest(data)
-    if manifest is not None:
-        items = [item for item in manifest["items"] if split == "all" or item["split"] == split]
-        if not items:
-            raise SkinsegError(f"the prepared dataset has no '{split}' images", data)
-        pairs = [Pair(item["id"], Path(item["image"]), Path(item["mask"])) for item in items]
-        missing = [p.image for p in pairs if not p.image.is_file()] + [p.mask for p in pairs if not p.mask.is_file()]
-        if missing:
-            raise SkinsegError(f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})",
-                               data)
-        return pairs, f"{split} split of {data}"
-    return discover_pairs(data).pairs, f"all pairs in {data}"
+    where = f"{split} split of {data}"
+    if manifest is None:
+        if split == "all":
+            return discover_pairs(data).pairs, f"all pairs in {data}"
+        prepared = ensure_prepared(data, size, split_seed)
+        manifest, where = prepared.manifest, f"{split} split of {data} (split seed {split_seed}, prepared in " \
+                                             f"{prepared.root})"
+    items = [item for item in manifest["items"] if split == "all" or item["split"] == split]
+    if not items:
+        raise SkinsegError(f"the prepared dataset has no '{split}' images", data)
+    pairs = [Pair(item["id"], Path(item["image"]), Path(item["mask"])) for item in items]
+    missing = [p.image for p in pairs if not p.image.is_file()] + [p.mask for p in pairs if not p.mask.is_file()]
+    if missing:
+        raise SkinsegError(f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})",
+                           data)
+    return pairs, where
 
 
 def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     from rich.console import Console
 
-    from skinseg.inference import Segmenter
+    from skinseg.inference import Segmenter, print_notes
     from skinseg.progress import progress_bar
 
-    pairs, where = split_pairs(Path(config.data), config.split)
-    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess)
+    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess,
+                          precision=config.precision)
+    print_notes(console, segmenter.notes)
+    pairs, where = split_pairs(Path(config.data), config.split, segmenter.info.input_size, config.split_seed)
     rows = []
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
         for start in range(0, len(pairs), config.batch_size):
@@ -78,8 +88,8 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     model_name = str(config.model) if config.model else "bundled model"
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess))
                       if on)
-    return EvalReport(f"{model_name} on the {where}{options}", rows, summarise(rows), {p.id: p for p in pairs},
-                      model_name, segmenter)
+    return EvalReport(f"{model_name} on the {where}{options}, {segmenter.precision.name}", rows, summarise(rows),
+                      {p.id: p for p in pairs}, model_name, segmenter)
 
 
 def _mask_files_by_id(folder: Path) -> dict[str, Path]:
@@ -116,11 +126,7 @@ def write_reports(report: EvalReport, json_file: Path | None = None, csv_file: P
     if json_file:
         write_text(json_file, json.dumps(report.to_json(), indent=1))
     if csv_file:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["id", *METRIC_NAMES])
-        writer.writeheader()
-        writer.writerows(report.per_image)
-        write_text(csv_file, buffer.getvalue())
+        write_csv(csv_file, report.per_image, ["id", *METRIC_NAMES])
     if figures:
         write_figures(report, Path(figures))
 

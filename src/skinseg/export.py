@@ -8,7 +8,6 @@ file alone is enough to segment.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path
+from skinseg.fileio import atomic_path, cache_root
 from skinseg.weights import ModelInfo, bundled_model_path, info_from_json, load_model
 
 METADATA_KEY = "skinseg"
@@ -76,8 +75,7 @@ def cached_onnx(model_path: str | Path | None) -> Path:
     if not source.is_file():
         raise SkinsegError("model file not found", source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
-    base = Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg"))
-    target = base / "onnx" / f"{source.stem}-{digest}.onnx"
+    target = cache_root() / "onnx" / f"{source.stem}-{digest}.onnx"
     if not target.is_file():
         export_onnx(source, target)
     return target

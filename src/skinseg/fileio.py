@@ -74,3 +74,22 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | tuple[str, ...] | None = None) -> None:
+    """Rows as CSV with a header, atomically; columns are `fieldnames` or the first row's keys."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames or (rows[0] if rows else [])),
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def cache_root() -> Path:
+    """Where skinseg keeps what it can rebuild (data prepared on the fly, ONNX exports): $SKINSEG_CACHE or
+    ~/.cache/skinseg."""
+    return Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg"))

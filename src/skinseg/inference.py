@@ -7,9 +7,7 @@ batch runs in threads while the model works on the current one.
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import json
 import os
 import time
@@ -24,8 +22,10 @@ import torch.nn.functional as F
 from skinseg.config import SegmentConfig
 from skinseg.data.images import IMAGE_SUFFIXES, load_rgb, save_mask_png, save_png
 from skinseg.device import resolve_device
+from skinseg.distributed import env_rank_world
 from skinseg.errors import SkinsegError
-from skinseg.fileio import write_text
+from skinseg.fileio import write_csv, write_text
+from skinseg.precision import resolve_precision
 from skinseg.weights import load_model
 
 MASK_SUFFIX = "_segmentation.png"
@@ -48,16 +48,23 @@ class Segmenter:
 
     def __init__(self, model_path: str | Path | None = None, device: str | torch.device = "auto",
                  threshold: float | None = None, tta: bool = False, postprocess: bool = True,
-                 backend: str = "torch"):
+                 backend: str = "torch", precision: str = "auto"):
+        self.notes: list[str] = []  # settings that were ignored, in words
         if backend == "onnx":
             from skinseg.export import OnnxRunner, cached_onnx
 
             self.device = torch.device("cpu")
+            self.precision = resolve_precision("fp32", self.device)
+            if precision not in ("auto", "fp32"):
+                self.notes.append(f"--precision {precision} is ignored with --backend onnx (ONNX Runtime runs fp32)")
             self.model = OnnxRunner(cached_onnx(model_path))
             self.info = self.model.info
         elif backend == "torch":
             self.device = device if isinstance(device, torch.device) else resolve_device(device)
-            self.model, self.info = load_model(model_path, self.device)
+            self.precision = resolve_precision(precision, self.device)
+            self.notes += self.precision.notes
+            model, self.info = load_model(model_path, self.device)
+            self.model = model.to(memory_format=self.precision.memory_format).eval()
         else:
             raise SkinsegError(f"unknown backend '{backend}'; choose torch or onnx")
         self.threshold = self.info.threshold if threshold is None else threshold
@@ -75,11 +82,15 @@ class Segmenter:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean) / self.std
 
+    def _logits(self, batch: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(batch.contiguous(memory_format=self.precision.memory_format)).float()
+
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        probs = torch.sigmoid(self.model(batch).float())
+        probs = torch.sigmoid(self._logits(batch))
         if self.tta:  # average over horizontal, vertical and both flips
             for dims in ((-1,), (-2,), (-2, -1)):
-                probs += torch.sigmoid(self.model(batch.flip(dims)).float()).flip(dims)
+                probs += torch.sigmoid(self._logits(batch.flip(dims))).flip(dims)
             probs /= 4
         return probs
 
@@ -101,6 +112,16 @@ class Segmenter:
 
     def masks(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.masks_from(self.probabilities(images))
+
+
+def print_notes(console, notes: list[str] | tuple[str, ...]) -> None:
+    """Settings that were asked for but are ignored or emulated, one yellow line each (nothing without a console)."""
+    if console is None:
+        return
+    from rich.markup import escape
+
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
@@ -162,17 +183,13 @@ def _summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray,
 def write_summary(rows: list[dict], path: Path) -> None:
     if path.suffix.lower() == ".json":
         write_text(path, json.dumps(rows, indent=1))
-        return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["image"])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+    else:
+        write_csv(path, rows, list(rows[0]) if rows else ["image"])
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
     """Under torchrun, each rank takes every WORLD_SIZE-th input."""
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    rank, world = env_rank_world()
     return items[rank::world], rank, world
 
 
@@ -204,7 +221,8 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
         else:
             todo.append((source, target))
     segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess,
-                          config.backend)
+                          config.backend, config.precision)
+    print_notes(console, segmenter.notes)
     batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
 
     with progress_bar(console or Console(quiet=True), "Segmenting") as advance, \

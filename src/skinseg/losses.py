@@ -1,13 +1,19 @@
-"""Segmentation losses on logits: soft Dice, BCE, and their sum."""
+"""Segmentation losses on logits: soft Dice, BCE, and their sum; chosen by name from LOSSES."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("dice_bce", "dice", "bce")
+from skinseg.registry import Registry
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LOSSES: Registry[Loss] = Registry("loss")
 
 
+@LOSSES.register("dice")
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - mean per-image soft Dice (images with an empty mask and an empty prediction score 1)."""
     probs = torch.sigmoid(logits.float()).flatten(1)
@@ -17,12 +23,15 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1 - dice.mean()
 
 
+@LOSSES.register("bce")
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
+@LOSSES.register("dice_bce")
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return bce_loss(logits, target) + soft_dice_loss(logits, target)
+
+
 def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    if name == "dice":
-        return soft_dice_loss(logits, target)
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
-    if name == "bce":
-        return bce
-    if name == "dice_bce":
-        return bce + soft_dice_loss(logits, target)
-    raise ValueError(f"unknown loss '{name}'; choose one of {', '.join(LOSSES)}")
+    return LOSSES.get_checked(name)(logits, target)

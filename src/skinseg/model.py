@@ -7,7 +7,6 @@ segmentation heads at three levels that are upscaled and summed (deep supervisio
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Callable
 
@@ -15,38 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skinseg.config import ModelConfig
+
+__all__ = ["ContextModule", "ImprovedUNet", "LocalizationModule", "ModelConfig", "SegmentationModel",
+           "UpsamplingModule", "count_parameters", "pad_to_multiple"]
+
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
 
 default_norm: NormLayer = partial(nn.InstanceNorm2d, affine=True)
 default_act: ActLayer = partial(nn.LeakyReLU, negative_slope=1e-2, inplace=True)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild an ImprovedUNet; stored beside its weights."""
-
-    in_channels: int = 3
-    out_channels: int = 1
-    base_filters: int = 16
-    depth: int = 5
-    dropout: float = 0.3
-    segmentation_levels: int = 0  # 0: three, or depth - 1 if fewer
-
-    def __post_init__(self) -> None:
-        if self.segmentation_levels == 0:
-            object.__setattr__(self, "segmentation_levels", max(1, min(3, self.depth - 1)))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
-        return cls(**values)
 
 
 class ConvNormAct(nn.Sequential):
@@ -93,20 +70,31 @@ class LocalizationModule(nn.Sequential):
         super().__init__(ConvNormAct(in_ch, in_ch, 3, **layers), ConvNormAct(in_ch, out_ch, 1, **layers))
 
 
-class ImprovedUNet(nn.Module):
+class SegmentationModel(nn.Module):
+    """What every architecture of the registry offers: `config`, logits from `forward`, `predict`."""
+
+    config: ModelConfig
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.config.depth - 1)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Lesion probabilities in [0, 1]; puts the model in eval mode first (no dropout, no batch statistics)."""
+        self.eval()
+        return torch.sigmoid(self(x))
+
+
+class ImprovedUNet(SegmentationModel):
     """Improved UNet returning logits; any input height and width (padded internally, cropped back)."""
 
     def __init__(self, config: ModelConfig | None = None, *,
                  norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
         super().__init__()
         self.config = config = config or ModelConfig()
-        if config.depth < 2:
-            raise ValueError("depth must be at least 2")
-        if not 1 <= config.segmentation_levels <= config.depth - 1:
-            raise ValueError("segmentation_levels must be between 1 and depth - 1")
         layers = dict(norm_layer=norm_layer, act_layer=act_layer)
         widths = [config.base_filters * 2**i for i in range(config.depth)]
-        self.widths = widths
 
         self.stem = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
         self.downsamples = nn.ModuleList(
@@ -124,17 +112,9 @@ class ImprovedUNet(nn.Module):
         head_widths = [widths[i] for i in range(config.segmentation_levels - 1, 0, -1)] + [2 * widths[0]]
         self.segmentation_heads = nn.ModuleList(nn.Conv2d(w, config.out_channels, 1) for w in head_widths)
 
-    @property
-    def size_multiple(self) -> int:
-        return 2 ** (self.config.depth - 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        m = self.size_multiple
-        # Pad to a multiple of 2^(depth-1), and to at least 2 pixels at the bottleneck (instance norm needs them).
-        # torch.sym_max and no branch on the amounts keep this traceable with dynamic sizes (ONNX export).
-        pad_h, pad_w = torch.sym_max((-height) % m, 2 * m - height), torch.sym_max((-width) % m, 2 * m - width)
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = pad_to_multiple(x, self.size_multiple)
 
         skips = []
         x = self.context[0](self.stem(x))
@@ -158,14 +138,15 @@ class ImprovedUNet(nn.Module):
             logits = seg if logits is None else F.interpolate(logits, scale_factor=2, mode="nearest") + seg
         return logits[..., :height, :width]
 
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Lesion probabilities in [0, 1]."""
-        return torch.sigmoid(self(x))
 
-
-def build_model(config: ModelConfig | None = None) -> ImprovedUNet:
-    return ImprovedUNet(config)
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad the bottom and right to a multiple of `multiple`, and to at least 2 pixels at the
+    bottleneck (instance norm needs them). torch.sym_max and no branch on the amounts keep this traceable
+    with dynamic sizes (ONNX export)."""
+    height, width = x.shape[-2:]
+    pad_h = torch.sym_max((-height) % multiple, 2 * multiple - height)
+    pad_w = torch.sym_max((-width) % multiple, 2 * multiple - width)
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -18,10 +18,11 @@ from safetensors.torch import load_file, save_file
 from skinseg import __version__
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path
-from skinseg.model import ImprovedUNet, ModelConfig
+from skinseg.config import ConfigError, ModelConfig
+from skinseg.model import SegmentationModel
 
 FORMAT = "skinseg-model/1"
-ARCHITECTURE = "ImprovedUNet"
+LEGACY_ARCHITECTURE_NAMES = {"ImprovedUNet": "improved_unet"}  # files written before the registry
 BUNDLED_MODEL = "skinseg-isic2018.safetensors"
 
 
@@ -39,7 +40,7 @@ class ModelInfo:
 
     def to_json(self) -> str:
         return json.dumps({
-            "format": FORMAT, "architecture": ARCHITECTURE, "config": self.config.to_dict(),
+            "format": FORMAT, "architecture": self.config.architecture, "config": self.config.to_dict(),
             "input_size": self.input_size, "normalisation": {"mean": list(self.mean), "std": list(self.std)},
             "threshold": self.threshold, "skinseg_version": self.version, "training": self.training,
         })
@@ -49,7 +50,7 @@ def bundled_model_path() -> Path:
     return Path(str(resources.files("skinseg") / "assets" / BUNDLED_MODEL))
 
 
-def save_model(model: ImprovedUNet, path: str | Path, info: ModelInfo, dtype: torch.dtype | None = None) -> Path:
+def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtype: torch.dtype | None = None) -> Path:
     """Write weights and metadata atomically; `dtype=torch.float16` halves the file."""
     tensors = {}
     for name, tensor in model.state_dict().items():
@@ -91,19 +92,27 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SkinsegError(f"unsupported model format {meta.get('format') if isinstance(meta, dict) else meta!r}"
                            f" (expected {FORMAT})", path)
-    if meta.get("architecture") != ARCHITECTURE:
-        raise SkinsegError(f"model architecture is '{meta.get('architecture')}', expected {ARCHITECTURE}", path)
+    from skinseg.architectures import ARCHITECTURES
+
+    architecture = LEGACY_ARCHITECTURE_NAMES.get(meta.get("architecture"), meta.get("architecture"))
+    if architecture not in ARCHITECTURES:
+        raise SkinsegError(f"model architecture is '{meta.get('architecture')}'; this skinseg knows "
+                           f"{', '.join(ARCHITECTURES)}", path)
     try:
         norm = meta["normalisation"]
-        return ModelInfo(config=ModelConfig.from_dict(meta["config"]), input_size=int(meta["input_size"]),
+        config = ModelConfig.from_dict({"architecture": architecture, **meta["config"]})
+        if config.architecture != architecture:
+            raise ValueError(f"the metadata names two architectures ({architecture}, {config.architecture})")
+        return ModelInfo(config=config, input_size=int(meta["input_size"]),
                          mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]),
                          threshold=float(meta["threshold"]), version=str(meta.get("skinseg_version", "?")),
                          training=dict(meta.get("training") or {}))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise SkinsegError(f"skinseg metadata is incomplete or invalid ({exc})", path) from None
 
 
-def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[ImprovedUNet, ModelInfo]:
+def load_model(path: str | Path | None = None,
+               device: torch.device | str = "cpu") -> tuple[SegmentationModel, ModelInfo]:
     """Rebuild the model from a file (the bundled model when `path` is None), in eval mode."""
     path = Path(path) if path is not None else bundled_model_path()
     info = read_info(path)
@@ -111,7 +120,9 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise SkinsegError(f"damaged model file ({exc})", path) from None
-    model = ImprovedUNet(info.config)
+    from skinseg.architectures import create_model
+
+    model = create_model(info.config)
     expected = model.state_dict()
     problems = sorted(set(expected) ^ set(tensors))
     problems += [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]

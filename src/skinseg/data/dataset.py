@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from skinseg.config import PrepareConfig
 from skinseg.data.prepare import load_manifest, prepare_dataset
 from skinseg.errors import SkinsegError
+from skinseg.fileio import cache_root
 
 
 @dataclass
@@ -54,17 +54,22 @@ def open_prepared(root: str | Path) -> PreparedData:
     return PreparedData(root, manifest, images, masks)
 
 
-def default_cache_dir(data: Path, size: int) -> Path:
-    base = Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg"))
-    key = hashlib.sha256(f"{data.resolve()}|{size}".encode()).hexdigest()[:16]
-    return base / "prepared" / f"{data.resolve().name}-{size}-{key}"
+def default_cache_dir(data: Path, size: int, split_seed: int = 0) -> Path:
+    """Where a raw folder is prepared on the fly: one folder per (folder, size, split seed)."""
+    key = hashlib.sha256(f"{data.resolve()}|{size}|{split_seed}".encode()).hexdigest()[:16]
+    return cache_root() / "prepared" / f"{data.resolve().name}-{size}-{key}"
 
 
-def ensure_prepared(data: str | Path, size: int = 256, seed: int = 0) -> PreparedData:
-    """A prepared folder as it is, or a raw folder prepared on the fly into the user cache."""
+def is_prepared(data: str | Path) -> bool:
+    return load_manifest(Path(data)) is not None
+
+
+def ensure_prepared(data: str | Path, size: int = 256, split_seed: int = 0) -> PreparedData:
+    """A prepared folder as it is, or a raw folder prepared on the fly into the user cache (reused while the
+    folder is unchanged)."""
     data = Path(data)
-    if load_manifest(data) is not None:
+    if is_prepared(data):
         return open_prepared(data)
-    out = default_cache_dir(data, size)
-    prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=seed))
+    out = default_cache_dir(data, size, split_seed)
+    prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed))
     return open_prepared(out)

@@ -1,0 +1,23 @@
+"""The registry of model architectures: train, weights, --init and export build models only through it.
+
+A new architecture is its module plus one `ARCHITECTURES.register(...)` line here; its file's metadata then
+names it, and `load_model` rebuilds it from that name.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from skinseg.config import ModelConfig
+from skinseg.model import ImprovedUNet, SegmentationModel
+from skinseg.registry import Registry
+from skinseg.unet import UNet
+
+ARCHITECTURES: Registry[Callable[[ModelConfig], SegmentationModel]] = Registry("architecture")
+ARCHITECTURES.register("improved_unet")(ImprovedUNet)
+ARCHITECTURES.register("unet")(UNet)
+
+
+def create_model(config: ModelConfig) -> SegmentationModel:
+    """The model `config` describes, with freshly initialised weights."""
+    return ARCHITECTURES.get_checked(config.architecture)(config)

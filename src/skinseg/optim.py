@@ -1,0 +1,39 @@
+"""Optimisers and learning-rate schedules, chosen by name. A schedule is a pure function of the step."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+
+from skinseg.registry import Registry
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float, float], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+OPTIMIZERS.register("adamw")(lambda params, lr, weight_decay: torch.optim.AdamW(params, lr=lr,
+                                                                                weight_decay=weight_decay))
+OPTIMIZERS.register("adam")(lambda params, lr, weight_decay: torch.optim.Adam(params, lr=lr,
+                                                                              weight_decay=weight_decay))
+OPTIMIZERS.register("sgd")(lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr, momentum=0.99,
+                                                                            nesterov=True, weight_decay=weight_decay))
+
+# A schedule maps training progress after warm-up (0 to 1) to a fraction of the peak learning rate.
+Schedule = Callable[[float], float]
+SCHEDULES: Registry[Schedule] = Registry("schedule")
+SCHEDULES.register("cosine")(lambda progress: 0.5 * (1 + math.cos(math.pi * progress)))
+SCHEDULES.register("constant")(lambda progress: 1.0)
+SCHEDULES.register("poly")(lambda progress: (1 - progress) ** 0.9)  # nnU-Net's
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, schedule: str) -> float:
+    """Linear warm-up over `warmup_steps`, then `schedule` over the rest."""
+    if warmup_steps and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * SCHEDULES.get_checked(schedule)(min(1.0, progress))
+
+
+def create_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
+                     weight_decay: float) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get_checked(name)(params, lr, weight_decay)

@@ -1,0 +1,116 @@
+"""Numeric precision and memory layout, resolved once per run: the same code on CUDA and on the CPU.
+
+`auto` picks bf16 autocast where the hardware computes it natively (CUDA, and CPUs with AVX512-BF16 or
+AMX, as oneDNN reports them) and fp32 elsewhere, because emulated bf16 is slower than fp32. channels_last
+goes with bf16: it measured faster there (CUDA; Xeon with AMX: 3.18 s vs 3.94 s a 256 px step) and slower
+with fp32 on the CPU (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import ContextManager
+
+import torch
+
+from skinseg.errors import SkinsegError
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bf16 convolutions natively (AVX512-BF16 or AMX), not by emulation."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_features() -> str:
+    """What this CPU offers for bf16, in words, for benchmark headers."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{', '.join(wanted) or 'no AVX flags read'}; oneDNN native bf16: {cpu_has_native_bf16()}"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes: autocast dtype (None: plain fp32), memory layout, and notes on ignored settings."""
+
+    device_type: str
+    dtype: torch.dtype | None = None
+    channels_last: bool = False
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def autocast(self) -> ContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        autocast = "bf16 autocast" if self.dtype is not None else "fp32"
+        return f"{autocast}, {'channels_last' if self.channels_last else 'contiguous'}"
+
+    def to_dict(self) -> dict:
+        return {"precision": self.name, "memory_format": "channels_last" if self.channels_last else "contiguous"}
+
+
+def resolve_precision(name: str, device: torch.device, channels_last: bool | None = None) -> Precision:
+    """Turn --precision (and an optional --channels-last/--no-channels-last) into a Precision for `device`."""
+    name = name.lower()
+    if name not in PRECISION_CHOICES:
+        raise SkinsegError(f"unknown precision '{name}'; choose one of {', '.join(PRECISION_CHOICES)}")
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    notes = []
+    if name == "auto":
+        name = "bf16" if native else "fp32"
+    elif name == "bf16" and device.type == "cpu" and not native:
+        notes.append("bf16 asked for on a CPU without native bf16 (AVX512-BF16/AMX): it runs emulated, "
+                     "usually slower than fp32")
+    if name == "bf16" and device.type == "mps":
+        notes.append("bf16 is not used on Apple MPS; running in fp32")
+        name = "fp32"
+    dtype = torch.bfloat16 if name == "bf16" else None
+    layout = dtype is not None if channels_last is None else channels_last
+    return Precision(device.type, dtype, layout, tuple(notes))
+
+
+def compile_note(compile: bool, device: torch.device) -> str | None:
+    """torch.compile runs on CUDA and the CPU (inductor); elsewhere it is ignored, and said so."""
+    if compile and device.type not in ("cuda", "cpu"):
+        return f"--compile is ignored on {device.type}: torch.compile is used on CUDA and the CPU only"
+    return None
+
+
+def compile_active(compile: bool, device: torch.device) -> bool:
+    return compile and device.type in ("cuda", "cpu")
