@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from skinseg.config import SEED_PRESET, TrainConfig
+from skinseg.config import PRESETS, train_config
 from skinseg.device import describe_device, resolve_device
+from skinseg.precision import cpu_name
 from skinseg.train import train
 
 VARIANTS: dict[str, dict] = {
@@ -35,7 +34,8 @@ VARIANTS: dict[str, dict] = {
     "batch8": {"batch_size": 8},
     "no-deep-supervision": {"segmentation_levels": 1},
     "dropout0": {"dropout": 0.0},
-    "seed-recipe": {k: v for k, v in SEED_PRESET.items() if k != "epochs"},
+    "seed-recipe": {k: v for k, v in PRESETS["seed"].items() if k != "epochs"},
+    "plain-unet": {"architecture": "unet"},
 }
 
 
@@ -52,10 +52,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
-    base = TrainConfig(data=args.data, epochs=args.epochs, device=args.device)
     rows = []
     for name in args.variants.split(","):
-        config = replace(base, out=args.out / name, **VARIANTS[name])
+        config = train_config(args.data, out=args.out / name, epochs=args.epochs, device=args.device,
+                              **VARIANTS[name])
         started = time.perf_counter()
         result = train(config)
         row = {"variant": name, "change": VARIANTS[name], "epochs": args.epochs, "data": str(args.data),
@@ -63,7 +63,7 @@ def main() -> None:
                "final_val_dice": round(result.history[-1]["val_dice"], 4),
                "minutes": round((time.perf_counter() - started) / 60, 1),
                "device": describe_device(resolve_device(args.device)), "threads": torch.get_num_threads(),
-               "machine": platform.processor() or platform.machine()}
+               "machine": cpu_name()}
         rows.append(row)
         with results.open("a") as handle:
             handle.write(json.dumps(row) + "\n")

@@ -34,3 +34,19 @@ def test_missing_predictions_are_named(raw_dir, tmp_path):
     (tmp_path / "pred").mkdir()
     with pytest.raises(SkinsegError, match="no prediction for 30 of 30"):
         evaluate_folders(tmp_path / "pred", raw_dir / "masks")
+
+
+def test_a_raw_folder_is_scored_on_the_split_train_used_and_says_where(raw_dir, tiny_model_path, tmp_path,
+                                                                          monkeypatch):
+    from skinseg.config import EvaluateConfig
+    from skinseg.data.dataset import ensure_prepared
+    from skinseg.evaluate import evaluate_model
+
+    monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
+    report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu"))
+    prepared = ensure_prepared(raw_dir, 48, split_seed=0)
+    test_ids = {item["id"] for item in prepared.manifest["items"] if item["split"] == "test"}
+    assert {row["id"] for row in report.per_image} == test_ids and len(test_ids) < 30
+    assert f"test split of {raw_dir}" in report.title and str(prepared.root) in report.title
+    everything = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, split="all", device="cpu"))
+    assert len(everything.per_image) == 30

@@ -252,3 +252,31 @@ def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_
         train(TrainConfig(data=prepared_dir, out=run, epochs=3, device="cpu", max_train_images=8, **TINY))
     assert (run / "curves.png").read_bytes() == b"drawn after the interrupt arrived"
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
+
+
+def test_a_second_architecture_trains_through_the_registry(prepared_dir, tmp_path):
+    from skinseg.unet import UNet
+
+    result = train(train_config(prepared_dir, out=tmp_path / "unet", epochs=2, device="cpu", batch_size=8, lr=5e-3,
+                                architecture="unet", base_filters=4, depth=3))
+    model, info = load_model(result.run_dir / "best.safetensors")
+    assert isinstance(model, UNet) and info.config.architecture == "unet"
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_the_split_seed_is_its_own_setting_and_part_of_the_cache_key(raw_dir, tmp_path, monkeypatch):
+    from skinseg.data.dataset import ensure_prepared
+
+    monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
+    first = ensure_prepared(raw_dir, 32, split_seed=0)
+    other = ensure_prepared(raw_dir, 32, split_seed=1)
+    assert first.root != other.root
+    assert [i["split"] for i in first.manifest["items"]] != [i["split"] for i in other.manifest["items"]]
+    stamp = (first.root / "manifest.json").stat().st_mtime_ns
+    assert ensure_prepared(raw_dir, 32, split_seed=0).root == first.root  # reused, not rebuilt
+    assert (first.root / "manifest.json").stat().st_mtime_ns == stamp
+    # The training seed does not move images between splits.
+    for seed in (0, 5):
+        train(TrainConfig(data=raw_dir, out=tmp_path / f"s{seed}", size=32, epochs=1, device="cpu", seed=seed,
+                          max_train_images=4, **TINY))
+    assert len(list((tmp_path / "cache" / "prepared").iterdir())) == 2

@@ -56,7 +56,7 @@ def test_other_architecture_is_refused(saved, tmp_path):
     _, _, path = saved
     other = _rewrite_metadata(path, tmp_path / "o.safetensors", lambda m: {
         "skinseg": json.dumps({**json.loads(m["skinseg"]), "architecture": "ResNet50"})})
-    with pytest.raises(SkinsegError, match="architecture is 'ResNet50'"):
+    with pytest.raises(SkinsegError, match="architecture is 'ResNet50'; this skinseg knows improved_unet, unet"):
         load_model(other)
 
 
@@ -124,3 +124,38 @@ def test_bundled_model_loads_and_says_what_it_is():
     assert info.training["epochs"] > 0 and 0.5 < info.training["val_dice"] <= 1
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+
+
+@pytest.mark.parametrize("architecture", sorted(__import__("skinseg.architectures").architectures.ARCHITECTURES))
+def test_every_registered_architecture_round_trips_through_a_model_file(architecture, tmp_path):
+    from skinseg.architectures import ARCHITECTURES, create_model
+
+    config = ModelConfig(architecture=architecture, base_filters=4, depth=3)
+    torch.manual_seed(1)
+    model = create_model(config).eval()
+    path = save_model(model, tmp_path / f"{architecture}.safetensors", ModelInfo(config=config, input_size=32))
+    loaded, info = load_model(path)
+    assert type(loaded) is ARCHITECTURES[architecture] and info.config == config
+    assert json.loads(read_info_raw(path))["architecture"] == architecture
+    x = torch.randn(1, 3, 29, 35)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def read_info_raw(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return handle.metadata()["skinseg"]
+
+
+def test_files_from_before_the_registry_load_as_the_improved_unet(saved, tmp_path):
+    model, _, path = saved
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    meta = json.loads(read_info_raw(path))
+    meta["architecture"] = "ImprovedUNet"
+    meta["config"].pop("architecture")
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={"skinseg": json.dumps(meta)})
+    loaded, info = load_model(old)
+    assert type(loaded) is ImprovedUNet and info.config == CONFIG
