@@ -117,3 +117,31 @@ def test_compile_trains_on_the_cpu(prepared_dir, tmp_path):
     assert json.loads((tmp_path / "compiled" / "config.json").read_text())["resolved"]["compile"] is True
     model, _ = load_model(tmp_path / "compiled" / "best.safetensors")
     assert not any(name.startswith("_orig_mod") for name in model.state_dict())
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_cuda_run_uses_bf16_channels_last_and_resumes(prepared_dir, tmp_path, compile):
+    settings = dict(data=prepared_dir, epochs=2, device="cuda", max_train_images=16, compile=compile, **TINY)
+    result = train(TrainConfig(out=tmp_path / "run", **settings))
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved == {"device": "cuda", "precision": "bf16", "memory_format": "channels_last", "compile": compile}
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    resumed = train(TrainConfig(data=prepared_dir, resume=tmp_path / "run"))
+    assert resumed.epochs_done == 2
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_bf16_masks_agree_with_cpu_fp32(tiny_model_path, raw_dir):
+    from skinseg.data.images import load_rgb
+    from skinseg.inference import Segmenter
+
+    images = [load_rgb(path) for path in sorted((raw_dir / "images").iterdir())[:8]]
+    cpu = Segmenter(tiny_model_path, "cpu", precision="fp32", postprocess=False).masks(images)
+    gpu = Segmenter(tiny_model_path, "cuda", precision="auto", postprocess=False).masks(images)
+    assert min((a == b).mean() for a, b in zip(cpu, gpu)) > 0.98
