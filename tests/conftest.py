@@ -1,12 +1,22 @@
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+# One thread everywhere in the tests, set before torch is first imported (here or in any subprocess, which
+# inherits os.environ): OpenMP oversubscription on these tiny models costs far more than a second core gains.
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+os.environ.update(THREAD_ENV)
 
-from skinseg.config import PrepareConfig, TrainConfig
-from skinseg.data.prepare import prepare_dataset
-from skinseg.data.synthetic import write_synthetic_dataset
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from skinseg.config import PrepareConfig, TrainConfig  # noqa: E402
+from skinseg.data.prepare import prepare_dataset  # noqa: E402
+from skinseg.data.synthetic import write_synthetic_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ISIC_DIR = REPO.parent / "shared" / "data" / "isic2018"

@@ -6,11 +6,12 @@ import sys
 import numpy as np
 from PIL import Image
 
+from conftest import THREAD_ENV
 from skinseg import __version__
 
 
 def skinseg(*args, cwd=None):
-    env = os.environ | {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
+    env = os.environ | THREAD_ENV | {"COLUMNS": "160"}  # one torch thread; tables on one line each
     return subprocess.run([sys.executable, "-m", "skinseg", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=600, env=env)
 

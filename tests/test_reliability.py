@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cases import IMAGE_CASES, SIZE, mask_for
+from conftest import THREAD_ENV
 from skinseg.cli import app
 from skinseg.config import PrepareConfig
 from skinseg.data.prepare import prepare_dataset
@@ -186,7 +187,7 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
 def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
     """Start a skinseg command, send `sig` once `wait_for()` is true, return (returncode, stderr)."""
     process = subprocess.Popen([sys.executable, "-m", "skinseg", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=os.environ | THREAD_ENV)
     deadline = time.time() + timeout
     while not wait_for() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -245,7 +246,7 @@ def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
     code = ("import sys\nfrom skinseg.model import ImprovedUNet\nfrom skinseg.weights import ModelInfo, save_model\n"
             "model = ImprovedUNet()\nwhile True:\n    save_model(model, sys.argv[1], ModelInfo())\n")
     for attempt in range(3):
-        process = subprocess.Popen([sys.executable, "-c", code, str(target)])
+        process = subprocess.Popen([sys.executable, "-c", code, str(target)], env=os.environ | THREAD_ENV)
         deadline = time.time() + 60
         while not target.exists() and time.time() < deadline:
             time.sleep(0.05)
