@@ -49,3 +49,31 @@ def trained_run(prepared_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model_path(trained_run) -> Path:
     return trained_run.run_dir / "best.safetensors"
+
+
+# Modules whose tests share an expensive module-scoped fixture (the ONNX export, ~15 s of tracing; the real ISIC
+# images prepared, ~10 s).
+# Under pytest-xdist each of them goes to one worker as a whole, so that the fixture is made once, not once per
+# worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2 and pytest-xdist 3.8 it
+# silently stops grouping: pytest-dev/pytest-xdist#1386.)
+ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_real_data.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """For the default `--dist load`: one test per work unit, except the modules above (one unit each)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadWithSharedModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return LoadWithSharedModules(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `slow` tests first (a stable sort): with several workers, a long test handed out last runs alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -10,8 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import THREAD_ENV
-from skinseg import __version__
-from skinseg.cli import app
+from skinseg import __version__, cli
 
 COLUMNS = {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
 
@@ -25,7 +25,10 @@ def skinseg(*args, cwd=None):
 def invoke(*args):
     """The same command in this process, where torch is already imported (a fresh process spends seconds on it);
     an exception that escapes the command fails the test."""
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
+    # The CLI's rich consoles fix their width when skinseg.cli is imported if COLUMNS is set then (pytest-xdist
+    # sets it to 80 in its workers), so widen them for the call as COLUMNS does for a fresh process.
+    with mock.patch.object(cli.out, "_width", 160), mock.patch.object(cli.console, "_width", 160):
+        return CliRunner().invoke(cli.app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
 
 
 def test_help_lists_the_five_commands():

@@ -13,9 +13,8 @@ from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info  # noqa: E40
 from skinseg.inference import Segmenter  # noqa: E402
 from skinseg.weights import info_from_json, load_model  # noqa: E402
 
-# The export is the slow part (~15 s of tracing): this module makes it once, and pytest-xdist's loadgroup keeps
-# the module on one worker so that it is not made once per worker.
-pytestmark = pytest.mark.xdist_group("onnx_export")
+# The export is the slow part (~15 s of tracing): this module makes it once, and conftest.ONE_WORKER_MODULES keeps
+# the module on one pytest-xdist worker so that it is not made once per worker.
 
 
 def export_command(*args):
