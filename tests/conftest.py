@@ -2,17 +2,18 @@ from __future__ import annotations
 
 import os
 
-# One thread everywhere in the tests, set before torch is first imported (here or in any subprocess, which
-# inherits os.environ): OpenMP oversubscription on these tiny models costs far more than a second core gains.
+# One thread everywhere in the tests, set before torch is first imported (in the test processes and in every
+# subprocess, which inherits os.environ): OpenMP oversubscription on these tiny models costs far more than a second
+# core gains.
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 os.environ.update(THREAD_ENV)
 
+import pickle  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable, TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
-
-torch.set_num_threads(1)
 
 from skinseg.config import PrepareConfig, TrainConfig  # noqa: E402
 from skinseg.data.prepare import prepare_dataset  # noqa: E402
@@ -22,18 +23,49 @@ REPO = Path(__file__).resolve().parents[1]
 ISIC_DIR = REPO.parent / "shared" / "data" / "isic2018"
 TINY = dict(base_filters=4, depth=3, batch_size=8)
 
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """torch is imported here rather than at the top of this file, so that pytest-xdist's controller process,
+    which runs no test, does not spend seconds importing it before it starts the workers."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
+    """`make(folder)` once per test run. Under pytest-xdist the first worker to get here makes it in a folder that
+    all workers share (the others wait for it) and the result is pickled beside it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+    folder, result = root / name, root / f"{name}.pickle"
+    with FileLock(str(root / f"{name}.lock")):
+        if not result.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what another worker left when it failed
+            folder.mkdir()
+            result.write_bytes(pickle.dumps(make(folder)))
+    return pickle.loads(result.read_bytes())
+
 
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory) -> Path:
     """30 synthetic 48x48 pairs in images/ + masks/ (masks named <id>_segmentation.png)."""
-    return write_synthetic_dataset(tmp_path_factory.mktemp("raw"), count=30, size=48, seed=1)
+    return made_once(tmp_path_factory, "raw",
+                     lambda folder: write_synthetic_dataset(folder, count=30, size=48, seed=1))
 
 
 @pytest.fixture(scope="session")
 def prepared_dir(raw_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prepared") / "cache"
-    prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=48, workers=1))
-    return out
+    def prepare(folder: Path) -> Path:
+        prepare_dataset(PrepareConfig(data=raw_dir, out=folder / "cache", size=48, workers=1))
+        return folder / "cache"
+
+    return made_once(tmp_path_factory, "prepared", prepare)
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +73,8 @@ def trained_run(prepared_dir, tmp_path_factory):
     """A tiny model trained for 4 epochs on the synthetic set."""
     from skinseg.train import train
 
-    out = tmp_path_factory.mktemp("run")
-    result = train(TrainConfig(data=prepared_dir, out=out, epochs=4, device="cpu", lr=5e-3, **TINY))
-    return result
+    return made_once(tmp_path_factory, "run", lambda folder: train(
+        TrainConfig(data=prepared_dir, out=folder, epochs=4, device="cpu", lr=5e-3, **TINY)))
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,24 @@
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
-
-from typer.testing import CliRunner  # noqa: E402
-
-from skinseg.cli import app  # noqa: E402
-from skinseg.errors import SkinsegError  # noqa: E402
-from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info  # noqa: E402
-from skinseg.inference import Segmenter  # noqa: E402
-from skinseg.weights import info_from_json, load_model  # noqa: E402
+from skinseg.cli import app
+from skinseg.errors import SkinsegError
+from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info
+from skinseg.inference import Segmenter
+from skinseg.weights import info_from_json, load_model
 
 # The export is the slow part (~15 s of tracing): this module makes it once, and conftest.ONE_WORKER_MODULES keeps
 # the module on one pytest-xdist worker so that it is not made once per worker.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def onnx_extra():
+    """Without the onnx extra the module is skipped. Imported here rather than at collection, where every
+    pytest-xdist worker would spend a second on onnxscript."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
 
 
 def export_command(*args):
