@@ -105,8 +105,10 @@ def test_prepare_each_mask_case(kind, outcome, tmp_path):
 def test_a_folder_of_10000_empty_files(tiny_model_path, tmp_path):
     folder = tmp_path / "empties"
     folder.mkdir()
-    for i in range(10_000):
-        (folder / f"e{i:05d}.jpg").touch()
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    for i in range(10_000):  # hard links to one empty file: 10000 empty files, without allocating 10000 inodes
+        os.link(empty, folder / f"e{i:05d}.jpg")
     result = invoke("segment", folder, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu",
                     "--batch-size", 64)
     assert result.exit_code == 1
@@ -225,12 +227,18 @@ def test_signals_during_segment_leave_only_whole_masks(sig, tiny_model_path, tmp
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signals_during_prepare_leave_no_manifest(sig, tmp_path):
+@pytest.fixture(scope="module")
+def raw_400(tmp_path_factory):
+    """400 synthetic pairs, enough for prepare to be still at work when the signal comes; only read."""
     from skinseg.data.synthetic import write_synthetic_dataset
 
-    raw = write_synthetic_dataset(tmp_path / "raw", count=400, size=64)
+    return write_synthetic_dataset(tmp_path_factory.mktemp("raw400"), count=400, size=64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_prepare_leave_no_manifest(sig, raw_400, tmp_path):
+    raw = raw_400
     out = tmp_path / "p"
     code, stderr = _run_and_signal(["prepare", "--data", raw, "--out", out, "--workers", 1], sig,
                                    lambda: (out / ".images.tmp.npy").exists(), tmp_path)
