@@ -1,29 +1,71 @@
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import pytest
+# One thread everywhere in the tests, set before torch is first imported (in the test processes and in every
+# subprocess, which inherits os.environ): OpenMP oversubscription on these tiny models costs far more than a second
+# core gains.
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+os.environ.update(THREAD_ENV)
 
-from skinseg.config import ModelConfig, PrepareConfig, TrainConfig
-from skinseg.data.prepare import prepare_dataset
-from skinseg.data.synthetic import write_synthetic_dataset
+import pickle  # noqa: E402
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable, TypeVar  # noqa: E402
+
+import pytest  # noqa: E402
+
+from skinseg.config import ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
+from skinseg.data.prepare import prepare_dataset  # noqa: E402
+from skinseg.data.synthetic import write_synthetic_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ISIC_DIR = REPO.parent / "shared" / "data" / "isic2018"
 TINY = dict(model=ModelConfig(base_filters=4, depth=3), batch_size=8)
 
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> None:
+    """torch is imported here rather than at the top of this file, so that pytest-xdist's controller process,
+    which runs no test, does not spend seconds importing it before it starts the workers."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
+    """`make(folder)` once per test run. Under pytest-xdist the first worker to get here makes it in a folder that
+    all workers share (the others wait for it) and the result is pickled beside it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+    folder, result = root / name, root / f"{name}.pickle"
+    with FileLock(str(root / f"{name}.lock")):
+        if not result.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what another worker left when it failed
+            folder.mkdir()
+            result.write_bytes(pickle.dumps(make(folder)))
+    return pickle.loads(result.read_bytes())
+
 
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory) -> Path:
     """30 synthetic 48x48 pairs in images/ + masks/ (masks named <id>_segmentation.png)."""
-    return write_synthetic_dataset(tmp_path_factory.mktemp("raw"), count=30, size=48, seed=1)
+    return made_once(tmp_path_factory, "raw",
+                     lambda folder: write_synthetic_dataset(folder, count=30, size=48, seed=1))
 
 
 @pytest.fixture(scope="session")
 def prepared_dir(raw_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("prepared") / "cache"
-    prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=48, workers=1))
-    return out
+    def prepare(folder: Path) -> Path:
+        prepare_dataset(PrepareConfig(data=raw_dir, out=folder / "cache", size=48, workers=1))
+        return folder / "cache"
+
+    return made_once(tmp_path_factory, "prepared", prepare)
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +73,38 @@ def trained_run(prepared_dir, tmp_path_factory):
     """A tiny model trained for 4 epochs on the synthetic set."""
     from skinseg.train import train
 
-    out = tmp_path_factory.mktemp("run")
-    result = train(TrainConfig(data=prepared_dir, out=out, epochs=4, device="cpu", lr=5e-3, **TINY))
-    return result
+    return made_once(tmp_path_factory, "run", lambda folder: train(
+        TrainConfig(data=prepared_dir, out=folder, epochs=4, device="cpu", lr=5e-3, **TINY)))
 
 
 @pytest.fixture(scope="session")
 def tiny_model_path(trained_run) -> Path:
     return trained_run.run_dir / "best.safetensors"
+
+
+# Modules whose tests share an expensive module-scoped fixture (the ONNX export, ~15 s of tracing; the real ISIC
+# images prepared, ~10 s).
+# Under pytest-xdist each of them goes to one worker as a whole, so that the fixture is made once, not once per
+# worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2 and pytest-xdist 3.8 it
+# silently stops grouping: pytest-dev/pytest-xdist#1386.)
+ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_real_data.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """For the default `--dist load`: one test per work unit, except the modules above (one unit each)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadWithSharedModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return LoadWithSharedModules(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `slow` tests first (a stable sort): with several workers, a long test handed out last runs alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -2,24 +2,41 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
+from typer.testing import CliRunner
 
-from skinseg import __version__
+from conftest import THREAD_ENV
+from skinseg import __version__, cli
+
+COLUMNS = {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
 
 
 def skinseg(*args, cwd=None):
-    env = os.environ | {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
+    """`python -m skinseg ...` in a fresh process, with one torch thread."""
     return subprocess.run([sys.executable, "-m", "skinseg", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=env)
+                          cwd=cwd, timeout=600, env=os.environ | THREAD_ENV | COLUMNS)
 
 
-def test_help_lists_the_four_commands():
+def invoke(*args):
+    """The same command in this process, where torch is already imported (a fresh process spends seconds on it);
+    an exception that escapes the command fails the test."""
+    # The CLI's rich consoles fix their width when skinseg.cli is imported if COLUMNS is set then (pytest-xdist
+    # sets it to 80 in its workers), so widen them for the call as COLUMNS does for a fresh process.
+    with mock.patch.object(cli.out, "_width", 160), mock.patch.object(cli.console, "_width", 160):
+        return CliRunner().invoke(cli.app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
+
+
+def test_help_lists_the_five_commands():
     result = skinseg("--help")
     assert result.returncode == 0
-    for command in ("prepare", "train", "evaluate", "segment"):
-        assert command in result.stdout
+    listed = result.stdout.split("Commands:")[1].splitlines()
+    assert [line.split()[0] for line in listed if line.strip()] == ["prepare", "train", "evaluate", "segment",
+                                                                     "export"]
 
 
 def test_version():
@@ -44,41 +61,40 @@ def test_package_errors_are_one_red_line_and_exit_code_1(tmp_path):
     assert lines == [f"error: {tmp_path / 'missing.jpg'}: input not found"]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 def test_missing_cuda_is_an_error_not_a_traceback(tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    result = skinseg("train", "--data", tmp_path, "--device", "cuda")
-    assert result.returncode == 1 and "no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+    result = invoke("train", "--data", tmp_path, "--device", "cuda")
+    assert result.exit_code == 1 and "no CUDA GPU" in result.stderr and "Traceback" not in result.output
 
 
 def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
+    # prepare runs as `python -m skinseg` (it never imports torch, so the process starts quickly); the commands
+    # that need torch run in this process, through the same Typer app.
     prepared = tmp_path / "prepared"
     result = skinseg("prepare", "--data", raw_dir, "--out", prepared, "--size", 32)
     assert result.returncode == 0, result.stderr
     assert "30" in result.stdout and (prepared / "manifest.json").is_file()
 
     run = tmp_path / "run"
-    result = skinseg("train", "--data", prepared, "--out", run, "--epochs", 1, "--base-filters", 4, "--depth", 3,
-                     "--batch-size", 8, "--device", "cpu")
-    assert result.returncode == 0, result.stderr
+    result = invoke("train", "--data", prepared, "--out", run, "--epochs", 1, "--base-filters", 4, "--depth", 3,
+                    "--batch-size", 8, "--device", "cpu")
+    assert result.exit_code == 0, result.output
     assert "best validation Dice" in result.stdout
     assert "val Dice" in result.stdout and "best, last (1)" in result.stdout  # the final table
     assert (run / "best.safetensors").is_file() and (run / "metrics.csv").is_file()
 
     report = tmp_path / "report.json"
-    result = skinseg("evaluate", "--model", run / "best.safetensors", "--data", prepared, "--json", report,
-                     "--device", "cpu")
-    assert result.returncode == 0, result.stderr
+    result = invoke("evaluate", "--model", run / "best.safetensors", "--data", prepared, "--json", report,
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
     scores = json.loads(report.read_text())
     test_count = json.loads((prepared / "manifest.json").read_text())["split_sizes"]["test"]
     assert scores["count"] == test_count and 0 <= scores["macro_average"]["dice"] <= 1
     assert "dice" in result.stdout
 
     source = raw_dir / "images" / "case_000.png"
-    result = skinseg("segment", source, "-o", tmp_path / "mask.png", "--model", run / "best.safetensors",
-                     "--device", "cpu")
-    assert result.returncode == 0, result.stderr
+    result = invoke("segment", source, "-o", tmp_path / "mask.png", "--model", run / "best.safetensors",
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
     assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}

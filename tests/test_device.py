@@ -5,13 +5,12 @@ from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError
 
 
-def test_auto_picks_an_available_device():
-    device = resolve_device("auto")
-    expected = "cuda" if torch.cuda.is_available() else None
-    if expected:
-        assert device.type == expected
-    else:
-        assert device.type in ("cpu", "mps")
+@pytest.mark.parametrize("cuda,mps,expected", [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"),
+                                               (False, False, "cpu")])
+def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
 
 
 def test_cpu_is_always_there():

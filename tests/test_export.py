@@ -1,19 +1,67 @@
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")
+from skinseg.cli import app
+from skinseg.errors import SkinsegError
+from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info
+from skinseg.inference import Segmenter
+from skinseg.weights import info_from_json, load_model
 
-from skinseg.errors import SkinsegError  # noqa: E402
-from skinseg.export import OnnxRunner, export_onnx, read_onnx_info  # noqa: E402
-from skinseg.inference import Segmenter  # noqa: E402
-from skinseg.weights import load_model  # noqa: E402
+# The export is the slow part (~15 s of tracing): this module makes it once, and conftest.ONE_WORKER_MODULES keeps
+# the module on one pytest-xdist worker so that it is not made once per worker.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def onnx_extra():
+    """Without the onnx extra the module is skipped. Imported here rather than at collection, where every
+    pytest-xdist worker would spend a second on onnxscript."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+
+def export_command(*args):
+    return CliRunner().invoke(app, ["export", *map(str, args)], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
-def onnx_path(tiny_model_path, tmp_path_factory):
-    return export_onnx(tiny_model_path, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+def exported(tiny_model_path, tmp_path_factory):
+    """`skinseg export` of the tiny trained model, run once: (the command's result, the .onnx path)."""
+    target = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    return export_command(tiny_model_path, "-o", target), target
+
+
+@pytest.fixture(scope="module")
+def onnx_path(exported):
+    result, target = exported
+    assert result.exit_code == 0, result.output
+    return target
+
+
+def test_export_command_writes_a_valid_onnx_file_with_the_metadata(exported, tiny_model_path):
+    import onnx
+    import onnxruntime as ort
+
+    result, target = exported
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {target}"
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary file left beside it
+    graph = onnx.load(str(target))
+    onnx.checker.check_model(graph)
+    _, info = load_model(tiny_model_path)
+    metadata = {p.key: p.value for p in graph.metadata_props}
+    assert info_from_json(metadata[METADATA_KEY], target) == info
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    (image,) = session.get_inputs()
+    assert image.name == "image" and image.shape == ["batch", 3, "height", "width"]  # dynamic batch and size
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+
+
+def test_export_command_refuses_another_format(tiny_model_path, tmp_path):
+    result = export_command(tiny_model_path, "-o", tmp_path / "m.tflite", "--format", "tflite")
+    assert result.exit_code == 1 and "unknown export format 'tflite'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 48, 48), (3, 3, 37, 61)])

@@ -18,10 +18,17 @@ def test_output_has_the_input_size_for_any_size(height, width):
     assert logits.shape == (2, 1, height, width)
 
 
-def test_predict_gives_probabilities():
-    model = ImprovedUNet(ModelConfig(base_filters=4, depth=3)).eval()
-    probs = model.predict(torch.randn(1, 3, 24, 24))
-    assert probs.min() >= 0 and probs.max() <= 1
+def test_predict_is_the_sigmoid_of_the_eval_mode_forward_even_from_training_mode():
+    torch.manual_seed(0)
+    model = ImprovedUNet(ModelConfig(base_filters=4, depth=3, dropout=0.5))
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.eval()(x))
+        assert not torch.allclose(torch.sigmoid(model.train()(x)), expected, atol=1e-3)  # dropout is on
+    probs = model.predict(x)  # called in training mode
+    assert not model.training  # predict switched to eval mode: no dropout
+    assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.equal(model.predict(x), probs)
     assert not probs.requires_grad
 
 

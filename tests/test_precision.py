@@ -109,7 +109,7 @@ def test_bf16_inference_agrees_with_fp32(tiny_model_path, raw_dir):
     assert min(agree) > 0.98
 
 
-@pytest.mark.slow
+@pytest.mark.compile
 def test_compile_trains_on_the_cpu(prepared_dir, tmp_path):
     result = train(TrainConfig(data=prepared_dir, out=tmp_path / "compiled", epochs=1, device="cpu",
                                max_train_images=8, compile=True, **TINY))

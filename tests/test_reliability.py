@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cases import IMAGE_CASES, SIZE, mask_for
+from conftest import THREAD_ENV
 from skinseg.cli import app
 from skinseg.config import PrepareConfig
 from skinseg.data.prepare import prepare_dataset
@@ -104,8 +105,10 @@ def test_prepare_each_mask_case(kind, outcome, tmp_path):
 def test_a_folder_of_10000_empty_files(tiny_model_path, tmp_path):
     folder = tmp_path / "empties"
     folder.mkdir()
-    for i in range(10_000):
-        (folder / f"e{i:05d}.jpg").touch()
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    for i in range(10_000):  # hard links to one empty file: 10000 empty files, without allocating 10000 inodes
+        os.link(empty, folder / f"e{i:05d}.jpg")
     result = invoke("segment", folder, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu",
                     "--batch-size", 64)
     assert result.exit_code == 1
@@ -186,7 +189,7 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
 def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
     """Start a skinseg command, send `sig` once `wait_for()` is true, return (returncode, stderr)."""
     process = subprocess.Popen([sys.executable, "-m", "skinseg", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=os.environ | THREAD_ENV)
     deadline = time.time() + timeout
     while not wait_for() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -224,12 +227,18 @@ def test_signals_during_segment_leave_only_whole_masks(sig, tiny_model_path, tmp
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signals_during_prepare_leave_no_manifest(sig, tmp_path):
+@pytest.fixture(scope="module")
+def raw_400(tmp_path_factory):
+    """400 synthetic pairs, enough for prepare to be still at work when the signal comes; only read."""
     from skinseg.data.synthetic import write_synthetic_dataset
 
-    raw = write_synthetic_dataset(tmp_path / "raw", count=400, size=64)
+    return write_synthetic_dataset(tmp_path_factory.mktemp("raw400"), count=400, size=64)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signals_during_prepare_leave_no_manifest(sig, raw_400, tmp_path):
+    raw = raw_400
     out = tmp_path / "p"
     code, stderr = _run_and_signal(["prepare", "--data", raw, "--out", out, "--workers", 1], sig,
                                    lambda: (out / ".images.tmp.npy").exists(), tmp_path)
@@ -245,7 +254,7 @@ def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
     code = ("import sys\nfrom skinseg.model import ImprovedUNet\nfrom skinseg.weights import ModelInfo, save_model\n"
             "model = ImprovedUNet()\nwhile True:\n    save_model(model, sys.argv[1], ModelInfo())\n")
     for attempt in range(3):
-        process = subprocess.Popen([sys.executable, "-c", code, str(target)])
+        process = subprocess.Popen([sys.executable, "-c", code, str(target)], env=os.environ | THREAD_ENV)
         deadline = time.time() + 60
         while not target.exists() and time.time() < deadline:
             time.sleep(0.05)

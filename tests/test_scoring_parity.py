@@ -7,7 +7,12 @@ from PIL import Image
 from skinseg.evaluate import evaluate_folders
 from skinseg.metrics import METRIC_NAMES
 
-scoring = pytest.importorskip("isic_challenge_scoring.segmentation")
+
+@pytest.fixture(scope="module")
+def scoring():
+    """The official scorer; imported here rather than at collection, where it would cost every pytest-xdist worker
+    two seconds (pandas and more)."""
+    return pytest.importorskip("isic_challenge_scoring.segmentation")
 
 
 def _write_random_masks(root, rng, count=25):
@@ -27,7 +32,7 @@ def _write_random_masks(root, rng, count=25):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_metrics_agree_with_the_official_scorer(tmp_path, seed):
+def test_metrics_agree_with_the_official_scorer(scoring, tmp_path, seed):
     truth, pred = _write_random_masks(tmp_path, np.random.default_rng(seed))
     official = scoring.SegmentationScore.from_dir(truth, pred).to_dict()["macro_average"]
     ours = evaluate_folders(pred, truth)
