@@ -61,8 +61,16 @@ def build_engine_for(name: str, config: TrainConfig, device: torch.device, preci
     return Engine(model, model, optimizer, LOSSES.get_checked(config.loss), precision)  # type: ignore[arg-type]
 
 
-def run_one(name: str, prepared, device: torch.device, budget: float, batch: int, lr: float, infer_batch: int,
-            precision_name: str) -> dict:
+def run_one(
+    name: str,
+    prepared,
+    device: torch.device,
+    budget: float,
+    batch: int,
+    lr: float,
+    infer_batch: int,
+    precision_name: str,
+) -> dict:
     """Train `name` for `budget` seconds with skinseg's own step (batches drawn at random, cosine over the
     budget), then validate it and time inference."""
     torch.manual_seed(0)
@@ -104,9 +112,17 @@ def run_one(name: str, prepared, device: torch.device, budget: float, batch: int
             repeats += 1
         sync()
         infer = repeats * len(x) / (time.perf_counter() - started)
-    return {"model": name, "parameters": params, "precision": precision.describe(),
-            "train_images_per_s": images / train_seconds, "steps": steps, "images_seen": images,
-            "inference_images_per_s": infer, "val_dice": val.dice, "val_loss": val.loss}
+    return {
+        "model": name,
+        "parameters": params,
+        "precision": precision.describe(),
+        "train_images_per_s": images / train_seconds,
+        "steps": steps,
+        "images_seen": images,
+        "inference_images_per_s": infer,
+        "val_dice": val.dice,
+        "val_loss": val.loss,
+    }
 
 
 def main() -> None:
@@ -126,8 +142,10 @@ def main() -> None:
     budget = args.budget or 90.0
     data = ensure_prepared(args.data, size)
     infer_batch = 256 if device.type == "cuda" else 16
-    print(f"# {datetime.date.today()}  {describe_device(device)}  {platform.machine()}  ({cpu_features()})  "
-          f"torch {torch.__version__}  size {size}  budget {budget:.0f}s  batch {args.batch_size}")
+    print(
+        f"# {datetime.date.today()}  {describe_device(device)}  {platform.machine()}  ({cpu_features()})  "
+        f"torch {torch.__version__}  size {size}  budget {budget:.0f}s  batch {args.batch_size}"
+    )
     results = []
     for name in args.models.split(","):
         try:
@@ -138,12 +156,25 @@ def main() -> None:
             continue
         result = run_one(name, data, device, budget, args.batch_size, args.lr, infer_batch, args.precision)
         results.append(result)
-        print(f"{name:8s} params {result['parameters']:>10,}  train {result['train_images_per_s']:8.1f} img/s  "
-              f"infer {result['inference_images_per_s']:8.1f} img/s  val Dice {result['val_dice']:.4f}  "
-              f"({result['images_seen']} images seen)", flush=True)
+        print(
+            f"{name:8s} params {result['parameters']:>10,}  train {result['train_images_per_s']:8.1f} img/s  "
+            f"infer {result['inference_images_per_s']:8.1f} img/s  val Dice {result['val_dice']:.4f}  "
+            f"({result['images_seen']} images seen)",
+            flush=True,
+        )
     if args.json:
-        args.json.write_text(json.dumps({"device": describe_device(device), "size": size, "budget": budget,
-                                         "torch": torch.__version__, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": describe_device(device),
+                    "size": size,
+                    "budget": budget,
+                    "torch": torch.__version__,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

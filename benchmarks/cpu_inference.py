@@ -87,15 +87,17 @@ def main() -> None:
         for channels_last in (False, True):
             for mode in ("no_grad", "inference_mode"):
                 ms = forward_ms(model, size, batch, channels_last, mode)
-                print(f"  batch {batch:2d}  {'channels_last' if channels_last else 'contiguous   '}  {mode:15s}"
-                      f"  {ms:7.1f} ms  ({ms / floor:.2f}x floor)")
+                print(
+                    f"  batch {batch:2d}  {'channels_last' if channels_last else 'contiguous   '}  {mode:15s}"
+                    f"  {ms:7.1f} ms  ({ms / floor:.2f}x floor)"
+                )
     try:
         from skinseg.export import OnnxRunner, cached_onnx
 
         runner = OnnxRunner(cached_onnx(args.model))
         for batch in (1, 8):
             x = torch.randn(batch, 3, size, size)
-            ms = best_of(lambda: runner(x)) / batch * 1000
+            ms = best_of(lambda x=x: runner(x)) / batch * 1000
             print(f"  batch {batch:2d}  ONNX Runtime                           {ms:7.1f} ms  ({ms / floor:.2f}x floor)")
     except Exception as exc:  # the ONNX extra is optional
         print(f"  ONNX Runtime: skipped ({exc})")
@@ -111,31 +113,59 @@ def main() -> None:
         print(f"\nend to end, `skinseg segment DIR -o OUT` on {len(sources)} JPEGs (includes start-up):")
         for backend in ("torch", "onnx"):
             for batch in (8,):
-                seconds = wall(skinseg + ["segment", str(folder), "-o", str(Path(tmp) / f"out-{backend}"),
-                                          "--overwrite", "--batch-size", str(batch), "--backend", backend,
-                                          *model_args], repeats=2)
-                print(f"  backend {backend:5s} batch {batch}: {seconds:.2f} s, {len(sources) / seconds:.1f} images/s")
+                seconds = wall(
+                    [
+                        *skinseg,
+                        "segment",
+                        str(folder),
+                        "-o",
+                        str(Path(tmp) / f"out-{backend}"),
+                        "--overwrite",
+                        "--batch-size",
+                        str(batch),
+                        "--backend",
+                        backend,
+                        *model_args,
+                    ],
+                    repeats=2,
+                )
+                rate = len(sources) / seconds
+                print(f"  backend {backend:5s} batch {batch}: {seconds:.2f} s, {rate:.1f} images/s")
 
         one = sources[0]
         code = f"""
 import time; t0 = time.perf_counter()
 import torch; t1 = time.perf_counter()
-from skinseg.inference import Segmenter; from skinseg.data.images import load_rgb, save_mask_png; t2 = time.perf_counter()
+from skinseg.inference import Segmenter
+from skinseg.data.images import load_rgb, save_mask_png; t2 = time.perf_counter()
 s = Segmenter({str(args.model)!r} if {bool(args.model)} else None, 'cpu'); t3 = time.perf_counter()
 image = load_rgb({str(one)!r}); t4 = time.perf_counter()
 mask = s.masks([image])[0]; t5 = time.perf_counter()
-save_mask_png(mask, {str(Path(tmp) / 'one.png')!r}); t6 = time.perf_counter()
+save_mask_png(mask, {str(Path(tmp) / "one.png")!r}); t6 = time.perf_counter()
 print(f"import torch {{t1-t0:.2f}} s, import skinseg {{t2-t1:.2f}} s, model load {{t3-t2:.2f}} s, "
       f"decode {{(t4-t3)*1000:.0f}} ms, forward {{(t5-t4)*1000:.0f}} ms, encode {{(t6-t5)*1000:.0f}} ms")
 """
         print("\ncold `skinseg segment one.jpg -o mask.png`:")
-        total = wall(skinseg + ["segment", str(one), "-o", str(Path(tmp) / "mask.png"), "--overwrite",
-                                "--device", "cpu", *model_args])
+        total = wall(
+            [
+                *skinseg,
+                "segment",
+                str(one),
+                "-o",
+                str(Path(tmp) / "mask.png"),
+                "--overwrite",
+                "--device",
+                "cpu",
+                *model_args,
+            ]
+        )
         print(f"  wall {total:.2f} s (median of 3)")
         phases = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         print(f"  phases: {phases.stdout.strip()}")
-    print(f"\n`skinseg --help`: {wall(skinseg + ['--help']):.2f} s; `skinseg --version`: "
-          f"{wall(skinseg + ['--version']):.2f} s (median of 3)")
+    print(
+        f"\n`skinseg --help`: {wall([*skinseg, '--help']):.2f} s; `skinseg --version`: "
+        f"{wall([*skinseg, '--version']):.2f} s (median of 3)"
+    )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main() -> None:
 
     images = sorted((args.data / IMAGES).glob("*.jpg"))
     if args.limit:
-        images = images[:args.limit]
+        images = images[: args.limit]
     if not images:
         sys.exit(f"no images in {args.data / IMAGES}")
     (args.out / IMAGES).mkdir(parents=True, exist_ok=True)
@@ -80,8 +80,16 @@ def main() -> None:
         if not mask.is_file():
             print(f"skipped {image.name}: no mask", file=sys.stderr)
             continue
-        jobs.append((image, mask, args.out / IMAGES / f"{image.stem}.jpg",
-                     args.out / MASKS / f"{image.stem}_segmentation.png", args.size, args.quality))
+        jobs.append(
+            (
+                image,
+                mask,
+                args.out / IMAGES / f"{image.stem}.jpg",
+                args.out / MASKS / f"{image.stem}_segmentation.png",
+                args.size,
+                args.quality,
+            )
+        )
 
     started = time.perf_counter()
     with multiprocessing.Pool(args.workers) as pool:
@@ -94,16 +102,21 @@ def main() -> None:
     (args.out / "COPY.txt").write_text(
         f"Made by benchmarks/gpu_data.py from {args.data}: every pair at {args.size} x {args.size}, images "
         f"re-encoded as JPEG quality {args.quality}, masks as 1-bit PNG resized as `skinseg prepare` does. "
-        "CC BY-NC 4.0, as README.md says.\n")
+        "CC BY-NC 4.0, as README.md says.\n"
+    )
     empty = [name for name, _, nonempty in results if not nonempty]
     total = sum(path.stat().st_size for path in args.out.rglob("*") if path.is_file())
     image_bytes = sum(path.stat().st_size for path in (args.out / IMAGES).iterdir())
-    print(f"{len(results)} pairs -> {args.out}: {total / 2**20:.1f} MiB in all (images {image_bytes / 2**20:.1f} MiB, "
-          f"masks {(total - image_bytes) / 2**20:.1f} MiB), {seconds:.1f} s with {args.workers} processes")
+    print(
+        f"{len(results)} pairs -> {args.out}: {total / 2**20:.1f} MiB in all (images {image_bytes / 2**20:.1f} MiB, "
+        f"masks {(total - image_bytes) / 2**20:.1f} MiB), {seconds:.1f} s with {args.workers} processes"
+    )
     if empty:
         print(f"warning: {len(empty)} mask(s) empty at {args.size} px (prepare will skip them): {empty[:5]}")
-    print("To use it on the device machine: keep `/.gpu-data/` ignored (.gitignore has it; in a checkout without "
-          "that line add it to .git/info/exclude) and name \".gpu-data\" in the device tool's carry.")
+    print(
+        "To use it on the device machine: keep `/.gpu-data/` ignored (.gitignore has it; in a checkout without "
+        'that line add it to .git/info/exclude) and name ".gpu-data" in the device tool\'s carry.'
+    )
 
 
 if __name__ == "__main__":

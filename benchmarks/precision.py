@@ -55,11 +55,17 @@ def _timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(setting: str, size: int, device: torch.device, batch: int, infer_batch: int, warmup: int,
-            repeats: int) -> dict:
+def measure(
+    setting: str, size: int, device: torch.device, batch: int, infer_batch: int, warmup: int, repeats: int
+) -> dict:
     options = SETTINGS[setting]
-    config = TrainConfig(data=Path("."), batch_size=batch, precision=options["precision"],
-                         channels_last=options["channels_last"], compile=options["compile"])
+    config = TrainConfig(
+        data=Path("."),
+        batch_size=batch,
+        precision=options["precision"],
+        channels_last=options["channels_last"],
+        compile=options["compile"],
+    )
     precision = resolve_precision(config.precision, device, config.channels_last)
     torch.manual_seed(0)
     engine = build_engine(config, device, precision)
@@ -77,9 +83,15 @@ def measure(setting: str, size: int, device: torch.device, batch: int, infer_bat
             model(xi)
 
     infer_s = _timed(infer, device, warmup + extra, repeats)
-    return {"setting": setting, "size": size, "batch": batch, "train_step_s": round(train_s, 4),
-            "train_images_per_s": round(batch / train_s, 1), "infer_batch": infer_batch,
-            "infer_ms_per_image": round(1000 * infer_s / infer_batch, 2)}
+    return {
+        "setting": setting,
+        "size": size,
+        "batch": batch,
+        "train_step_s": round(train_s, 4),
+        "train_images_per_s": round(batch / train_s, 1),
+        "infer_batch": infer_batch,
+        "infer_ms_per_image": round(1000 * infer_s / infer_batch, 2),
+    }
 
 
 def agreement(data: Path, split: str, model: Path | None, device: str, batch: int) -> dict:
@@ -95,13 +107,19 @@ def agreement(data: Path, split: str, model: Path | None, device: str, batch: in
     worst = 1.0
     started = time.perf_counter()
     for start in range(0, len(pairs), batch):
-        images = [load_rgb(p.image) for p in pairs[start:start + batch]]
-        for a, b in zip(fp32.masks(images), bf16.masks(images)):
+        images = [load_rgb(p.image) for p in pairs[start : start + batch]]
+        for a, b in zip(fp32.masks(images), bf16.masks(images), strict=False):
             same += int((a == b).sum())
             total += a.size
             worst = min(worst, float((a == b).mean()))
-    return {"where": where, "images": len(pairs), "pixels": total, "agreement": same / total,
-            "worst_image_agreement": worst, "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "where": where,
+        "images": len(pairs),
+        "pixels": total,
+        "agreement": same / total,
+        "worst_image_agreement": worst,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main() -> None:
@@ -114,8 +132,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="default: 2 on the CPU, 5 on CUDA")
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on the CPU, 20 on CUDA")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0: torch's default)")
-    parser.add_argument("--agreement", type=Path, default=None, help="a prepared or raw data set: measure bf16 vs "
-                                                                     "fp32 mask agreement on --split instead")
+    parser.add_argument(
+        "--agreement",
+        type=Path,
+        default=None,
+        help="a prepared or raw data set: measure bf16 vs fp32 mask agreement on --split instead",
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -123,8 +145,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    header = {"date": str(datetime.date.today()), "device": describe_device(device), "cpu_features": cpu_features(),
-              "torch": torch.__version__}
+    header = {
+        "date": str(datetime.date.today()),
+        "device": describe_device(device),
+        "cpu_features": cpu_features(),
+        "torch": torch.__version__,
+    }
     print(f"# {header['date']}  {header['device']}  ({header['cpu_features']})  torch {header['torch']}", flush=True)
     if args.agreement:
         result = {**header, **agreement(args.agreement, args.split, args.model, args.device, args.infer_batch)}
@@ -136,8 +162,8 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     repeats = args.repeats if args.repeats is not None else (20 if cuda else 3)
     rows = []
-    print("| size | setting | train step (batch {0}) | train img/s | inference ms/img (batch {1}) |".format(
-        args.batch, args.infer_batch))
+    infer = f"inference ms/img (batch {args.infer_batch})"
+    print(f"| size | setting | train step (batch {args.batch}) | train img/s | {infer} |")
     print("| --- | --- | --- | --- | --- |", flush=True)
     settings = args.settings.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -151,8 +177,11 @@ def main() -> None:
             row = {"setting": setting, "size": size, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             print(f"| {size} | {setting} | failed: {row['error']} | | |", flush=True)
         else:
-            print(f"| {size} | {setting} | {row['train_step_s']:.3f} s | {row['train_images_per_s']:.1f} | "
-                  f"{row['infer_ms_per_image']:.1f} |", flush=True)
+            print(
+                f"| {size} | {setting} | {row['train_step_s']:.3f} s | {row['train_images_per_s']:.1f} | "
+                f"{row['infer_ms_per_image']:.1f} |",
+                flush=True,
+            )
         rows.append(row)
     if args.json:
         args.json.write_text(json.dumps({**header, "warmup": warmup, "repeats": repeats, "rows": rows}, indent=1))

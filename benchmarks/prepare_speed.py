@@ -42,7 +42,8 @@ def main() -> None:
     args = parser.parse_args()
     pairs = discover_pairs(args.data).pairs
     n = len(pairs)
-    print(f"{n} pairs from {args.data}, size {args.size}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
+    machine = platform.processor() or platform.machine()
+    print(f"{n} pairs from {args.data}, size {args.size}, {os.cpu_count()} cores, {machine}")
     rows = []
     rows.append(("Pillow loop, 1 core", min(pillow_loop(pairs, args.size, False) for _ in range(args.repeat))))
     rows.append(("Pillow loop + draft, 1 core", min(pillow_loop(pairs, args.size, True) for _ in range(args.repeat))))
@@ -51,8 +52,9 @@ def main() -> None:
         cold = [prepare_dataset(config).seconds for _ in range(args.repeat)]
         rows.append(("skinseg prepare (cold, all cores)", min(cold)))
         warm = PrepareConfig(data=args.data, out=Path(tmp) / "cache", size=args.size)
-        rows.append(("skinseg prepare (warm, cache reused)", min(prepare_dataset(warm).seconds
-                                                                for _ in range(args.repeat))))
+        rows.append(
+            ("skinseg prepare (warm, cache reused)", min(prepare_dataset(warm).seconds for _ in range(args.repeat)))
+        )
     print(f"{'what':40s} {'seconds':>8s} {'images/s':>9s}")
     for name, seconds in rows:
         print(f"{name:40s} {seconds:8.2f} {n / seconds:9.0f}")

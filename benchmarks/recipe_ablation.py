@@ -54,16 +54,22 @@ def main() -> None:
     results = args.out / "results.jsonl"
     rows = []
     for name in args.variants.split(","):
-        config = train_config(args.data, out=args.out / name, epochs=args.epochs, device=args.device,
-                              **VARIANTS[name])
+        config = train_config(args.data, out=args.out / name, epochs=args.epochs, device=args.device, **VARIANTS[name])
         started = time.perf_counter()
         result = train(config)
-        row = {"variant": name, "change": VARIANTS[name], "epochs": args.epochs, "data": str(args.data),
-               "best_val_dice": round(result.best_val_dice, 4), "best_epoch": result.best_epoch,
-               "final_val_dice": round(result.history[-1]["val_dice"], 4),
-               "minutes": round((time.perf_counter() - started) / 60, 1),
-               "device": describe_device(resolve_device(args.device)), "threads": torch.get_num_threads(),
-               "machine": cpu_name()}
+        row = {
+            "variant": name,
+            "change": VARIANTS[name],
+            "epochs": args.epochs,
+            "data": str(args.data),
+            "best_val_dice": round(result.best_val_dice, 4),
+            "best_epoch": result.best_epoch,
+            "final_val_dice": round(result.history[-1]["val_dice"], 4),
+            "minutes": round((time.perf_counter() - started) / 60, 1),
+            "device": describe_device(resolve_device(args.device)),
+            "threads": torch.get_num_threads(),
+            "machine": cpu_name(),
+        }
         rows.append(row)
         with results.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
@@ -71,8 +77,10 @@ def main() -> None:
     print("\n| variant | change | best val Dice (epoch) | final val Dice | minutes |\n|---|---|---|---|---|")
     for row in rows:
         change = ", ".join(f"{k}={v}" for k, v in row["change"].items()) or "-"
-        print(f"| {row['variant']} | {change} | {row['best_val_dice']:.4f} ({row['best_epoch']}) | "
-              f"{row['final_val_dice']:.4f} | {row['minutes']} |")
+        print(
+            f"| {row['variant']} | {change} | {row['best_val_dice']:.4f} ({row['best_epoch']}) | "
+            f"{row['final_val_dice']:.4f} | {row['minutes']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def main() -> None:
     segmenter = Segmenter(args.model, args.device)
     probabilities, truths = [], []
     for start in range(0, len(pairs), 16):
-        chunk = pairs[start:start + 16]
+        chunk = pairs[start : start + 16]
         probabilities += [p.astype(np.float16) for p in segmenter.probabilities([load_rgb(p.image) for p in chunk])]
         truths += [load_mask(p.mask) for p in chunk]
     rows = []
@@ -42,17 +42,26 @@ def main() -> None:
         for postprocess in (False, True):
             segmenter.threshold, segmenter.postprocess = threshold, postprocess
             masks = segmenter.masks_from(probabilities)
-            summary = summarise([image_metrics(t, m) for t, m in zip(truths, masks)])
-            row = {"threshold": threshold, "postprocess": postprocess,
-                   **{name: round(summary[name]["mean"], 4) for name in ("dice", "jaccard", "threshold_jaccard")}}
+            summary = summarise([image_metrics(t, m) for t, m in zip(truths, masks, strict=False)])
+            row = {
+                "threshold": threshold,
+                "postprocess": postprocess,
+                **{name: round(summary[name]["mean"], 4) for name in ("dice", "jaccard", "threshold_jaccard")},
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     best = max(rows, key=lambda row: row["dice"])
-    print(f"best on the {where}: threshold {best['threshold']}, post-processing {best['postprocess']}: "
-          f"Dice {best['dice']:.4f}")
+    print(
+        f"best on the {where}: threshold {best['threshold']}, post-processing {best['postprocess']}: "
+        f"Dice {best['dice']:.4f}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"data": str(args.data), "split": args.split,
-                                         "model": str(args.model or "bundled"), "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"data": str(args.data), "split": args.split, "model": str(args.model or "bundled"), "rows": rows},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

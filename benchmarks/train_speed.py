@@ -39,9 +39,12 @@ def images_per_second(history: list[dict], train_images: int) -> dict:
     """Training images/s of the fastest epoch after the first (the validation pass not counted)."""
     later = history[1:] or history
     fastest = min(later, key=lambda row: row["train_seconds"])
-    return {"train_images_per_s": round(train_images / fastest["train_seconds"], 1),
-            "train_seconds": round(fastest["train_seconds"], 2), "epoch_seconds": round(fastest["seconds"], 2),
-            "first_epoch_seconds": round(history[0]["seconds"], 2)}
+    return {
+        "train_images_per_s": round(train_images / fastest["train_seconds"], 1),
+        "train_seconds": round(fastest["train_seconds"], 2),
+        "epoch_seconds": round(fastest["seconds"], 2),
+        "first_epoch_seconds": round(history[0]["seconds"], 2),
+    }
 
 
 def main() -> None:
@@ -53,8 +56,12 @@ def main() -> None:
     parser.add_argument("--max-train-images", type=int, default=0, help="cap for a quick check (0: all)")
     parser.add_argument("--target-dice", type=float, default=0.89)
     parser.add_argument("--target-epochs", type=int, default=0, help="epochs of the target run (0: skip it)")
-    parser.add_argument("--target-lr", type=float, default=None, help="peak lr of the target run [default: the "
-                                                                       "recipe's, scaled by batch/16, at most 8e-3]")
+    parser.add_argument(
+        "--target-lr",
+        type=float,
+        default=None,
+        help="peak lr of the target run [default: the recipe's, scaled by batch/16, at most 8e-3]",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -62,15 +69,27 @@ def main() -> None:
     train_images = len(data.indices("train"))
     if args.max_train_images:
         train_images = min(train_images, args.max_train_images)
-    header = {"date": str(datetime.date.today()), "device": describe_device(device), "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(), "size": data.size, "train_images": train_images,
-              "val_images": len(data.indices("val"))}
+    header = {
+        "date": str(datetime.date.today()),
+        "device": describe_device(device),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "size": data.size,
+        "train_images": train_images,
+        "val_images": len(data.indices("val")),
+    }
     print(json.dumps(header), flush=True)
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.settings.split(","):
-            config = TrainConfig(data=args.data, out=Path(scratch) / name, epochs=args.epochs, device=args.device,
-                                 max_train_images=args.max_train_images, **SETTINGS[name])
+            config = TrainConfig(
+                data=args.data,
+                out=Path(scratch) / name,
+                epochs=args.epochs,
+                device=args.device,
+                max_train_images=args.max_train_images,
+                **SETTINGS[name],
+            )
             result = train(config)
             row = {"setting": name, **SETTINGS[name], **images_per_second(result.history, train_images)}
             results.append(row)
@@ -80,19 +99,31 @@ def main() -> None:
             fastest = max(results, key=lambda row: row["train_images_per_s"])
             batch = SETTINGS[fastest["setting"]]["batch_size"]
             lr = args.target_lr or min(8e-3, TrainConfig.lr * batch / 16)
-            config = TrainConfig(data=args.data, out=Path(scratch) / "target", epochs=args.target_epochs,
-                                 device=args.device, lr=lr, max_train_images=args.max_train_images,
-                                 **SETTINGS[fastest["setting"]])
+            config = TrainConfig(
+                data=args.data,
+                out=Path(scratch) / "target",
+                epochs=args.target_epochs,
+                device=args.device,
+                lr=lr,
+                max_train_images=args.max_train_images,
+                **SETTINGS[fastest["setting"]],
+            )
             history = train(config).history
             elapsed, reached = 0.0, None
             for row in history:
                 elapsed += row["seconds"]
                 if reached is None and row["val_dice"] >= args.target_dice:
                     reached = {"epoch": row["epoch"], "seconds": round(elapsed, 1)}
-            target = {"setting": fastest["setting"], "lr": lr, "epochs": args.target_epochs,
-                      "target_dice": args.target_dice, "reached": reached, "seconds_total": round(elapsed, 1),
-                      "best_val_dice": round(max(r["val_dice"] for r in history), 4),
-                      "val_dice_by_epoch": [round(r["val_dice"], 4) for r in history]}
+            target = {
+                "setting": fastest["setting"],
+                "lr": lr,
+                "epochs": args.target_epochs,
+                "target_dice": args.target_dice,
+                "reached": reached,
+                "seconds_total": round(elapsed, 1),
+                "best_val_dice": round(max(r["val_dice"] for r in history), 4),
+                "val_dice_by_epoch": [round(r["val_dice"], 4) for r in history],
+            }
             print(json.dumps(target), flush=True)
     if args.json:
         args.json.write_text(json.dumps({**header, "speed": results, "target": target}, indent=1))

@@ -24,11 +24,13 @@ def main() -> None:
     args = parser.parse_args()
     model, info = load_model(args.weights)
     training = dict(info.training)
-    training.update({
-        "data_name": "ISIC 2018 Task 1 training set (2,594 pairs, resized to 512x512), seed-0 hash split 60/20/20",
-        "license": "trained on CC BY-NC 4.0 data: non-commercial research use only, not for diagnosis",
-        "run": str(args.weights.parent.name),
-    })
+    training.update(
+        {
+            "data_name": "ISIC 2018 Task 1 training set (2,594 pairs, resized to 512x512), seed-0 hash split 60/20/20",
+            "license": "trained on CC BY-NC 4.0 data: non-commercial research use only, not for diagnosis",
+            "run": str(args.weights.parent.name),
+        }
+    )
     if args.test_json:
         report = json.loads(args.test_json.read_text())
         training["test_macro_average"] = {k: round(v, 4) for k, v in report["macro_average"].items()}

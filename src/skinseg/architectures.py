@@ -6,7 +6,7 @@ names it, and `load_model` rebuilds it from that name.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from skinseg.config import ModelConfig
 from skinseg.model import ImprovedUNet, SegmentationModel

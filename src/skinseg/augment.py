@@ -16,8 +16,9 @@ def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Ten
     return torch.rand(n, device=device) * (high - low) + low
 
 
-def augment_batch(images: torch.Tensor, masks: torch.Tensor, scale: tuple[float, float] = (0.8, 1.25),
-                  max_rotation_deg: float = 180.0) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(
+    images: torch.Tensor, masks: torch.Tensor, scale: tuple[float, float] = (0.8, 1.25), max_rotation_deg: float = 180.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """images: float (N, 3, H, W) in [0, 1]; masks: float (N, 1, H, W) in {0, 1}."""
     n, device = images.shape[0], images.device
     angle = _uniform(n, -max_rotation_deg, max_rotation_deg, device) * (math.pi / 180)
@@ -29,7 +30,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, scale: tuple[float,
     theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    masks = (F.grid_sample(masks, grid, mode="bilinear", padding_mode="reflection", align_corners=False) > 0.5)
+    masks = F.grid_sample(masks, grid, mode="bilinear", padding_mode="reflection", align_corners=False) > 0.5
 
     brightness = _uniform(n, -0.1, 0.1, device).view(n, 1, 1, 1)
     contrast = _uniform(n, 0.8, 1.2, device).view(n, 1, 1, 1)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import functools
 import signal
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -29,8 +29,9 @@ console = Console(stderr=True)
 out = Console()
 
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
-PrecisionOption = Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), "
-                                                   "fp32 or bf16.")]
+PrecisionOption = Annotated[
+    str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")
+]
 
 
 def _ignore_further_interrupts() -> None:
@@ -41,6 +42,7 @@ def _ignore_further_interrupts() -> None:
 
 def _report_errors(command: Callable) -> Callable:
     """Package errors become one red line and exit code 1; Ctrl-C exits with 130."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from skinseg.errors import SkinsegError, TrainingInterrupted
@@ -57,6 +59,7 @@ def _report_errors(command: Callable) -> Callable:
             _ignore_further_interrupts()
             console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
+
     return wrapper
 
 
@@ -68,8 +71,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Show the version and exit.")] = None,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
 ) -> None:
     """Skin-lesion segmentation in dermoscopy images with the improved UNet."""
 
@@ -77,18 +81,24 @@ def main_options(
 @app.command()
 @_report_errors
 def prepare(
-    data: Annotated[Path, typer.Option(help="Raw data: a folder (images/ + masks/, ISIC 2016-2018 or PH2 layout) "
-                                            "or a challenge .zip file.")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Cache folder [default: prepared/<name>-<size>].")
-                       ] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Raw data: a folder (images/ + masks/, ISIC 2016-2018 or PH2 layout) or a challenge .zip file."
+        ),
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Cache folder [default: prepared/<name>-<size>].")
+    ] = None,
     size: Annotated[int, typer.Option(help="Side of the square images and masks stored.")] = 256,
     layout: Annotated[str, typer.Option(help="auto, isic2018, isic2017, isic2016, ph2 or generic.")] = "auto",
-    mask_suffix: Annotated[Optional[str], typer.Option(help="What a mask's file name adds to its image's "
-                                                            "(e.g. _segmentation) [default: by layout].")] = None,
+    mask_suffix: Annotated[
+        str | None,
+        typer.Option(help="What a mask's file name adds to its image's (e.g. _segmentation) [default: by layout]."),
+    ] = None,
     split: Annotated[str, typer.Option(help="Train/val/test fractions.")] = "60/20/20",
     seed: Annotated[int, typer.Option(help="Seed of the split (stable per image id).")] = 0,
-    split_file: Annotated[Optional[Path], typer.Option(help="A given split: JSON or CSV of id -> train/val/test.")
-                          ] = None,
+    split_file: Annotated[Path | None, typer.Option(help="A given split: JSON or CSV of id -> train/val/test.")] = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad file instead of skipping it.")] = False,
     force: Annotated[bool, typer.Option(help="Rebuild even if the cache is up to date.")] = False,
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per core).")] = 0,
@@ -101,9 +111,19 @@ def prepare(
     from skinseg.reports import prepare_summary
 
     target = out_dir or Path("prepared") / f"{data.resolve().name.removesuffix('.zip')}-{size}"
-    config = PrepareConfig(data=data, out=target, size=size, layout=layout, mask_suffix=mask_suffix,
-                           split=parse_fractions(split), seed=seed, split_file=split_file, strict=strict,
-                           force=force, workers=workers)
+    config = PrepareConfig(
+        data=data,
+        out=target,
+        size=size,
+        layout=layout,
+        mask_suffix=mask_suffix,
+        split=parse_fractions(split),
+        seed=seed,
+        split_file=split_file,
+        strict=strict,
+        force=force,
+        workers=workers,
+    )
     with progress_bar(console, "Preparing") as advance:
         result = prepare_dataset(config, progress=advance)
     out.print(prepare_summary(result))
@@ -113,48 +133,67 @@ def prepare(
 @_report_errors
 def train(
     data: Annotated[Path, typer.Option(help="A prepared folder, or a raw folder (prepared on the fly).")] = Path("."),
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder for weights, metrics and plots.")
-                       ] = Path("runs/skinseg"),
-    preset: Annotated[str, typer.Option(help="default, or 'seed': the course project's recipe (Adam 1e-4, Dice "
-                                             "loss, batch 16, 10 epochs, no augmentation). Explicit options win."
-                                        )] = "default",
-    size: Annotated[Optional[int], typer.Option(help="Image size when --data is a raw folder [default: 256].")
-                    ] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs [default: 40; seed: 10].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: 16].")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 2e-3; seed: 1e-4].")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay [default: 1e-4].")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adamw, adam or sgd [default: adamw].")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="cosine, constant or poly [default: cosine].")] = None,
-    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs [default: 1].")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="dice_bce, dice or bce [default: dice_bce].")] = None,
-    augment: Annotated[Optional[bool], typer.Option(help="Flips, rotations, scale, colour and gamma jitter "
-                                                         "[default: on].")] = None,
-    architecture: Annotated[Optional[str], typer.Option(help="improved_unet, or unet (a plain UNet baseline) "
-                                                             "[default: improved_unet].")] = None,
-    base_filters: Annotated[Optional[int], typer.Option(help="Filters of the first level [default: 16].")] = None,
-    depth: Annotated[Optional[int], typer.Option(help="Encoder levels [default: 5].")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout in context modules [default: 0.3].")] = None,
-    segmentation_levels: Annotated[Optional[int], typer.Option(help="Decoder levels whose segmentation heads are "
-                                                                    "summed (deep supervision) [default: 3].")
-                                   ] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without a better validation"
-                                                         " Dice (0: never) [default: 0].")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of initialisation, shuffling and augmentation "
-                                                     "[default: 0].")] = None,
-    split_seed: Annotated[Optional[int], typer.Option(help="Seed of the train/val/test split when --data is a raw "
-                                                           "folder [default: 0].")] = None,
-    max_train_images: Annotated[Optional[int], typer.Option(help="Use at most this many training images (0: all)."
-                                                            )] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder for weights, metrics and plots.")] = Path(
+        "runs/skinseg"
+    ),
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="default, or 'seed': the course project's recipe (Adam 1e-4, Dice "
+            "loss, batch 16, 10 epochs, no augmentation). Explicit options win."
+        ),
+    ] = "default",
+    size: Annotated[int | None, typer.Option(help="Image size when --data is a raw folder [default: 256].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs [default: 40; seed: 10].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size [default: 16].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 2e-3; seed: 1e-4].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay [default: 1e-4].")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adamw, adam or sgd [default: adamw].")] = None,
+    schedule: Annotated[str | None, typer.Option(help="cosine, constant or poly [default: cosine].")] = None,
+    warmup_epochs: Annotated[float | None, typer.Option(help="Linear warm-up epochs [default: 1].")] = None,
+    loss: Annotated[str | None, typer.Option(help="dice_bce, dice or bce [default: dice_bce].")] = None,
+    augment: Annotated[
+        bool | None, typer.Option(help="Flips, rotations, scale, colour and gamma jitter [default: on].")
+    ] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="improved_unet, or unet (a plain UNet baseline) [default: improved_unet].")
+    ] = None,
+    base_filters: Annotated[int | None, typer.Option(help="Filters of the first level [default: 16].")] = None,
+    depth: Annotated[int | None, typer.Option(help="Encoder levels [default: 5].")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout in context modules [default: 0.3].")] = None,
+    segmentation_levels: Annotated[
+        int | None,
+        typer.Option(help="Decoder levels whose segmentation heads are summed (deep supervision) [default: 3]."),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many epochs without a better validation Dice (0: never) [default: 0]."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of initialisation, shuffling and augmentation [default: 0].")
+    ] = None,
+    split_seed: Annotated[
+        int | None, typer.Option(help="Seed of the train/val/test split when --data is a raw folder [default: 0].")
+    ] = None,
+    max_train_images: Annotated[
+        int | None, typer.Option(help="Use at most this many training images (0: all).")
+    ] = None,
     precision: PrecisionOption = "auto",
-    channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory layout [default: with bf16]."
-                                                          )] = None,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA and CPU; the first epoch is slower)."
-                                          )] = False,
+    channels_last: Annotated[
+        bool | None, typer.Option(help="channels_last memory layout [default: with bf16].")
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option(help="torch.compile the model (CUDA and CPU; the first epoch is slower).")
+    ] = False,
     device: DeviceOption = "auto",
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Start from these weights instead of random ones: a skinseg"
-                                                      " .safetensors file, or 'bundled' (fine-tuning).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from these weights instead of random ones: a skinseg"
+            " .safetensors file, or 'bundled' (fine-tuning)."
+        ),
+    ] = None,
 ) -> None:
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     from skinseg.config import train_config
@@ -165,12 +204,35 @@ def train(
     from skinseg.train import train as run_training
 
     config = train_config(
-        data, preset, out=out_dir, size=size, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs, loss=loss, augment=augment,
-        architecture=architecture, base_filters=base_filters, depth=depth, dropout=dropout,
-        segmentation_levels=segmentation_levels, patience=patience, seed=seed, split_seed=split_seed,
-        max_train_images=max_train_images, precision=precision, channels_last=channels_last, compile=compile,
-        device=device, resume=resume, init=init)
+        data,
+        preset,
+        out=out_dir,
+        size=size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        loss=loss,
+        augment=augment,
+        architecture=architecture,
+        base_filters=base_filters,
+        depth=depth,
+        dropout=dropout,
+        segmentation_levels=segmentation_levels,
+        patience=patience,
+        seed=seed,
+        split_seed=split_seed,
+        max_train_images=max_train_images,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+        device=device,
+        resume=resume,
+        init=init,
+    )
     config = resumed_config(config)
     if is_main_process():
         line, notes = startup_notes(config)
@@ -185,38 +247,43 @@ def train(
 
         out.print(training_summary(result))
     stop = " (stopped early)" if result.stopped_early else ""
-    out.print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
-              f"weights in {result.run_dir / 'best.safetensors'}")
+    out.print(
+        f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
+        f"weights in {result.run_dir / 'best.safetensors'}"
+    )
 
 
 @app.command()
 @_report_errors
 def evaluate(
-    data: Annotated[Optional[Path], typer.Option(help="A prepared dataset (its test split by default) or a raw "
-                                                      "folder with masks.")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="Model weights [default: the bundled model].")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="A prepared dataset (its test split by default) or a raw folder with masks.")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
     split: Annotated[str, typer.Option(help="train, val, test or all (prepared data only).")] = "test",
-    pred: Annotated[Optional[Path], typer.Option(help="Folder of predicted masks to score (with --truth).")] = None,
-    truth: Annotated[Optional[Path], typer.Option(help="Folder of ground-truth masks (with --pred).")] = None,
-    json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Write per-image metrics as CSV.")] = None,
-    figures: Annotated[Optional[Path], typer.Option(help="Folder for best/median/worst grids and a Dice "
-                                                         "histogram.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Probability threshold [default: the model's].")
-                         ] = None,
+    pred: Annotated[Path | None, typer.Option(help="Folder of predicted masks to score (with --truth).")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Folder of ground-truth masks (with --pred).")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write per-image metrics as CSV.")] = None,
+    figures: Annotated[
+        Path | None, typer.Option(help="Folder for best/median/worst grids and a Dice histogram.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
     tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
-    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help "
-                                                   "on ISIC 2018).")] = True,
+    postprocess: Annotated[
+        bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
+    ] = True,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
-    split_seed: Annotated[int, typer.Option(help="When --data is a raw folder: the seed it is split with (as "
-                                                 "`train --split-seed`).")] = 0,
+    split_seed: Annotated[
+        int, typer.Option(help="When --data is a raw folder: the seed it is split with (as `train --split-seed`).")
+    ] = 0,
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
     from skinseg.config import EvaluateConfig
-    from skinseg.evaluate import evaluate_folders, evaluate_model, write_reports
     from skinseg.errors import SkinsegError
+    from skinseg.evaluate import evaluate_folders, evaluate_model, write_reports
     from skinseg.reports import metrics_table
 
     if pred is not None or truth is not None:
@@ -226,10 +293,21 @@ def evaluate(
     else:
         if data is None:
             raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
-        report = evaluate_model(EvaluateConfig(model=model, data=data, split=split, device=device,
-                                               batch_size=batch_size, threshold=threshold, tta=tta,
-                                               postprocess=postprocess, precision=precision,
-                                               split_seed=split_seed), console=console)
+        report = evaluate_model(
+            EvaluateConfig(
+                model=model,
+                data=data,
+                split=split,
+                device=device,
+                batch_size=batch_size,
+                threshold=threshold,
+                tta=tta,
+                postprocess=postprocess,
+                precision=precision,
+                split_seed=split_seed,
+            ),
+            console=console,
+        )
     write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures)
     out.print(metrics_table(report))
 
@@ -239,22 +317,31 @@ def evaluate(
 def segment(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, folders or glob patterns.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Mask file for one input, folder for many.")],
-    model: Annotated[Optional[Path], typer.Option(help="Model weights [default: the bundled model].")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Probability threshold [default: the model's].")
-                         ] = None,
-    overlay: Annotated[bool, typer.Option(help="Also write the image with the lesion outline "
-                                               "(<stem>_overlay.png).")] = False,
-    probabilities: Annotated[bool, typer.Option(help="Also write the probability map (<stem>_probability.png, "
-                                                     "0-255).")] = False,
+    model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
+    overlay: Annotated[
+        bool, typer.Option(help="Also write the image with the lesion outline (<stem>_overlay.png).")
+    ] = False,
+    probabilities: Annotated[
+        bool, typer.Option(help="Also write the probability map (<stem>_probability.png, 0-255).")
+    ] = False,
     tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
-    postprocess: Annotated[bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help "
-                                                   "on ISIC 2018).")] = True,
-    summary: Annotated[Optional[Path], typer.Option(help="Per-image CSV or JSON (by suffix): lesion area, "
-                                                         "bounding box, mean probability, time.")] = None,
+    postprocess: Annotated[
+        bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
+    ] = True,
+    summary: Annotated[
+        Path | None,
+        typer.Option(help="Per-image CSV or JSON (by suffix): lesion area, bounding box, mean probability, time."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a "
-                                              ".safetensors model is exported once into the cache).")] = "torch",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a "
+            ".safetensors model is exported once into the cache)."
+        ),
+    ] = "torch",
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
@@ -262,10 +349,22 @@ def segment(
     from skinseg.config import SegmentConfig
     from skinseg.inference import segment_paths
 
-    config = SegmentConfig(inputs=tuple(inputs), output=output, model=model, threshold=threshold, device=device,
-                           batch_size=batch_size, overwrite=overwrite, overlay=overlay,
-                           probabilities=probabilities, tta=tta, postprocess=postprocess, summary=summary,
-                           backend=backend, precision=precision)
+    config = SegmentConfig(
+        inputs=tuple(inputs),
+        output=output,
+        model=model,
+        threshold=threshold,
+        device=device,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        overlay=overlay,
+        probabilities=probabilities,
+        tta=tta,
+        postprocess=postprocess,
+        summary=summary,
+        backend=backend,
+        precision=precision,
+    )
     result = segment_paths(config, console=console)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     out.print(f"wrote {len(result.written)} mask(s) to {result.output}{failed}", soft_wrap=True, highlight=False)
@@ -285,7 +384,7 @@ def _report_skipped(skipped: list, shown: int = 20) -> None:
 @app.command()
 @_report_errors
 def export(
-    model: Annotated[Optional[Path], typer.Argument(help="Weights file [default: the bundled model].")] = None,
+    model: Annotated[Path | None, typer.Argument(help="Weights file [default: the bundled model].")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")] = Path("skinseg.onnx"),
     format: Annotated[str, typer.Option(help="onnx (the only format).")] = "onnx",
 ) -> None:
@@ -308,4 +407,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

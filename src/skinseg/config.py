@@ -42,9 +42,10 @@ class ModelConfig:
         _require(1 <= self.base_filters <= 1024, f"base_filters must be between 1 and 1024, got {self.base_filters}")
         _require(2 <= self.depth <= 8, f"depth must be between 2 and 8, got {self.depth}")
         _require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        _require(1 <= self.segmentation_levels <= self.depth - 1,
-                 f"segmentation_levels must be between 1 and depth - 1 ({self.depth - 1}), got "
-                 f"{self.segmentation_levels}")
+        _require(
+            1 <= self.segmentation_levels <= self.depth - 1,
+            f"segmentation_levels must be between 1 and depth - 1 ({self.depth - 1}), got {self.segmentation_levels}",
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,9 +77,15 @@ class PrepareConfig:
 
     def cache_settings(self) -> dict:
         """The settings that change the cache's content (not where it goes or how fast it is built)."""
-        return {"size": self.size, "layout": self.layout, "mask_suffix": self.mask_suffix,
-                "split": list(self.split), "seed": self.seed, "strict": self.strict,
-                "split_file": str(self.split_file) if self.split_file else None}
+        return {
+            "size": self.size,
+            "layout": self.layout,
+            "mask_suffix": self.mask_suffix,
+            "split": list(self.split),
+            "seed": self.seed,
+            "strict": self.strict,
+            "split_file": str(self.split_file) if self.split_file else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -118,8 +125,10 @@ class TrainConfig:
         LOSSES.check(self.loss)
         OPTIMIZERS.check(self.optimizer)
         SCHEDULES.check(self.schedule)
-        _require(self.precision in PRECISION_CHOICES,
-                 f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISION_CHOICES)}")
+        _require(
+            self.precision in PRECISION_CHOICES,
+            f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISION_CHOICES)}",
+        )
         _require(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         _require(self.lr > 0, f"--lr must be > 0, got {self.lr}")
@@ -157,8 +166,17 @@ class TrainConfig:
 # The course project's recipe, kept so its result can be reproduced and compared.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "seed": dict(epochs=10, batch_size=16, lr=1e-4, optimizer="adam", schedule="constant", warmup_epochs=0.0,
-                 loss="dice", augment=False, weight_decay=0.0),
+    "seed": dict(
+        epochs=10,
+        batch_size=16,
+        lr=1e-4,
+        optimizer="adam",
+        schedule="constant",
+        warmup_epochs=0.0,
+        loss="dice",
+        augment=False,
+        weight_decay=0.0,
+    ),
 }
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig))
 

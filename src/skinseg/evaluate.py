@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from skinseg.errors import SkinsegError
 from skinseg.fileio import write_csv, write_text
 from skinseg.metrics import METRIC_NAMES, image_metrics, summarise
 
+if TYPE_CHECKING:
+    from skinseg.inference import Segmenter
+
 
 @dataclass
 class EvalReport:
@@ -30,12 +34,16 @@ class EvalReport:
     summary: dict[str, dict[str, float]]
     pairs: dict[str, Pair] | None = None  # for figures: id -> source files
     model_path: str | None = None
-    segmenter: object | None = None  # the Segmenter that made the predictions, for figures
+    segmenter: Segmenter | None = None  # the Segmenter that made the predictions, for figures
 
     def to_json(self) -> dict:
-        return {"title": self.title, "count": len(self.per_image),
-                "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
-                "summary": self.summary, "per_image": self.per_image}
+        return {
+            "title": self.title,
+            "count": len(self.per_image),
+            "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
+            "summary": self.summary,
+            "per_image": self.per_image,
+        }
 
 
 def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) -> tuple[list[Pair], str]:
@@ -50,16 +58,17 @@ def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) ->
         if split == "all":
             return discover_pairs(data).pairs, f"all pairs in {data}"
         prepared = ensure_prepared(data, size, split_seed)
-        manifest, where = prepared.manifest, f"{split} split of {data} (split seed {split_seed}, prepared in " \
-                                             f"{prepared.root})"
+        manifest, where = (
+            prepared.manifest,
+            f"{split} split of {data} (split seed {split_seed}, prepared in {prepared.root})",
+        )
     items = [item for item in manifest["items"] if split == "all" or item["split"] == split]
     if not items:
         raise SkinsegError(f"the prepared dataset has no '{split}' images", data)
     pairs = [Pair(item["id"], Path(item["image"]), Path(item["mask"])) for item in items]
     missing = [p.image for p in pairs if not p.image.is_file()] + [p.mask for p in pairs if not p.mask.is_file()]
     if missing:
-        raise SkinsegError(f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})",
-                           data)
+        raise SkinsegError(f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})", data)
     return pairs, where
 
 
@@ -69,27 +78,36 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     from skinseg.inference import Segmenter, print_notes
     from skinseg.progress import progress_bar
 
-    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess,
-                          precision=config.precision)
+    segmenter = Segmenter(
+        config.model, config.device, config.threshold, config.tta, config.postprocess, precision=config.precision
+    )
     print_notes(console, segmenter.notes)
     pairs, where = split_pairs(Path(config.data), config.split, segmenter.info.input_size, config.split_seed)
     rows = []
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
         for start in range(0, len(pairs), config.batch_size):
-            chunk = pairs[start:start + config.batch_size]
+            chunk = pairs[start : start + config.batch_size]
             predictions = segmenter.masks([load_rgb(p.image) for p in chunk])
-            for pair, prediction in zip(chunk, predictions):
+            for pair, prediction in zip(chunk, predictions, strict=False):
                 truth = load_mask(pair.mask)
                 if truth.shape != prediction.shape:
-                    raise SkinsegError(f"mask is {truth.shape[1]}x{truth.shape[0]} but its image is "
-                                       f"{prediction.shape[1]}x{prediction.shape[0]}", pair.mask)
+                    raise SkinsegError(
+                        f"mask is {truth.shape[1]}x{truth.shape[0]} but its image is "
+                        f"{prediction.shape[1]}x{prediction.shape[0]}",
+                        pair.mask,
+                    )
                 rows.append({"id": pair.id, **image_metrics(truth, prediction)})
             advance(len(rows), len(pairs))
     model_name = str(config.model) if config.model else "bundled model"
-    options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess))
-                      if on)
-    return EvalReport(f"{model_name} on the {where}{options}, {segmenter.precision.name}", rows, summarise(rows),
-                      {p.id: p for p in pairs}, model_name, segmenter)
+    options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
+    return EvalReport(
+        f"{model_name} on the {where}{options}, {segmenter.precision.name}",
+        rows,
+        summarise(rows),
+        {p.id: p for p in pairs},
+        model_name,
+        segmenter,
+    )
 
 
 def _mask_files_by_id(folder: Path) -> dict[str, Path]:
@@ -115,14 +133,18 @@ def evaluate_folders(pred: Path, truth: Path) -> EvalReport:
     for image_id, truth_path in truths.items():
         truth_mask, pred_mask = load_mask(truth_path), load_mask(preds[image_id])
         if truth_mask.shape != pred_mask.shape:
-            raise SkinsegError(f"prediction is {pred_mask.shape[1]}x{pred_mask.shape[0]}, truth is "
-                               f"{truth_mask.shape[1]}x{truth_mask.shape[0]}", preds[image_id])
+            raise SkinsegError(
+                f"prediction is {pred_mask.shape[1]}x{pred_mask.shape[0]}, truth is "
+                f"{truth_mask.shape[1]}x{truth_mask.shape[0]}",
+                preds[image_id],
+            )
         rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
     return EvalReport(f"{pred} against {truth}", rows, summarise(rows))
 
 
-def write_reports(report: EvalReport, json_file: Path | None = None, csv_file: Path | None = None,
-                  figures: Path | None = None) -> None:
+def write_reports(
+    report: EvalReport, json_file: Path | None = None, csv_file: Path | None = None, figures: Path | None = None
+) -> None:
     if json_file:
         write_text(json_file, json.dumps(report.to_json(), indent=1))
     if csv_file:
@@ -148,6 +170,12 @@ def write_figures(report: EvalReport, folder: Path) -> None:
         row = report.per_image[index]
         pair = report.pairs[row["id"]]
         image = load_rgb(pair.image)
-        cases.append({"image": image, "truth": load_mask(pair.mask), "prediction": segmenter.masks([image])[0],
-                      "title": f"{label}: {row['id']} (Dice {row['dice']:.3f})"})
+        cases.append(
+            {
+                "image": image,
+                "truth": load_mask(pair.mask),
+                "prediction": segmenter.masks([image])[0],
+                "title": f"{label}: {row['id']} (Dice {row['dice']:.3f})",
+            }
+        )
     plot_cases(cases, folder / "cases.png")

@@ -34,8 +34,11 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18)
     _require("onnxscript")
     model, info = load_model(model_path, "cpu")
     example = torch.zeros(1, 3, info.input_size, info.input_size)
-    dims = {0: torch.export.Dim("batch", min=1, max=4096), 2: torch.export.Dim("height", min=1, max=16384),
-            3: torch.export.Dim("width", min=1, max=16384)}
+    dims = {
+        0: torch.export.Dim("batch", min=1, max=4096),
+        2: torch.export.Dim("height", min=1, max=16384),
+        3: torch.export.Dim("width", min=1, max=16384),
+    }
     out = Path(out)
     # The slow export goes to a scratch folder, so that only the quick final save is an atomic write
     # (during which an interrupt is held back).
@@ -43,8 +46,17 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18)
         warnings.simplefilter("ignore")
         exported = Path(scratch) / "model.onnx"
         try:
-            torch.onnx.export(model, (example,), str(exported), dynamo=True, dynamic_shapes={"x": dims},
-                              input_names=["image"], output_names=["logits"], opset_version=opset, verbose=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(exported),
+                dynamo=True,
+                dynamic_shapes={"x": dims},
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=opset,
+                verbose=False,
+            )
         except Exception as exc:  # the exporter's own errors are many and deep
             raise SkinsegError(f"ONNX export failed ({type(exc).__name__}: {exc})", out) from None
         graph = onnx.load(str(exported))

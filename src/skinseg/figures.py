@@ -23,7 +23,7 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, name, title in zip(axes, ("loss", "accuracy", "dice"), ("Loss", "Pixel accuracy", "Dice")):
+    for ax, name, title in zip(axes, ("loss", "accuracy", "dice"), ("Loss", "Pixel accuracy", "Dice"), strict=False):
         ax.plot(epochs, [row[f"train_{name}"] for row in history], "o-", label="train", markersize=3)
         ax.plot(epochs, [row[f"val_{name}"] for row in history], "o-", label="validation", markersize=3)
         ax.set_title(title)
@@ -58,10 +58,14 @@ def plot_cases(cases: list[dict], path: str | Path) -> None:
     """Rows of image | ground truth | prediction | overlay; each case: image, truth, prediction, title."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(cases), 4, figsize=(12, 3.1 * len(cases)), squeeze=False)
-    for row, case in zip(axes, cases):
-        panels = (case["image"], case["truth"], case["prediction"],
-                  overlay_image(case["image"], case["prediction"], case["truth"]))
-        for ax, panel, label in zip(row, panels, ("image", "ground truth", "prediction", "overlay")):
+    for row, case in zip(axes, cases, strict=False):
+        panels = (
+            case["image"],
+            case["truth"],
+            case["prediction"],
+            overlay_image(case["image"], case["prediction"], case["truth"]),
+        )
+        for ax, panel, label in zip(row, panels, ("image", "ground truth", "prediction", "overlay"), strict=False):
             ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
             ax.set_title(f"{label}" if label != "image" else case["title"], fontsize=9)
             ax.axis("off")

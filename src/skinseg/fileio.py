@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from skinseg.errors import SkinsegError
 
@@ -53,8 +53,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp",
-                                            dir=path.parent)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+            )
         except OSError as exc:
             raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
         os.close(fd)
@@ -82,8 +83,7 @@ def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | tuple[
     import io
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames or (rows[0] if rows else [])),
-                            extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames or (rows[0] if rows else [])), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())

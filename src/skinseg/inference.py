@@ -46,9 +46,16 @@ def postprocess_mask(mask: np.ndarray) -> np.ndarray:
 class Segmenter:
     """A loaded model with its preprocessing: uint8 RGB arrays in, probability maps out."""
 
-    def __init__(self, model_path: str | Path | None = None, device: str | torch.device = "auto",
-                 threshold: float | None = None, tta: bool = False, postprocess: bool = True,
-                 backend: str = "torch", precision: str = "auto"):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        device: str | torch.device = "auto",
+        threshold: float | None = None,
+        tta: bool = False,
+        postprocess: bool = True,
+        backend: str = "torch",
+        precision: str = "auto",
+    ):
         self.notes: list[str] = []  # settings that were ignored, in words
         if backend == "onnx":
             from skinseg.export import OnnxRunner, cached_onnx
@@ -64,7 +71,7 @@ class Segmenter:
             self.precision = resolve_precision(precision, self.device)
             self.notes += self.precision.notes
             model, self.info = load_model(model_path, self.device)
-            self.model = model.to(memory_format=self.precision.memory_format).eval()
+            self.model = model.to(memory_format=self.precision.memory_format).eval()  # type: ignore[call-overload]
         else:
             raise SkinsegError(f"unknown backend '{backend}'; choose torch or onnx")
         self.threshold = self.info.threshold if threshold is None else threshold
@@ -101,7 +108,7 @@ class Segmenter:
             return []
         probs = self._forward(torch.cat([self._to_input(image) for image in images]))
         result = []
-        for prob, image in zip(probs, images):
+        for prob, image in zip(probs, images, strict=False):
             full = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear", align_corners=False)
             result.append(full[0, 0].cpu().numpy())
         return result
@@ -129,8 +136,11 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not
-                            p.name.startswith(".") and not p.is_dir())
+            found += sorted(
+                p
+                for p in item.iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
+            )
         elif item.exists():
             found.append(item)
         elif any(ch in str(item) for ch in "*?["):
@@ -151,7 +161,7 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
         raise SkinsegError("output must be a folder when segmenting several images", output)
     targets = [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]
     seen: dict[Path, Path] = {}
-    for source, target in zip(inputs, targets):
+    for source, target in zip(inputs, targets, strict=False):
         if target in seen:
             raise SkinsegError(f"two inputs would write the same mask ({seen[target]} and {source})", target)
         seen[target] = source
@@ -174,10 +184,20 @@ def _summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray,
     area = int(mask.sum())
     ys, xs = np.nonzero(mask)
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if area else [0, 0, 0, 0]
-    return {"image": str(source), "mask": str(target), "width": mask.shape[1], "height": mask.shape[0],
-            "lesion_pixels": area, "lesion_fraction": round(area / mask.size, 6),
-            "bbox_x0": box[0], "bbox_y0": box[1], "bbox_x1": box[2], "bbox_y1": box[3],
-            "mean_probability": round(float(prob[mask].mean()) if area else 0.0, 6), "seconds": round(seconds, 4)}
+    return {
+        "image": str(source),
+        "mask": str(target),
+        "width": mask.shape[1],
+        "height": mask.shape[0],
+        "lesion_pixels": area,
+        "lesion_fraction": round(area / mask.size, 6),
+        "bbox_x0": box[0],
+        "bbox_y0": box[1],
+        "bbox_x1": box[2],
+        "bbox_y1": box[3],
+        "mean_probability": round(float(prob[mask].mean()) if area else 0.0, 6),
+        "seconds": round(seconds, 4),
+    }
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
@@ -212,7 +232,7 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     resolved_inputs = {os.path.realpath(p) for p in inputs}  # realpath, unlike resolve, survives link loops
     result = SegmentResult(config.output)
     todo = []
-    pairs, rank, world = _rank_share(list(zip(inputs, targets)))
+    pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
     for source, target in pairs:
         if os.path.realpath(target) in resolved_inputs:
             raise SkinsegError("refusing to overwrite an input image with its mask", target)
@@ -220,25 +240,28 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
             result.failed.append((source, f"output {target} exists (use --overwrite to replace it)"))
         else:
             todo.append((source, target))
-    segmenter = Segmenter(config.model, config.device, config.threshold, config.tta, config.postprocess,
-                          config.backend, config.precision)
+    segmenter = Segmenter(
+        config.model, config.device, config.threshold, config.tta, config.postprocess, config.backend, config.precision
+    )
     print_notes(console, segmenter.notes)
-    batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+    batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
 
-    with progress_bar(console or Console(quiet=True), "Segmenting") as advance, \
-            ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+    with (
+        progress_bar(console or Console(quiet=True), "Segmenting") as advance,
+        ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool,
+    ):
         pending = pool.map(_read, [s for s, _ in batches[0]]) if batches else iter(())
         for index, batch in enumerate(batches):
             decoded = list(pending)
             if index + 1 < len(batches):  # decode the next batch while this one is computed
                 pending = pool.map(_read, [s for s, _ in batches[index + 1]])
             started = time.perf_counter()
-            ready = [(s, t, image) for (s, image, _), (_, t) in zip(decoded, batch) if image is not None]
-            result.failed += [(s, error) for s, image, error in decoded if image is None]
+            ready = [(s, t, image) for (s, image, _), (_, t) in zip(decoded, batch, strict=False) if image is not None]
+            result.failed += [(s, error or "unreadable") for s, image, error in decoded if image is None]
             probs = segmenter.probabilities([image for _, _, image in ready])
             masks = segmenter.masks_from(probs)
             seconds = (time.perf_counter() - started) / max(1, len(ready))
-            for (source, target, image), prob, mask in zip(ready, probs, masks):
+            for (source, target, image), prob, mask in zip(ready, probs, masks, strict=False):
                 save_mask_png(mask, target)
                 if config.overlay:
                     save_png(overlay_image(image, mask), _sibling(target, source, "overlay"))
@@ -246,9 +269,12 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
                     save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))
                 result.written.append(target)
                 result.rows.append(_summary_row(source, target, mask, prob, seconds))
-            advance(sum(len(b) for b in batches[:index + 1]), len(todo))
+            advance(sum(len(b) for b in batches[: index + 1]), len(todo))
     if config.summary:
-        summary = config.summary if world == 1 else config.summary.with_name(
-            f"{config.summary.stem}.rank{rank}{config.summary.suffix}")
+        summary = (
+            config.summary
+            if world == 1
+            else config.summary.with_name(f"{config.summary.stem}.rank{rank}{config.summary.suffix}")
+        )
         write_summary(result.rows, summary)
     return result

@@ -7,6 +7,8 @@ with 1.0 where a ratio is 0/0. Dataset figures are unweighted means over images.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "jaccard", "threshold_jaccard", "dice")
@@ -42,11 +44,16 @@ def image_metrics(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]
     }
 
 
-def summarise(per_image: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+def summarise(per_image: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean, std, median, min, max of each metric over images."""
     summary = {}
     for name in METRIC_NAMES:
         values = np.array([row[name] for row in per_image], dtype=np.float64)
-        summary[name] = {"mean": float(values.mean()), "std": float(values.std()), "median": float(np.median(values)),
-                         "min": float(values.min()), "max": float(values.max())}
+        summary[name] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "median": float(np.median(values)),
+            "min": float(values.min()),
+            "max": float(values.max()),
+        }
     return summary

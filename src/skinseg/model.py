@@ -7,8 +7,9 @@ segmentation heads at three levels that are upscaled and summed (deep supervisio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,16 @@ from torch import nn
 
 from skinseg.config import ModelConfig
 
-__all__ = ["ContextModule", "ImprovedUNet", "LocalizationModule", "ModelConfig", "SegmentationModel",
-           "UpsamplingModule", "count_parameters", "pad_to_multiple"]
+__all__ = [
+    "ContextModule",
+    "ImprovedUNet",
+    "LocalizationModule",
+    "ModelConfig",
+    "SegmentationModel",
+    "UpsamplingModule",
+    "count_parameters",
+    "pad_to_multiple",
+]
 
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
@@ -29,8 +38,15 @@ default_act: ActLayer = partial(nn.LeakyReLU, negative_slope=1e-2, inplace=True)
 class ConvNormAct(nn.Sequential):
     """kxk convolution, instance norm, LeakyReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
-                 norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        norm_layer: NormLayer = default_norm,
+        act_layer: ActLayer = default_act,
+    ):
         super().__init__(
             nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2),
             norm_layer(out_ch),
@@ -41,14 +57,21 @@ class ConvNormAct(nn.Sequential):
 class ContextModule(nn.Module):
     """Pre-activation residual block: norm, act, 3x3 conv, dropout, norm, act, 3x3 conv, plus input."""
 
-    def __init__(self, channels: int, dropout: float = 0.3,
-                 norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
+    def __init__(
+        self,
+        channels: int,
+        dropout: float = 0.3,
+        norm_layer: NormLayer = default_norm,
+        act_layer: ActLayer = default_act,
+    ):
         super().__init__()
         self.block = nn.Sequential(
-            norm_layer(channels), act_layer(),
+            norm_layer(channels),
+            act_layer(),
             nn.Conv2d(channels, channels, 3, padding=1),
             nn.Dropout2d(dropout),
-            norm_layer(channels), act_layer(),
+            norm_layer(channels),
+            act_layer(),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
 
@@ -89,23 +112,31 @@ class SegmentationModel(nn.Module):
 class ImprovedUNet(SegmentationModel):
     """Improved UNet returning logits; any input height and width (padded internally, cropped back)."""
 
-    def __init__(self, config: ModelConfig | None = None, *,
-                 norm_layer: NormLayer = default_norm, act_layer: ActLayer = default_act):
+    def __init__(
+        self,
+        config: ModelConfig | None = None,
+        *,
+        norm_layer: NormLayer = default_norm,
+        act_layer: ActLayer = default_act,
+    ):
         super().__init__()
         self.config = config = config or ModelConfig()
-        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
+        layers: dict[str, Any] = dict(norm_layer=norm_layer, act_layer=act_layer)
         widths = [config.base_filters * 2**i for i in range(config.depth)]
 
         self.stem = nn.Conv2d(config.in_channels, widths[0], 3, padding=1)
         self.downsamples = nn.ModuleList(
-            ConvNormAct(widths[i - 1], widths[i], 3, stride=2, **layers) for i in range(1, config.depth))
+            ConvNormAct(widths[i - 1], widths[i], 3, stride=2, **layers) for i in range(1, config.depth)
+        )
         self.context = nn.ModuleList(ContextModule(w, config.dropout, **layers) for w in widths)
 
         # Decoder, deepest first: upsample widths[i] -> widths[i-1], concat skip, localize.
         self.upsamples = nn.ModuleList(
-            UpsamplingModule(widths[i], widths[i - 1], **layers) for i in range(config.depth - 1, 0, -1))
+            UpsamplingModule(widths[i], widths[i - 1], **layers) for i in range(config.depth - 1, 0, -1)
+        )
         self.localization = nn.ModuleList(
-            LocalizationModule(2 * widths[i - 1], widths[i - 1], **layers) for i in range(config.depth - 1, 1, -1))
+            LocalizationModule(2 * widths[i - 1], widths[i - 1], **layers) for i in range(config.depth - 1, 1, -1)
+        )
         # The top level has no halving 1x1 conv: the paper ends with a 3x3 conv of 2*base filters.
         self.top = ConvNormAct(2 * widths[0], 2 * widths[0], 3, **layers)
 
@@ -119,7 +150,7 @@ class ImprovedUNet(SegmentationModel):
         skips = []
         x = self.context[0](self.stem(x))
         skips.append(x)
-        for down, context in zip(self.downsamples, self.context[1:]):
+        for down, context in zip(self.downsamples, self.context[1:], strict=False):
             x = context(down(x))
             skips.append(x)
 
@@ -131,11 +162,12 @@ class ImprovedUNet(SegmentationModel):
             decoder_outputs.append(x)
 
         # Deep supervision: heads at the last `segmentation_levels` decoder outputs, upscaled and summed.
-        wanted = decoder_outputs[-self.config.segmentation_levels:]
+        wanted = decoder_outputs[-self.config.segmentation_levels :]
         logits = None
-        for head, features in zip(self.segmentation_heads, wanted):
+        for head, features in zip(self.segmentation_heads, wanted, strict=False):
             seg = head(features)
             logits = seg if logits is None else F.interpolate(logits, scale_factor=2, mode="nearest") + seg
+        assert logits is not None  # segmentation_levels >= 1
         return logits[..., :height, :width]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -11,12 +11,15 @@ from skinseg.registry import Registry
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float, float], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
-OPTIMIZERS.register("adamw")(lambda params, lr, weight_decay: torch.optim.AdamW(params, lr=lr,
-                                                                                weight_decay=weight_decay))
-OPTIMIZERS.register("adam")(lambda params, lr, weight_decay: torch.optim.Adam(params, lr=lr,
-                                                                              weight_decay=weight_decay))
-OPTIMIZERS.register("sgd")(lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr, momentum=0.99,
-                                                                            nesterov=True, weight_decay=weight_decay))
+OPTIMIZERS.register("adamw")(
+    lambda params, lr, weight_decay: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+)
+OPTIMIZERS.register("adam")(lambda params, lr, weight_decay: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
+OPTIMIZERS.register("sgd")(
+    lambda params, lr, weight_decay: torch.optim.SGD(
+        params, lr=lr, momentum=0.99, nesterov=True, weight_decay=weight_decay
+    )
+)
 
 # A schedule maps training progress after warm-up (0 to 1) to a fraction of the peak learning rate.
 Schedule = Callable[[float], float]
@@ -34,6 +37,7 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, schedu
     return base_lr * SCHEDULES.get_checked(schedule)(min(1.0, progress))
 
 
-def create_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float,
-                     weight_decay: float) -> torch.optim.Optimizer:
+def create_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     return OPTIMIZERS.get_checked(name)(params, lr, weight_decay)

@@ -9,8 +9,8 @@ with fp32 on the CPU (docs/benchmarks.md).
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import ContextManager
 
 import torch
 
@@ -72,7 +72,7 @@ class Precision:
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
@@ -95,8 +95,9 @@ def resolve_precision(name: str, device: torch.device, channels_last: bool | Non
     if name == "auto":
         name = "bf16" if native else "fp32"
     elif name == "bf16" and device.type == "cpu" and not native:
-        notes.append("bf16 asked for on a CPU without native bf16 (AVX512-BF16/AMX): it runs emulated, "
-                     "usually slower than fp32")
+        notes.append(
+            "bf16 asked for on a CPU without native bf16 (AVX512-BF16/AMX): it runs emulated, usually slower than fp32"
+        )
     if name == "bf16" and device.type == "mps":
         notes.append("bf16 is not used on Apple MPS; running in fp32")
         name = "fp32"

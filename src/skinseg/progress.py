@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 @contextlib.contextmanager
@@ -33,18 +41,25 @@ def training_display(console: Console, epochs: int) -> Iterator[tuple[Callable, 
     a line per epoch."""
     with _progress(console) as progress:
         task = progress.add_task("epoch 1", total=None, info="")
-        state = {"epoch": 1, "loss": None}
+        state: dict[str, Any] = {"epoch": 1, "loss": None}
 
         def on_step(step: int, steps: int, loss: float, dice: float) -> None:
             state["loss"] = loss if state["loss"] is None else 0.9 * state["loss"] + 0.1 * loss
-            progress.update(task, description=f"epoch {state['epoch']}/{epochs}", completed=step, total=steps,
-                            info=f"loss {state['loss']:.4f}  Dice {dice:.4f}")
+            progress.update(
+                task,
+                description=f"epoch {state['epoch']}/{epochs}",
+                completed=step,
+                total=steps,
+                info=f"loss {state['loss']:.4f}  Dice {dice:.4f}",
+            )
 
         def on_epoch(row: dict) -> None:
             progress.console.print(
                 f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f}  Dice {row['train_dice']:.4f}  |  "
                 f"val loss {row['val_loss']:.4f}  Dice {row['val_dice']:.4f}  acc {row['val_accuracy']:.4f}  "
-                f"lr {row['lr']:.2e}  {row['seconds']:.1f}s", highlight=False)
+                f"lr {row['lr']:.2e}  {row['seconds']:.1f}s",
+                highlight=False,
+            )
             state["epoch"] = row["epoch"] + 1
             state["loss"] = None
             progress.update(task, completed=0, info="")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from skinseg.errors import SkinsegError
 
@@ -22,6 +23,7 @@ class Registry(dict[str, T], Generic[T]):
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self[name] = item
             return item
+
         return add
 
     def check(self, name: str) -> str:

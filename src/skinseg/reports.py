@@ -9,8 +9,9 @@ from skinseg.metrics import METRIC_NAMES
 
 
 def prepare_summary(result) -> Table:
-    table = Table(title=escape(f"Prepared {result.out_dir}") + (" (cache reused)" if result.reused else ""),
-                  show_header=True)
+    table = Table(
+        title=escape(f"Prepared {result.out_dir}") + (" (cache reused)" if result.reused else ""), show_header=True
+    )
     table.add_column("item")
     table.add_column("value", justify="right")
     table.add_row("layout", result.layout)
@@ -50,9 +51,12 @@ def training_summary(result) -> Table:
     elif result.best_epoch:
         rows = {"best": result.history[result.best_epoch - 1], "last": last}
     for label, row in rows.items():
-        table.add_row(f"{label} ({row['epoch']})", *(f"{row[k]:.4f}" for k in (
-            "train_loss", "train_dice", "val_loss", "val_dice", "val_accuracy")))
+        table.add_row(
+            f"{label} ({row['epoch']})",
+            *(f"{row[k]:.4f}" for k in ("train_loss", "train_dice", "val_loss", "val_dice", "val_accuracy")),
+        )
     minutes = sum(row["seconds"] for row in result.history) / 60
-    table.caption = escape(f"{len(result.history)} epochs, {minutes:.1f} min; best weights in "
-                           f"{result.run_dir / 'best.safetensors'}")
+    table.caption = escape(
+        f"{len(result.history)} epochs, {minutes:.1f} min; best weights in {result.run_dir / 'best.safetensors'}"
+    )
     return table

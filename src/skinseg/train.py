@@ -20,9 +20,9 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -44,8 +44,18 @@ from skinseg.weights import ModelInfo, save_model
 
 __all__ = ["TrainResult", "TrainingInterrupted", "lr_at", "resumed_config", "startup_notes", "train"]
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "train_dice", "val_loss", "val_accuracy", "val_dice",
-                  "lr", "seconds", "train_seconds")
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "train_dice",
+    "val_loss",
+    "val_accuracy",
+    "val_dice",
+    "lr",
+    "seconds",
+    "train_seconds",
+)
 REPORT_EVERY = 10  # progress and NaN checks every few steps, so a GPU is not synchronised at every step
 
 
@@ -77,28 +87,43 @@ class TrainData:
         return (images01 * 255 - self.mean) / self.std
 
 
-def _split_to_device(data: PreparedData, split: str, device: torch.device,
-                     cap: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _split_to_device(
+    data: PreparedData, split: str, device: torch.device, cap: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     rows = data.indices(split)
     if cap:
         rows = rows[:cap]
     if len(rows) == 0:
-        return (torch.zeros((0, data.size, data.size, 3), dtype=torch.uint8, device=device),
-                torch.zeros((0, data.size, data.size), dtype=torch.uint8, device=device))
-    return (torch.from_numpy(np.ascontiguousarray(data.images[rows])).to(device),
-            torch.from_numpy(np.ascontiguousarray(data.masks[rows])).to(device))
+        return (
+            torch.zeros((0, data.size, data.size, 3), dtype=torch.uint8, device=device),
+            torch.zeros((0, data.size, data.size), dtype=torch.uint8, device=device),
+        )
+    return (
+        torch.from_numpy(np.ascontiguousarray(data.images[rows])).to(device),
+        torch.from_numpy(np.ascontiguousarray(data.masks[rows])).to(device),
+    )
 
 
-def load_data(prepared: PreparedData, device: torch.device, max_train_images: int = 0,
-              context: distributed.Context = distributed.Context()) -> TrainData:
+def load_data(
+    prepared: PreparedData,
+    device: torch.device,
+    max_train_images: int = 0,
+    context: distributed.Context = distributed.Context(),
+) -> TrainData:
     """The training split (capped for quick runs) and this rank's share of the validation split."""
     train_x, train_y = _split_to_device(prepared, "train", device, max_train_images)
     if len(train_x) == 0:
         raise SkinsegError("the prepared dataset has no training images", prepared.root)
     val_x, val_y = _split_to_device(prepared, "val", device)
-    return TrainData(train_x, train_y, val_x[context.rank::context.world], val_y[context.rank::context.world],
-                     torch.tensor(prepared.mean, device=device).view(1, 3, 1, 1),
-                     torch.tensor(prepared.std, device=device).view(1, 3, 1, 1), prepared)
+    return TrainData(
+        train_x,
+        train_y,
+        val_x[context.rank :: context.world],
+        val_y[context.rank :: context.world],
+        torch.tensor(prepared.mean, device=device).view(1, 3, 1, 1),
+        torch.tensor(prepared.std, device=device).view(1, 3, 1, 1),
+        prepared,
+    )
 
 
 def to_float(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +131,9 @@ def to_float(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, t
     return images.permute(0, 3, 1, 2).float().div_(255), masks.unsqueeze(1).float()
 
 
-def training_batch(data: TrainData, rows: torch.Tensor, augment: bool,
-                   precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
+def training_batch(
+    data: TrainData, rows: torch.Tensor, augment: bool, precision: Precision
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The normalised, (optionally) augmented images and masks of `rows`, in the run's memory format."""
     x, y = to_float(data.train_x[rows], data.train_y[rows])
     if augment:
@@ -128,9 +154,14 @@ class Engine:
     compiled: bool = False
 
 
-def build_engine(config: TrainConfig, device: torch.device, precision: Precision,
-                 context: distributed.Context = distributed.Context()) -> Engine:
-    model = create_model(config.model).to(device).to(memory_format=precision.memory_format)
+def build_engine(
+    config: TrainConfig,
+    device: torch.device,
+    precision: Precision,
+    context: distributed.Context = distributed.Context(),
+) -> Engine:
+    model = create_model(config.model).to(device)
+    model = model.to(memory_format=precision.memory_format)  # type: ignore[call-overload]
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
     forward: torch.nn.Module = model
     if context.active:
@@ -179,19 +210,27 @@ class Validation:
 
 
 @torch.no_grad()
-def validate(engine: Engine, images: torch.Tensor, masks: torch.Tensor, data: TrainData, threshold: float,
-             batch_size: int, context: distributed.Context = distributed.Context()) -> Validation:
+def validate(
+    engine: Engine,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    data: TrainData,
+    threshold: float,
+    batch_size: int,
+    context: distributed.Context = distributed.Context(),
+) -> Validation:
     """Loss, Dice and accuracy of the model on uint8 arrays already on the device, summed across ranks."""
     model, device = engine.model, images.device
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     for start in range(0, len(images), batch_size):
-        x, y = to_float(images[start:start + batch_size], masks[start:start + batch_size])
+        x, y = to_float(images[start : start + batch_size], masks[start : start + batch_size])
         with engine.precision.autocast():
             logits = model(data.normalise(x).contiguous(memory_format=engine.precision.memory_format))
         loss = engine.loss(logits, y).detach() * len(x)
-        sums += torch.cat([loss[None], batch_stats(logits, y, threshold),
-                           torch.tensor([len(x)], device=device)]).double()
+        sums += torch.cat(
+            [loss[None], batch_stats(logits, y, threshold), torch.tensor([len(x)], device=device)]
+        ).double()
     loss_sum, dice_sum, accuracy_sum, count = distributed.sum_across(context, sums.tolist(), device)
     if count == 0:
         return Validation(float("nan"), float("nan"), float("nan"), 0)
@@ -231,10 +270,21 @@ class RunState:
                     scalars[f"{index}.{name}"] = value
         with atomic_path(run_dir / "state.safetensors") as tmp:
             save_file(tensors, str(tmp))
-        write_text(run_dir / "state.json", json.dumps(
-            {"epoch": self.epoch, "history": self.history, "best_val_dice": self.best_val_dice,
-             "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "optimizer_scalars": scalars,
-             "param_groups": opt_state["param_groups"]}, indent=1))
+        write_text(
+            run_dir / "state.json",
+            json.dumps(
+                {
+                    "epoch": self.epoch,
+                    "history": self.history,
+                    "best_val_dice": self.best_val_dice,
+                    "best_epoch": self.best_epoch,
+                    "bad_epochs": self.bad_epochs,
+                    "optimizer_scalars": scalars,
+                    "param_groups": opt_state["param_groups"],
+                },
+                indent=1,
+            ),
+        )
 
     @classmethod
     def load(cls, run_dir: Path, optimizer: torch.optim.Optimizer) -> RunState:
@@ -248,8 +298,7 @@ class RunState:
             index, name = key.split(".", 1)
             opt_state["state"].setdefault(int(index), {})[name] = value
         optimizer.load_state_dict(opt_state)
-        return cls(state["epoch"], state["history"], state["best_val_dice"], state["best_epoch"],
-                   state["bad_epochs"])
+        return cls(state["epoch"], state["history"], state["best_val_dice"], state["best_epoch"], state["bad_epochs"])
 
 
 # ------------------------------------------------------------------------------------------------- epochs
@@ -270,26 +319,40 @@ class Schedule:
 def _check_finite(loss: torch.Tensor, epoch: int, step: int, run_dir: Path, context: distributed.Context) -> None:
     bad = float(~torch.isfinite(loss))
     if distributed.sum_across(context, [bad], loss.device)[0] > 0:
-        raise SkinsegError(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
-                           f" weights are in {run_dir / 'last.safetensors'} (try a lower --lr)")
+        raise SkinsegError(
+            f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
+            f" weights are in {run_dir / 'last.safetensors'} (try a lower --lr)"
+        )
 
 
-def run_epoch(engine: Engine, data: TrainData, config: TrainConfig, schedule: Schedule, epoch: int,
-              run_dir: Path, context: distributed.Context = distributed.Context(),
-              on_step: Callable[[int, int, float, float], None] | None = None) -> dict:
+def run_epoch(
+    engine: Engine,
+    data: TrainData,
+    config: TrainConfig,
+    schedule: Schedule,
+    epoch: int,
+    run_dir: Path,
+    context: distributed.Context = distributed.Context(),
+    on_step: Callable[[int, int, float, float], None] | None = None,
+) -> dict:
     """One pass over this rank's share of the shuffled training split; returns the epoch's training figures."""
     started = time.perf_counter()
     device = data.train_x.device
     torch.manual_seed(config.seed * 100_003 + epoch)
     order = torch.randperm(len(data.train_x), device=device)
-    order = torch.cat([order, order[:schedule.per_rank * context.world - len(order)]])[context.rank::context.world]
+    order = torch.cat([order, order[: schedule.per_rank * context.world - len(order)]])[context.rank :: context.world]
     torch.manual_seed(config.seed * 100_003 + epoch + 7_919 * (context.rank + 1))  # augmentation, dropout
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, Dice, accuracy
     lr = config.lr
     for step in range(schedule.steps_per_epoch):
-        lr = lr_at(epoch * schedule.steps_per_epoch + step, schedule.total_steps, config.lr, schedule.warmup_steps,
-                   config.schedule)
-        rows = order[step * config.batch_size:(step + 1) * config.batch_size]
+        lr = lr_at(
+            epoch * schedule.steps_per_epoch + step,
+            schedule.total_steps,
+            config.lr,
+            schedule.warmup_steps,
+            config.schedule,
+        )
+        rows = order[step * config.batch_size : (step + 1) * config.batch_size]
         x, y = training_batch(data, rows, config.augment, engine.precision)
         loss, logits = train_step(engine, x, y, lr)
         sums += torch.cat([loss[None] * len(x), batch_stats(logits, y, config.threshold)]).double()
@@ -297,12 +360,21 @@ def run_epoch(engine: Engine, data: TrainData, config: TrainConfig, schedule: Sc
         if step % REPORT_EVERY == 0 or last:
             _check_finite(loss, epoch, step, run_dir, context)
             if on_step:
-                on_step(step + 1, schedule.steps_per_epoch, float(loss),
-                        float(sums[1]) / min(schedule.per_rank, (step + 1) * config.batch_size))
+                on_step(
+                    step + 1,
+                    schedule.steps_per_epoch,
+                    float(loss),
+                    float(sums[1]) / min(schedule.per_rank, (step + 1) * config.batch_size),
+                )
     loss_sum, dice_sum, accuracy_sum = distributed.sum_across(context, sums.tolist(), device)
     seen = schedule.per_rank * context.world
-    return {"train_loss": loss_sum / seen, "train_accuracy": accuracy_sum / seen, "train_dice": dice_sum / seen,
-            "lr": lr, "train_seconds": time.perf_counter() - started}  # the sum above waited for the device
+    return {
+        "train_loss": loss_sum / seen,
+        "train_accuracy": accuracy_sum / seen,
+        "train_dice": dice_sum / seen,
+        "lr": lr,
+        "train_seconds": time.perf_counter() - started,
+    }  # the sum above waited for the device
 
 
 def save_epoch(run_dir: Path, engine: Engine, state: RunState, info: ModelInfo, improved: bool) -> None:
@@ -328,8 +400,11 @@ def _load_initial_weights(model: SegmentationModel, init: Path, device: torch.de
     path = bundled_model_path() if bundled else Path(init)
     source, info = load_model(path, device)
     if replace(info.config, dropout=model.config.dropout) != model.config:  # dropout holds no weights
-        raise SkinsegError(f"cannot start from these weights: their architecture {info.config.to_dict()} differs"
-                           f" from this run's {model.config.to_dict()}", path)
+        raise SkinsegError(
+            f"cannot start from these weights: their architecture {info.config.to_dict()} differs"
+            f" from this run's {model.config.to_dict()}",
+            path,
+        )
     model.load_state_dict(source.state_dict())
     return "bundled" if bundled else path.name
 
@@ -376,12 +451,16 @@ def startup_notes(config: TrainConfig) -> tuple[str, list[str]]:
     precision = resolve_precision(config.precision, device, config.channels_last)
     compiled = compile_active(config.compile, device)
     notes = [*precision.notes, *filter(None, [compile_note(config.compile, device)])]
-    return (f"device: {describe_device(device)}; precision: {precision.describe()}; "
-            f"compile: {'on' if compiled else 'off'}"), notes
+    return (
+        f"device: {describe_device(device)}; precision: {precision.describe()}; compile: {'on' if compiled else 'off'}"
+    ), notes
 
 
-def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
-          on_step: Callable[[int, int, float, float], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_step: Callable[[int, int, float, float], None] | None = None,
+) -> TrainResult:
     """Train a model per `config`; `on_step(step, steps_per_epoch, loss, running_train_dice)` and
     `on_epoch(row)` report.
 
@@ -392,14 +471,26 @@ def train(config: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
     config = resumed_config(config)
     context, device = distributed.setup(resolve_device(config.device))
     try:
-        return _train(config, run_dir, context, device, on_epoch if context.is_main else None,
-                      on_step if context.is_main else None)
+        return _train(
+            config,
+            run_dir,
+            context,
+            device,
+            on_epoch if context.is_main else None,
+            on_step if context.is_main else None,
+        )
     finally:
         distributed.teardown(context)
 
 
-def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, device: torch.device,
-           on_epoch: Callable | None, on_step: Callable | None) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    context: distributed.Context,
+    device: torch.device,
+    on_epoch: Callable | None,
+    on_step: Callable | None,
+) -> TrainResult:
     main = context.is_main
     prepared = ensure_prepared(config.data, config.size, config.split_seed) if main else None
     distributed.barrier(context)  # rank 0 prepares a raw folder once; the others then read the cache
@@ -412,10 +503,10 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
     setup = describe_setup(device, precision, engine.compiled)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.json", json.dumps(config.to_dict() | {"resume": None, "resolved": setup},
-                                                       indent=1))
-    init_name = _load_initial_weights(engine.model, config.init, device) if config.init and not config.resume \
-        else None
+        write_text(
+            run_dir / "config.json", json.dumps(config.to_dict() | {"resume": None, "resolved": setup}, indent=1)
+        )
+    init_name = _load_initial_weights(engine.model, config.init, device) if config.init and not config.resume else None
     state = RunState()
     if config.resume:
         from skinseg.weights import load_model
@@ -425,30 +516,48 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
         state = RunState.load(run_dir, engine.optimizer)
 
     schedule = Schedule.of(config, len(data.train_x), context.world)
-    recipe = (f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss}, batch {config.batch_size} x "
-              f"{context.world} process(es), augment {config.augment}")
+    recipe = (
+        f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss}, batch {config.batch_size} x "
+        f"{context.world} process(es), augment {config.augment}"
+    )
 
     def model_info() -> ModelInfo:
-        return ModelInfo(config=config.model, input_size=prepared.size, mean=prepared.mean, std=prepared.std,
-                         threshold=config.threshold,
-                         training={"epochs": state.epoch, "best_epoch": state.best_epoch,
-                                   "val_dice": round(state.best_val_dice, 4), "train_images": len(data.train_x),
-                                   "data": prepared.manifest.get("source", ""), "recipe": recipe, **setup}
-                         | ({"init": init_name} if init_name else {}))
+        return ModelInfo(
+            config=config.model,
+            input_size=prepared.size,
+            mean=prepared.mean,
+            std=prepared.std,
+            threshold=config.threshold,
+            training={
+                "epochs": state.epoch,
+                "best_epoch": state.best_epoch,
+                "val_dice": round(state.best_val_dice, 4),
+                "train_images": len(data.train_x),
+                "data": prepared.manifest.get("source", ""),
+                "recipe": recipe,
+                **setup,
+            }
+            | ({"init": init_name} if init_name else {}),
+        )
 
     stopped_early = False
     with _interrupt_signals():
         try:
             for epoch in range(state.epoch, config.epochs):
                 started = time.perf_counter()
-                row = {"epoch": epoch + 1, **run_epoch(engine, data, config, schedule, epoch, run_dir, context,
-                                                       on_step)}
-                val = validate(engine, data.val_x, data.val_y, data, config.threshold, config.batch_size * 2,
-                               context)
+                row = {
+                    "epoch": epoch + 1,
+                    **run_epoch(engine, data, config, schedule, epoch, run_dir, context, on_step),
+                }
+                val = validate(engine, data.val_x, data.val_y, data, config.threshold, config.batch_size * 2, context)
                 if val.count == 0:  # no validation split: select on training Dice (and say so in the row)
                     val = Validation(float("nan"), row["train_dice"], float("nan"), 0)
-                row |= {"val_loss": val.loss, "val_accuracy": val.accuracy, "val_dice": val.dice,
-                        "seconds": time.perf_counter() - started}
+                row |= {
+                    "val_loss": val.loss,
+                    "val_accuracy": val.accuracy,
+                    "val_dice": val.dice,
+                    "seconds": time.perf_counter() - started,
+                }
                 improved = state.record(row)
                 if main:
                     save_epoch(run_dir, engine, state, model_info(), improved)
@@ -459,7 +568,10 @@ def _train(config: TrainConfig, run_dir: Path, context: distributed.Context, dev
                     stopped_early = True
                     break
         except KeyboardInterrupt:
-            raise TrainingInterrupted(f"training interrupted after {len(state.history)} finished epoch(s); continue "
-                                      f"with `skinseg train --resume {run_dir}`") from None
-    return TrainResult(run_dir, len(state.history), state.best_epoch, state.best_val_dice, state.history,
-                       stopped_early, main)
+            raise TrainingInterrupted(
+                f"training interrupted after {len(state.history)} finished epoch(s); continue "
+                f"with `skinseg train --resume {run_dir}`"
+            ) from None
+    return TrainResult(
+        run_dir, len(state.history), state.best_epoch, state.best_val_dice, state.history, stopped_early, main
+    )

@@ -8,6 +8,7 @@ compare against, and to show that a new architecture is one module plus one regi
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,21 +28,27 @@ class DoubleConv(nn.Sequential):
 class UNet(SegmentationModel):
     """Plain UNet returning logits; any input height and width (padded internally, cropped back)."""
 
-    def __init__(self, config: ModelConfig | None = None, *,
-                 norm_layer: NormLayer = plain_norm, act_layer: ActLayer = plain_act):
+    def __init__(
+        self, config: ModelConfig | None = None, *, norm_layer: NormLayer = plain_norm, act_layer: ActLayer = plain_act
+    ):
         super().__init__()
         self.config = config = config or ModelConfig(architecture="unet")
-        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
+        layers: dict[str, Any] = dict(norm_layer=norm_layer, act_layer=act_layer)
         widths = [config.base_filters * 2**i for i in range(config.depth)]
         self.encoder = nn.ModuleList(
             DoubleConv(config.in_channels if i == 0 else widths[i - 1], widths[i], **layers)
-            for i in range(config.depth))
+            for i in range(config.depth)
+        )
         self.pool = nn.MaxPool2d(2)
         self.upsamples = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ConvNormAct(widths[i], widths[i - 1], 3, **layers))
-            for i in range(config.depth - 1, 0, -1))
-        self.decoder = nn.ModuleList(DoubleConv(2 * widths[i - 1], widths[i - 1], **layers)
-                                     for i in range(config.depth - 1, 0, -1))
+            nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"), ConvNormAct(widths[i], widths[i - 1], 3, **layers)
+            )
+            for i in range(config.depth - 1, 0, -1)
+        )
+        self.decoder = nn.ModuleList(
+            DoubleConv(2 * widths[i - 1], widths[i - 1], **layers) for i in range(config.depth - 1, 0, -1)
+        )
         self.head = nn.Conv2d(widths[0], config.out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +59,6 @@ class UNet(SegmentationModel):
             x = block(x if level == 0 else self.pool(x))
             skips.append(x)
         x = skips.pop()
-        for up, block in zip(self.upsamples, self.decoder):
+        for up, block in zip(self.upsamples, self.decoder, strict=False):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)[..., :height, :width]

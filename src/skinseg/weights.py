@@ -16,9 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from skinseg import __version__
+from skinseg.config import ConfigError, ModelConfig
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path
-from skinseg.config import ConfigError, ModelConfig
 from skinseg.model import SegmentationModel
 
 FORMAT = "skinseg-model/1"
@@ -39,11 +39,18 @@ class ModelInfo:
     training: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({
-            "format": FORMAT, "architecture": self.config.architecture, "config": self.config.to_dict(),
-            "input_size": self.input_size, "normalisation": {"mean": list(self.mean), "std": list(self.std)},
-            "threshold": self.threshold, "skinseg_version": self.version, "training": self.training,
-        })
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "architecture": self.config.architecture,
+                "config": self.config.to_dict(),
+                "input_size": self.input_size,
+                "normalisation": {"mean": list(self.mean), "std": list(self.std)},
+                "threshold": self.threshold,
+                "skinseg_version": self.version,
+                "training": self.training,
+            }
+        )
 
 
 def bundled_model_path() -> Path:
@@ -83,6 +90,11 @@ def read_info(path: str | Path) -> ModelInfo:
     return info_from_json(meta_text, path)
 
 
+def _three_floats(values) -> tuple[float, float, float]:
+    first, second, third = (float(v) for v in values)  # ValueError unless exactly three numbers
+    return first, second, third
+
+
 def info_from_json(meta_text: str, path: Path) -> ModelInfo:
     """Check the skinseg metadata JSON of a model file (safetensors or ONNX) and read it."""
     try:
@@ -90,29 +102,39 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
     except json.JSONDecodeError:
         raise SkinsegError("skinseg metadata is not valid JSON", path) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise SkinsegError(f"unsupported model format {meta.get('format') if isinstance(meta, dict) else meta!r}"
-                           f" (expected {FORMAT})", path)
+        raise SkinsegError(
+            f"unsupported model format {meta.get('format') if isinstance(meta, dict) else meta!r} (expected {FORMAT})",
+            path,
+        )
     from skinseg.architectures import ARCHITECTURES
 
-    architecture = LEGACY_ARCHITECTURE_NAMES.get(meta.get("architecture"), meta.get("architecture"))
+    named = str(meta.get("architecture"))
+    architecture = LEGACY_ARCHITECTURE_NAMES.get(named, named)
     if architecture not in ARCHITECTURES:
-        raise SkinsegError(f"model architecture is '{meta.get('architecture')}'; this skinseg knows "
-                           f"{', '.join(ARCHITECTURES)}", path)
+        raise SkinsegError(
+            f"model architecture is '{meta.get('architecture')}'; this skinseg knows {', '.join(ARCHITECTURES)}", path
+        )
     try:
         norm = meta["normalisation"]
         config = ModelConfig.from_dict({"architecture": architecture, **meta["config"]})
         if config.architecture != architecture:
             raise ValueError(f"the metadata names two architectures ({architecture}, {config.architecture})")
-        return ModelInfo(config=config, input_size=int(meta["input_size"]),
-                         mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]),
-                         threshold=float(meta["threshold"]), version=str(meta.get("skinseg_version", "?")),
-                         training=dict(meta.get("training") or {}))
+        return ModelInfo(
+            config=config,
+            input_size=int(meta["input_size"]),
+            mean=_three_floats(norm["mean"]),
+            std=_three_floats(norm["std"]),
+            threshold=float(meta["threshold"]),
+            version=str(meta.get("skinseg_version", "?")),
+            training=dict(meta.get("training") or {}),
+        )
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise SkinsegError(f"skinseg metadata is incomplete or invalid ({exc})", path) from None
 
 
-def load_model(path: str | Path | None = None,
-               device: torch.device | str = "cpu") -> tuple[SegmentationModel, ModelInfo]:
+def load_model(
+    path: str | Path | None = None, device: torch.device | str = "cpu"
+) -> tuple[SegmentationModel, ModelInfo]:
     """Rebuild the model from a file (the bundled model when `path` is None), in eval mode."""
     path = Path(path) if path is not None else bundled_model_path()
     info = read_info(path)
@@ -127,7 +149,9 @@ def load_model(path: str | Path | None = None,
     problems = sorted(set(expected) ^ set(tensors))
     problems += [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
     if problems:
-        raise SkinsegError(f"weights do not match the architecture in its metadata ({len(problems)} tensors,"
-                           f" first: {problems[0]})", path)
+        raise SkinsegError(
+            f"weights do not match the architecture in its metadata ({len(problems)} tensors, first: {problems[0]})",
+            path,
+        )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info

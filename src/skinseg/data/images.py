@@ -63,7 +63,7 @@ def decode_rgb(path: str | Path, size: int | None = None) -> tuple[np.ndarray, t
                 image = Image.alpha_composite(background, image)
             image = image.convert("RGB")
             if size and image.size != (size, size):
-                image = image.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+                image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             return np.array(image), original
     except SkinsegError:
         raise
@@ -110,7 +110,7 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     if width % size == 0 and height % size == 0 and width // size == height // size:
         picture = picture.reduce(width // size)
     else:
-        picture = picture.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+        picture = picture.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(picture) > 127
 
 

@@ -49,11 +49,13 @@ MASK_SUFFIXES = "_segmentation|_mask|_lesion"  # what a mask's file name may add
 LAYOUTS = {
     "isic2018": Layout("isic2018", r"ISIC2018_Task1-2_.*_Input", r"ISIC2018_Task1_.*_GroundTruth", "_segmentation"),
     "isic2017": Layout("isic2017", r"ISIC-2017_.*_Data", r"ISIC-2017_.*_Part1_GroundTruth", "_segmentation"),
-    "isic2016": Layout("isic2016", r"ISBI2016_ISIC_Part1_.*_Data", r"ISBI2016_ISIC_Part1_.*_GroundTruth",
-                       "_segmentation"),
+    "isic2016": Layout(
+        "isic2016", r"ISBI2016_ISIC_Part1_.*_Data", r"ISBI2016_ISIC_Part1_.*_GroundTruth", "_segmentation"
+    ),
     "ph2": Layout("ph2", r"IMD\d+_Dermoscopic_Image", r"IMD\d+_lesion", "_lesion"),
-    "generic": Layout("generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?",
-                      MASK_SUFFIXES + "|"),
+    "generic": Layout(
+        "generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?", MASK_SUFFIXES + "|"
+    ),
 }
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
 
@@ -123,8 +125,9 @@ def _pair_with(layout: Layout, files: list[Path]) -> Discovery:
     return Discovery(layout.name, pairs, problems)
 
 
-def discover_pairs(root: str | Path, layout: str = "auto", mask_suffix: str | None = None,
-                   zip_cache: Path | None = None) -> Discovery:
+def discover_pairs(
+    root: str | Path, layout: str = "auto", mask_suffix: str | None = None, zip_cache: Path | None = None
+) -> Discovery:
     """Pair every image with its mask under `root`, by the named layout or the one that pairs the most."""
     root = Path(root)
     if not root.exists():
@@ -147,6 +150,9 @@ def discover_pairs(root: str | Path, layout: str = "auto", mask_suffix: str | No
     best = max(results, key=lambda d: (len(d.pairs), -len(d.problems)))
     if not best.pairs:
         found_images = sum(1 for f in files if f.suffix.lower() in IMAGE_SUFFIXES)
-        raise SkinsegError(f"no image/mask pairs found among {len(files)} files ({found_images} images) "
-                           f"in layout {layout}; expected e.g. images/ + masks/ folders or an ISIC/PH2 layout", root)
+        raise SkinsegError(
+            f"no image/mask pairs found among {len(files)} files ({found_images} images) "
+            f"in layout {layout}; expected e.g. images/ + masks/ folders or an ISIC/PH2 layout",
+            root,
+        )
     return best

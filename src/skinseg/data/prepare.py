@@ -12,10 +12,10 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -88,10 +88,19 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
     images[index] = image
     masks[index] = resize_mask(mask, size)
     histograms = [np.bincount(image[..., c].ravel(), minlength=256) for c in range(3)]
-    return index, {"id": pair.id, "image": str(pair.image), "mask": str(pair.mask),
-                   "original_size": list(original), "sha256": _sha256(pair.image),
-                   "channel_sum": [float(h @ _LEVELS) for h in histograms],
-                   "channel_sq_sum": [float(h @ _LEVELS**2) for h in histograms]}, None
+    return (
+        index,
+        {
+            "id": pair.id,
+            "image": str(pair.image),
+            "mask": str(pair.mask),
+            "original_size": list(original),
+            "sha256": _sha256(pair.image),
+            "channel_sum": [float(h @ _LEVELS) for h in histograms],
+            "channel_sq_sum": [float(h @ _LEVELS**2) for h in histograms],
+        },
+        None,
+    )
 
 
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -137,9 +146,15 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
     fingerprint = _fingerprint(config, discovery.pairs)
     previous = load_manifest(out)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
-        return PrepareResult(out, discovery.layout, previous["count"], previous["split_sizes"],
-                             [tuple(s) for s in previous["skipped"]], reused=True,
-                             seconds=time.perf_counter() - start)
+        return PrepareResult(
+            out,
+            discovery.layout,
+            previous["count"],
+            previous["split_sizes"],
+            [tuple(s) for s in previous["skipped"]],
+            reused=True,
+            seconds=time.perf_counter() - start,
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished cache
@@ -169,8 +184,9 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
     if not kept:
         images_tmp.unlink(missing_ok=True)
         masks_tmp.unlink(missing_ok=True)
-        raise SkinsegError(f"no usable image/mask pairs ({len(skipped)} skipped; first: "
-                           f"{skipped[0][0]}: {skipped[0][1]})", config.data)
+        raise SkinsegError(
+            f"no usable image/mask pairs ({len(skipped)} skipped; first: {skipped[0][0]}: {skipped[0][1]})", config.data
+        )
 
     if len(kept) < count:  # compact the arrays, dropping the slots of skipped pairs
         keep = np.array([i for i, _ in kept])
@@ -180,7 +196,7 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
 
     entries = [info for _, info in kept]
     splits = assign_splits([e["id"] for e in entries], config.split, config.seed, config.split_file)
-    for entry, split in zip(entries, splits):
+    for entry, split in zip(entries, splits, strict=False):
         entry["split"] = split
     mean, std = _channel_stats(entries, [s == "train" for s in splits], size * size)
     for entry in entries:
@@ -190,19 +206,26 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
 
     split_sizes = {name: splits.count(name) for name in ("train", "val", "test")}
     manifest = {
-        "format": CACHE_FORMAT, "skinseg_version": __version__, "fingerprint": fingerprint,
-        "settings": config.cache_settings(), "source": str(Path(config.data).resolve()),
-        "layout": discovery.layout, "size": size, "count": len(entries), "split_sizes": split_sizes,
-        "normalisation": {"mean": mean, "std": std}, "skipped": skipped, "items": entries,
+        "format": CACHE_FORMAT,
+        "skinseg_version": __version__,
+        "fingerprint": fingerprint,
+        "settings": config.cache_settings(),
+        "source": str(Path(config.data).resolve()),
+        "layout": discovery.layout,
+        "size": size,
+        "count": len(entries),
+        "split_sizes": split_sizes,
+        "normalisation": {"mean": mean, "std": std},
+        "skipped": skipped,
+        "items": entries,
     }
     write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    return PrepareResult(out, discovery.layout, len(entries), split_sizes, skipped,
-                         seconds=time.perf_counter() - start)
+    return PrepareResult(out, discovery.layout, len(entries), split_sizes, skipped, seconds=time.perf_counter() - start)
 
 
 def _channel_stats(entries: list[dict], rows: list[bool], pixels_per_image: int) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (0-255 scale) over the chosen images, from the workers' sums."""
-    chosen = [e for e, keep in zip(entries, rows) if keep] or entries
+    chosen = [e for e, keep in zip(entries, rows, strict=False) if keep] or entries
     total = np.sum([e["channel_sum"] for e in chosen], axis=0)
     total_sq = np.sum([e["channel_sq_sum"] for e in chosen], axis=0)
     count = pixels_per_image * len(chosen)

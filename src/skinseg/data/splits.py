@@ -63,8 +63,9 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     return mapping
 
 
-def assign_splits(ids: list[str], fractions: tuple[float, float, float], seed: int,
-                  split_file: str | Path | None = None) -> list[str]:
+def assign_splits(
+    ids: list[str], fractions: tuple[float, float, float], seed: int, split_file: str | Path | None = None
+) -> list[str]:
     """The split of each id: from the split file where it names the id, else by the seeded hash."""
     given = read_split_file(split_file) if split_file else {}
     train, val, _ = fractions

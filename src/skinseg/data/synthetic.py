@@ -12,8 +12,9 @@ import numpy as np
 from PIL import Image
 
 
-def synthetic_pair(size: int | tuple[int, int] = 64, rng: np.random.Generator | int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_pair(
+    size: int | tuple[int, int] = 64, rng: np.random.Generator | int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One (image uint8 HxWx3, mask bool HxW) pair."""
     rng = np.random.default_rng(rng)
     height, width = (size, size) if isinstance(size, int) else size
@@ -49,8 +50,14 @@ def synthetic_pair(size: int | tuple[int, int] = 64, rng: np.random.Generator | 
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
 
-def write_synthetic_dataset(root: str | Path, count: int = 20, size: int = 64, seed: int = 0,
-                            mask_suffix: str = "_segmentation", image_format: str = "png") -> Path:
+def write_synthetic_dataset(
+    root: str | Path,
+    count: int = 20,
+    size: int = 64,
+    seed: int = 0,
+    mask_suffix: str = "_segmentation",
+    image_format: str = "png",
+) -> Path:
     """Write `count` pairs as root/images/case_NNN.<fmt> and root/masks/case_NNN<suffix>.png (0/255)."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
