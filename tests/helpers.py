@@ -56,3 +56,39 @@ def ph2_tree(root: Path, count: int = 4, size: int = 32) -> Path:
             Image.open(mask_path).convert("RGB").save(mask_path)
         (case / f"IMD{i:03d}_roi").mkdir()
     return root
+
+
+def save_weights_forever(path: Path, first_write_done) -> None:
+    """Write the default model's weights to `path` again and again until killed; `first_write_done` (an Event) is
+    set once this process has written the file whole, so a kill after it lands in the write loop."""
+    from skinseg.model import ImprovedUNet
+    from skinseg.weights import ModelInfo, save_model
+
+    model = ImprovedUNet()
+    save_model(model, path, ModelInfo())
+    first_write_done.set()
+    while True:
+        save_model(model, path, ModelInfo())
+
+
+def save_weights_then_die_half_way(path: Path) -> None:
+    """Write one model's weights to `path` whole (threshold 0.3 in its metadata), then start writing another's
+    (threshold 0.7) and die by SIGKILL with half of the file's bytes written."""
+    import os
+    import signal
+
+    from safetensors.torch import save
+
+    import skinseg.weights as weights
+    from skinseg.model import ImprovedUNet
+
+    weights.save_model(ImprovedUNet(), path, weights.ModelInfo(threshold=0.3))
+
+    def write_half_then_die(tensors, filename, metadata=None):
+        data = save(tensors, metadata=metadata)
+        with open(filename, "wb") as handle:
+            handle.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    weights.save_file = write_half_then_die
+    weights.save_model(ImprovedUNet(), path, weights.ModelInfo(threshold=0.7))

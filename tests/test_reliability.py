@@ -246,22 +246,48 @@ def test_signals_during_prepare_leave_no_manifest(sig, raw_400, tmp_path):
     assert not (out / "manifest.json").exists()
 
 
+def writer_processes():
+    """Processes forked from one server that has imported torch once: each starts in milliseconds, where a fresh
+    interpreter takes seconds (and a kill timed from its start would land while it is still importing torch)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["helpers", "skinseg.model", "skinseg.weights"])
+    return context
+
+
 @pytest.mark.slow
 def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
+    from helpers import save_weights_forever
+    from skinseg.weights import load_model
+
+    context = writer_processes()
+    target = tmp_path / "w.safetensors"
+    for attempt in range(3):
+        first_write_done = context.Event()
+        writer = context.Process(target=save_weights_forever, args=(target, first_write_done))
+        writer.start()
+        assert first_write_done.wait(timeout=120)  # this writer is in its write loop
+        time.sleep(0.2 + 0.3 * attempt)
+        writer.kill()
+        writer.join()
+        assert writer.exitcode == -signal.SIGKILL
+        model, _ = load_model(target)  # the file under the real name is always whole
+
+
+@pytest.mark.slow
+def test_kill_9_half_way_through_a_weights_write_keeps_the_previous_file(tmp_path):
+    """The timed kills above rarely land inside the short write itself; this one always does."""
+    from helpers import save_weights_then_die_half_way
     from skinseg.weights import load_model
 
     target = tmp_path / "w.safetensors"
-    code = ("import sys\nfrom skinseg.model import ImprovedUNet\nfrom skinseg.weights import ModelInfo, save_model\n"
-            "model = ImprovedUNet()\nwhile True:\n    save_model(model, sys.argv[1], ModelInfo())\n")
-    for attempt in range(3):
-        process = subprocess.Popen([sys.executable, "-c", code, str(target)], env=os.environ | THREAD_ENV)
-        deadline = time.time() + 60
-        while not target.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.2 + 0.3 * attempt)
-        process.kill()
-        process.wait()
-        model, _ = load_model(target)  # the file under the real name is always whole
+    writer = writer_processes().Process(target=save_weights_then_die_half_way, args=(target,))
+    writer.start()
+    writer.join(timeout=120)
+    assert writer.exitcode == -signal.SIGKILL
+    _, info = load_model(target)
+    assert info.threshold == 0.3  # the previous file, whole
 
 
 def test_brackets_in_file_names_are_printed_as_they_are(tmp_path):
