@@ -8,6 +8,7 @@ import os
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 os.environ.update(THREAD_ENV)
 
+import fcntl  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,11 +41,10 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
     all workers share (the others wait for it) and the result is pickled beside it."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return make(tmp_path_factory.mktemp(name))
-    from filelock import FileLock
-
     root = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
     folder, result = root / name, root / f"{name}.pickle"
-    with FileLock(str(root / f"{name}.lock")):
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         if not result.is_file():
             shutil.rmtree(folder, ignore_errors=True)  # what another worker left when it failed
             folder.mkdir()

@@ -61,6 +61,14 @@ def test_package_errors_are_one_red_line_and_exit_code_1(tmp_path):
     assert lines == [f"error: {tmp_path / 'missing.jpg'}: input not found"]
 
 
+def test_a_failing_prepare_prints_only_its_error_line(tmp_path):
+    """docs/reliability.md: one line on standard error. (Fails today: the empty progress bar, `Preparing ... 0/?`,
+    is left above the error; `train` leaves an empty `epoch 1 ... 0/?` bar the same way.)"""
+    result = invoke("prepare", "--data", tmp_path / "missing", "--out", tmp_path / "p")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing'}: data folder not found"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 def test_missing_cuda_is_an_error_not_a_traceback(tmp_path):
     result = invoke("train", "--data", tmp_path, "--device", "cuda")
