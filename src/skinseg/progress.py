@@ -10,8 +10,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
+class _Progress(Progress):
+    failed = False  # set when the block failed: its bars vanish, so the error is the only line printed
+
+    def stop(self) -> None:
+        if not self.failed:
+            super().stop()
+            return
+        for task in self.tasks:
+            self.update(task.id, visible=False)
+        self.live.transient = True
+        self.live.stop()  # not Progress.stop, which adds an empty line on a non-interactive console
+
+
+def _progress(console: Console) -> _Progress:
+    return _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -24,9 +37,20 @@ def _progress(console: Console) -> Progress:
 
 
 @contextlib.contextmanager
+def _shown(console: Console) -> Iterator[Progress]:
+    """A running Progress whose bars vanish if the block fails, so an error stays the only line printed."""
+    with _progress(console) as progress:
+        try:
+            yield progress
+        except BaseException:
+            progress.failed = True
+            raise
+
+
+@contextlib.contextmanager
 def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
     """Yields advance(done, total)."""
-    with _progress(console) as progress:
+    with _shown(console) as progress:
         task = progress.add_task(description, total=None, info="")
 
         def advance(done: int, total: int, info: str = "") -> None:
@@ -39,7 +63,7 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, 
 def training_display(console: Console, epochs: int) -> Iterator[tuple[Callable, Callable]]:
     """Yields (on_step, on_epoch): a bar over the steps of the epoch with the live loss and training Dice, and
     a line per epoch."""
-    with _progress(console) as progress:
+    with _shown(console) as progress:
         task = progress.add_task("epoch 1", total=None, info="")
         state: dict[str, Any] = {"epoch": 1, "loss": None}
 
