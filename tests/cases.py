@@ -87,7 +87,7 @@ IMAGE_CASES = {
 def mask_for(size: tuple[int, int], kind: str = "normal") -> Image.Image:
     width, height = size
     mask = np.zeros((height, width), np.uint8)
-    mask[height // 4: 3 * height // 4 + 1, width // 4: 3 * width // 4 + 1] = 255
+    mask[height // 4 : 3 * height // 4 + 1, width // 4 : 3 * width // 4 + 1] = 255
     if kind == "zeros":
         mask[:] = 0
     elif kind == "all_lesion":

@@ -11,8 +11,9 @@ os.environ.update(THREAD_ENV)
 import fcntl  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, TypeVar  # noqa: E402
+from typing import TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -55,8 +56,7 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory) -> Path:
     """30 synthetic 48x48 pairs in images/ + masks/ (masks named <id>_segmentation.png)."""
-    return made_once(tmp_path_factory, "raw",
-                     lambda folder: write_synthetic_dataset(folder, count=30, size=48, seed=1))
+    return made_once(tmp_path_factory, "raw", lambda folder: write_synthetic_dataset(folder, count=30, size=48, seed=1))
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +73,11 @@ def trained_run(prepared_dir, tmp_path_factory):
     """A tiny model trained for 4 epochs on the synthetic set."""
     from skinseg.train import train
 
-    return made_once(tmp_path_factory, "run", lambda folder: train(
-        TrainConfig(data=prepared_dir, out=folder, epochs=4, device="cpu", lr=5e-3, **TINY)))
+    return made_once(
+        tmp_path_factory,
+        "run",
+        lambda folder: train(TrainConfig(data=prepared_dir, out=folder, epochs=4, device="cpu", lr=5e-3, **TINY)),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,14 @@ from PIL import Image
 from skinseg.data.synthetic import synthetic_pair
 
 
-def write_pair(image_path: Path, mask_path: Path, size: int = 32, seed: int = 0, image_format: str | None = None,
-               mask_values: tuple[int, int] = (0, 255)) -> None:
+def write_pair(
+    image_path: Path,
+    mask_path: Path,
+    size: int = 32,
+    seed: int = 0,
+    image_format: str | None = None,
+    mask_values: tuple[int, int] = (0, 255),
+) -> None:
     image, mask = synthetic_pair(size, seed)
     image_path.parent.mkdir(parents=True, exist_ok=True)
     mask_path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,8 +33,9 @@ def _isic_tree(root: Path, image_dir: str, mask_dir: str, mask_suffix: str, coun
 
 
 def isic2018_tree(root: Path, count: int = 6, size: int = 32) -> Path:
-    return _isic_tree(root, "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth",
-                      "_segmentation", count, size)
+    return _isic_tree(
+        root, "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth", "_segmentation", count, size
+    )
 
 
 def isic2017_tree(root: Path, count: int = 4, size: int = 32) -> Path:
@@ -41,8 +48,14 @@ def isic2017_tree(root: Path, count: int = 4, size: int = 32) -> Path:
 
 
 def isic2016_tree(root: Path, count: int = 4, size: int = 32) -> Path:
-    return _isic_tree(root, "ISBI2016_ISIC_Part1_Training_Data", "ISBI2016_ISIC_Part1_Training_GroundTruth",
-                      "_Segmentation", count, size)
+    return _isic_tree(
+        root,
+        "ISBI2016_ISIC_Part1_Training_Data",
+        "ISBI2016_ISIC_Part1_Training_GroundTruth",
+        "_Segmentation",
+        count,
+        size,
+    )
 
 
 def ph2_tree(root: Path, count: int = 4, size: int = 32) -> Path:

@@ -45,7 +45,7 @@ def test_mask_is_the_thresholded_image_under_every_transform():
     out_images, out_masks = augment_batch(images, masks)
     assert out_images.shape == images.shape and out_masks.shape == masks.shape
     changed = 0
-    for image, mask in zip(out_images, out_masks):
+    for image, mask in zip(out_images, out_masks, strict=False):
         inside, outside = image[0][mask[0] > 0.5], image[0][mask[0] < 0.5]
         assert inside.numel() and outside.numel()
         assert inside.min() >= outside.max()
@@ -63,9 +63,11 @@ def test_without_rotation_and_zoom_each_pair_is_the_original_or_its_mirror():
     original = masks[0]
     mirrored = torch.flip(original, dims=[-1])
     flipped = [torch.equal(mask, mirrored) for mask in out_masks]
-    assert all(f or torch.equal(mask, original) for f, mask in zip(flipped, out_masks))
+    assert all(f or torch.equal(mask, original) for f, mask in zip(flipped, out_masks, strict=False))
     assert 0 < sum(flipped) < len(flipped)  # both happen
-    for image, mask in zip(out_images, out_masks):  # the image went the same way: bright exactly on the mask
+    for image, mask in zip(
+        out_images, out_masks, strict=False
+    ):  # the image went the same way: bright exactly on the mask
         assert image[0][mask[0] > 0.5].min() > image[0][mask[0] < 0.5].max() + 0.1
 
 

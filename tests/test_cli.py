@@ -18,8 +18,14 @@ COLUMNS = {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
 
 def skinseg(*args, cwd=None):
     """`python -m skinseg ...` in a fresh process, with one torch thread."""
-    return subprocess.run([sys.executable, "-m", "skinseg", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env=os.environ | THREAD_ENV | COLUMNS)
+    return subprocess.run(
+        [sys.executable, "-m", "skinseg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env=os.environ | THREAD_ENV | COLUMNS,
+    )
 
 
 def invoke(*args):
@@ -35,8 +41,7 @@ def test_help_lists_the_five_commands():
     result = skinseg("--help")
     assert result.returncode == 0
     listed = result.stdout.split("Commands:")[1].splitlines()
-    assert [line.split()[0] for line in listed if line.strip()] == ["prepare", "train", "evaluate", "segment",
-                                                                     "export"]
+    assert [line.split()[0] for line in listed if line.strip()] == ["prepare", "train", "evaluate", "segment", "export"]
 
 
 def test_version():
@@ -45,10 +50,12 @@ def test_version():
 
 
 def test_help_and_version_do_not_import_torch():
-    code = ("import sys\nfrom skinseg.cli import app\n"
-            "for args in (['--help'], ['--version'], ['train', '--help']):\n"
-            "    try:\n        app(args, prog_name='skinseg')\n    except SystemExit:\n        pass\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys\nfrom skinseg.cli import app\n"
+        "for args in (['--help'], ['--version'], ['train', '--help']):\n"
+        "    try:\n        app(args, prog_name='skinseg')\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "False"
 
@@ -84,16 +91,32 @@ def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
     assert "30" in result.stdout and (prepared / "manifest.json").is_file()
 
     run = tmp_path / "run"
-    result = invoke("train", "--data", prepared, "--out", run, "--epochs", 1, "--base-filters", 4, "--depth", 3,
-                    "--batch-size", 8, "--device", "cpu")
+    result = invoke(
+        "train",
+        "--data",
+        prepared,
+        "--out",
+        run,
+        "--epochs",
+        1,
+        "--base-filters",
+        4,
+        "--depth",
+        3,
+        "--batch-size",
+        8,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     assert "best validation Dice" in result.stdout
     assert "val Dice" in result.stdout and "best, last (1)" in result.stdout  # the final table
     assert (run / "best.safetensors").is_file() and (run / "metrics.csv").is_file()
 
     report = tmp_path / "report.json"
-    result = invoke("evaluate", "--model", run / "best.safetensors", "--data", prepared, "--json", report,
-                    "--device", "cpu")
+    result = invoke(
+        "evaluate", "--model", run / "best.safetensors", "--data", prepared, "--json", report, "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     scores = json.loads(report.read_text())
     test_count = json.loads((prepared / "manifest.json").read_text())["split_sizes"]["test"]
@@ -101,8 +124,9 @@ def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
     assert "dice" in result.stdout
 
     source = raw_dir / "images" / "case_000.png"
-    result = invoke("segment", source, "-o", tmp_path / "mask.png", "--model", run / "best.safetensors",
-                    "--device", "cpu")
+    result = invoke(
+        "segment", source, "-o", tmp_path / "mask.png", "--model", run / "best.safetensors", "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
     assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}

@@ -11,8 +11,9 @@ from skinseg.inference import segment_paths
 def test_model_evaluation_matches_scoring_segment_output(tiny_model_path, prepared_dir, raw_dir, tmp_path):
     report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=prepared_dir, split="all", device="cpu"))
     assert len(report.per_image) == 30
-    segment_paths(SegmentConfig(inputs=(raw_dir / "images",), output=tmp_path / "pred", model=tiny_model_path,
-                                device="cpu"))
+    segment_paths(
+        SegmentConfig(inputs=(raw_dir / "images",), output=tmp_path / "pred", model=tiny_model_path, device="cpu")
+    )
     from_files = evaluate_folders(tmp_path / "pred", raw_dir / "masks")
     assert from_files.summary["dice"]["mean"] == pytest.approx(report.summary["dice"]["mean"], abs=1e-12)
     assert 0.5 < report.summary["dice"]["mean"] <= 1
@@ -22,8 +23,14 @@ def test_reports_are_written(tiny_model_path, prepared_dir, tmp_path):
     report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=prepared_dir, device="cpu"))
     write_reports(report, json_file=tmp_path / "r.json", csv_file=tmp_path / "r.csv", figures=tmp_path / "fig")
     data = json.loads((tmp_path / "r.json").read_text())
-    assert set(data["macro_average"]) == {"accuracy", "sensitivity", "specificity", "jaccard",
-                                          "threshold_jaccard", "dice"}
+    assert set(data["macro_average"]) == {
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "jaccard",
+        "threshold_jaccard",
+        "dice",
+    }
     assert len(data["per_image"]) == len(report.per_image)
     assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("id,accuracy")
     assert (tmp_path / "fig" / "cases.png").stat().st_size > 1000
@@ -36,8 +43,7 @@ def test_missing_predictions_are_named(raw_dir, tmp_path):
         evaluate_folders(tmp_path / "pred", raw_dir / "masks")
 
 
-def test_a_raw_folder_is_scored_on_the_split_train_used_and_says_where(raw_dir, tiny_model_path, tmp_path,
-                                                                          monkeypatch):
+def test_a_raw_folder_is_scored_on_the_split_train_used_and_says_where(raw_dir, tiny_model_path, tmp_path, monkeypatch):
     from skinseg.config import EvaluateConfig
     from skinseg.data.dataset import ensure_prepared
     from skinseg.evaluate import evaluate_model

@@ -86,7 +86,7 @@ def test_segment_backend_onnx_gives_the_same_masks(onnx_path, tiny_model_path):
     images = [synthetic_pair((45, 70), seed)[0] for seed in range(3)]
     torch_probs = Segmenter(tiny_model_path, "cpu").probabilities(images)
     onnx_probs = Segmenter(onnx_path, backend="onnx").probabilities(images)
-    for a, b in zip(torch_probs, onnx_probs):
+    for a, b in zip(torch_probs, onnx_probs, strict=False):
         assert np.abs(a - b).max() <= 1e-4
 
 
@@ -94,9 +94,12 @@ def test_onnx_file_without_metadata_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     path = tmp_path / "other.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(SkinsegError, match="without skinseg metadata"):

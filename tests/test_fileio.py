@@ -12,20 +12,18 @@ def test_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
 
 
 def test_failed_block_leaves_neither_file_nor_temporary(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "b.bin") as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_file_survives_a_failed_rewrite(tmp_path):
     target = tmp_path / "c.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("new, half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("new, half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old"
 
 
@@ -42,10 +40,9 @@ def test_an_interrupt_during_a_write_is_held_until_the_file_is_whole(tmp_path):
     from skinseg.fileio import raise_interrupt
 
     target = tmp_path / "e.txt"
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(target) as tmp:
-            raise_interrupt(signal.SIGINT, None)  # as if Ctrl-C arrived mid-write
-            tmp.write_text("whole")
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        raise_interrupt(signal.SIGINT, None)  # as if Ctrl-C arrived mid-write
+        tmp.write_text("whole")
     assert target.read_text() == "whole"
     assert [p.name for p in tmp_path.iterdir()] == ["e.txt"]
     with pytest.raises(KeyboardInterrupt):  # outside a write it is raised at once

@@ -20,8 +20,9 @@ def _image(path, size=(40, 30), mode="RGB"):
 
 def test_masks_have_each_input_size_and_are_binary(tiny_model_path, tmp_path):
     sources = [_image(tmp_path / "in" / "a.png", (40, 30)), _image(tmp_path / "in" / "b.jpg", (97, 61))]
-    result = segment_paths(SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path,
-                                         device="cpu"))
+    result = segment_paths(
+        SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu")
+    )
     assert sorted(p.name for p in result.written) == ["a_segmentation.png", "b_segmentation.png"]
     for source in sources:
         mask = Image.open(tmp_path / "out" / f"{source.stem}_segmentation.png")
@@ -31,8 +32,9 @@ def test_masks_have_each_input_size_and_are_binary(tiny_model_path, tmp_path):
 
 def test_single_output_file_and_overlay(tiny_model_path, tmp_path):
     source = _image(tmp_path / "one.png")
-    segment_paths(SegmentConfig(inputs=(source,), output=tmp_path / "mask.png", model=tiny_model_path,
-                                device="cpu", overlay=True))
+    segment_paths(
+        SegmentConfig(inputs=(source,), output=tmp_path / "mask.png", model=tiny_model_path, device="cpu", overlay=True)
+    )
     assert Image.open(tmp_path / "mask.png").size == (40, 30)
     assert Image.open(tmp_path / "one_overlay.png").size == (40, 30)
 
@@ -41,16 +43,16 @@ def test_single_output_file_and_overlay(tiny_model_path, tmp_path):
 def test_other_image_modes_are_converted(tiny_model_path, tmp_path, mode):
     suffix = ".jpg" if mode == "CMYK" else ".png"
     source = _image(tmp_path / f"m{suffix}", mode=mode)
-    result = segment_paths(SegmentConfig(inputs=(source,), output=tmp_path / "o", model=tiny_model_path,
-                                         device="cpu"))
+    result = segment_paths(SegmentConfig(inputs=(source,), output=tmp_path / "o", model=tiny_model_path, device="cpu"))
     assert len(result.written) == 1 and not result.failed
 
 
 def test_unreadable_files_are_reported_and_the_rest_go_on(tiny_model_path, tmp_path):
     _image(tmp_path / "in" / "good.png")
     (tmp_path / "in" / "bad.jpg").write_text("not an image")
-    result = segment_paths(SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path,
-                                         device="cpu"))
+    result = segment_paths(
+        SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu")
+    )
     assert [p.name for p in result.written] == ["good_segmentation.png"]
     assert result.failed[0][0].name == "bad.jpg" and "not an image" in result.failed[0][1]
     assert not (tmp_path / "out" / "bad_segmentation.png").exists()
@@ -71,8 +73,9 @@ def test_input_is_never_overwritten(tiny_model_path, tmp_path):
     source = _image(tmp_path / "a.png")
     before = source.read_bytes()
     with pytest.raises(SkinsegError, match="refusing to overwrite an input"):
-        segment_paths(SegmentConfig(inputs=(source,), output=source, model=tiny_model_path, device="cpu",
-                                    overwrite=True))
+        segment_paths(
+            SegmentConfig(inputs=(source,), output=source, model=tiny_model_path, device="cpu", overwrite=True)
+        )
     assert source.read_bytes() == before
 
 
@@ -97,7 +100,7 @@ def test_probabilities_are_in_range_and_sized(tiny_model_path):
     segmenter = Segmenter(tiny_model_path, "cpu")
     image, _ = synthetic_pair((33, 57), 0)
     (prob,) = segmenter.probabilities([image])
-    assert prob.shape == (33, 57) and 0 <= prob.min() and prob.max() <= 1
+    assert prob.shape == (33, 57) and prob.min() >= 0 and prob.max() <= 1
     with pytest.raises(SkinsegError, match="threshold"):
         Segmenter(tiny_model_path, "cpu", threshold=1.5)
 
@@ -108,13 +111,21 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
 
     _image(tmp_path / "in" / "a.png", (40, 30))
     _image(tmp_path / "in" / "b.png", (20, 50))
-    config = SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu",
-                           probabilities=True, tta=True, postprocess=True, summary=tmp_path / "s.csv")
+    config = SegmentConfig(
+        inputs=(tmp_path / "in",),
+        output=tmp_path / "out",
+        model=tiny_model_path,
+        device="cpu",
+        probabilities=True,
+        tta=True,
+        postprocess=True,
+        summary=tmp_path / "s.csv",
+    )
     segment_paths(config)
     prob = Image.open(tmp_path / "out" / "a_probability.png")
     assert prob.mode == "L" and prob.size == (40, 30)
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
-    assert [r["image"].endswith(n) for r, n in zip(rows, ("a.png", "b.png"))] == [True, True]
+    assert [r["image"].endswith(n) for r, n in zip(rows, ("a.png", "b.png"), strict=False)] == [True, True]
     for row in rows:
         mask = np.asarray(Image.open(row["mask"])) > 0
         assert int(row["lesion_pixels"]) == mask.sum()
@@ -122,8 +133,15 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
         if mask.any():
             ys, xs = np.nonzero(mask)
             assert (int(row["bbox_x0"]), int(row["bbox_y1"])) == (xs.min(), ys.max() + 1)
-    segment_paths(SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out2", model=tiny_model_path,
-                                device="cpu", summary=tmp_path / "s.json"))
+    segment_paths(
+        SegmentConfig(
+            inputs=(tmp_path / "in",),
+            output=tmp_path / "out2",
+            model=tiny_model_path,
+            device="cpu",
+            summary=tmp_path / "s.json",
+        )
+    )
     assert len(json.loads((tmp_path / "s.json").read_text())) == 2
 
 
@@ -155,9 +173,18 @@ def test_torchrun_ranks_split_the_inputs(tiny_model_path, tmp_path, monkeypatch)
     for rank in (0, 1):
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", str(rank))
-        result = segment_paths(SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out",
-                                             model=tiny_model_path, device="cpu", summary=tmp_path / "s.csv"))
+        result = segment_paths(
+            SegmentConfig(
+                inputs=(tmp_path / "in",),
+                output=tmp_path / "out",
+                model=tiny_model_path,
+                device="cpu",
+                summary=tmp_path / "s.csv",
+            )
+        )
         written.append(sorted(p.name for p in result.written))
-    assert written == [["i0_segmentation.png", "i2_segmentation.png", "i4_segmentation.png"],
-                       ["i1_segmentation.png", "i3_segmentation.png"]]
+    assert written == [
+        ["i0_segmentation.png", "i2_segmentation.png", "i4_segmentation.png"],
+        ["i1_segmentation.png", "i3_segmentation.png"],
+    ]
     assert (tmp_path / "s.rank0.csv").is_file() and (tmp_path / "s.rank1.csv").is_file()

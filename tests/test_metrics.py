@@ -41,8 +41,10 @@ def test_shape_mismatch_raises():
 
 
 def test_summary_statistics():
-    rows = [{"accuracy": v, "sensitivity": v, "specificity": v, "jaccard": v, "threshold_jaccard": v, "dice": v}
-            for v in (0.2, 0.4, 0.9)]
+    rows = [
+        {"accuracy": v, "sensitivity": v, "specificity": v, "jaccard": v, "threshold_jaccard": v, "dice": v}
+        for v in (0.2, 0.4, 0.9)
+    ]
     s = summarise(rows)["dice"]
     assert s["mean"] == pytest.approx(0.5)
     assert s["median"] == pytest.approx(0.4)

@@ -74,7 +74,7 @@ def test_a_bf16_channels_last_step_on_the_cpu_runs_the_gpu_code_path(prepared_di
     grads = [p.grad for p in engine.model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert all(p.dtype == torch.float32 for p in engine.model.parameters())  # master weights stay fp32
-    assert any(not torch.equal(a, b) for a, b in zip(before, engine.model.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, engine.model.parameters(), strict=False))
 
 
 def test_a_bf16_run_resumes_exactly_and_records_its_precision(prepared_dir, tmp_path):
@@ -91,7 +91,7 @@ def test_a_bf16_run_resumes_exactly_and_records_its_precision(prepared_dir, tmp_
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
     a, _ = load_model(tmp_path / "whole" / "last.safetensors")
     b, info = load_model(tmp_path / "split" / "last.safetensors")
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
     resolved = json.loads((tmp_path / "split" / "config.json").read_text())["resolved"]
     assert resolved == {"device": "cpu", "precision": "bf16", "memory_format": "channels_last", "compile": False}
     assert info.training["precision"] == "bf16" and info.training["memory_format"] == "channels_last"
@@ -105,14 +105,23 @@ def test_bf16_inference_agrees_with_fp32(tiny_model_path, raw_dir):
     fp32 = Segmenter(tiny_model_path, "cpu", precision="fp32", postprocess=False)
     bf16 = Segmenter(tiny_model_path, "cpu", precision="bf16", postprocess=False)
     assert bf16.precision.dtype == torch.bfloat16 and fp32.precision.dtype is None
-    agree = [(a == b).mean() for a, b in zip(fp32.masks(images), bf16.masks(images))]
+    agree = [(a == b).mean() for a, b in zip(fp32.masks(images), bf16.masks(images), strict=False)]
     assert min(agree) > 0.98
 
 
 @pytest.mark.compile
 def test_compile_trains_on_the_cpu(prepared_dir, tmp_path):
-    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "compiled", epochs=1, device="cpu",
-                               max_train_images=8, compile=True, **TINY))
+    result = train(
+        TrainConfig(
+            data=prepared_dir,
+            out=tmp_path / "compiled",
+            epochs=1,
+            device="cpu",
+            max_train_images=8,
+            compile=True,
+            **TINY,
+        )
+    )
     assert result.epochs_done == 1 and math.isfinite(result.history[0]["train_loss"])
     assert json.loads((tmp_path / "compiled" / "config.json").read_text())["resolved"]["compile"] is True
     model, _ = load_model(tmp_path / "compiled" / "best.safetensors")
@@ -144,4 +153,4 @@ def test_cuda_bf16_masks_agree_with_cpu_fp32(tiny_model_path, raw_dir):
     images = [load_rgb(path) for path in sorted((raw_dir / "images").iterdir())[:8]]
     cpu = Segmenter(tiny_model_path, "cpu", precision="fp32", postprocess=False).masks(images)
     gpu = Segmenter(tiny_model_path, "cuda", precision="auto", postprocess=False).masks(images)
-    assert min((a == b).mean() for a, b in zip(cpu, gpu)) > 0.98
+    assert min((a == b).mean() for a, b in zip(cpu, gpu, strict=False)) > 0.98

@@ -60,9 +60,9 @@ def test_second_run_reuses_the_cache_and_changes_rebuild_it(raw_dir, tmp_path):
 
 def test_splits_are_stable_when_images_are_added():
     ids = [f"img{i}" for i in range(200)]
-    before = dict(zip(ids, assign_splits(ids, (0.6, 0.2, 0.2), seed=3)))
+    before = dict(zip(ids, assign_splits(ids, (0.6, 0.2, 0.2), seed=3), strict=False))
     more = ids + [f"new{i}" for i in range(50)]
-    after = dict(zip(more, assign_splits(more, (0.6, 0.2, 0.2), seed=3)))
+    after = dict(zip(more, assign_splits(more, (0.6, 0.2, 0.2), seed=3), strict=False))
     assert all(after[i] == before[i] for i in ids)
     counts = {s: list(before.values()).count(s) for s in ("train", "val", "test")}
     assert 95 <= counts["train"] <= 145 and 20 <= counts["val"] <= 60
@@ -163,8 +163,10 @@ def test_interrupted_rebuild_leaves_no_manifest(raw_dir, tmp_path, monkeypatch):
         open_prepared(tmp_path / "p")
 
 
-@pytest.mark.parametrize("builder,layout", [
-    ("isic2018_tree", "isic2018"), ("isic2017_tree", "isic2017"), ("isic2016_tree", "isic2016"), ("ph2_tree", "ph2")])
+@pytest.mark.parametrize(
+    "builder,layout",
+    [("isic2018_tree", "isic2018"), ("isic2017_tree", "isic2017"), ("isic2016_tree", "isic2016"), ("ph2_tree", "ph2")],
+)
 def test_every_challenge_layout_is_recognised(tmp_path, builder, layout):
     import helpers
 

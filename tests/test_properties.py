@@ -1,7 +1,5 @@
 """Property tests: the metrics and image loading hold for any input hypothesis can find."""
 
-import io
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,8 +52,10 @@ def test_dice_and_jaccard_are_linked(pair):
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20), st.just(3))),
-       st.sampled_from(["PNG", "BMP", "TIFF"]))
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20), st.just(3))),
+    st.sampled_from(["PNG", "BMP", "TIFF"]),
+)
 def test_rgb_images_load_back_to_the_same_pixels(tmp_path_factory, image, fmt):
     path = tmp_path_factory.mktemp("img") / f"x.{fmt.lower()}"
     Image.fromarray(image).save(path, format=fmt)

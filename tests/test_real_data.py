@@ -7,8 +7,10 @@ from skinseg.config import EvaluateConfig, PrepareConfig
 from skinseg.data.prepare import prepare_dataset
 from skinseg.weights import bundled_model_path
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not ISIC_DIR.is_dir(), reason="real ISIC 2018 data not present (../shared)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not ISIC_DIR.is_dir(), reason="real ISIC 2018 data not present (../shared)"),
+]
 
 
 @pytest.fixture(scope="module")

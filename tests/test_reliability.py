@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,9 +84,17 @@ def test_evaluate_refuses_unreadable_images_by_name(case, tiny_model_path, tmp_p
     assert result.exit_code == 1 and name in result.output
 
 
-@pytest.mark.parametrize("kind,outcome", [
-    ("other_size", "mask is 20x20 but its image is 40x30"), ("levels", "grey levels"), ("zeros", "empty mask"),
-    ("all_lesion", None), ("zero_one", None), ("rgb", None)])
+@pytest.mark.parametrize(
+    "kind,outcome",
+    [
+        ("other_size", "mask is 20x20 but its image is 40x30"),
+        ("levels", "grey levels"),
+        ("zeros", "empty mask"),
+        ("all_lesion", None),
+        ("zero_one", None),
+        ("rgb", None),
+    ],
+)
 def test_prepare_each_mask_case(kind, outcome, tmp_path):
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)
@@ -109,8 +118,9 @@ def test_a_folder_of_10000_empty_files(tiny_model_path, tmp_path):
     empty.touch()
     for i in range(10_000):  # hard links to one empty file: 10000 empty files, without allocating 10000 inodes
         os.link(empty, folder / f"e{i:05d}.jpg")
-    result = invoke("segment", folder, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu",
-                    "--batch-size", 64)
+    result = invoke(
+        "segment", folder, "-o", tmp_path / "out", "--model", tiny_model_path, "--device", "cpu", "--batch-size", 64
+    )
     assert result.exit_code == 1
     assert "10000 failed" in result.output and "and 9980 more" in result.output
     assert not list((tmp_path / "out").glob("*.png"))
@@ -134,8 +144,7 @@ def test_output_folder_that_cannot_be_created(tiny_model_path, tmp_path):
     IMAGE_CASES["grey_png"][1](source)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = invoke("segment", source, "-o", blocker / "sub" / "m.png", "--model", tiny_model_path,
-                    "--device", "cpu")
+    result = invoke("segment", source, "-o", blocker / "sub" / "m.png", "--model", tiny_model_path, "--device", "cpu")
     assert result.exit_code == 1 and "cannot write here" in result.output and str(blocker) in result.output
 
 
@@ -163,8 +172,7 @@ def test_disk_full_leaves_no_partial_file(tiny_model_path, tmp_path, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(PILImage.Image, "save", full_disk)
-    result = invoke("segment", source, "-o", tmp_path / "out" / "m.png", "--model", tiny_model_path,
-                    "--device", "cpu")
+    result = invoke("segment", source, "-o", tmp_path / "out" / "m.png", "--model", tiny_model_path, "--device", "cpu")
     assert result.exit_code == 1 and "No space left on device" in result.output
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -176,7 +184,7 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
     from skinseg.model import ImprovedUNet, ModelConfig
 
     def full_disk(tensors, filename, metadata=None):
-        open(filename, "wb").write(b"partial")
+        Path(filename).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(weights, "save_file", full_disk)
@@ -188,8 +196,14 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
 
 def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
     """Start a skinseg command, send `sig` once `wait_for()` is true, return (returncode, stderr)."""
-    process = subprocess.Popen([sys.executable, "-m", "skinseg", *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=os.environ | THREAD_ENV)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skinseg", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=os.environ | THREAD_ENV,
+    )
     deadline = time.time() + timeout
     while not wait_for() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -202,9 +216,26 @@ def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signals_during_train_leave_a_resumable_run(sig, prepared_dir, tmp_path):
     run = tmp_path / "run"
-    code, stderr = _run_and_signal(["train", "--data", prepared_dir, "--out", run, "--epochs", 50,
-                                    "--base-filters", 4, "--depth", 3, "--device", "cpu"], sig,
-                                   lambda: (run / "state.json").is_file(), tmp_path)
+    code, stderr = _run_and_signal(
+        [
+            "train",
+            "--data",
+            prepared_dir,
+            "--out",
+            run,
+            "--epochs",
+            50,
+            "--base-filters",
+            4,
+            "--depth",
+            3,
+            "--device",
+            "cpu",
+        ],
+        sig,
+        lambda: (run / "state.json").is_file(),
+        tmp_path,
+    )
     assert code == 130 and "Traceback" not in stderr and "--resume" in stderr
     from skinseg.weights import load_model
 
@@ -219,8 +250,12 @@ def test_signals_during_segment_leave_only_whole_masks(sig, tiny_model_path, tmp
     for i in range(300):
         IMAGE_CASES["grey_png"][1](folder / f"i{i:03d}.png")
     out = tmp_path / "out"
-    code, stderr = _run_and_signal(["segment", folder, "-o", out, "--model", tiny_model_path, "--device", "cpu",
-                                    "--batch-size", 4], sig, lambda: len(list(out.glob("*.png"))) > 3, tmp_path)
+    code, stderr = _run_and_signal(
+        ["segment", folder, "-o", out, "--model", tiny_model_path, "--device", "cpu", "--batch-size", 4],
+        sig,
+        lambda: len(list(out.glob("*.png"))) > 3,
+        tmp_path,
+    )
     assert code == 130 and "Traceback" not in stderr
     for mask in out.glob("*.png"):
         assert Image.open(mask).size == SIZE  # every mask under its real name is whole
@@ -240,8 +275,12 @@ def raw_400(tmp_path_factory):
 def test_signals_during_prepare_leave_no_manifest(sig, raw_400, tmp_path):
     raw = raw_400
     out = tmp_path / "p"
-    code, stderr = _run_and_signal(["prepare", "--data", raw, "--out", out, "--workers", 1], sig,
-                                   lambda: (out / ".images.tmp.npy").exists(), tmp_path)
+    code, stderr = _run_and_signal(
+        ["prepare", "--data", raw, "--out", out, "--workers", 1],
+        sig,
+        lambda: (out / ".images.tmp.npy").exists(),
+        tmp_path,
+    )
     assert code == 130 and "Traceback" not in stderr
     assert not (out / "manifest.json").exists()
 
@@ -272,7 +311,7 @@ def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
         writer.kill()
         writer.join()
         assert writer.exitcode == -signal.SIGKILL
-        model, _ = load_model(target)  # the file under the real name is always whole
+        _model, _ = load_model(target)  # the file under the real name is always whole
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import csv
+import itertools
 import json
 import re
 from pathlib import Path
@@ -16,13 +17,28 @@ from skinseg.weights import load_model
 
 def test_run_folder_has_every_output(trained_run):
     run = trained_run.run_dir
-    for name in ("best.safetensors", "last.safetensors", "state.safetensors", "state.json", "metrics.csv",
-                 "curves.png", "config.json"):
+    for name in (
+        "best.safetensors",
+        "last.safetensors",
+        "state.safetensors",
+        "state.json",
+        "metrics.csv",
+        "curves.png",
+        "config.json",
+    ):
         assert (run / name).is_file(), name
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
-    assert {"train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_dice", "val_dice", "lr",
-            "seconds"} <= set(rows[0])
+    assert {
+        "train_loss",
+        "val_loss",
+        "train_accuracy",
+        "val_accuracy",
+        "train_dice",
+        "val_dice",
+        "lr",
+        "seconds",
+    } <= set(rows[0])
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert all(0 < row["train_seconds"] <= row["seconds"] for row in trained_run.history)
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,7 +87,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
     a, _ = load_model(tmp_path / "whole" / "last.safetensors")
     b, _ = load_model(tmp_path / "split" / "last.safetensors")
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(prepared_dir, tmp_path, monkeypatch):
@@ -87,9 +103,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(prepared_dir
 
     monkeypatch.setitem(LOSSES, "dice_bce", loss_that_turns_nan)
     with pytest.raises(SkinsegError, match="loss became nan"):
-        train(TrainConfig(data=prepared_dir, out=tmp_path / "nan", epochs=3, device="cpu", max_train_images=16,
-                          **TINY))
-    model, info = load_model(tmp_path / "nan" / "last.safetensors")
+        train(TrainConfig(data=prepared_dir, out=tmp_path / "nan", epochs=3, device="cpu", max_train_images=16, **TINY))
+    model, _info = load_model(tmp_path / "nan" / "last.safetensors")
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -104,24 +119,27 @@ def test_presets_give_way_to_explicit_options_and_defaults_fill_the_rest(tmp_pat
         train_config(tmp_path, "fast")
 
 
-@pytest.mark.parametrize("setting,message", [
-    ({"loss": "focal"}, "unknown loss 'focal'; choose one of dice, bce, dice_bce"),
-    ({"optimizer": "lion"}, "unknown optimizer 'lion'; choose one of adamw, adam, sgd"),
-    ({"schedule": "step"}, "unknown schedule 'step'; choose one of cosine, constant, poly"),
-    ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of improved_unet, unet"),
-    ({"precision": "fp16"}, "unknown precision 'fp16'"),
-    ({"epochs": 0}, "--epochs must be >= 1"),
-    ({"batch_size": -3}, "--batch-size must be >= 1"),
-    ({"lr": -1.0}, "--lr must be > 0"),
-    ({"base_filters": 0}, "base_filters must be between 1 and 1024"),
-])
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ({"loss": "focal"}, "unknown loss 'focal'; choose one of dice, bce, dice_bce"),
+        ({"optimizer": "lion"}, "unknown optimizer 'lion'; choose one of adamw, adam, sgd"),
+        ({"schedule": "step"}, "unknown schedule 'step'; choose one of cosine, constant, poly"),
+        ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of improved_unet, unet"),
+        ({"precision": "fp16"}, "unknown precision 'fp16'"),
+        ({"epochs": 0}, "--epochs must be >= 1"),
+        ({"batch_size": -3}, "--batch-size must be >= 1"),
+        ({"lr": -1.0}, "--lr must be > 0"),
+        ({"base_filters": 0}, "base_filters must be between 1 and 1024"),
+    ],
+)
 def test_unknown_or_out_of_range_settings_are_refused_when_the_config_is_built(tmp_path, setting, message):
     with pytest.raises(SkinsegError, match=re.escape(message)):
         train_config(tmp_path, **setting)
 
 
 def test_resume_without_a_run_folder_is_a_clear_error(prepared_dir, tmp_path):
-    with pytest.raises(SkinsegError, match="no config.json"):
+    with pytest.raises(SkinsegError, match=r"no config\.json"):
         train(TrainConfig(data=prepared_dir, resume=tmp_path / "nothing"))
 
 
@@ -138,8 +156,17 @@ def test_the_optimizer_setting_picks_the_optimizer(prepared_dir, tmp_path, optim
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("skinseg.train.create_optimizer", spy)
-        train(TrainConfig(data=prepared_dir, out=tmp_path / optimizer, epochs=1, device="cpu", max_train_images=8,
-                          optimizer=optimizer, **TINY))
+        train(
+            TrainConfig(
+                data=prepared_dir,
+                out=tmp_path / optimizer,
+                epochs=1,
+                device="cpu",
+                max_train_images=8,
+                optimizer=optimizer,
+                **TINY,
+            )
+        )
     expected = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
     assert type(made[0]) is expected
     state = json.loads((tmp_path / optimizer / "state.json").read_text())
@@ -148,8 +175,19 @@ def test_the_optimizer_setting_picks_the_optimizer(prepared_dir, tmp_path, optim
 
 def test_patience_stops_a_run_that_no_longer_improves(prepared_dir, tmp_path):
     # lr ~0: validation Dice never improves after epoch 1, so patience 2 stops after epoch 3.
-    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "p", epochs=10, device="cpu", max_train_images=8,
-                               lr=1e-12, warmup_epochs=0, patience=2, **TINY))
+    result = train(
+        TrainConfig(
+            data=prepared_dir,
+            out=tmp_path / "p",
+            epochs=10,
+            device="cpu",
+            max_train_images=8,
+            lr=1e-12,
+            warmup_epochs=0,
+            patience=2,
+            **TINY,
+        )
+    )
     assert result.stopped_early and result.epochs_done == 3 and result.best_epoch == 1
 
 
@@ -159,7 +197,7 @@ def test_every_schedule_warms_up_then_decays_from_the_peak():
     for name in SCHEDULES:
         values = [lr_at(step, 100, 1.0, 10, name) for step in range(101)]
         assert values[0] == pytest.approx(0.1) and values[10] == pytest.approx(1.0), name
-        assert all(a >= b - 1e-12 for a, b in zip(values[10:], values[11:])), name
+        assert all(a >= b - 1e-12 for a, b in itertools.pairwise(values)), name
     assert lr_at(100, 100, 1.0, 10, "poly") == pytest.approx(0.0)
 
 
@@ -169,11 +207,34 @@ def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_pa
     import sys
 
     run = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "skinseg", "train", "--data", str(prepared_dir), "--out", str(run), "--epochs", "2",
-               "--base-filters", "4", "--depth", "3", "--batch-size", "4", "--device", "cpu"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={
-        **__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "skinseg",
+        "train",
+        "--data",
+        str(prepared_dir),
+        "--out",
+        str(run),
+        "--epochs",
+        "2",
+        "--base-filters",
+        "4",
+        "--depth",
+        "3",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("best validation Dice") == 1
     rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -196,8 +257,18 @@ def test_a_raw_folder_is_prepared_on_the_fly_into_the_cache(raw_dir, tmp_path, m
 
 def test_init_starts_from_the_given_weights(prepared_dir, trained_run, tmp_path):
     start = trained_run.run_dir / "best.safetensors"
-    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "tuned", epochs=1, device="cpu", lr=1e-12,
-                               warmup_epochs=0, init=start, **TINY))
+    result = train(
+        TrainConfig(
+            data=prepared_dir,
+            out=tmp_path / "tuned",
+            epochs=1,
+            device="cpu",
+            lr=1e-12,
+            warmup_epochs=0,
+            init=start,
+            **TINY,
+        )
+    )
     # A learning rate of ~0 keeps the starting weights, so the first epoch scores what the start scored.
     assert result.best_val_dice == pytest.approx(trained_run.best_val_dice, abs=1e-4)
     tuned, info = load_model(tmp_path / "tuned" / "last.safetensors")
@@ -208,8 +279,18 @@ def test_init_starts_from_the_given_weights(prepared_dir, trained_run, tmp_path)
 
 
 def test_init_from_the_bundled_model(prepared_dir, tmp_path):
-    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "tuned", epochs=1, device="cpu", lr=1e-12,
-                               warmup_epochs=0, max_train_images=4, init=Path("bundled")))
+    result = train(
+        TrainConfig(
+            data=prepared_dir,
+            out=tmp_path / "tuned",
+            epochs=1,
+            device="cpu",
+            lr=1e-12,
+            warmup_epochs=0,
+            max_train_images=4,
+            init=Path("bundled"),
+        )
+    )
     tuned, info = load_model(result.run_dir / "last.safetensors")
     assert info.training["init"] == "bundled"
     bundled, _ = load_model(None)
@@ -226,8 +307,19 @@ def test_init_with_another_architecture_names_the_file(prepared_dir, trained_run
 
 
 def test_segmentation_levels_are_a_setting(prepared_dir, tmp_path):
-    result = train(train_config(prepared_dir, out=tmp_path / "one", epochs=1, device="cpu", max_train_images=8,
-                                batch_size=8, base_filters=4, depth=3, segmentation_levels=1))
+    result = train(
+        train_config(
+            prepared_dir,
+            out=tmp_path / "one",
+            epochs=1,
+            device="cpu",
+            max_train_images=8,
+            batch_size=8,
+            base_filters=4,
+            depth=3,
+            segmentation_levels=1,
+        )
+    )
     _, info = load_model(result.run_dir / "last.safetensors")
     assert info.config.segmentation_levels == 1
     with pytest.raises(SkinsegError, match="segmentation_levels"):
@@ -257,8 +349,19 @@ def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_
 def test_a_second_architecture_trains_through_the_registry(prepared_dir, tmp_path):
     from skinseg.unet import UNet
 
-    result = train(train_config(prepared_dir, out=tmp_path / "unet", epochs=2, device="cpu", batch_size=8, lr=5e-3,
-                                architecture="unet", base_filters=4, depth=3))
+    result = train(
+        train_config(
+            prepared_dir,
+            out=tmp_path / "unet",
+            epochs=2,
+            device="cpu",
+            batch_size=8,
+            lr=5e-3,
+            architecture="unet",
+            base_filters=4,
+            depth=3,
+        )
+    )
     model, info = load_model(result.run_dir / "best.safetensors")
     assert isinstance(model, UNet) and info.config.architecture == "unet"
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -277,6 +380,16 @@ def test_the_split_seed_is_its_own_setting_and_part_of_the_cache_key(raw_dir, tm
     assert (first.root / "manifest.json").stat().st_mtime_ns == stamp
     # The training seed does not move images between splits.
     for seed in (0, 5):
-        train(TrainConfig(data=raw_dir, out=tmp_path / f"s{seed}", size=32, epochs=1, device="cpu", seed=seed,
-                          max_train_images=4, **TINY))
+        train(
+            TrainConfig(
+                data=raw_dir,
+                out=tmp_path / f"s{seed}",
+                size=32,
+                epochs=1,
+                device="cpu",
+                seed=seed,
+                max_train_images=4,
+                **TINY,
+            )
+        )
     assert len(list((tmp_path / "cache" / "prepared").iterdir())) == 2
