@@ -197,7 +197,7 @@ def test_every_schedule_warms_up_then_decays_from_the_peak():
     for name in SCHEDULES:
         values = [lr_at(step, 100, 1.0, 10, name) for step in range(101)]
         assert values[0] == pytest.approx(0.1) and values[10] == pytest.approx(1.0), name
-        assert all(a >= b - 1e-12 for a, b in itertools.pairwise(values)), name
+        assert all(a >= b - 1e-12 for a, b in itertools.pairwise(values[10:])), name
     assert lr_at(100, 100, 1.0, 10, "poly") == pytest.approx(0.0)
 
 

@@ -47,7 +47,7 @@ def _rewrite_metadata(path, target, change):
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
-        tensors = {k: handle.get_tensor(k) for k in handle}
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
         meta = handle.metadata()
     save_file(tensors, str(target), metadata=change(meta))
     return target
