@@ -9,7 +9,7 @@ from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info
 from skinseg.inference import Segmenter
 from skinseg.weights import info_from_json, load_model
 
-# The export is the slow part (~15 s of tracing): this module makes it once, and conftest.ONE_WORKER_MODULES keeps
+# The export is the slow part (~20 s of tracing): this module makes it once, and conftest.ONE_WORKER_MODULES keeps
 # the module on one pytest-xdist worker so that it is not made once per worker.
 
 
