@@ -87,8 +87,8 @@ def tiny_model_path(trained_run) -> Path:
 
 # Modules whose tests share an expensive module-scoped fixture (the ONNX export, ~20 s of tracing; the real ISIC
 # images prepared, ~10 s). Under pytest-xdist each of them goes to one worker as a whole, so that the fixture is
-# made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2 and pytest-xdist 3.8 it
-# silently stops grouping: pytest-dev/pytest-xdist#1386.)
+# made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2
+# and pytest-xdist 3.8 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
 ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_real_data.py"}
 
 
