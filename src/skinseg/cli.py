@@ -198,8 +198,8 @@ def train(
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     from skinseg.config import train_config
     from skinseg.distributed import is_main_process
-    from skinseg.inference import print_notes
     from skinseg.progress import training_display
+    from skinseg.reports import print_notes
     from skinseg.train import resumed_config, startup_notes
     from skinseg.train import train as run_training
 

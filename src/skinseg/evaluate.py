@@ -75,8 +75,9 @@ def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) ->
 def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     from rich.console import Console
 
-    from skinseg.inference import Segmenter, print_notes
+    from skinseg.inference import Segmenter
     from skinseg.progress import progress_bar
+    from skinseg.reports import print_notes
 
     segmenter = Segmenter(
         config.model, config.device, config.threshold, config.tta, config.postprocess, precision=config.precision

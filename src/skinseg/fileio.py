@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -79,9 +81,6 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | tuple[str, ...] | None = None) -> None:
     """Rows as CSV with a header, atomically; columns are `fieldnames` or the first row's keys."""
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(fieldnames or (rows[0] if rows else [])), extrasaction="ignore")
     writer.writeheader()

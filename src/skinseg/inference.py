@@ -121,16 +121,6 @@ class Segmenter:
         return self.masks_from(self.probabilities(images))
 
 
-def print_notes(console, notes: list[str] | tuple[str, ...]) -> None:
-    """Settings that were asked for but are ignored or emulated, one yellow line each (nothing without a console)."""
-    if console is None:
-        return
-    from rich.markup import escape
-
-    for note in notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-
-
 def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
     """Image files from files, folders (not recursive) and glob patterns, in order, without repeats."""
     found: list[Path] = []
@@ -226,6 +216,7 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
 
     from skinseg.figures import overlay_image
     from skinseg.progress import progress_bar
+    from skinseg.reports import print_notes
 
     inputs = collect_inputs(config.inputs)
     targets = output_paths(inputs, config.output)

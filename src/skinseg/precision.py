@@ -27,32 +27,29 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def cpu_features() -> str:
-    """What this CPU offers for bf16, in words, for benchmark headers."""
-    flags = set()
+def _cpuinfo(field: str) -> str | None:
+    """The first value of `field` in /proc/cpuinfo (None where there is no such file or field)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def cpu_features() -> str:
+    """What this CPU offers for bf16, in words, for benchmark headers."""
+    flags = set((_cpuinfo("flags") or "").split())
     wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     return f"{', '.join(wanted) or 'no AVX flags read'}; oneDNN native bf16: {cpu_has_native_bf16()}"
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     import platform
 
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 @dataclass(frozen=True)
@@ -106,12 +103,13 @@ def resolve_precision(name: str, device: torch.device, channels_last: bool | Non
     return Precision(device.type, dtype, layout, tuple(notes))
 
 
+def compile_active(compile: bool, device: torch.device) -> bool:
+    """torch.compile runs on CUDA and the CPU (inductor); elsewhere it is ignored."""
+    return compile and device.type in ("cuda", "cpu")
+
+
 def compile_note(compile: bool, device: torch.device) -> str | None:
-    """torch.compile runs on CUDA and the CPU (inductor); elsewhere it is ignored, and said so."""
-    if compile and device.type not in ("cuda", "cpu"):
+    """The line that says --compile is ignored, where it is."""
+    if compile and not compile_active(compile, device):
         return f"--compile is ignored on {device.type}: torch.compile is used on CUDA and the CPU only"
     return None
-
-
-def compile_active(compile: bool, device: torch.device) -> bool:
-    return compile and device.type in ("cuda", "cpu")

@@ -60,3 +60,11 @@ def training_summary(result) -> Table:
         f"{len(result.history)} epochs, {minutes:.1f} min; best weights in {result.run_dir / 'best.safetensors'}"
     )
     return table
+
+
+def print_notes(console, notes: list[str] | tuple[str, ...]) -> None:
+    """Settings that were asked for but are ignored or emulated, one yellow line each (nothing without a console)."""
+    if console is None:
+        return
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

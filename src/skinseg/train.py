@@ -81,7 +81,6 @@ class TrainData:
     val_y: torch.Tensor
     mean: torch.Tensor  # (1, 3, 1, 1), 0-255 scale
     std: torch.Tensor
-    prepared: PreparedData
 
     def normalise(self, images01: torch.Tensor) -> torch.Tensor:
         return (images01 * 255 - self.mean) / self.std
@@ -122,7 +121,6 @@ def load_data(
         val_y[context.rank :: context.world],
         torch.tensor(prepared.mean, device=device).view(1, 3, 1, 1),
         torch.tensor(prepared.std, device=device).view(1, 3, 1, 1),
-        prepared,
     )
 
 

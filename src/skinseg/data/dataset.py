@@ -60,15 +60,11 @@ def default_cache_dir(data: Path, size: int, split_seed: int = 0) -> Path:
     return cache_root() / "prepared" / f"{data.resolve().name}-{size}-{key}"
 
 
-def is_prepared(data: str | Path) -> bool:
-    return load_manifest(Path(data)) is not None
-
-
 def ensure_prepared(data: str | Path, size: int = 256, split_seed: int = 0) -> PreparedData:
     """A prepared folder as it is, or a raw folder prepared on the fly into the user cache (reused while the
     folder is unchanged)."""
     data = Path(data)
-    if is_prepared(data):
+    if load_manifest(data) is not None:
         return open_prepared(data)
     out = default_cache_dir(data, size, split_seed)
     prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed))
