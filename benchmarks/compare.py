@@ -89,7 +89,7 @@ def run_one(
     start = time.perf_counter()
     while (elapsed := time.perf_counter() - start) < budget:
         lr_now = lr_at(int(elapsed / budget * 10_000), 10_000, lr, 300, "cosine")
-        rows = torch.randint(0, len(data.train_x), (batch,), device=device)
+        rows = torch.randint(0, len(data.train), (batch,))
         x, y = training_batch(data, rows, augment=True, precision=precision)
         train_step(engine, x, y, lr_now)
         images += batch
@@ -98,10 +98,11 @@ def run_one(
             sync()
     sync()
     train_seconds = time.perf_counter() - start
-    val = validate(engine, data.val_x, data.val_y, data, threshold=0.5, batch_size=batch * 2)
+    val_set = data.sets[0].val
+    val = validate(engine, val_set, data, threshold=0.5, batch_size=batch * 2)
 
     model = engine.model.eval()
-    x = data.normalise(to_float(data.val_x[:infer_batch], data.val_y[:infer_batch])[0])
+    x = data.normalise(to_float(*val_set.take(torch.arange(min(infer_batch, len(val_set)))))[0])
     x = x.contiguous(memory_format=precision.memory_format)
     with torch.inference_mode(), precision.autocast():
         model(x)

@@ -84,14 +84,14 @@ def prepare(
     data: Annotated[
         Path,
         typer.Option(
-            help="Raw data: a folder (images/ + masks/, ISIC 2016-2018 or PH2 layout) or a challenge .zip file."
+            help="Raw data: a folder (images/ + masks/, ISIC 2016-2018, HAM10000 or PH2 layout) or a .zip file."
         ),
     ],
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Cache folder [default: prepared/<name>-<size>].")
     ] = None,
     size: Annotated[int, typer.Option(help="Side of the square images and masks stored.")] = 256,
-    layout: Annotated[str, typer.Option(help="auto, isic2018, isic2017, isic2016, ph2 or generic.")] = "auto",
+    layout: Annotated[str, typer.Option(help="auto, isic2018, isic2017, isic2016, ham10000, ph2 or generic.")] = "auto",
     mask_suffix: Annotated[
         str | None,
         typer.Option(help="What a mask's file name adds to its image's (e.g. _segmentation) [default: by layout]."),
@@ -99,6 +99,13 @@ def prepare(
     split: Annotated[str, typer.Option(help="Train/val/test fractions.")] = "60/20/20",
     seed: Annotated[int, typer.Option(help="Seed of the split (stable per image id).")] = 0,
     split_file: Annotated[Path | None, typer.Option(help="A given split: JSON or CSV of id -> train/val/test.")] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="FILE.csv:COLUMN: images with one value of COLUMN share a split (e.g. a lesion's images);"
+            " 'none' to turn off [default: the layout's, HAM10000_metadata.csv:lesion_id]."
+        ),
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad file instead of skipping it.")] = False,
     force: Annotated[bool, typer.Option(help="Rebuild even if the cache is up to date.")] = False,
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per core).")] = 0,
@@ -120,6 +127,7 @@ def prepare(
         split=parse_fractions(split),
         seed=seed,
         split_file=split_file,
+        group_by=group_by,
         strict=strict,
         force=force,
         workers=workers,
@@ -132,7 +140,13 @@ def prepare(
 @app.command()
 @_report_errors
 def train(
-    data: Annotated[Path, typer.Option(help="A prepared folder, or a raw folder (prepared on the fly).")] = Path("."),
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A prepared folder, or a raw folder (prepared on the fly). Repeat it to train on several data sets"
+            " together, each a share of every epoch: equal shares, or DIR:WEIGHT (e.g. --data isic:1 --data ham:0.5)."
+        ),
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder for weights, metrics and plots.")] = Path(
         "runs/skinseg"
     ),
@@ -145,6 +159,13 @@ def train(
     ] = "default",
     size: Annotated[int | None, typer.Option(help="Image size when --data is a raw folder [default: 256].")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs [default: 40; seed: 10].")] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Train for this long instead of --epochs (2h, 90m, 1h30m): the schedule spans the budget and the"
+            " run stops cleanly when it is spent. With --resume: a new total for the run."
+        ),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size [default: 16].")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 2e-3; seed: 1e-4].")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay [default: 1e-4].")] = None,
@@ -196,7 +217,7 @@ def train(
     ] = None,
 ) -> None:
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
-    from skinseg.config import train_config
+    from skinseg.config import parse_duration, train_config
     from skinseg.distributed import is_main_process
     from skinseg.progress import training_display
     from skinseg.reports import print_notes
@@ -204,11 +225,12 @@ def train(
     from skinseg.train import train as run_training
 
     config = train_config(
-        data,
+        data or ["."],
         preset,
         out=out_dir,
         size=size,
         epochs=epochs,
+        time_budget=parse_duration(time_budget) if time_budget else None,
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
@@ -238,7 +260,7 @@ def train(
         line, notes = startup_notes(config)
         console.print(line, highlight=False, soft_wrap=True)
         print_notes(console, notes)
-    with training_display(console, config.epochs) as (on_step, on_epoch):
+    with training_display(console, None if config.time_budget else config.epochs) as (on_step, on_epoch):
         result = run_training(config, on_epoch=on_epoch, on_step=on_step)
     if not result.is_main:
         return

@@ -6,6 +6,7 @@ in the error) and numbers against their ranges, so a bad value never reaches the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -67,12 +68,17 @@ class PrepareConfig:
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     seed: int = 0  # the split's seed
     split_file: Path | None = None
+    group_by: str | None = None  # "FILE.csv:COLUMN", "none", or None: the layout's own grouping (HAM10000)
     strict: bool = False
     force: bool = False
     workers: int = 0  # 0: one per core, at most 8
 
     def __post_init__(self) -> None:
+        from skinseg.data.splits import parse_group_by
+
         _require(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")
+        if self.group_by not in (None, "none"):
+            parse_group_by(self.group_by)
         _require(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
 
     def cache_settings(self) -> dict:
@@ -85,12 +91,43 @@ class PrepareConfig:
             "seed": self.seed,
             "strict": self.strict,
             "split_file": str(self.split_file) if self.split_file else None,
+            "group_by": self.group_by,
         }
+
+
+def parse_data_set(text: str | Path) -> tuple[Path, float | None]:
+    """'prepared/ham10000:0.5' -> (Path('prepared/ham10000'), 0.5); a plain path has no weight."""
+    head, _, tail = str(text).rpartition(":")
+    try:
+        weight = float(tail)
+    except ValueError:
+        return Path(text), None
+    if not head:
+        return Path(text), None
+    _require(weight > 0, f"a data set's weight must be > 0, got {tail} in '{text}'")
+    return Path(head), weight
+
+
+def parse_duration(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s' or plain seconds '5400' -> seconds."""
+    import re
+
+    cleaned = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+        return float(cleaned)
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", cleaned)
+    if not cleaned or parts is None:
+        raise ConfigError(f"--time-budget must look like 2h, 90m, 1h30m or 45s, got '{text}'")
+    hours, minutes, seconds = (float(p) if p else 0.0 for p in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: Path
+    data: Path  # the first (or only) data set: a prepared folder or a raw one
+    more_data: tuple[Path, ...] = ()  # further data sets, trained on together with `data`
+    data_weights: tuple[float, ...] = ()  # each set's share of every epoch, `data` first; (): equal shares
+    time_budget: float = 0.0  # seconds; > 0: the schedule spans this time instead of `epochs`
     out: Path = Path("runs/skinseg")
     size: int = 256  # for a raw --data folder, prepared on the fly; a prepared folder keeps its own size
     epochs: int = 40
@@ -138,11 +175,29 @@ class TrainConfig:
         _require(self.patience >= 0, f"--patience must be >= 0, got {self.patience}")
         _require(self.max_train_images >= 0, f"--max-train-images must be >= 0, got {self.max_train_images}")
         _require(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")
+        _require(self.time_budget >= 0, f"--time-budget must be >= 0, got {self.time_budget}")
+        _require(
+            len(self.data_weights) in (0, len(self.data_sets)),
+            f"{len(self.data_weights)} data-set weights for {len(self.data_sets)} data sets",
+        )
+        _require(all(w > 0 for w in self.data_weights), f"data-set weights must be > 0, got {self.data_weights}")
+
+    @property
+    def data_sets(self) -> tuple[Path, ...]:
+        return (Path(self.data), *map(Path, self.more_data))
+
+    @property
+    def set_weights(self) -> tuple[float, ...]:
+        """Each data set's share of an epoch, summing to 1."""
+        weights = self.data_weights or (1.0,) * len(self.data_sets)
+        return tuple(w / sum(weights) for w in weights)
 
     def to_dict(self) -> dict:
-        """JSON-ready; the data path made absolute so that a run can be resumed from any folder."""
+        """JSON-ready; the data paths made absolute so that a run can be resumed from any folder."""
         values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
         values["data"] = str(Path(self.data).resolve())
+        values["more_data"] = [str(Path(p).resolve()) for p in self.more_data]
+        values["data_weights"] = list(self.data_weights)
         return values
 
     @classmethod
@@ -158,6 +213,8 @@ class TrainConfig:
         for name in ("data", "out", "resume", "init"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
+        values["more_data"] = tuple(Path(p) for p in values.get("more_data", ()))
+        values["data_weights"] = tuple(values.get("data_weights", ()))
         known = {f.name for f in fields(cls)}
         _require(not set(values) - known, f"unknown training settings: {', '.join(sorted(set(values) - known))}")
         return cls(model=ModelConfig.from_dict(model), **values)
@@ -181,11 +238,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig))
 
 
-def train_config(data: Path, preset: str = "default", **options: Any) -> TrainConfig:
+def train_config(data: Path | str | Sequence[Path | str], preset: str = "default", **options: Any) -> TrainConfig:
     """A TrainConfig from a preset and options; options that are None are unset, so the preset's value (or
-    else the default) applies. Model settings (base_filters, depth, ...) may be given flat."""
+    else the default) applies. Model settings (base_filters, depth, ...) may be given flat. `data` is one data
+    set or several, each optionally 'PATH:WEIGHT' (a set without a weight counts 1)."""
     _require(preset in PRESETS, f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    sets = [parse_data_set(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+    _require(bool(sets), "give at least one data set")
     chosen = PRESETS[preset] | {k: v for k, v in options.items() if v is not None}
+    chosen["more_data"] = tuple(path for path, _ in sets[1:])
+    if any(weight is not None for _, weight in sets):
+        chosen["data_weights"] = tuple(1.0 if weight is None else weight for _, weight in sets)
+    data = sets[0][0]
     model_values = {k: chosen.pop(k) for k in MODEL_OPTIONS if k in chosen}
     model = chosen.pop("model", None) or ModelConfig()
     if model_values:

@@ -37,6 +37,13 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, schedu
     return base_lr * SCHEDULES.get_checked(schedule)(min(1.0, progress))
 
 
+def lr_at_fraction(step: int, fraction: float, base_lr: float, warmup_steps: int, schedule: str) -> float:
+    """For a time budget: linear warm-up over the first `warmup_steps`, and `schedule` over the fraction of
+    the budget spent (the lower of the two, so the curve has no jump where warm-up ends)."""
+    warm = (step + 1) / warmup_steps if warmup_steps and step < warmup_steps else 1.0
+    return base_lr * min(warm, SCHEDULES.get_checked(schedule)(min(1.0, max(0.0, fraction))))
+
+
 def create_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:

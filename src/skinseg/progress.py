@@ -60,9 +60,10 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, 
 
 
 @contextlib.contextmanager
-def training_display(console: Console, epochs: int) -> Iterator[tuple[Callable, Callable]]:
+def training_display(console: Console, epochs: int | None) -> Iterator[tuple[Callable, Callable]]:
     """Yields (on_step, on_epoch): a bar over the steps of the epoch with the live loss and training Dice, and
-    a line per epoch."""
+    a line per epoch (with each data set's validation Dice when there are several). `epochs`: None for a run
+    on a time budget."""
     with _shown(console) as progress:
         task = progress.add_task("epoch 1", total=None, info="")
         state: dict[str, Any] = {"epoch": 1, "loss": None}
@@ -71,7 +72,7 @@ def training_display(console: Console, epochs: int) -> Iterator[tuple[Callable, 
             state["loss"] = loss if state["loss"] is None else 0.9 * state["loss"] + 0.1 * loss
             progress.update(
                 task,
-                description=f"epoch {state['epoch']}/{epochs}",
+                description=f"epoch {state['epoch']}" + (f"/{epochs}" if epochs else ""),
                 completed=step,
                 total=steps,
                 info=f"loss {state['loss']:.4f}  Dice {dice:.4f}",
@@ -81,7 +82,10 @@ def training_display(console: Console, epochs: int) -> Iterator[tuple[Callable, 
             progress.console.print(
                 f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f}  Dice {row['train_dice']:.4f}  |  "
                 f"val loss {row['val_loss']:.4f}  Dice {row['val_dice']:.4f}  acc {row['val_accuracy']:.4f}  "
-                f"lr {row['lr']:.2e}  {row['seconds']:.1f}s",
+                f"lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+                + "".join(
+                    f"  {k.removeprefix('val_dice_')} {v:.4f}" for k, v in row.items() if k.startswith("val_dice_")
+                ),
                 highlight=False,
             )
             state["epoch"] = row["epoch"] + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,6 +20,11 @@ def prepare_summary(result) -> Table:
     table.add_row("pairs", str(result.count))
     for name, count in result.split_sizes.items():
         table.add_row(f"  {name}", str(count))
+    if result.groups:
+        groups = result.groups
+        table.add_row(
+            "split by", escape(f"{groups['column']} of {Path(groups['file']).name} ({groups['count']} groups)")
+        )
     table.add_row("skipped", str(len(result.skipped)))
     table.add_row("seconds", f"{result.seconds:.2f}")
     for path, reason in result.skipped[:20]:

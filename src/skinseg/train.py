@@ -1,16 +1,17 @@
 """`skinseg train`: one engine for every device, in parts that read top to bottom.
 
     train()                      settings, device, precision; then, per epoch:
-      load_data()                the prepared arrays on the training device, as uint8
+      load_data()                every data set's prepared arrays, as uint8 (on the device, or memory-mapped)
       build_engine()             model (from the registry), optimiser, loss, precision, compile / DDP
       RunState.load()            on --resume: history, best epoch, optimiser tensors
-      run_epoch()                training_batch() + train_step() over the shuffled training split
-      validate()                 loss, Dice and accuracy on the validation split, a named result
+      run_epoch()                training_batch() + train_step() over epoch_rows(): the sets mixed by weight
+      validate_sets()            loss, Dice and accuracy on each set's validation split, and their means
       save_epoch()               weights, resume state, metrics.csv, curves.png
 
 The same code runs on CUDA and on the CPU: precision (bf16 autocast, channels_last) and torch.compile are
 resolved once from the device, never from a "cuda" literal. Every epoch re-seeds from (seed, epoch), so a
-run resumed at an epoch boundary continues exactly as an uninterrupted one would.
+run resumed at an epoch boundary continues exactly as an uninterrupted one would (with a time budget the
+learning rate follows the clock, so a resumed budgeted run continues its schedule, not bit for bit).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from skinseg.errors import SkinsegError, TrainingInterrupted
 from skinseg.fileio import atomic_path, interrupts_held, raise_interrupt, write_csv, write_text
 from skinseg.losses import LOSSES, Loss
 from skinseg.model import SegmentationModel
-from skinseg.optim import create_optimizer, lr_at
+from skinseg.optim import create_optimizer, lr_at, lr_at_fraction
 from skinseg.precision import Precision, compile_active, resolve_precision
 from skinseg.weights import ModelInfo, save_model
 
@@ -71,14 +72,81 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------- data
+IN_MEMORY_SHARE = 0.5  # splits larger than this share of the available memory are read from the cache per batch
+
+
+class SplitArrays:
+    """The uint8 images (N, S, S, 3) and masks (N, S, S) of one split of one or more prepared sets, in order.
+
+    Copied whole to the training device when they take at most IN_MEMORY_SHARE of the available memory;
+    larger ones (e.g. 12,000 images at 512 px, 9.4 GB) stay memory-mapped in the caches and each batch is
+    read from disk (the OS keeps what fits in its page cache).
+    """
+
+    def __init__(self, parts: list[tuple[PreparedData, np.ndarray]], device: torch.device, in_memory: bool):
+        self.parts, self.device, self.in_memory = parts, device, in_memory
+        self.starts = np.cumsum([0, *(len(rows) for _, rows in parts)])
+        self.size = parts[0][0].size
+        if in_memory:
+            self.images = torch.cat([_rows_to_tensor(prepared.images, rows) for prepared, rows in parts]).to(device)
+            self.masks = torch.cat([_rows_to_tensor(prepared.masks, rows) for prepared, rows in parts]).to(device)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and masks of `rows` (positions in this split), on the device."""
+        if self.in_memory:
+            rows = rows.to(self.device)
+            return self.images[rows], self.masks[rows]
+        wanted = rows.cpu().numpy()
+        part_of = np.searchsorted(self.starts, wanted, side="right") - 1
+        images = np.empty((len(wanted), self.size, self.size, 3), np.uint8)
+        masks = np.empty((len(wanted), self.size, self.size), np.uint8)
+        for k, (prepared, cache_rows) in enumerate(self.parts):
+            chosen = np.flatnonzero(part_of == k)
+            where = cache_rows[wanted[chosen] - self.starts[k]]
+            order = np.argsort(where)  # read the memory map front to back
+            images[chosen[order]] = prepared.images[where[order]]
+            masks[chosen[order]] = prepared.masks[where[order]]
+        return torch.from_numpy(images).to(self.device), torch.from_numpy(masks).to(self.device)
+
+
+def _rows_to_tensor(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    if len(rows) == 0:
+        return torch.zeros((0, *array.shape[1:]), dtype=torch.uint8)
+    return torch.from_numpy(np.ascontiguousarray(array[rows]))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process (MemAvailable on Linux), or 8 GiB where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+@dataclass
+class DataSet:
+    """One data set's part of a run: its name, its share of every epoch and its validation split."""
+
+    name: str
+    source: str
+    weight: float
+    train_images: int
+    val: SplitArrays
+
+
 @dataclass
 class TrainData:
-    """Training and validation arrays on the device (uint8 NHWC images, NHW masks) and the normalisation."""
+    """The training images of every set (one SplitArrays, sets in order), each set's validation split (this
+    rank's share) and the normalisation."""
 
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
+    train: SplitArrays
+    sets: list[DataSet]
     mean: torch.Tensor  # (1, 3, 1, 1), 0-255 scale
     std: torch.Tensor
 
@@ -86,42 +154,78 @@ class TrainData:
         return (images01 * 255 - self.mean) / self.std
 
 
-def _split_to_device(
-    data: PreparedData, split: str, device: torch.device, cap: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = data.indices(split)
-    if cap:
-        rows = rows[:cap]
-    if len(rows) == 0:
-        return (
-            torch.zeros((0, data.size, data.size, 3), dtype=torch.uint8, device=device),
-            torch.zeros((0, data.size, data.size), dtype=torch.uint8, device=device),
-        )
-    return (
-        torch.from_numpy(np.ascontiguousarray(data.images[rows])).to(device),
-        torch.from_numpy(np.ascontiguousarray(data.masks[rows])).to(device),
-    )
+def set_names(sets: list[PreparedData]) -> list[str]:
+    """Short unique names of the data sets (their raw folders' names), for metric columns and reports."""
+    names: list[str] = []
+    for prepared in sets:
+        name = Path(prepared.manifest.get("source") or prepared.root).name.removesuffix(".zip") or "data"
+        names.append(name if name not in names else f"{name}-{len(names) + 1}")
+    return names
+
+
+def combined_normalisation(sets: list[PreparedData], weights: tuple[float, ...]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the mixture that training draws (each set's statistics, weighted)."""
+    means = np.array([p.mean for p in sets])
+    stds = np.array([p.std for p in sets])
+    w = np.array(weights)[:, None]
+    mean = (w * means).sum(0)
+    second = (w * (stds**2 + means**2)).sum(0)
+    return mean.tolist(), np.sqrt(np.maximum(second - mean**2, 1e-6)).tolist()
 
 
 def load_data(
-    prepared: PreparedData,
+    prepared: PreparedData | list[PreparedData],
     device: torch.device,
     max_train_images: int = 0,
     context: distributed.Context = distributed.Context(),
+    weights: tuple[float, ...] = (),
 ) -> TrainData:
-    """The training split (capped for quick runs) and this rank's share of the validation split."""
-    train_x, train_y = _split_to_device(prepared, "train", device, max_train_images)
-    if len(train_x) == 0:
-        raise SkinsegError("the prepared dataset has no training images", prepared.root)
-    val_x, val_y = _split_to_device(prepared, "val", device)
+    """The training splits (each capped for quick runs) and this rank's share of every validation split."""
+    sets = prepared if isinstance(prepared, list) else [prepared]
+    weights = weights or (1.0 / len(sets),) * len(sets)
+    if len({p.size for p in sets}) > 1:
+        sizes = ", ".join(f"{p.root} is {p.size} px" for p in sets)
+        raise SkinsegError(f"the data sets were prepared at different sizes ({sizes}); prepare them at one --size")
+    train_rows = [p.indices("train")[: max_train_images or None] for p in sets]
+    for p, rows in zip(sets, train_rows, strict=True):
+        if len(rows) == 0:
+            raise SkinsegError("the prepared dataset has no training images", p.root)
+    val_rows = [p.indices("val")[context.rank :: context.world] for p in sets]
+    image_bytes = sets[0].size ** 2 * 4
+    needed = sum(len(r) for r in train_rows + val_rows) * image_bytes
+    in_memory = needed <= IN_MEMORY_SHARE * available_memory()
+    mean, std = combined_normalisation(sets, weights)
     return TrainData(
-        train_x,
-        train_y,
-        val_x[context.rank :: context.world],
-        val_y[context.rank :: context.world],
-        torch.tensor(prepared.mean, device=device).view(1, 3, 1, 1),
-        torch.tensor(prepared.std, device=device).view(1, 3, 1, 1),
+        SplitArrays(list(zip(sets, train_rows, strict=True)), device, in_memory),
+        [
+            DataSet(
+                name, str(p.manifest.get("source") or p.root), w, len(tr), SplitArrays([(p, vr)], device, in_memory)
+            )
+            for name, p, w, tr, vr in zip(set_names(sets), sets, weights, train_rows, val_rows, strict=True)
+        ],
+        torch.tensor(mean, device=device).view(1, 3, 1, 1),
+        torch.tensor(std, device=device).view(1, 3, 1, 1),
     )
+
+
+def epoch_rows(data: TrainData) -> torch.Tensor:
+    """The order in which an epoch visits the training rows: as many draws as there are training images,
+    each set's share of them per its weight, every set's images without repeats until all have been drawn.
+    With one set, a permutation. Uses the global generator (seeded per epoch by the caller)."""
+    sizes = [s.train_images for s in data.sets]
+    if len(sizes) == 1:
+        return torch.randperm(sizes[0])
+    total = sum(sizes)
+    quotas = [s.weight * total for s in data.sets]
+    counts = [int(q) for q in quotas]
+    for k in sorted(range(len(sizes)), key=lambda k: counts[k] - quotas[k])[: total - sum(counts)]:
+        counts[k] += 1  # largest remainders
+    parts = []
+    for start, size, count in zip(data.train.starts, sizes, counts, strict=False):
+        repeats = -(-count // size)
+        parts.append(torch.cat([torch.randperm(size) for _ in range(repeats)])[:count] + int(start))
+    order = torch.cat(parts)
+    return order[torch.randperm(len(order))]
 
 
 def to_float(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +237,7 @@ def training_batch(
     data: TrainData, rows: torch.Tensor, augment: bool, precision: Precision
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The normalised, (optionally) augmented images and masks of `rows`, in the run's memory format."""
-    x, y = to_float(data.train_x[rows], data.train_y[rows])
+    x, y = to_float(*data.train.take(rows))
     if augment:
         x, y = augment_batch(x, y)
     return data.normalise(x).contiguous(memory_format=precision.memory_format), y
@@ -210,19 +314,18 @@ class Validation:
 @torch.no_grad()
 def validate(
     engine: Engine,
-    images: torch.Tensor,
-    masks: torch.Tensor,
+    arrays: SplitArrays,
     data: TrainData,
     threshold: float,
     batch_size: int,
     context: distributed.Context = distributed.Context(),
 ) -> Validation:
-    """Loss, Dice and accuracy of the model on uint8 arrays already on the device, summed across ranks."""
-    model, device = engine.model, images.device
+    """Loss, Dice and accuracy of the model on a split's images, summed across ranks."""
+    model, device = engine.model, arrays.device
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
-    for start in range(0, len(images), batch_size):
-        x, y = to_float(images[start : start + batch_size], masks[start : start + batch_size])
+    for start in range(0, len(arrays), batch_size):
+        x, y = to_float(*arrays.take(torch.arange(start, min(start + batch_size, len(arrays)))))
         with engine.precision.autocast():
             logits = model(data.normalise(x).contiguous(memory_format=engine.precision.memory_format))
         loss = engine.loss(logits, y).detach() * len(x)
@@ -233,6 +336,24 @@ def validate(
     if count == 0:
         return Validation(float("nan"), float("nan"), float("nan"), 0)
     return Validation(loss_sum / count, dice_sum / count, accuracy_sum / count, int(count))
+
+
+def validate_sets(
+    engine: Engine, data: TrainData, config: TrainConfig, context: distributed.Context = distributed.Context()
+) -> tuple[Validation, dict[str, float]]:
+    """Every set's validation split; the run's figures are the means over the sets that have one (the rule
+    that selects the best epoch: each set counts the same, however large). With several sets, each set's
+    Dice is returned too, as `val_dice_<name>`."""
+    results = [
+        (s.name, validate(engine, s.val, data, config.threshold, config.batch_size * 2, context)) for s in data.sets
+    ]
+    scored = [v for _, v in results if v.count]
+    if not scored:
+        return Validation(float("nan"), float("nan"), float("nan"), 0), {}
+    loss, dice, accuracy = (float(np.mean([getattr(v, f) for v in scored])) for f in ("loss", "dice", "accuracy"))
+    mean = Validation(loss, dice, accuracy, sum(v.count for v in scored))
+    per_set = {f"val_dice_{name}": v.dice for name, v in results} if len(results) > 1 else {}
+    return mean, per_set
 
 
 # ---------------------------------------------------------------------------------------------- run state
@@ -302,21 +423,40 @@ class RunState:
 # ------------------------------------------------------------------------------------------------- epochs
 @dataclass(frozen=True)
 class Schedule:
+    """Steps per epoch, and the learning rate at a step: over `epochs`, or over a time budget (then the
+    schedule follows the fraction of the budget spent, warm-up still counts steps)."""
+
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
     per_rank: int  # training images per rank and epoch
+    base_lr: float
+    name: str
+    time_budget: float = 0.0
 
     @classmethod
     def of(cls, config: TrainConfig, train_images: int, world: int) -> Schedule:
         per_rank = math.ceil(train_images / world)
         steps = math.ceil(per_rank / config.batch_size)
-        return cls(steps, steps * config.epochs, int(config.warmup_epochs * steps), per_rank)
+        return cls(
+            steps,
+            steps * config.epochs,
+            int(config.warmup_epochs * steps),
+            per_rank,
+            config.lr,
+            config.schedule,
+            config.time_budget,
+        )
+
+    def lr(self, step: int, seconds_spent: float) -> float:
+        if self.time_budget:
+            return lr_at_fraction(step, seconds_spent / self.time_budget, self.base_lr, self.warmup_steps, self.name)
+        return lr_at(step, self.total_steps, self.base_lr, self.warmup_steps, self.name)
 
 
-def _check_finite(loss: torch.Tensor, epoch: int, step: int, run_dir: Path, context: distributed.Context) -> None:
-    bad = float(~torch.isfinite(loss))
-    if distributed.sum_across(context, [bad], loss.device)[0] > 0:
+def _check_finite(loss: torch.Tensor, bad: float, epoch: int, step: int, run_dir: Path) -> None:
+    """`bad`: the count of ranks whose loss is not finite."""
+    if bad > 0:
         raise SkinsegError(
             f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
             f" weights are in {run_dir / 'last.safetensors'} (try a lower --lr)"
@@ -332,50 +472,60 @@ def run_epoch(
     run_dir: Path,
     context: distributed.Context = distributed.Context(),
     on_step: Callable[[int, int, float, float], None] | None = None,
+    seconds_spent: float = 0.0,
 ) -> dict:
-    """One pass over this rank's share of the shuffled training split; returns the epoch's training figures."""
+    """One pass over this rank's share of the shuffled training rows; returns the epoch's training figures.
+    With a time budget the pass ends early once the budget is spent (`budget_spent` in the result)."""
     started = time.perf_counter()
-    device = data.train_x.device
+    device = data.train.device
     torch.manual_seed(config.seed * 100_003 + epoch)
-    order = torch.randperm(len(data.train_x), device=device)
+    order = epoch_rows(data)
     order = torch.cat([order, order[: schedule.per_rank * context.world - len(order)]])[context.rank :: context.world]
     torch.manual_seed(config.seed * 100_003 + epoch + 7_919 * (context.rank + 1))  # augmentation, dropout
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, Dice, accuracy
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, Dice, accuracy, images
+    spent, budget_spent = seconds_spent, False
     lr = config.lr
     for step in range(schedule.steps_per_epoch):
-        lr = lr_at(
-            epoch * schedule.steps_per_epoch + step,
-            schedule.total_steps,
-            config.lr,
-            schedule.warmup_steps,
-            config.schedule,
-        )
+        lr = schedule.lr(epoch * schedule.steps_per_epoch + step, spent)
         rows = order[step * config.batch_size : (step + 1) * config.batch_size]
         x, y = training_batch(data, rows, config.augment, engine.precision)
         loss, logits = train_step(engine, x, y, lr)
-        sums += torch.cat([loss[None] * len(x), batch_stats(logits, y, config.threshold)]).double()
+        sums += torch.cat(
+            [loss[None] * len(x), batch_stats(logits, y, config.threshold), torch.tensor([len(x)], device=device)]
+        ).double()
         last = step + 1 == schedule.steps_per_epoch
         if step % REPORT_EVERY == 0 or last:
-            _check_finite(loss, epoch, step, run_dir, context)
+            # one collective for the NaN check and the clock, so that every rank uses the same learning rate
+            # and stops at the same step
+            bad, elapsed = distributed.sum_across(
+                context, [float(~torch.isfinite(loss)), time.perf_counter() - started], device
+            )
+            _check_finite(loss, bad, epoch, step, run_dir)
+            spent = seconds_spent + elapsed / context.world
+            budget_spent = bool(schedule.time_budget) and spent >= schedule.time_budget
             if on_step:
-                on_step(
-                    step + 1,
-                    schedule.steps_per_epoch,
-                    float(loss),
-                    float(sums[1]) / min(schedule.per_rank, (step + 1) * config.batch_size),
-                )
-    loss_sum, dice_sum, accuracy_sum = distributed.sum_across(context, sums.tolist(), device)
-    seen = schedule.per_rank * context.world
+                on_step(step + 1, schedule.steps_per_epoch, float(loss), float(sums[1] / sums[3]))
+            if budget_spent:
+                break
+    loss_sum, dice_sum, accuracy_sum, seen = distributed.sum_across(context, sums.tolist(), device)
     return {
         "train_loss": loss_sum / seen,
         "train_accuracy": accuracy_sum / seen,
         "train_dice": dice_sum / seen,
         "lr": lr,
         "train_seconds": time.perf_counter() - started,
+        "budget_spent": budget_spent,
     }  # the sum above waited for the device
 
 
-def save_epoch(run_dir: Path, engine: Engine, state: RunState, info: ModelInfo, improved: bool) -> None:
+def save_epoch(
+    run_dir: Path,
+    engine: Engine,
+    state: RunState,
+    info: ModelInfo,
+    improved: bool,
+    columns: list[str] | tuple[str, ...] = METRIC_COLUMNS,
+) -> None:
     """The epoch's files. An interrupt waits until they are all written (and matplotlib imported: a
     KeyboardInterrupt inside an import can surface as another error)."""
     with interrupts_held():
@@ -383,15 +533,23 @@ def save_epoch(run_dir: Path, engine: Engine, state: RunState, info: ModelInfo, 
             save_model(engine.model, run_dir / "best.safetensors", info)
         save_model(engine.model, run_dir / "last.safetensors", info)
         state.save(run_dir, engine.optimizer)
-        write_csv(run_dir / "metrics.csv", state.history, METRIC_COLUMNS)
+        write_csv(run_dir / "metrics.csv", state.history, columns)
         from skinseg.figures import plot_curves
 
         plot_curves(state.history, run_dir / "curves.png")
 
 
 # ---------------------------------------------------------------------------------------------------- runs
-def _load_initial_weights(model: SegmentationModel, init: Path, device: torch.device) -> str:
-    """Copy the weights of a skinseg model file (or the bundled model, for "bundled") into `model`: fine-tuning."""
+def _best_set_dice(state: RunState, name: str, sets: int) -> dict:
+    """A set's validation Dice at the best epoch (runs on several sets)."""
+    best = next((row for row in state.history if row["epoch"] == state.best_epoch), None)
+    key = f"val_dice_{name}"
+    return {"val_dice": round(best[key], 4)} if sets > 1 and best and key in best else {}
+
+
+def _load_initial_weights(model: SegmentationModel, init: Path, device: torch.device) -> tuple[str, ModelInfo]:
+    """Copy the weights of a skinseg model file (or the bundled model, for "bundled") into `model`: fine-tuning.
+    Returns the file's name and its metadata (whose normalisation the fine-tuning keeps)."""
     from skinseg.weights import bundled_model_path, load_model
 
     bundled = str(init) == "bundled"
@@ -404,7 +562,13 @@ def _load_initial_weights(model: SegmentationModel, init: Path, device: torch.de
             path,
         )
     model.load_state_dict(source.state_dict())
-    return "bundled" if bundled else path.name
+    return ("bundled" if bundled else path.name), info
+
+
+def _use_normalisation(data: TrainData, info: ModelInfo) -> None:
+    """Normalise as the given model was trained to (fine-tuning from it, or resuming it)."""
+    data.mean = torch.tensor(info.mean, device=data.mean.device).view(1, 3, 1, 1)
+    data.std = torch.tensor(info.std, device=data.std.device).view(1, 3, 1, 1)
 
 
 @contextlib.contextmanager
@@ -432,7 +596,13 @@ def resumed_config(config: TrainConfig) -> TrainConfig:
         raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
     saved = json.loads((run_dir / "config.json").read_text())
     saved.pop("resolved", None)
-    return replace(TrainConfig.from_dict(saved), resume=config.resume, device=config.device)
+    restored = TrainConfig.from_dict(saved)
+    return replace(
+        restored,
+        resume=config.resume,
+        device=config.device,
+        time_budget=config.time_budget or restored.time_budget,  # a budget given on resume extends the run
+    )
 
 
 def describe_setup(device: torch.device, precision: Precision, compiled: bool) -> dict:
@@ -490,13 +660,13 @@ def _train(
     on_step: Callable | None,
 ) -> TrainResult:
     main = context.is_main
-    prepared = ensure_prepared(config.data, config.size, config.split_seed) if main else None
+    prepared = [ensure_prepared(d, config.size, config.split_seed) for d in config.data_sets] if main else []
     distributed.barrier(context)  # rank 0 prepares a raw folder once; the others then read the cache
-    prepared = prepared or ensure_prepared(config.data, config.size, config.split_seed)
+    prepared = prepared or [ensure_prepared(d, config.size, config.split_seed) for d in config.data_sets]
     precision = resolve_precision(config.precision, device, config.channels_last)
 
     torch.manual_seed(config.seed)
-    data = load_data(prepared, device, config.max_train_images, context)
+    data = load_data(prepared, device, config.max_train_images, context, config.set_weights)
     engine = build_engine(config, device, precision, context)
     setup = describe_setup(device, precision, engine.compiled)
     if main:
@@ -504,34 +674,50 @@ def _train(
         write_text(
             run_dir / "config.json", json.dumps(config.to_dict() | {"resume": None, "resolved": setup}, indent=1)
         )
-    init_name = _load_initial_weights(engine.model, config.init, device) if config.init and not config.resume else None
+    init_name = None
+    if config.init and not config.resume:
+        init_name, init_info = _load_initial_weights(engine.model, config.init, device)
+        _use_normalisation(data, init_info)
     state = RunState()
     if config.resume:
         from skinseg.weights import load_model
 
-        restored, _ = load_model(run_dir / "last.safetensors", device)
+        restored, restored_info = load_model(run_dir / "last.safetensors", device)
         engine.model.load_state_dict(restored.state_dict())
+        _use_normalisation(data, restored_info)
         state = RunState.load(run_dir, engine.optimizer)
 
-    schedule = Schedule.of(config, len(data.train_x), context.world)
+    schedule = Schedule.of(config, len(data.train), context.world)
     recipe = (
         f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss}, batch {config.batch_size} x "
         f"{context.world} process(es), augment {config.augment}"
+        + (f", time budget {config.time_budget / 60:.0f} min" if config.time_budget else "")
     )
+    columns = [*METRIC_COLUMNS, *(f"val_dice_{s.name}" for s in data.sets if len(data.sets) > 1)]
 
     def model_info() -> ModelInfo:
         return ModelInfo(
             config=config.model,
-            input_size=prepared.size,
-            mean=prepared.mean,
-            std=prepared.std,
+            input_size=prepared[0].size,
+            mean=tuple(data.mean.flatten().tolist()),
+            std=tuple(data.std.flatten().tolist()),
             threshold=config.threshold,
             training={
                 "epochs": state.epoch,
                 "best_epoch": state.best_epoch,
                 "val_dice": round(state.best_val_dice, 4),
-                "train_images": len(data.train_x),
-                "data": prepared.manifest.get("source", ""),
+                "train_images": len(data.train),
+                "data": ", ".join(s.source for s in data.sets),
+                "data_sets": [
+                    {
+                        "name": s.name,
+                        "source": s.source,
+                        "train_images": s.train_images,
+                        "weight": round(s.weight, 4),
+                        **_best_set_dice(state, s.name, len(data.sets)),
+                    }
+                    for s in data.sets
+                ],
                 "recipe": recipe,
                 **setup,
             }
@@ -539,29 +725,37 @@ def _train(
         )
 
     stopped_early = False
+    last_epoch = config.epochs if not config.time_budget else 1_000_000  # a budget ends the run instead
     with _interrupt_signals():
         try:
-            for epoch in range(state.epoch, config.epochs):
+            for epoch in range(state.epoch, last_epoch):
+                spent = sum(row["seconds"] for row in state.history)
+                if config.time_budget and spent >= config.time_budget:
+                    break
                 started = time.perf_counter()
                 row = {
                     "epoch": epoch + 1,
-                    **run_epoch(engine, data, config, schedule, epoch, run_dir, context, on_step),
+                    **run_epoch(engine, data, config, schedule, epoch, run_dir, context, on_step, spent),
                 }
-                val = validate(engine, data.val_x, data.val_y, data, config.threshold, config.batch_size * 2, context)
+                budget_spent = row.pop("budget_spent")
+                val, per_set = validate_sets(engine, data, config, context)
                 if val.count == 0:  # no validation split: select on training Dice (and say so in the row)
                     val = Validation(float("nan"), row["train_dice"], float("nan"), 0)
                 row |= {
                     "val_loss": val.loss,
                     "val_accuracy": val.accuracy,
                     "val_dice": val.dice,
+                    **per_set,
                     "seconds": time.perf_counter() - started,
                 }
                 improved = state.record(row)
                 if main:
-                    save_epoch(run_dir, engine, state, model_info(), improved)
+                    save_epoch(run_dir, engine, state, model_info(), improved, columns)
                 distributed.barrier(context)
                 if on_epoch:
                     on_epoch(row)
+                if budget_spent:
+                    break
                 if config.patience and state.bad_epochs >= config.patience:
                     stopped_early = True
                     break

@@ -1,4 +1,4 @@
-"""Finding image/mask pairs in the folder layouts that ISIC 2016-2018, PH2 and most users' data come in.
+"""Finding image/mask pairs in the folder layouts that ISIC 2016-2018, HAM10000, PH2 and most users' data come in.
 
 Every layout is one rule: which folder names hold images, which hold masks, and which suffix a mask's
 file name adds to its image's id (matched case-insensitively). Zip files in the data folder are unpacked
@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from skinseg.data.images import IMAGE_SUFFIXES
@@ -25,6 +25,13 @@ class Layout:
     mask_dir: str
     mask_suffix: str
     ignore: str = r"_superpixels$"
+    groups: tuple[str, str] | None = None  # (file name pattern, column): images grouped for the split
+
+    def group_file(self, files: list[Path]) -> Path | None:
+        """The layout's metadata file among `files` (the one that names each image's group), if any."""
+        if self.groups is None:
+            return None
+        return next((f for f in files if re.fullmatch(self.groups[0], f.name, re.I)), None)
 
     def image_id(self, path: Path) -> str | None:
         if path.suffix.lower() not in IMAGE_SUFFIXES or not _matches(self.image_dir, path.parent.name):
@@ -52,6 +59,13 @@ LAYOUTS = {
     "isic2016": Layout(
         "isic2016", r"ISBI2016_ISIC_Part1_.*_Data", r"ISBI2016_ISIC_Part1_.*_GroundTruth", "_segmentation"
     ),
+    "ham10000": Layout(
+        "ham10000",
+        r"HAM10000_images(_part_\d+)?",
+        r"HAM10000_segmentations_lesion_tschandl",
+        "_segmentation",
+        groups=(r"HAM10000_metadata(\.csv)?", "lesion_id"),
+    ),
     "ph2": Layout("ph2", r"IMD\d+_Dermoscopic_Image", r"IMD\d+_lesion", "_lesion"),
     "generic": Layout(
         "generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?", MASK_SUFFIXES + "|"
@@ -72,6 +86,8 @@ class Discovery:
     layout: str
     pairs: list[Pair]
     problems: list[tuple[Path, str]] = field(default_factory=list)
+    group_file: Path | None = None  # the layout's metadata file that groups images (HAM10000: lesion_id)
+    group_column: str | None = None
 
 
 def _walk_files(root: Path) -> list[Path]:
@@ -122,7 +138,10 @@ def _pair_with(layout: Layout, files: list[Path]) -> Discovery:
     pairs = [Pair(i, images[i], masks[i]) for i in sorted(images) if i in masks]
     problems += [(images[i], "image without a mask") for i in sorted(images) if i not in masks]
     problems += [(masks[i], "mask without an image") for i in sorted(masks) if i not in images]
-    return Discovery(layout.name, pairs, problems)
+    group_file = layout.group_file(files)
+    return Discovery(
+        layout.name, pairs, problems, group_file, layout.groups[1] if group_file and layout.groups else None
+    )
 
 
 def discover_pairs(
@@ -145,7 +164,7 @@ def discover_pairs(
 
     candidates = [LAYOUTS[layout]] if layout != "auto" else list(LAYOUTS.values())
     if mask_suffix is not None:
-        candidates = [Layout(c.name, c.image_dir, c.mask_dir, re.escape(mask_suffix), c.ignore) for c in candidates]
+        candidates = [replace(c, mask_suffix=re.escape(mask_suffix)) for c in candidates]
     results = [_pair_with(c, files) for c in candidates]
     best = max(results, key=lambda d: (len(d.pairs), -len(d.problems)))
     if not best.pairs:

@@ -22,8 +22,8 @@ import numpy as np
 from skinseg import __version__
 from skinseg.config import PrepareConfig
 from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_grey, resize_mask
-from skinseg.data.layouts import Pair, discover_pairs
-from skinseg.data.splits import assign_splits
+from skinseg.data.layouts import Discovery, Pair, discover_pairs
+from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
 from skinseg.fileio import write_text
 
@@ -40,10 +40,13 @@ class PrepareResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     reused: bool = False
     seconds: float = 0.0
+    groups: dict | None = None  # {"file", "column", "count"} when images were split by group
 
 
-def _fingerprint(config: PrepareConfig, pairs: list[Pair]) -> str:
+def _fingerprint(config: PrepareConfig, pairs: list[Pair], group_file: Path | None) -> str:
     digest = hashlib.sha256(json.dumps(config.cache_settings(), sort_keys=True).encode())
+    if group_file is not None:
+        digest.update(f"groups|{group_file}|{group_file.stat().st_size}|{group_file.stat().st_mtime_ns}\n".encode())
     for pair in pairs:
         for path in (pair.image, pair.mask):
             stat = path.stat()
@@ -143,7 +146,8 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
     if config.strict and discovery.problems:
         path, reason = discovery.problems[0]
         raise SkinsegError(reason, path)
-    fingerprint = _fingerprint(config, discovery.pairs)
+    group_file, group_column = _grouping(config, discovery)
+    fingerprint = _fingerprint(config, discovery.pairs, group_file)
     previous = load_manifest(out)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
         return PrepareResult(
@@ -154,6 +158,7 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
             [tuple(s) for s in previous["skipped"]],
             reused=True,
             seconds=time.perf_counter() - start,
+            groups=previous.get("groups"),
         )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -195,9 +200,13 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
             os.replace(tmp.with_suffix(".compact.npy"), tmp)
 
     entries = [info for _, info in kept]
-    splits = assign_splits([e["id"] for e in entries], config.split, config.seed, config.split_file)
+    ids = [e["id"] for e in entries]
+    groups = read_groups(group_file, group_column, ids) if group_file and group_column else {}
+    splits = assign_splits(ids, config.split, config.seed, config.split_file, groups)
     for entry, split in zip(entries, splits, strict=False):
         entry["split"] = split
+        if entry["id"] in groups:
+            entry["group"] = groups[entry["id"]]
     mean, std = _channel_stats(entries, [s == "train" for s in splits], size * size)
     for entry in entries:
         del entry["channel_sum"], entry["channel_sq_sum"]
@@ -205,6 +214,11 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
     os.replace(masks_tmp, out / "masks.npy")
 
     split_sizes = {name: splits.count(name) for name in ("train", "val", "test")}
+    group_info = (
+        {"file": str(group_file), "column": group_column, "count": len({groups[i] for i in ids if i in groups})}
+        if groups
+        else None
+    )
     manifest = {
         "format": CACHE_FORMAT,
         "skinseg_version": __version__,
@@ -215,12 +229,42 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
         "size": size,
         "count": len(entries),
         "split_sizes": split_sizes,
+        "groups": {
+            "file": str(group_file),
+            "column": group_column,
+            "count": len({groups[i] for i in ids if i in groups}),
+        }
+        if groups
+        else None,
         "normalisation": {"mean": mean, "std": std},
         "skipped": skipped,
         "items": entries,
     }
     write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    return PrepareResult(out, discovery.layout, len(entries), split_sizes, skipped, seconds=time.perf_counter() - start)
+    return PrepareResult(
+        out,
+        discovery.layout,
+        len(entries),
+        split_sizes,
+        skipped,
+        seconds=time.perf_counter() - start,
+        groups=group_info,
+    )
+
+
+def _grouping(config: PrepareConfig, discovery: Discovery) -> tuple[Path | None, str | None]:
+    """The file and column that group images for the split: --group-by, else the layout's own (HAM10000's
+    metadata and its lesion_id), else none. A relative --group-by file is looked up in the data folder too."""
+    if config.group_by == "none":
+        return None, None
+    if config.group_by is None:
+        return discovery.group_file, discovery.group_column
+    path, column = parse_group_by(config.group_by)
+    if not path.is_absolute() and not path.exists() and (Path(config.data) / path).exists():
+        path = Path(config.data) / path
+    if not path.is_file():
+        raise SkinsegError("grouping file not found (--group-by FILE:COLUMN)", path)
+    return path, column
 
 
 def _channel_stats(entries: list[dict], rows: list[bool], pixels_per_image: int) -> tuple[list[float], list[float]]:

@@ -4,6 +4,10 @@ Each id is hashed with the seed to a number u in [0, 1); u < train fraction goes
 val fraction to val, the rest to test. An image's split depends only on its id and the seed, so adding
 images to a folder never moves the ones already assigned; the counts are therefore close to, not
 exactly, the fractions (2,594 ISIC 2018 images with seed 0: see docs/prepare.md).
+
+Images can be grouped (HAM10000 has several images of one lesion, named by `lesion_id`): then the group id
+is hashed instead of the image id, so every image of a group falls in the same split and no lesion leaks
+from training into testing.
 """
 
 from __future__ import annotations
@@ -63,17 +67,56 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     return mapping
 
 
+def parse_group_by(text: str) -> tuple[Path, str]:
+    """'metadata.csv:lesion_id' -> (Path('metadata.csv'), 'lesion_id')."""
+    path, _, column = text.rpartition(":")
+    if not path or not column.strip():
+        raise SkinsegError(f"--group-by must look like FILE.csv:COLUMN, got '{text}'")
+    return Path(path), column.strip()
+
+
+def read_groups(path: str | Path, column: str, ids: list[str]) -> dict[str, str]:
+    """{image id: group} from a CSV with a column of group ids. The image-id column is the one whose values
+    name the most of `ids` (e.g. HAM10000's `image_id`); images the file does not name form their own group."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SkinsegError(f"cannot read the grouping file ({exc})", path) from None
+    columns = list(rows[0]) if rows else []
+    if column not in columns:
+        raise SkinsegError(f"no column '{column}' in the grouping file (columns: {', '.join(columns) or 'none'})", path)
+    wanted = set(ids)
+    id_column = max(columns, key=lambda c: sum((row.get(c) or "").strip() in wanted for row in rows))
+    groups = {
+        (row.get(id_column) or "").strip(): (row.get(column) or "").strip()
+        for row in rows
+        if (row.get(column) or "").strip()
+    }
+    if not wanted & groups.keys():
+        raise SkinsegError(f"the grouping file names none of the {len(ids)} images", path)
+    return groups
+
+
 def assign_splits(
-    ids: list[str], fractions: tuple[float, float, float], seed: int, split_file: str | Path | None = None
+    ids: list[str],
+    fractions: tuple[float, float, float],
+    seed: int,
+    split_file: str | Path | None = None,
+    groups: dict[str, str] | None = None,
 ) -> list[str]:
-    """The split of each id: from the split file where it names the id, else by the seeded hash."""
+    """The split of each id: from the split file where it names the id, else by the seeded hash of its group
+    (of the id itself where it has none)."""
     given = read_split_file(split_file) if split_file else {}
+    groups = groups or {}
     train, val, _ = fractions
     result = []
     for image_id in ids:
         if image_id in given:
             result.append(given[image_id])
             continue
-        u = unit_hash(image_id, seed)
+        group = groups.get(image_id)
+        u = unit_hash(f"group:{group}" if group else image_id, seed)
         result.append("train" if u < train else "val" if u < train + val else "test")
     return result
