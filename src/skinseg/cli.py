@@ -5,6 +5,7 @@ Nothing heavy is imported at module level, so `skinseg --help` and `--version` n
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 from collections.abc import Callable
@@ -279,7 +280,11 @@ def train(
 @_report_errors
 def evaluate(
     data: Annotated[
-        Path | None, typer.Option(help="A prepared dataset (its test split by default) or a raw folder with masks.")
+        list[Path] | None,
+        typer.Option(
+            help="A prepared dataset (its test split by default) or a raw folder with masks; repeat it to score"
+            " several data sets, each on its own row."
+        ),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
     split: Annotated[str, typer.Option(help="train, val, test or all (prepared data only).")] = "test",
@@ -305,33 +310,37 @@ def evaluate(
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
     from skinseg.config import EvaluateConfig
     from skinseg.errors import SkinsegError
-    from skinseg.evaluate import evaluate_folders, evaluate_model, write_reports
-    from skinseg.reports import metrics_table
+    from skinseg.evaluate import data_set_name, evaluate_folders, evaluate_model, write_reports
+    from skinseg.reports import metrics_table, sets_table
 
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
-        report = evaluate_folders(pred, truth)
+        reports = [evaluate_folders(pred, truth)]
     else:
-        if data is None:
+        if not data:
             raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
-        report = evaluate_model(
-            EvaluateConfig(
-                model=model,
-                data=data,
-                split=split,
-                device=device,
-                batch_size=batch_size,
-                threshold=threshold,
-                tta=tta,
-                postprocess=postprocess,
-                precision=precision,
-                split_seed=split_seed,
-            ),
-            console=console,
+        names = [data_set_name(d) for d in data]
+        if len(set(names)) < len(names):
+            raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
+        config = EvaluateConfig(
+            model=model,
+            data=data[0],
+            split=split,
+            device=device,
+            batch_size=batch_size,
+            threshold=threshold,
+            tta=tta,
+            postprocess=postprocess,
+            precision=precision,
+            split_seed=split_seed,
         )
-    write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures)
-    out.print(metrics_table(report))
+        reports = [evaluate_model(dataclasses.replace(config, data=d), console=console) for d in data]
+    write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures)
+    for report in reports:
+        out.print(metrics_table(report))
+    if len(reports) > 1:
+        out.print(sets_table(reports))
 
 
 @app.command()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 @dataclass
 class EvalReport:
     title: str
+    name: str
     per_image: list[dict]  # {"id": ..., metric: value, ...}
     summary: dict[str, dict[str, float]]
     pairs: dict[str, Pair] | None = None  # for figures: id -> source files
@@ -39,6 +40,7 @@ class EvalReport:
     def to_json(self) -> dict:
         return {
             "title": self.title,
+            "name": self.name,
             "count": len(self.per_image),
             "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
             "summary": self.summary,
@@ -103,6 +105,7 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
     return EvalReport(
         f"{model_name} on the {where}{options}, {segmenter.precision.name}",
+        data_set_name(Path(config.data)),
         rows,
         summarise(rows),
         {p.id: p for p in pairs},
@@ -140,18 +143,35 @@ def evaluate_folders(pred: Path, truth: Path) -> EvalReport:
                 preds[image_id],
             )
         rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
-    return EvalReport(f"{pred} against {truth}", rows, summarise(rows))
+    return EvalReport(f"{pred} against {truth}", Path(pred).name, rows, summarise(rows))
+
+
+def data_set_name(data: Path) -> str:
+    """A data set's short name: its raw folder's (a prepared folder knows where it was made from)."""
+    manifest = load_manifest(data)
+    source = Path(manifest["source"]) if manifest and manifest.get("source") else data
+    return source.name.removesuffix(".zip") or "data"
 
 
 def write_reports(
-    report: EvalReport, json_file: Path | None = None, csv_file: Path | None = None, figures: Path | None = None
+    reports: EvalReport | list[EvalReport],
+    json_file: Path | None = None,
+    csv_file: Path | None = None,
+    figures: Path | None = None,
 ) -> None:
+    """One report as before; several (one per data set) kept apart: a JSON list under "sets", a `set` column
+    in the CSV, a figures folder per set."""
+    several = isinstance(reports, list) and len(reports) > 1
+    reports = reports if isinstance(reports, list) else [reports]
     if json_file:
-        write_text(json_file, json.dumps(report.to_json(), indent=1))
+        content = {"sets": [r.to_json() for r in reports]} if several else reports[0].to_json()
+        write_text(json_file, json.dumps(content, indent=1))
     if csv_file:
-        write_csv(csv_file, report.per_image, ["id", *METRIC_NAMES])
+        rows = [{"set": r.name, **row} for r in reports for row in r.per_image]
+        write_csv(csv_file, rows, ["set", "id", *METRIC_NAMES] if several else ["id", *METRIC_NAMES])
     if figures:
-        write_figures(report, Path(figures))
+        for r in reports:
+            write_figures(r, Path(figures) / r.name if several else Path(figures))
 
 
 def write_figures(report: EvalReport, folder: Path) -> None:

@@ -45,6 +45,19 @@ def metrics_table(report) -> Table:
     return table
 
 
+def sets_table(reports) -> Table:
+    """One row per data set: its image count and the mean of every metric."""
+    table = Table(title="per data set (means)")
+    table.add_column("set")
+    table.add_column("images", justify="right")
+    for name in METRIC_NAMES:
+        table.add_column(name.replace("_", " "), justify="right")
+    for report in reports:
+        means = (f"{report.summary[name]['mean']:.4f}" for name in METRIC_NAMES)
+        table.add_row(escape(report.name), str(len(report.per_image)), *means)
+    return table
+
+
 def training_summary(result) -> Table:
     """The final table of `skinseg train`: the best and the last epoch, time, where the weights are."""
     table = Table(title=escape(f"Run {result.run_dir}") + (" (stopped early)" if result.stopped_early else ""))
