@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+LOG_EVERY = 60.0  # seconds between progress lines written to a log file
 
 
 class _Progress(Progress):
@@ -63,13 +66,20 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, 
 def training_display(console: Console, epochs: int | None) -> Iterator[tuple[Callable, Callable]]:
     """Yields (on_step, on_epoch): a bar over the steps of the epoch with the live loss and training Dice, and
     a line per epoch (with each data set's validation Dice when there are several). `epochs`: None for a run
-    on a time budget."""
+    on a time budget. Where the console is not a terminal (a log file), the bar cannot redraw: a plain line
+    every LOG_EVERY seconds says where the epoch stands instead."""
     with _shown(console) as progress:
         task = progress.add_task("epoch 1", total=None, info="")
-        state: dict[str, Any] = {"epoch": 1, "loss": None}
+        state: dict[str, Any] = {"epoch": 1, "loss": None, "logged": time.monotonic()}
 
         def on_step(step: int, steps: int, loss: float, dice: float) -> None:
             state["loss"] = loss if state["loss"] is None else 0.9 * state["loss"] + 0.1 * loss
+            if not console.is_terminal and time.monotonic() - state["logged"] >= LOG_EVERY:
+                state["logged"] = time.monotonic()
+                console.print(
+                    f"epoch {state['epoch']} step {step}/{steps}  loss {state['loss']:.4f}  Dice {dice:.4f}",
+                    highlight=False,
+                )
             progress.update(
                 task,
                 description=f"epoch {state['epoch']}" + (f"/{epochs}" if epochs else ""),
