@@ -33,6 +33,13 @@ PrecisionOption = Annotated[
     str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")
 ]
 
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
+]
+ReportMaxCasesOption = Annotated[
+    int, typer.Option(min=0, help="Rows with an image in the --report page (about 16 kB each); the rest summarised.")
+]
+
 
 def _ignore_further_interrupts() -> None:
     """The interrupt is handled and the command is ending: a repeated Ctrl-C must not cut the exit short."""
@@ -279,17 +286,25 @@ def evaluate(
     ] = 0,
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
+    html: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --report file.")] = False,
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
     from skinseg.config import EvaluateConfig
     from skinseg.errors import SkinsegError
     from skinseg.evaluate import evaluate_folders, evaluate_model, write_reports
+    from skinseg.fileio import refuse_existing
+    from skinseg.html_report import ReportCases
     from skinseg.reports import metrics_table
 
+    if html:
+        refuse_existing(html, overwrite)  # before the scoring, not after it
+    cases = ReportCases(report_max_cases) if html else None
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
-        report = evaluate_folders(pred, truth)
+        report = evaluate_folders(pred, truth, cases)
     else:
         if data is None:
             raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
@@ -307,9 +322,12 @@ def evaluate(
                 split_seed=split_seed,
             ),
             console=console,
+            cases=cases,
         )
-    write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures)
+    write_reports(report, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite)
     out.print(metrics_table(report))
+    if html:
+        out.print(f"wrote {html} ({html.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -344,6 +362,8 @@ def segment(
     ] = "torch",
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
+    report: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
 ) -> None:
     """Segment images; writes 0/255 PNG masks the size of each input."""
     from skinseg.config import SegmentConfig
@@ -364,6 +384,8 @@ def segment(
         summary=summary,
         backend=backend,
         precision=precision,
+        report=report,
+        report_max_cases=report_max_cases,
     )
     result = segment_paths(config, console=console)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
