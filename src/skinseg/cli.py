@@ -37,7 +37,7 @@ ReportOption = Annotated[
     Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
 ]
 ReportMaxCasesOption = Annotated[
-    int, typer.Option(min=0, help="Rows with an image in the --report page (about 16 kB each); the rest summarised.")
+    int, typer.Option(min=0, help="Rows with an image in the --report page (about 15 kB each); the rest summarised.")
 ]
 
 
