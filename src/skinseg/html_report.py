@@ -167,8 +167,8 @@ def _metrics_table(per_image: list[dict]) -> str:
     return f'<table class="metrics"><tr>{heads}</tr>{rows}</table>'
 
 
-def _cases_table(cases: ReportCases, columns: tuple[tuple[str, str, str], ...], truth: bool) -> str:
-    heads = "".join(f'<th data-sort title="sort">{escape(label)}</th>' for _, label, _ in columns)
+def _cases_table(cases: ReportCases, columns: tuple[tuple[str, str, str], ...], order: str, truth: bool) -> str:
+    heads = "".join(f"<th>{escape(label)}</th>" for _, label, _ in columns)
     body = []
     for rank, (row, jpeg) in enumerate(cases.worst(), 1):
         image = base64.b64encode(jpeg).decode("ascii")
@@ -182,9 +182,9 @@ def _cases_table(cases: ReportCases, columns: tuple[tuple[str, str, str], ...], 
     shown, total = len(body), len(cases.rows)
     note = f"the {shown} worst of {total} images (--report-max-cases)" if shown < total else f"all {total} images"
     return (
-        f'<h2>Cases</h2><p>{note}, worst first. {legend}<span class="key prediction"></span> prediction. '
+        f'<h2>Cases</h2><p>{note}, {order}. {legend}<span class="key prediction"></span> prediction. '
         f'Click a heading to sort, an image to enlarge. Show the worst <input id="worst" type="number" min="1" '
-        f'value="{shown}"> rows.</p><table id="cases"><thead><tr><th data-sort>rank</th><th data-sort>image</th>'
+        f'value="{shown}"> rows.</p><table id="cases"><thead><tr><th>rank</th><th>image</th>'
         f"{heads}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -255,7 +255,7 @@ def evaluation_page(report, cases: ReportCases) -> str:
         f'{_facts_table(facts)}<div class="top"><div><h2>ISIC metrics</h2>{_metrics_table(report.per_image)}</div>'
         f"<div><h2>Dice per image</h2>{_histogram_svg(dice)}<ul>{failed}</ul></div></div>"
     )
-    return _page("skinseg evaluation", top, _cases_table(cases, EVALUATE_COLUMNS, truth=True))
+    return _page("skinseg evaluation", top, _cases_table(cases, EVALUATE_COLUMNS, "the lowest Dice first", truth=True))
 
 
 def segment_page(
@@ -275,7 +275,11 @@ def segment_page(
     top = _facts_table([*facts, *_model_facts(model_name, segmenter), _made(), *summary])
     top += f"<p>Probability margin: the fraction of a mask's pixels with |probability - threshold| &lt; {NEAR}.</p>"
     top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
-    return _page("skinseg segmentation", top, _cases_table(cases, SEGMENT_COLUMNS, truth=False))
+    return _page(
+        "skinseg segmentation",
+        top,
+        _cases_table(cases, SEGMENT_COLUMNS, "empty masks first, then the largest probability margin", truth=False),
+    )
 
 
 def write_page(path: str | Path, page: str, overwrite: bool = False) -> None:
