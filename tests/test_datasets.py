@@ -227,7 +227,7 @@ def test_evaluate_scores_each_set_on_its_own_row_and_keeps_them_apart(two_sets, 
     from skinseg.cli import app
 
     args = ["evaluate", "--model", tiny_model_path, "--data", two_sets[0], "--data", two_sets[1], "--device", "cpu"]
-    args += ["--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv"]
+    args += ["--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv", "--report", tmp_path / "report.html"]
     result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     sets = json.loads((tmp_path / "r.json").read_text())["sets"]
@@ -240,3 +240,5 @@ def test_evaluate_scores_each_set_on_its_own_row_and_keeps_them_apart(two_sets, 
     assert [sum(r["set"] == name for r in rows) for name in names] == counts
     mean = np.mean([float(r["dice"]) for r in rows if r["set"] == names[1]])
     assert sets[1]["macro_average"]["dice"] == pytest.approx(mean)
+    pages = sorted(p.name for p in tmp_path.glob("report*.html"))
+    assert pages == sorted(f"report-{name}.html" for name in names)

@@ -34,6 +34,13 @@ PrecisionOption = Annotated[
     str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")
 ]
 
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
+]
+ReportMaxCasesOption = Annotated[
+    int, typer.Option(min=0, help="Rows with an image in the --report page (about 15 kB each); the rest summarised.")
+]
+
 
 def _ignore_further_interrupts() -> None:
     """The interrupt is handled and the command is ending: a repeated Ctrl-C must not cut the exit short."""
@@ -306,23 +313,33 @@ def evaluate(
     ] = 0,
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
+    html: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --report file.")] = False,
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
     from skinseg.config import EvaluateConfig
     from skinseg.errors import SkinsegError
-    from skinseg.evaluate import data_set_name, evaluate_folders, evaluate_model, write_reports
+    from skinseg.evaluate import data_set_name, evaluate_folders, evaluate_model, html_page_path, write_reports
+    from skinseg.fileio import refuse_existing
+    from skinseg.html_report import ReportCases
     from skinseg.reports import metrics_table, sets_table
 
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
-        reports = [evaluate_folders(pred, truth)]
+        if html:
+            refuse_existing(html, overwrite)  # before the scoring, not after it
+        reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
     else:
         if not data:
             raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
         names = [data_set_name(d) for d in data]
         if len(set(names)) < len(names):
             raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
+        if html:
+            for name in names:
+                refuse_existing(html_page_path(html, name, len(names) > 1), overwrite)  # before the scoring
         config = EvaluateConfig(
             model=model,
             data=data[0],
@@ -335,12 +352,22 @@ def evaluate(
             precision=precision,
             split_seed=split_seed,
         )
-        reports = [evaluate_model(dataclasses.replace(config, data=d), console=console) for d in data]
-    write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures)
+        reports = [
+            evaluate_model(
+                dataclasses.replace(config, data=d),
+                console=console,
+                cases=ReportCases(report_max_cases) if html else None,
+            )
+            for d in data
+        ]
+    write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite)
     for report in reports:
         out.print(metrics_table(report))
     if len(reports) > 1:
         out.print(sets_table(reports))
+    if html:
+        for page in (html_page_path(html, r.name, len(reports) > 1) for r in reports):
+            out.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -375,6 +402,8 @@ def segment(
     ] = "torch",
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
+    report: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
 ) -> None:
     """Segment images; writes 0/255 PNG masks the size of each input."""
     from skinseg.config import SegmentConfig
@@ -395,6 +424,8 @@ def segment(
         summary=summary,
         backend=backend,
         precision=precision,
+        report=report,
+        report_max_cases=report_max_cases,
     )
     result = segment_paths(config, console=console)
     failed = f"; {len(result.failed)} failed" if result.failed else ""

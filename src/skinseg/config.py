@@ -292,6 +292,9 @@ class SegmentConfig:
     summary: Path | None = None
     backend: str = "torch"  # torch | onnx
     precision: str = "auto"
+    report: Path | None = None  # an HTML page of the results (skinseg.html_report)
+    report_max_cases: int = 500  # rows with an image in it: the most uncertain
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _require(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")

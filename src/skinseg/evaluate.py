@@ -24,6 +24,7 @@ from skinseg.fileio import write_csv, write_text
 from skinseg.metrics import METRIC_NAMES, image_metrics, summarise
 
 if TYPE_CHECKING:
+    from skinseg.html_report import ReportCases
     from skinseg.inference import Segmenter
 
 
@@ -36,6 +37,7 @@ class EvalReport:
     pairs: dict[str, Pair] | None = None  # for figures: id -> source files
     model_path: str | None = None
     segmenter: Segmenter | None = None  # the Segmenter that made the predictions, for figures
+    cases: ReportCases | None = None  # per-image overlays and areas, for the HTML report
 
     def to_json(self) -> dict:
         return {
@@ -74,7 +76,7 @@ def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) ->
     return pairs, where
 
 
-def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
+def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | None = None) -> EvalReport:
     from rich.console import Console
 
     from skinseg.inference import Segmenter
@@ -90,8 +92,9 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
         for start in range(0, len(pairs), config.batch_size):
             chunk = pairs[start : start + config.batch_size]
-            predictions = segmenter.masks([load_rgb(p.image) for p in chunk])
-            for pair, prediction in zip(chunk, predictions, strict=False):
+            images = [load_rgb(p.image) for p in chunk]
+            predictions = segmenter.masks(images)
+            for pair, image, prediction in zip(chunk, images, predictions, strict=False):
                 truth = load_mask(pair.mask)
                 if truth.shape != prediction.shape:
                     raise SkinsegError(
@@ -100,6 +103,8 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
                         pair.mask,
                     )
                 rows.append({"id": pair.id, **image_metrics(truth, prediction)})
+                if cases is not None:
+                    cases.add(pair.id, prediction, truth, image)
             advance(len(rows), len(pairs))
     model_name = str(config.model) if config.model else "bundled model"
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
@@ -111,6 +116,7 @@ def evaluate_model(config: EvaluateConfig, console=None) -> EvalReport:
         {p.id: p for p in pairs},
         model_name,
         segmenter,
+        cases,
     )
 
 
@@ -125,7 +131,7 @@ def _mask_files_by_id(folder: Path) -> dict[str, Path]:
     return found
 
 
-def evaluate_folders(pred: Path, truth: Path) -> EvalReport:
+def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) -> EvalReport:
     """Score predicted masks against true masks, matched by image id (as the official scorer does)."""
     truths, preds = _mask_files_by_id(Path(truth)), _mask_files_by_id(Path(pred))
     if not truths:
@@ -143,7 +149,9 @@ def evaluate_folders(pred: Path, truth: Path) -> EvalReport:
                 preds[image_id],
             )
         rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
-    return EvalReport(f"{pred} against {truth}", Path(pred).name, rows, summarise(rows))
+        if cases is not None:
+            cases.add(image_id, pred_mask, truth_mask)
+    return EvalReport(f"{pred} against {truth}", Path(pred).name, rows, summarise(rows), cases=cases)
 
 
 def data_set_name(data: Path) -> str:
@@ -158,11 +166,21 @@ def write_reports(
     json_file: Path | None = None,
     csv_file: Path | None = None,
     figures: Path | None = None,
+    html_file: Path | None = None,
+    overwrite: bool = False,
 ) -> None:
     """One report as before; several (one per data set) kept apart: a JSON list under "sets", a `set` column
-    in the CSV, a figures folder per set."""
+    in the CSV, a figures folder and an HTML page (REPORT-<set>.html) per set. `html_file` needs the reports
+    made with `cases`; an existing page is kept unless `overwrite`."""
     several = isinstance(reports, list) and len(reports) > 1
     reports = reports if isinstance(reports, list) else [reports]
+    if html_file:
+        from skinseg.html_report import evaluation_page, write_page
+
+        for r in reports:
+            if r.cases is None:
+                raise SkinsegError("an HTML report needs the evaluation run with cases=ReportCases()")
+            write_page(html_page_path(html_file, r.name, several), evaluation_page(r, r.cases), overwrite)
     if json_file:
         content = {"sets": [r.to_json() for r in reports]} if several else reports[0].to_json()
         write_text(json_file, json.dumps(content, indent=1))
@@ -172,6 +190,11 @@ def write_reports(
     if figures:
         for r in reports:
             write_figures(r, Path(figures) / r.name if several else Path(figures))
+
+
+def html_page_path(html_file: Path, set_name: str, several: bool) -> Path:
+    """report.html, or report-<set>.html for each of several data sets."""
+    return html_file.with_name(f"{html_file.stem}-{set_name}{html_file.suffix}") if several else html_file
 
 
 def write_figures(report: EvalReport, folder: Path) -> None:

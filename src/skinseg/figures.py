@@ -42,12 +42,15 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return find_boundaries(mask, mode="thick")
 
 
-def overlay_image(image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:
-    """The image with the predicted outline in yellow (and the true outline in cyan, if given)."""
+def overlay_image(
+    image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None, width: int | None = None
+) -> np.ndarray:
+    """The image with the predicted outline in yellow (and the true outline in cyan, if given); `width` is the
+    dilation radius of the outlines [default: one per 300 pixels of the longer side]."""
     from skimage.morphology import dilation, disk
 
     result = image.copy()
-    width = max(1, round(max(image.shape[:2]) / 300))
+    width = width or max(1, round(max(image.shape[:2]) / 300))
     if truth is not None:
         result[dilation(outline(truth), disk(width))] = (0, 220, 255)
     result[dilation(outline(mask), disk(width))] = (255, 230, 0)

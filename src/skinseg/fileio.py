@@ -74,6 +74,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             raise
 
 
+def refuse_existing(path: str | Path, overwrite: bool) -> None:
+    """The rule for outputs: a file that exists is replaced only with --overwrite."""
+    if not overwrite and Path(path).exists():
+        raise SkinsegError("exists (use --overwrite to replace it)", path)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

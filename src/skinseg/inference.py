@@ -24,7 +24,7 @@ from skinseg.data.images import IMAGE_SUFFIXES, load_rgb, save_mask_png, save_pn
 from skinseg.device import resolve_device
 from skinseg.distributed import env_rank_world
 from skinseg.errors import SkinsegError
-from skinseg.fileio import write_csv, write_text
+from skinseg.fileio import refuse_existing, write_csv, write_text
 from skinseg.precision import resolve_precision
 from skinseg.weights import load_model
 
@@ -215,6 +215,7 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     from rich.console import Console
 
     from skinseg.figures import overlay_image
+    from skinseg.html_report import ReportCases
     from skinseg.progress import progress_bar
     from skinseg.reports import print_notes
 
@@ -224,6 +225,10 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     result = SegmentResult(config.output)
     todo = []
     pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
+    report = _rank_path(config.report, rank, world) if config.report else None
+    if report:
+        refuse_existing(report, config.overwrite)  # before the work, not after it
+    cases = ReportCases(config.report_max_cases)
     for source, target in pairs:
         if os.path.realpath(target) in resolved_inputs:
             raise SkinsegError("refusing to overwrite an input image with its mask", target)
@@ -260,12 +265,20 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
                     save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))
                 result.written.append(target)
                 result.rows.append(_summary_row(source, target, mask, prob, seconds))
+                if report:
+                    cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
             advance(sum(len(b) for b in batches[: index + 1]), len(todo))
     if config.summary:
-        summary = (
-            config.summary
-            if world == 1
-            else config.summary.with_name(f"{config.summary.stem}.rank{rank}{config.summary.suffix}")
-        )
-        write_summary(result.rows, summary)
+        write_summary(result.rows, _rank_path(config.summary, rank, world))
+    if report:
+        from skinseg.html_report import segment_page, write_page
+
+        facts = [("inputs", " ".join(map(str, config.inputs))), ("masks", config.output), ("backend", config.backend)]
+        model_name = str(config.model) if config.model else None
+        write_page(report, segment_page(cases, result.failed, facts, model_name, segmenter), config.overwrite)
     return result
+
+
+def _rank_path(path: Path, rank: int, world: int) -> Path:
+    """Under torchrun, each rank writes FILE.rankR.suffix."""
+    return path if world == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
