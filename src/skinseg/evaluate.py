@@ -155,10 +155,10 @@ def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) 
 
 
 def data_set_name(data: Path) -> str:
-    """A data set's short name: its raw folder's (a prepared folder knows where it was made from)."""
-    manifest = load_manifest(data)
-    source = Path(manifest["source"]) if manifest and manifest.get("source") else data
-    return source.name.removesuffix(".zip") or "data"
+    """A data set's short name, as training names it: its raw folder's."""
+    from skinseg.data.dataset import set_name
+
+    return set_name(data, load_manifest(data))
 
 
 def write_reports(

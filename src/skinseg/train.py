@@ -33,7 +33,7 @@ from skinseg import distributed
 from skinseg.architectures import create_model
 from skinseg.augment import augment_batch
 from skinseg.config import TrainConfig
-from skinseg.data.dataset import PreparedData, ensure_prepared
+from skinseg.data.dataset import PreparedData, ensure_prepared, set_name
 from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError, TrainingInterrupted
 from skinseg.fileio import atomic_path, interrupts_held, raise_interrupt, write_csv, write_text
@@ -158,7 +158,7 @@ def set_names(sets: list[PreparedData]) -> list[str]:
     """Short unique names of the data sets (their raw folders' names), for metric columns and reports."""
     names: list[str] = []
     for prepared in sets:
-        name = Path(prepared.manifest.get("source") or prepared.root).name.removesuffix(".zip") or "data"
+        name = set_name(prepared.root, prepared.manifest)
         names.append(name if name not in names else f"{name}-{len(names) + 1}")
     return names
 

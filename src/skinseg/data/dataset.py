@@ -39,6 +39,12 @@ class PreparedData:
         return np.array([i for i, item in enumerate(self.manifest["items"]) if item["split"] == split], dtype=int)
 
 
+def set_name(root: str | Path, manifest: dict | None) -> str:
+    """A data set's short name: its raw folder's (a prepared folder's manifest knows where it was made from)."""
+    source = Path(manifest["source"]) if manifest and manifest.get("source") else Path(root)
+    return source.name.removesuffix(".zip") or "data"
+
+
 def open_prepared(root: str | Path) -> PreparedData:
     root = Path(root)
     manifest = load_manifest(root)
