@@ -11,8 +11,9 @@ from PIL import Image
 from skinseg.config import SegmentConfig
 from skinseg.errors import SkinsegError
 from skinseg.evaluate import evaluate_folders, write_reports
-from skinseg.html_report import ReportCases, bootstrap_interval, probability_margin, write_page
+from skinseg.html_report import ReportCases, probability_margin, write_page
 from skinseg.inference import segment_paths
+from skinseg.metrics import bootstrap_interval
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -49,3 +49,14 @@ def test_summary_statistics():
     assert s["mean"] == pytest.approx(0.5)
     assert s["median"] == pytest.approx(0.4)
     assert (s["min"], s["max"]) == (0.2, 0.9)
+
+
+def test_the_summary_gives_each_mean_a_95_percent_bootstrap_interval():
+    from skinseg.metrics import METRIC_NAMES
+
+    values = np.linspace(0.5, 1.0, 101)
+    dice = summarise([dict.fromkeys(METRIC_NAMES, v) for v in values])["dice"]
+    assert dice["mean"] == pytest.approx(0.75)
+    assert dice["ci95_low"] < dice["mean"] < dice["ci95_high"]
+    normal_width = 2 * 1.96 * values.std() / np.sqrt(len(values))  # what the normal approximation gives
+    assert dice["ci95_high"] - dice["ci95_low"] == pytest.approx(normal_width, rel=0.2)

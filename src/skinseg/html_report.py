@@ -22,7 +22,7 @@ from PIL import Image
 
 from skinseg import __version__
 from skinseg.fileio import refuse_existing, write_text
-from skinseg.metrics import METRIC_NAMES, image_metrics
+from skinseg.metrics import METRIC_NAMES, bootstrap_interval, image_metrics
 
 NEAR = 0.1  # probability margin: a mask pixel within this of the threshold counts as uncertain
 SIDE = 320  # longest side of the embedded overlays, in pixels: 500 ISIC cases weigh about 8 MB
@@ -34,15 +34,6 @@ def probability_margin(probability: np.ndarray, mask: np.ndarray, threshold: flo
     if not mask.any():
         return 0.0
     return float(np.mean(np.abs(probability[mask] - threshold) < NEAR))
-
-
-def bootstrap_interval(values: Iterable[float], rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """A 95% percentile bootstrap interval of the mean (images resampled with replacement)."""
-    values = np.asarray(list(values), dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(rounds)]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
 
 
 def _shrink(array: np.ndarray, side: int) -> np.ndarray:

@@ -7,6 +7,7 @@ with 1.0 where a ratio is 0/0. Dataset figures are unweighted means over images.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -45,15 +46,27 @@ def image_metrics(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]
 
 
 def summarise(per_image: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean, std, median, min, max of each metric over images."""
+    """Mean (with its 95% bootstrap interval), std, median, min, max of each metric over images."""
     summary = {}
     for name in METRIC_NAMES:
         values = np.array([row[name] for row in per_image], dtype=np.float64)
+        low, high = bootstrap_interval(values)
         summary[name] = {
             "mean": float(values.mean()),
+            "ci95_low": low,
+            "ci95_high": high,
             "std": float(values.std()),
             "median": float(np.median(values)),
             "min": float(values.min()),
             "max": float(values.max()),
         }
     return summary
+
+
+def bootstrap_interval(values: Iterable[float], rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """A 95% percentile bootstrap interval of the mean (images resampled with replacement)."""
+    values = np.asarray(list(values), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(rounds)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)

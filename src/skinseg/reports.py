@@ -50,11 +50,14 @@ def sets_table(reports) -> Table:
     table = Table(title="per data set (means)")
     table.add_column("set")
     table.add_column("images", justify="right")
+    table.add_column("Dice 95% interval", justify="right")
     for name in METRIC_NAMES:
         table.add_column(name.replace("_", " "), justify="right")
     for report in reports:
+        dice = report.summary["dice"]
         means = (f"{report.summary[name]['mean']:.4f}" for name in METRIC_NAMES)
-        table.add_row(escape(report.name), str(len(report.per_image)), *means)
+        interval = f"{dice['ci95_low']:.4f}-{dice['ci95_high']:.4f}"
+        table.add_row(escape(report.name), str(len(report.per_image)), interval, *means)
     return table
 
 
