@@ -49,7 +49,7 @@ def _ignore_further_interrupts() -> None:
 
 
 def _report_errors(command: Callable) -> Callable:
-    """Package errors become one red line and exit code 1; Ctrl-C exits with 130."""
+    """Package errors and OSErrors become one red line and exit code 1; Ctrl-C exits with 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -63,6 +63,12 @@ def _report_errors(command: Callable) -> Callable:
                 _ignore_further_interrupts()
             console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(130 if interrupted else 1) from None
+        except OSError as exc:  # one not caught where the file is written: still one line, with the path
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print(
+                f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _ignore_further_interrupts()
             console.print("[bold red]interrupted[/]")
@@ -315,12 +321,21 @@ def evaluate(
     device: DeviceOption = "auto",
     html: ReportOption = None,
     report_max_cases: ReportMaxCasesOption = 500,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --report file.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing output files (--json, --csv, --figures, --report).")
+    ] = False,
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
     from skinseg.config import EvaluateConfig
     from skinseg.errors import SkinsegError
-    from skinseg.evaluate import data_set_name, evaluate_folders, evaluate_model, html_page_path, write_reports
+    from skinseg.evaluate import (
+        check_report_paths,
+        data_set_name,
+        evaluate_folders,
+        evaluate_model,
+        html_page_path,
+        write_reports,
+    )
     from skinseg.fileio import refuse_existing
     from skinseg.html_report import ReportCases
     from skinseg.reports import metrics_table, sets_table
@@ -328,6 +343,7 @@ def evaluate(
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
+        check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite)
         if html:
             refuse_existing(html, overwrite)  # before the scoring, not after it
         reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
@@ -337,6 +353,7 @@ def evaluate(
         names = [data_set_name(d) for d in data]
         if len(set(names)) < len(names):
             raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
+        check_report_paths(json_file, csv_file, figures, names, [*data, *([model] if model else [])], overwrite)
         if html:
             for name in names:
                 refuse_existing(html_page_path(html, name, len(names) > 1), overwrite)  # before the scoring
@@ -389,9 +406,15 @@ def segment(
     ] = True,
     summary: Annotated[
         Path | None,
-        typer.Option(help="Per-image CSV or JSON (by suffix): lesion area, bounding box, mean probability, time."),
+        typer.Option(
+            help="Per-image .csv or .json: lesion area, bounding box, mean probability, time (written as each"
+            " image is done)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option(help="Leave the images whose outputs exist (counted, not failures): resume a batch.")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     backend: Annotated[
         str,
@@ -417,6 +440,7 @@ def segment(
         device=device,
         batch_size=batch_size,
         overwrite=overwrite,
+        skip_existing=skip_existing,
         overlay=overlay,
         probabilities=probabilities,
         tta=tta,
@@ -428,8 +452,19 @@ def segment(
         report_max_cases=report_max_cases,
     )
     result = segment_paths(config, console=console)
+    if result.ignored:
+        first = escape(str(result.ignored[0]))
+        console.print(
+            f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
+            f" (names ending _segmentation, _mask, _lesion, _overlay or _probability; first: {first})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    existing = f"; {len(result.existing)} already there (skipped)" if result.existing else ""
     failed = f"; {len(result.failed)} failed" if result.failed else ""
-    out.print(f"wrote {len(result.written)} mask(s) to {result.output}{failed}", soft_wrap=True, highlight=False)
+    out.print(
+        f"wrote {len(result.written)} mask(s) to {result.output}{existing}{failed}", soft_wrap=True, highlight=False
+    )
     _report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)

@@ -285,6 +285,7 @@ class SegmentConfig:
     device: str = "auto"
     batch_size: int = 8
     overwrite: bool = False
+    skip_existing: bool = False  # leave images whose outputs exist (counted, not failures)
     overlay: bool = False
     probabilities: bool = False
     tta: bool = False
