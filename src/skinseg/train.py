@@ -604,7 +604,8 @@ RESUME_CHANGES = ("epochs", "time_budget", "device", "precision")  # what a resu
 
 def check_run_folder(out: Path, overwrite: bool = False) -> None:
     """A new run does not write into a folder that holds a finished or started run: that takes --resume (to
-    continue it) or --overwrite (to replace it)."""
+    continue it) or --overwrite (to replace it). The folder is made here, so that one that cannot be is an
+    error before the work."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SkinsegError("is a file; --out takes a folder for the run", out)
@@ -613,6 +614,10 @@ def check_run_folder(out: Path, overwrite: bool = False) -> None:
         raise SkinsegError(
             f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
         )
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is said before the data is loaded
+    except OSError as exc:
+        raise SkinsegError(f"cannot make the run folder: {exc.strerror or exc}", out) from None
 
 
 def clear_run_folder(out: Path) -> None:
