@@ -339,3 +339,177 @@ def test_brackets_in_file_names_are_printed_as_they_are(tmp_path):
     (root / "masks" / "[red]bad.png").write_bytes(b"")
     result = invoke("prepare", "--data", root, "--out", tmp_path / "p", "--size", 16, "--workers", 1)
     assert result.exit_code == 0 and "[red]bad.jpg" in result.output.replace("\n", "")
+
+
+# ------------------------------------------------------------------ what the tool writes (issue 13, part A)
+def _images(folder: Path, names=("a.png", "b.png")) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        IMAGE_CASES["grey_png"][1](folder / name)
+    return [folder / name for name in names]
+
+
+def test_segment_summary_never_overwrites_an_input(tiny_model_path, tmp_path):
+    """`segment --summary victim/*.jpg -o out`: the shell makes the first image the summary file."""
+    first, second = _images(tmp_path / "victim", ("a.jpg", "b.jpg"))
+    before = first.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        result = invoke(
+            "segment", "--summary", first, second, "-o", tmp_path / "out", "--model", tiny_model_path, *extra
+        )
+        assert result.exit_code == 1 and "name it .csv or .json" in result.output
+    assert first.read_bytes() == before and not (tmp_path / "out").exists()
+    existing = tmp_path / "s.csv"
+    existing.write_text("keep")
+    result = invoke("segment", second, "-o", tmp_path / "out", "--summary", existing, "--model", tiny_model_path)
+    assert result.exit_code == 1 and "exists (use --overwrite" in result.output and existing.read_text() == "keep"
+    assert not (tmp_path / "out").exists()  # refused before any mask was written
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_summary_rows_are_written_as_each_image_is_done(suffix, tmp_path):
+    from skinseg.inference import SummaryWriter, _summary_row
+
+    path = tmp_path / f"s{suffix}"
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True
+    with pytest.raises(KeyboardInterrupt), SummaryWriter(path) as rows:
+        for name in ("a", "b"):
+            rows.add(_summary_row(Path(f"{name}.png"), Path(f"{name}_m.png"), mask, mask.astype(float), 0.1))
+        raise KeyboardInterrupt  # Ctrl-C after two images: their rows stay
+    if suffix == ".json":
+        assert [row["image"] for row in json.loads(path.read_text())] == ["a.png", "b.png"]
+    else:
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("image,mask,width") and len(lines) == 3 and lines[2].startswith("b.png,")
+
+
+def test_segment_skip_existing_and_its_own_masks_are_not_inputs(tiny_model_path, tmp_path):
+    folder = tmp_path / "in"
+    _images(folder)
+    args = ("segment", folder, "-o", folder, "--model", tiny_model_path, "--device", "cpu")
+    assert invoke(*args).exit_code == 0
+    again = invoke(*args)  # the masks now in the folder are not taken as images; a and b are there already
+    assert again.exit_code == 1 and "2 failed" in again.output and "--skip-existing" in again.output
+    assert "left out 2 mask file(s)" in again.output
+    skipped = invoke(*args, "--skip-existing", "--summary", tmp_path / "s.csv")
+    assert skipped.exit_code == 0 and "wrote 0 mask(s)" in skipped.output and "2 already there" in skipped.output
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_segmentation.png", "b.png", "b_segmentation.png"]
+    assert invoke(*args, "--skip-existing", "--overwrite").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "suffix,fmt", [(".png", "PNG"), (".tif", "TIFF"), (".bmp", "BMP"), (".jpg", None), (".webp", None), (".gif", None)]
+)
+def test_a_single_mask_takes_the_format_of_its_suffix_or_is_refused(suffix, fmt, tiny_model_path, tmp_path):
+    (source,) = _images(tmp_path / "in", ("a.png",))
+    target = tmp_path / f"m{suffix}"
+    result = invoke("segment", source, "-o", target, "--model", tiny_model_path, "--device", "cpu")
+    if fmt is None:
+        assert result.exit_code == 1 and "name it .png, .tif or .bmp" in result.output and not target.exists()
+    else:
+        assert result.exit_code == 0, result.output
+        with Image.open(target) as mask:
+            assert mask.format == fmt and mask.mode == "L" and set(np.unique(np.array(mask))) <= {0, 255}
+
+
+def test_evaluate_never_writes_over_an_input_or_an_existing_file(tmp_path):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    for folder in (truth, pred):
+        folder.mkdir()
+        mask_for(SIZE).save(folder / "a.png")
+    victim = truth / "a.png"
+    before = victim.read_bytes()
+    scoring = ("evaluate", "--pred", pred, "--truth", truth)
+    assert invoke(*scoring, "--csv", victim, "--overwrite").exit_code == 1  # a mask is not a .csv
+    (truth / "old.json").write_text("{}")
+    result = invoke(*scoring, "--json", truth / "old.json", "--overwrite")
+    assert result.exit_code == 1 and "input folder" in result.output
+    report = tmp_path / "r.json"
+    report.write_text("keep")
+    result = invoke(*scoring, "--json", report)
+    assert result.exit_code == 1 and "exists (use --overwrite" in result.output and report.read_text() == "keep"
+    assert invoke(*scoring, "--json", report, "--overwrite").exit_code == 0 and "macro_average" in report.read_text()
+    result = invoke(*scoring, "--figures", report)
+    assert result.exit_code == 1 and "--figures takes a folder" in result.output
+    assert invoke(*scoring, "--figures", tmp_path / "f").exit_code == 0
+    result = invoke(*scoring, "--figures", tmp_path / "f")
+    assert result.exit_code == 1 and "dice_histogram.png: exists" in result.output
+    assert victim.read_bytes() == before
+
+
+def test_export_refuses_an_existing_file_and_the_model_itself(tiny_model_path, tmp_path):
+    existing = tmp_path / "m.onnx"
+    existing.write_text("keep")
+    result = invoke("export", tiny_model_path, "-o", existing)
+    assert result.exit_code == 1 and "exists (use --overwrite" in result.output and existing.read_text() == "keep"
+    result = invoke("export", tiny_model_path, "-o", tiny_model_path, "--overwrite")
+    assert result.exit_code == 1 and "named .onnx" in result.output
+
+
+def test_train_needs_data_and_never_replaces_a_run_without_overwrite(prepared_dir, tmp_path):
+    result = invoke("train", "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "give --data" in result.output
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "best.safetensors").write_text("a finished run's weights")
+    result = invoke("train", "--data", prepared_dir, "--out", done, "--epochs", 1)
+    assert result.exit_code == 1 and "holds a run" in result.output and "--resume" in result.output
+    assert (done / "best.safetensors").read_text() == "a finished run's weights"
+    assert invoke("train", "--resume", done, "--overwrite").exit_code == 1
+
+
+def test_resume_extends_a_run_and_refuses_other_options(prepared_dir, tmp_path):
+    run = tmp_path / "run"
+    tiny = ("--base-filters", 4, "--depth", 3, "--batch-size", 8, "--max-train-images", 8, "--device", "cpu")
+    assert invoke("train", "--data", prepared_dir, "--out", run, "--epochs", 1, *tiny).exit_code == 0
+    for option in (["--lr", 1], ["--data", prepared_dir], ["--out", tmp_path / "x"], ["--init", "bundled"]):
+        result = invoke("train", "--resume", run, "--epochs", 2, *option)
+        assert (
+            result.exit_code == 1 and "cannot be given with --resume" in result.output and "--epochs" in result.output
+        )
+    result = invoke("train", "--resume", run, "--epochs", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((run / "state.json").read_text())["history"]) == 2
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    result = invoke("train", "--resume", run, "--epochs", 1, "--device", "cpu")
+    assert result.exit_code == 1 and "finished 2 epochs" in result.output
+
+
+def test_an_interrupt_in_the_first_epoch_says_to_restart(prepared_dir, tmp_path):
+    from conftest import TINY
+    from skinseg.config import TrainConfig
+    from skinseg.errors import TrainingInterrupted
+    from skinseg.train import train
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    config = TrainConfig(data=prepared_dir, out=tmp_path / "r", epochs=2, device="cpu", max_train_images=8, **TINY)
+    with pytest.raises(TrainingInterrupted, match="start it again") as error:
+        train(config, on_step=interrupt)
+    assert "--resume" not in str(error.value)
+    result = invoke("train", "--resume", tmp_path / "r")
+    assert result.exit_code == 1 and "start it again without --resume" in result.output
+
+
+def test_output_folders_that_cannot_be_made_are_one_line(prepared_dir, raw_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    mask_for(SIZE).save(truth / "a.png")
+    for args in (
+        ("prepare", "--data", raw_dir, "--out", blocker / "p", "--size", 16, "--workers", 1),
+        ("train", "--data", prepared_dir, "--out", blocker / "r", "--epochs", 1, "--device", "cpu"),
+        ("evaluate", "--pred", truth, "--truth", truth, "--figures", blocker / "f"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 1, args
+        assert len(result.output.strip().splitlines()) == 1 and str(blocker) in result.output, result.output
+
+
+@pytest.mark.parametrize("command", ["segment", "train", "evaluate", "prepare", "export"])
+def test_help_shows_no_python_type_names(command):
+    text = invoke(command, "--help").output
+    assert "list[" not in text and "{" not in text and "range>" not in text

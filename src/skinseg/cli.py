@@ -15,8 +15,23 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand
 
 from skinseg import __version__
+
+
+class _Command(TyperCommand):
+    """Arguments with a metavar are shown by it alone, in the usage line and the help: Typer would add braces
+    and their Python type (`{inputs}...`, `<list[Path]>`)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.get_usage_pieces = lambda ctx, name=param.metavar: [name]  # type: ignore[method-assign,misc]
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        return params
+
 
 app = typer.Typer(
     name="skinseg",
@@ -38,7 +53,10 @@ ReportOption = Annotated[
     Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
 ]
 ReportMaxCasesOption = Annotated[
-    int, typer.Option(min=0, help="Rows with an image in the --report page (about 15 kB each); the rest summarised.")
+    int,
+    typer.Option(
+        min=0, metavar="<int>", help="Rows with an image in the --report page (about 15 kB each); the rest summarised."
+    ),
 ]
 
 
@@ -49,7 +67,7 @@ def _ignore_further_interrupts() -> None:
 
 
 def _report_errors(command: Callable) -> Callable:
-    """Package errors become one red line and exit code 1; Ctrl-C exits with 130."""
+    """Package errors and OSErrors become one red line and exit code 1; Ctrl-C exits with 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -63,6 +81,12 @@ def _report_errors(command: Callable) -> Callable:
                 _ignore_further_interrupts()
             console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(130 if interrupted else 1) from None
+        except OSError as exc:  # one not caught where the file is written: still one line, with the path
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print(
+                f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _ignore_further_interrupts()
             console.print("[bold red]interrupted[/]")
@@ -151,22 +175,34 @@ def train(
     data: Annotated[
         list[str] | None,
         typer.Option(
-            help="A prepared folder, or a raw folder (prepared on the fly). Repeat it to train on several data sets"
-            " together, each a share of every epoch: equal shares, or DIR:WEIGHT (e.g. --data isic:1 --data ham:0.5)."
+            metavar="<folder>",
+            help="A prepared folder, or a raw folder (prepared on the fly); required, except with --resume. Repeat it"
+            " to train on several data sets together, each a share of every epoch: equal shares, or DIR:WEIGHT"
+            " (e.g. --data isic:1 --data ham:0.5).",
         ),
     ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder for weights, metrics and plots.")] = Path(
-        "runs/skinseg"
-    ),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Run folder for weights, metrics and plots; one holding a run needs --resume or --overwrite"
+            " [default: runs/skinseg].",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run in --out (its files are removed when the new run starts).")
+    ] = False,
     preset: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="default, or 'seed': the course project's recipe (Adam 1e-4, Dice "
-            "loss, batch 16, 10 epochs, no augmentation). Explicit options win."
+            "loss, batch 16, 10 epochs, no augmentation). Explicit options win [default: default]."
         ),
-    ] = "default",
+    ] = None,
     size: Annotated[int | None, typer.Option(help="Image size when --data is a raw folder [default: 256].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs [default: 40; seed: 10].")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs [default: 40; seed: 10]. With --resume: a new total for the run.")
+    ] = None,
     time_budget: Annotated[
         str | None,
         typer.Option(
@@ -207,15 +243,28 @@ def train(
     max_train_images: Annotated[
         int | None, typer.Option(help="Use at most this many training images (0: all).")
     ] = None,
-    precision: PrecisionOption = "auto",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16 [default: auto; with"
+            " --resume: the run's]."
+        ),
+    ] = None,
     channels_last: Annotated[
         bool | None, typer.Option(help="channels_last memory layout [default: with bf16].")
     ] = None,
     compile: Annotated[
-        bool, typer.Option(help="torch.compile the model (CUDA and CPU; the first epoch is slower).")
-    ] = False,
+        bool | None,
+        typer.Option(help="torch.compile the model (CUDA and CPU; the first epoch is slower) [default: off]."),
+    ] = None,
     device: DeviceOption = "auto",
-    resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the run in this folder (interrupted, or finished: --epochs or --time-budget give it a new"
+            " total); its other settings are kept."
+        ),
+    ] = None,
     init: Annotated[
         Path | None,
         typer.Option(
@@ -227,15 +276,13 @@ def train(
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     from skinseg.config import parse_duration, train_config
     from skinseg.distributed import is_main_process
+    from skinseg.errors import SkinsegError
     from skinseg.progress import training_display
     from skinseg.reports import print_notes
-    from skinseg.train import resumed_config, startup_notes
+    from skinseg.train import check_run_folder, clear_run_folder, resume_config, startup_notes
     from skinseg.train import train as run_training
 
-    config = train_config(
-        data or ["."],
-        preset,
-        out=out_dir,
+    options = dict(  # None: not given
         size=size,
         epochs=epochs,
         time_budget=parse_duration(time_budget) if time_budget else None,
@@ -260,10 +307,20 @@ def train(
         channels_last=channels_last,
         compile=compile,
         device=device,
-        resume=resume,
         init=init,
     )
-    config = resumed_config(config)
+    if resume:
+        if overwrite:
+            raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")
+        config = resume_config(resume, data=data, out=out_dir, preset=preset, **options)
+    else:
+        if not data:
+            raise SkinsegError("give --data: a prepared or raw data set (repeat it for several), or --resume RUN")
+        out_dir = out_dir or Path("runs/skinseg")
+        check_run_folder(out_dir, overwrite)  # before any data is prepared or loaded
+        config = train_config(data, preset or "default", out=out_dir, **options)
+        if overwrite and is_main_process():
+            clear_run_folder(out_dir)
     if is_main_process():
         line, notes = startup_notes(config)
         console.print(line, highlight=False, soft_wrap=True)
@@ -289,8 +346,9 @@ def evaluate(
     data: Annotated[
         list[Path] | None,
         typer.Option(
+            metavar="<folder>",
             help="A prepared dataset (its test split by default) or a raw folder with masks; repeat it to score"
-            " several data sets, each on its own row."
+            " several data sets, each on its own row.",
         ),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
@@ -315,12 +373,21 @@ def evaluate(
     device: DeviceOption = "auto",
     html: ReportOption = None,
     report_max_cases: ReportMaxCasesOption = 500,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --report file.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing output files (--json, --csv, --figures, --report).")
+    ] = False,
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
     from skinseg.config import EvaluateConfig
     from skinseg.errors import SkinsegError
-    from skinseg.evaluate import data_set_name, evaluate_folders, evaluate_model, html_page_path, write_reports
+    from skinseg.evaluate import (
+        check_report_paths,
+        data_set_name,
+        evaluate_folders,
+        evaluate_model,
+        html_page_path,
+        write_reports,
+    )
     from skinseg.fileio import refuse_existing
     from skinseg.html_report import ReportCases
     from skinseg.reports import metrics_table, sets_table
@@ -328,6 +395,7 @@ def evaluate(
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
+        check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite)
         if html:
             refuse_existing(html, overwrite)  # before the scoring, not after it
         reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
@@ -337,6 +405,7 @@ def evaluate(
         names = [data_set_name(d) for d in data]
         if len(set(names)) < len(names):
             raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
+        check_report_paths(json_file, csv_file, figures, names, [*data, *([model] if model else [])], overwrite)
         if html:
             for name in names:
                 refuse_existing(html_page_path(html, name, len(names) > 1), overwrite)  # before the scoring
@@ -370,10 +439,13 @@ def evaluate(
             out.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_report_errors
 def segment(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders or glob patterns.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="IMAGES...", help="Image files, folders or glob patterns.", show_default=False),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Mask file for one input, folder for many.")],
     model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
     threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
@@ -389,9 +461,15 @@ def segment(
     ] = True,
     summary: Annotated[
         Path | None,
-        typer.Option(help="Per-image CSV or JSON (by suffix): lesion area, bounding box, mean probability, time."),
+        typer.Option(
+            help="Per-image .csv or .json: lesion area, bounding box, mean probability, time (written as each"
+            " image is done)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option(help="Leave the images whose outputs exist (counted, not failures): resume a batch.")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     backend: Annotated[
         str,
@@ -417,6 +495,7 @@ def segment(
         device=device,
         batch_size=batch_size,
         overwrite=overwrite,
+        skip_existing=skip_existing,
         overlay=overlay,
         probabilities=probabilities,
         tta=tta,
@@ -428,8 +507,19 @@ def segment(
         report_max_cases=report_max_cases,
     )
     result = segment_paths(config, console=console)
+    if result.ignored:
+        first = escape(str(result.ignored[0]))
+        console.print(
+            f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
+            f" (names ending _segmentation, _mask, _lesion, _overlay or _probability; first: {first})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    existing = f"; {len(result.existing)} already there (skipped)" if result.existing else ""
     failed = f"; {len(result.failed)} failed" if result.failed else ""
-    out.print(f"wrote {len(result.written)} mask(s) to {result.output}{failed}", soft_wrap=True, highlight=False)
+    out.print(
+        f"wrote {len(result.written)} mask(s) to {result.output}{existing}{failed}", soft_wrap=True, highlight=False
+    )
     _report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)
@@ -443,12 +533,15 @@ def _report_skipped(skipped: list, shown: int = 20) -> None:
         console.print(f"... and {len(skipped) - shown} more", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_report_errors
 def export(
-    model: Annotated[Path | None, typer.Argument(help="Weights file [default: the bundled model].")] = None,
+    model: Annotated[
+        Path | None, typer.Argument(metavar="[MODEL]", help="Weights file [default: the bundled model].")
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")] = Path("skinseg.onnx"),
     format: Annotated[str, typer.Option(help="onnx (the only format).")] = "onnx",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Export the model as ONNX (dynamic batch and image size, metadata included)."""
     from skinseg.errors import SkinsegError
@@ -456,7 +549,7 @@ def export(
 
     if format != "onnx":
         raise SkinsegError(f"unknown export format '{format}'; only onnx is supported")
-    out.print(f"wrote {export_onnx(model, output)}", soft_wrap=True, highlight=False)
+    out.print(f"wrote {export_onnx(model, output, overwrite=overwrite)}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:

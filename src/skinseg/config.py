@@ -151,6 +151,7 @@ class TrainConfig:
     max_train_images: int = 0  # 0: all (a cap for quick runs)
     resume: Path | None = None
     init: Path | None = None  # start from these weights (a skinseg model file, or "bundled")
+    resumed: bool = False  # made by skinseg.train.resume_config: the run's own settings, not to be reloaded
 
     def __post_init__(self) -> None:
         from skinseg.architectures import ARCHITECTURES
@@ -198,6 +199,7 @@ class TrainConfig:
         values["data"] = str(Path(self.data).resolve())
         values["more_data"] = [str(Path(p).resolve()) for p in self.more_data]
         values["data_weights"] = list(self.data_weights)
+        values.pop("resumed")
         return values
 
     @classmethod
@@ -285,6 +287,7 @@ class SegmentConfig:
     device: str = "auto"
     batch_size: int = 8
     overwrite: bool = False
+    skip_existing: bool = False  # leave images whose outputs exist (counted, not failures)
     overlay: bool = False
     probabilities: bool = False
     tta: bool = False

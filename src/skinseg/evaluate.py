@@ -8,6 +8,7 @@ file (binarised by the ISIC rule), so the figures match the official scorer run 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
 from skinseg.data.layouts import MASK_SUFFIXES, Pair, discover_pairs
 from skinseg.data.prepare import load_manifest
 from skinseg.errors import SkinsegError
-from skinseg.fileio import write_csv, write_text
+from skinseg.fileio import check_output, refuse_existing, write_csv, write_text
 from skinseg.metrics import METRIC_NAMES, image_metrics, summarise
 
 if TYPE_CHECKING:
@@ -161,6 +162,43 @@ def data_set_name(data: Path) -> str:
     return set_name(data, load_manifest(data))
 
 
+FIGURE_FILES = ("dice_histogram.png", "cases.png")
+
+
+def figure_folders(figures: Path, set_names: list[str]) -> list[Path]:
+    """The figures folder, or a subfolder per data set when there are several."""
+    return [figures / name for name in set_names] if len(set_names) > 1 else [figures]
+
+
+def check_report_paths(
+    json_file: Path | None,
+    csv_file: Path | None,
+    figures: Path | None,
+    set_names: list[str],
+    inputs: list[Path],
+    overwrite: bool = False,
+) -> None:
+    """Before any scoring: each report file has its format's suffix, is not an input (a file of the model or
+    under an input folder that exists already is refused even with `overwrite`) and exists only with
+    `overwrite`; `figures` is a folder whose figures exist only with `overwrite`."""
+    input_folders = [os.path.realpath(p) for p in inputs if p.is_dir()]
+    for path, suffix in ((json_file, ".json"), (csv_file, ".csv")):
+        if path is None:
+            continue
+        if path.suffix.lower() != suffix:
+            raise SkinsegError(f"--{suffix[1:]} writes {suffix[1:].upper()}: name the file {suffix}", path)
+        real = os.path.realpath(path)
+        if path.exists() and any(os.path.commonpath([real, folder]) == folder for folder in input_folders):
+            raise SkinsegError("lies in an input folder of this evaluation: refusing to write over it", path)
+        check_output(path, overwrite, [p for p in inputs if not p.is_dir()])
+    if figures is not None:
+        if figures.exists() and not figures.is_dir():
+            raise SkinsegError("--figures takes a folder, and this is a file", figures)
+        for folder in figure_folders(figures, set_names):
+            for name in FIGURE_FILES:
+                refuse_existing(folder / name, overwrite)
+
+
 def write_reports(
     reports: EvalReport | list[EvalReport],
     json_file: Path | None = None,
@@ -171,9 +209,11 @@ def write_reports(
 ) -> None:
     """One report as before; several (one per data set) kept apart: a JSON list under "sets", a `set` column
     in the CSV, a figures folder and an HTML page (REPORT-<set>.html) per set. `html_file` needs the reports
-    made with `cases`; an existing page is kept unless `overwrite`."""
+    made with `cases`; an existing file is kept unless `overwrite` (check_report_paths says so before the
+    scoring)."""
     several = isinstance(reports, list) and len(reports) > 1
     reports = reports if isinstance(reports, list) else [reports]
+    check_report_paths(json_file, csv_file, figures, [r.name for r in reports], [], overwrite)
     if html_file:
         from skinseg.html_report import evaluation_page, write_page
 
@@ -188,8 +228,8 @@ def write_reports(
         rows = [{"set": r.name, **row} for r in reports for row in r.per_image]
         write_csv(csv_file, rows, ["set", "id", *METRIC_NAMES] if several else ["id", *METRIC_NAMES])
     if figures:
-        for r in reports:
-            write_figures(r, Path(figures) / r.name if several else Path(figures))
+        for r, folder in zip(reports, figure_folders(Path(figures), [r.name for r in reports]), strict=True):
+            write_figures(r, folder)
 
 
 def html_page_path(html_file: Path, set_name: str, several: bool) -> Path:
@@ -201,7 +241,10 @@ def write_figures(report: EvalReport, folder: Path) -> None:
     """dice_histogram.png and cases.png (best, median and worst images by Dice)."""
     from skinseg.figures import plot_cases, plot_histogram
 
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SkinsegError(f"cannot make the figures folder: {exc.strerror or exc}", folder) from None
     dice = [row["dice"] for row in report.per_image]
     plot_histogram(dice, folder / "dice_histogram.png")
     if not report.pairs or report.segmenter is None:

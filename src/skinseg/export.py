@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, cache_root
+from skinseg.fileio import atomic_path, cache_root, check_output
 from skinseg.weights import ModelInfo, bundled_model_path, info_from_json, load_model
 
 METADATA_KEY = "skinseg"
@@ -28,8 +28,13 @@ def _require(module: str):
         raise SkinsegError(f"the ONNX backend needs the '{module}' package: pip install 'skinseg[onnx]'") from None
 
 
-def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18) -> Path:
-    """Write the model (bundled when `model_path` is None) as ONNX with dynamic batch, height and width."""
+def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18, overwrite: bool = False) -> Path:
+    """Write the model (bundled when `model_path` is None) as ONNX with dynamic batch, height and width. `out`
+    is checked first: named .onnx, not the model file, and an existing file replaced only with `overwrite`."""
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise SkinsegError("an ONNX export is named .onnx", out)
+    check_output(out, overwrite, [model_path] if model_path is not None else [])
     onnx = _require("onnx")
     _require("onnxscript")
     model, info = load_model(model_path, "cpu")
@@ -39,7 +44,6 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18)
         2: torch.export.Dim("height", min=1, max=16384),
         3: torch.export.Dim("width", min=1, max=16384),
     }
-    out = Path(out)
     # The slow export goes to a scratch folder, so that only the quick final save is an atomic write
     # (during which an interrupt is held back).
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
@@ -89,7 +93,7 @@ def cached_onnx(model_path: str | Path | None) -> Path:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
     target = cache_root() / "onnx" / f"{source.stem}-{digest}.onnx"
     if not target.is_file():
-        export_onnx(source, target)
+        export_onnx(source, target, overwrite=True)  # a cache entry: another process may have just made it
     return target
 
 

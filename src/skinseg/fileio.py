@@ -7,7 +7,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from skinseg.errors import SkinsegError
@@ -78,6 +78,17 @@ def refuse_existing(path: str | Path, overwrite: bool) -> None:
     """The rule for outputs: a file that exists is replaced only with --overwrite."""
     if not overwrite and Path(path).exists():
         raise SkinsegError("exists (use --overwrite to replace it)", path)
+
+
+def check_output(path: str | Path, overwrite: bool, inputs: Iterable[str | Path] = ()) -> None:
+    """The rule for every file the tool writes, checked before the work: never one of the command's `inputs`
+    (not even with --overwrite), never a folder, and an existing file only with --overwrite."""
+    real = os.path.realpath(path)  # realpath, unlike resolve, survives link loops
+    if any(real == os.path.realpath(p) for p in inputs):
+        raise SkinsegError("is an input of this command; refusing to write over it", path)
+    if Path(path).is_dir():
+        raise SkinsegError("is a folder; give a file name", path)
+    refuse_existing(path, overwrite)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -7,24 +7,29 @@ batch runs in threads while the model works on the current one.
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from skinseg.config import SegmentConfig
-from skinseg.data.images import IMAGE_SUFFIXES, load_rgb, save_mask_png, save_png
+from skinseg.data.images import IMAGE_SUFFIXES, MASK_FORMATS, load_rgb, save_mask_png, save_png
+from skinseg.data.layouts import MASK_SUFFIXES
 from skinseg.device import resolve_device
 from skinseg.distributed import env_rank_world
 from skinseg.errors import SkinsegError
-from skinseg.fileio import refuse_existing, write_csv, write_text
+from skinseg.fileio import check_output, interrupts_held
 from skinseg.precision import resolve_precision
 from skinseg.weights import load_model
 
@@ -121,16 +126,26 @@ class Segmenter:
         return self.masks_from(self.probabilities(images))
 
 
-def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
-    """Image files from files, folders (not recursive) and glob patterns, in order, without repeats."""
+# Files in an input folder that are masks or this command's own outputs, not images to segment.
+_NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES}|_overlay|_probability)$", re.I)
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
+
+
+def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None) -> list[Path]:
+    """Image files from files, folders (not recursive) and glob patterns, in order, without repeats. In a folder,
+    mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out
+    (and added to `ignored`): `segment DIR -o DIR` run twice does not take its own masks as inputs."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(
+            listed = sorted(
                 p
                 for p in item.iterdir()
                 if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
             )
+            found += [p for p in listed if not _NOT_INPUTS.search(p.stem)]
+            if ignored is not None:
+                ignored += [p for p in listed if _NOT_INPUTS.search(p.stem)]
         elif item.exists():
             found.append(item)
         elif any(ch in str(item) for ch in "*?["):
@@ -144,9 +159,17 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path]) -> list[Path]:
 
 
 def output_paths(inputs: list[Path], output: Path) -> list[Path]:
-    """One input and an output with an image suffix: that file. Otherwise a folder of <stem>_segmentation.png."""
-    if len(inputs) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
-        return [output]
+    """One input and an output named .png, .tif or .bmp: that file, in that format. Otherwise a folder of
+    <stem>_segmentation.png. A lossy suffix (.jpg, .webp, .gif) is refused: it would not hold a binary mask."""
+    suffix = output.suffix.lower()
+    if not output.is_dir() and suffix in LOSSY_SUFFIXES:
+        raise SkinsegError(
+            f"a mask cannot be saved as {suffix} (it would not stay 0/255); name it .png, .tif or .bmp", output
+        )
+    if suffix in MASK_FORMATS and not output.is_dir():
+        if len(inputs) == 1:
+            return [output]
+        raise SkinsegError(f"names one mask file, but there are {len(inputs)} images: give a folder", output)
     if output.exists() and not output.is_dir():
         raise SkinsegError("output must be a folder when segmenting several images", output)
     targets = [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]
@@ -168,33 +191,93 @@ class SegmentResult:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
+    ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
+
+
+SUMMARY_COLUMNS = (
+    "image",
+    "mask",
+    "width",
+    "height",
+    "lesion_pixels",
+    "lesion_fraction",
+    "bbox_x0",
+    "bbox_y0",
+    "bbox_x1",
+    "bbox_y1",
+    "mean_probability",
+    "seconds",
+)
 
 
 def _summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, seconds: float) -> dict:
     area = int(mask.sum())
     ys, xs = np.nonzero(mask)
     box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if area else [0, 0, 0, 0]
-    return {
-        "image": str(source),
-        "mask": str(target),
-        "width": mask.shape[1],
-        "height": mask.shape[0],
-        "lesion_pixels": area,
-        "lesion_fraction": round(area / mask.size, 6),
-        "bbox_x0": box[0],
-        "bbox_y0": box[1],
-        "bbox_x1": box[2],
-        "bbox_y1": box[3],
-        "mean_probability": round(float(prob[mask].mean()) if area else 0.0, 6),
-        "seconds": round(seconds, 4),
-    }
+    values = [
+        str(source),
+        str(target),
+        mask.shape[1],
+        mask.shape[0],
+        area,
+        round(area / mask.size, 6),
+        *box,
+        round(float(prob[mask].mean()) if area else 0.0, 6),
+        round(seconds, 4),
+    ]
+    return dict(zip(SUMMARY_COLUMNS, values, strict=True))
 
 
-def write_summary(rows: list[dict], path: Path) -> None:
-    if path.suffix.lower() == ".json":
-        write_text(path, json.dumps(rows, indent=1))
-    else:
-        write_csv(path, rows, list(rows[0]) if rows else ["image"])
+class SummaryWriter:
+    """Per-image rows written to CSV (or a JSON list, by suffix) as they come and flushed each time, so that an
+    interrupted batch keeps the rows of the images it finished (the JSON list is closed on the way out)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.file: TextIO | None = None
+        self.json = path is not None and path.suffix.lower() == ".json"
+        self.count = 0
+
+    def __enter__(self) -> SummaryWriter:
+        if self.path is None:
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "w", encoding="utf-8", newline="")  # closed in __exit__
+        except OSError as exc:
+            raise SkinsegError(f"cannot write the summary: {exc.strerror or exc}", self.path) from None
+        self._write("[" if self.json else ",".join(SUMMARY_COLUMNS) + "\r\n")
+        return self
+
+    def _write(self, text: str) -> None:
+        assert self.file is not None
+        try:
+            self.file.write(text)
+            self.file.flush()
+        except OSError as exc:
+            raise SkinsegError(f"could not write file: {exc.strerror or exc}", self.path) from None
+
+    def add(self, row: dict) -> None:
+        if self.file is None:
+            return
+        if self.json:
+            self._write(("," if self.count else "") + "\n " + json.dumps(row))
+        else:
+            buffer = io.StringIO()
+            csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS).writerow(row)
+            self._write(buffer.getvalue())
+        self.count += 1
+
+    def __exit__(self, *exc_info) -> None:
+        if self.file is None:
+            return
+        with interrupts_held():
+            try:
+                if self.json:
+                    self._write("\n]\n")
+            finally:
+                self.file.close()
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
@@ -210,8 +293,17 @@ def _read(source: Path) -> tuple[Path, np.ndarray | None, str | None]:
         return source, None, str(exc).removeprefix(f"{source}: ")
 
 
+def _outputs_of(config: SegmentConfig, source: Path, target: Path) -> list[Path]:
+    """The files one image gives: its mask, and its overlay and probability map when asked for."""
+    kinds = [kind for kind, on in (("overlay", config.overlay), ("probability", config.probabilities)) if on]
+    return [target, *(_sibling(target, source, kind) for kind in kinds)]
+
+
 def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
-    """Segment every input image; unreadable ones are reported and the rest go on."""
+    """Segment every input image; unreadable ones are reported and the rest go on.
+
+    Every output is checked before the model is loaded: none may be an input (not even with `overwrite`);
+    an image whose outputs exist is skipped (with `skip_existing`), replaced (with `overwrite`) or reported."""
     from rich.console import Console
 
     from skinseg.figures import overlay_image
@@ -219,21 +311,34 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     from skinseg.progress import progress_bar
     from skinseg.reports import print_notes
 
-    inputs = collect_inputs(config.inputs)
+    if config.skip_existing and config.overwrite:
+        raise SkinsegError("--skip-existing and --overwrite exclude each other: give one")
+    result = SegmentResult(config.output)
+    inputs = collect_inputs(config.inputs, result.ignored)
     targets = output_paths(inputs, config.output)
     resolved_inputs = {os.path.realpath(p) for p in inputs}  # realpath, unlike resolve, survives link loops
-    result = SegmentResult(config.output)
     todo = []
     pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
     report = _rank_path(config.report, rank, world) if config.report else None
-    if report:
-        refuse_existing(report, config.overwrite)  # before the work, not after it
+    summary = _rank_path(config.summary, rank, world) if config.summary else None
+    if summary and summary.suffix.lower() not in (".csv", ".json"):
+        raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
+    if report and summary and os.path.realpath(report) == os.path.realpath(summary):
+        raise SkinsegError("--report and --summary name one file", summary)
+    for path in filter(None, (report, summary)):
+        check_output(path, config.overwrite, inputs)  # before the work, not after it
     cases = ReportCases(config.report_max_cases)
     for source, target in pairs:
-        if os.path.realpath(target) in resolved_inputs:
-            raise SkinsegError("refusing to overwrite an input image with its mask", target)
-        if target.exists() and not config.overwrite:
-            result.failed.append((source, f"output {target} exists (use --overwrite to replace it)"))
+        outputs = _outputs_of(config, source, target)
+        taken = [p for p in outputs if os.path.realpath(p) in resolved_inputs]
+        if taken:
+            raise SkinsegError("refusing to overwrite an input image with an output", taken[0])
+        there = [p for p in outputs if p.exists()]
+        if config.skip_existing and len(there) == len(outputs):
+            result.existing.append(source)
+        elif there and not config.overwrite:
+            hint = "--overwrite to replace it or --skip-existing to leave it"
+            result.failed.append((source, f"output {there[0]} exists (use {hint})"))
         else:
             todo.append((source, target))
     segmenter = Segmenter(
@@ -243,6 +348,7 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
 
     with (
+        SummaryWriter(summary) as rows_out,
         progress_bar(console or Console(quiet=True), "Segmenting") as advance,
         ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool,
     ):
@@ -265,11 +371,10 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
                     save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))
                 result.written.append(target)
                 result.rows.append(_summary_row(source, target, mask, prob, seconds))
+                rows_out.add(result.rows[-1])
                 if report:
                     cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
             advance(sum(len(b) for b in batches[: index + 1]), len(todo))
-    if config.summary:
-        write_summary(result.rows, _rank_path(config.summary, rank, world))
     if report:
         from skinseg.html_report import segment_page, write_page
 

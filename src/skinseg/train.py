@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,17 @@ from skinseg.optim import create_optimizer, lr_at, lr_at_fraction
 from skinseg.precision import Precision, compile_active, resolve_precision
 from skinseg.weights import ModelInfo, save_model
 
-__all__ = ["TrainResult", "TrainingInterrupted", "lr_at", "resumed_config", "startup_notes", "train"]
+__all__ = [
+    "TrainResult",
+    "TrainingInterrupted",
+    "check_run_folder",
+    "clear_run_folder",
+    "lr_at",
+    "resume_config",
+    "resumed_config",
+    "startup_notes",
+    "train",
+]
 
 METRIC_COLUMNS = (
     "epoch",
@@ -586,23 +597,75 @@ def _interrupt_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def resumed_config(config: TrainConfig) -> TrainConfig:
-    """With `resume` set: the settings saved in that run folder (a resumed run keeps its own schedule), on
-    this call's device. Without: `config` itself."""
-    if not config.resume:
-        return config
-    run_dir = Path(config.resume)
+RUN_FILES = ("best.safetensors", "last.safetensors", "state.json")  # a folder holding one holds a run
+RUN_OUTPUTS = (*RUN_FILES, "state.safetensors", "metrics.csv", "curves.png", "config.json")
+RESUME_CHANGES = ("epochs", "time_budget", "device", "precision")  # what a resumed run may be given anew
+
+
+def check_run_folder(out: Path, overwrite: bool = False) -> None:
+    """A new run does not write into a folder that holds a finished or started run: that takes --resume (to
+    continue it) or --overwrite (to replace it). The folder is made here, so that one that cannot be is an
+    error before the work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SkinsegError("is a file; --out takes a folder for the run", out)
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise SkinsegError(
+            f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is said before the data is loaded
+    except OSError as exc:
+        raise SkinsegError(f"cannot make the run folder: {exc.strerror or exc}", out) from None
+
+
+def clear_run_folder(out: Path) -> None:
+    """Remove the files of the run in `out` (--overwrite), so that none of the old run's is left beside the new."""
+    for name in RUN_OUTPUTS:
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def resume_config(run_dir: str | Path, **options: Any) -> TrainConfig:
+    """The settings that continue the run in `run_dir`: those in its config.json, with the options of
+    RESUME_CHANGES that are given (not None): a new total of epochs or time budget, another device or precision.
+    Any other option given is refused (a resumed run keeps its data, model, recipe and folder), never ignored."""
+    refused = [name for name, value in options.items() if value is not None and name not in RESUME_CHANGES]
+    if refused:
+        names = ", ".join(f"--{name.replace('_', '-')}" for name in refused)
+        raise SkinsegError(
+            f"{names} cannot be given with --resume: a resumed run keeps its data, model and recipe"
+            " (only --epochs, --time-budget, --device and --precision can change)"
+        )
+    run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
+    if not (run_dir / "last.safetensors").is_file() or not (run_dir / "state.json").is_file():
+        raise SkinsegError(
+            "no finished epoch to resume from (the run stopped in its first epoch): start it again without --resume",
+            run_dir,
+        )
     saved = json.loads((run_dir / "config.json").read_text())
     saved.pop("resolved", None)
     restored = TrainConfig.from_dict(saved)
-    return replace(
-        restored,
-        resume=config.resume,
-        device=config.device,
-        time_budget=config.time_budget or restored.time_budget,  # a budget given on resume extends the run
-    )
+    changes = {name: value for name, value in options.items() if value is not None}
+    if "epochs" in changes:
+        if restored.time_budget and not changes.get("time_budget"):
+            raise SkinsegError("this run trains for a time budget: give it a new total with --time-budget", run_dir)
+        done = json.loads((run_dir / "state.json").read_text()).get("epoch", 0)
+        if changes["epochs"] < done:
+            raise SkinsegError(
+                f"the run has finished {done} epochs; --epochs sets its new total, so give more", run_dir
+            )
+    return replace(restored, resume=run_dir, resumed=True, **changes)
+
+
+def resumed_config(config: TrainConfig) -> TrainConfig:
+    """With `resume` set: the settings saved in that run folder (a resumed run keeps its own schedule), on
+    this call's device, and with its time budget where one is given. Without: `config` itself."""
+    if not config.resume or config.resumed:
+        return config
+    return resume_config(config.resume, device=config.device, time_budget=config.time_budget or None)
 
 
 def describe_setup(device: torch.device, precision: Precision, compiled: bool) -> dict:
@@ -760,6 +823,11 @@ def _train(
                     stopped_early = True
                     break
         except KeyboardInterrupt:
+            if not state.history:
+                raise TrainingInterrupted(
+                    "training interrupted in its first epoch, before anything was saved: nothing to resume;"
+                    " start it again with the same command"
+                ) from None
             raise TrainingInterrupted(
                 f"training interrupted after {len(state.history)} finished epoch(s); continue "
                 f"with `skinseg train --resume {run_dir}`"
