@@ -98,8 +98,8 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
         index,
         {
             "id": pair.id,
-            "image": str(pair.image),
-            "mask": str(pair.mask),
+            "image": str(pair.image.resolve()),  # absolute: the manifest is read from any working folder
+            "mask": str(pair.mask.resolve()),
             "original_size": list(original),
             "sha256": _sha256(pair.image),
             "channel_sum": [float(h @ _LEVELS) for h in histograms],
