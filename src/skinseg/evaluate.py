@@ -40,6 +40,7 @@ class EvalReport:
     model_path: str | None = None
     segmenter: Segmenter | None = None  # the Segmenter that made the predictions, for figures
     cases: ReportCases | None = None  # per-image overlays and areas, for the HTML report
+    unmatched_predictions: list[str] | None = None  # evaluate_folders: ids of predictions with no true mask
 
     def to_json(self) -> dict:
         return {
@@ -178,6 +179,7 @@ def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) 
     missing = [i for i in truths if i not in preds]
     if missing:
         raise SkinsegError(f"no prediction for {len(missing)} of {len(truths)} images (first: {missing[0]})", pred)
+    unmatched = [i for i in preds if i not in truths]  # not scored: reported, not silently dropped
     rows = []
     for image_id, truth_path in truths.items():
         truth_mask, pred_mask = load_mask(truth_path), load_mask(preds[image_id])
@@ -190,7 +192,9 @@ def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) 
         rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
         if cases is not None:
             cases.add(image_id, pred_mask, truth_mask)
-    return EvalReport(f"{pred} against {truth}", Path(pred).name, rows, summarise(rows), cases=cases)
+    return EvalReport(
+        f"{pred} against {truth}", Path(pred).name, rows, summarise(rows), cases=cases, unmatched_predictions=unmatched
+    )
 
 
 def data_set_name(data: Path) -> str:
