@@ -196,13 +196,15 @@ def load_model(
         raise SkinsegError(
             f"cannot build the architecture in its metadata ({type(exc).__name__}: {exc})", path
         ) from None
-    stored = {k: v.get("shape") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    stored = {
+        k: tuple(v["shape"]) if isinstance(v, dict) and isinstance(v.get("shape"), list) else None
+        for k, v in header.items()
+        if k != "__metadata__"
+    }
     problems = [f"{k} (missing)" for k in expected if k not in stored]
     problems += [f"{k} (not in the architecture)" for k in stored if k not in expected]
     problems += [
-        f"{k} (shape {tuple(stored[k])}, expected {expected[k]})"
-        for k in expected
-        if k in stored and tuple(stored[k] or ()) != expected[k]
+        f"{k} (shape {stored[k]}, expected {expected[k]})" for k in expected if k in stored and stored[k] != expected[k]
     ]
     if problems:
         raise SkinsegError(
