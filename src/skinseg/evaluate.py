@@ -7,6 +7,7 @@ file (binarised by the ISIC rule), so the figures match the official scorer run 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,7 @@ class EvalReport:
     model_path: str | None = None
     segmenter: Segmenter | None = None  # the Segmenter that made the predictions, for figures
     cases: ReportCases | None = None  # per-image overlays and areas, for the HTML report
+    unmatched_predictions: list[str] | None = None  # evaluate_folders: ids of predictions with no true mask
 
     def to_json(self) -> dict:
         return {
@@ -57,24 +59,61 @@ def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) ->
     from skinseg.data.dataset import ensure_prepared
 
     data = Path(data)
-    manifest = load_manifest(data)
+    manifest, root = load_manifest(data), data
     where = f"{split} split of {data}"
     if manifest is None:
         if split == "all":
             return discover_pairs(data).pairs, f"all pairs in {data}"
         prepared = ensure_prepared(data, size, split_seed)
-        manifest, where = (
+        manifest, root, where = (
             prepared.manifest,
+            prepared.root,
             f"{split} split of {data} (split seed {split_seed}, prepared in {prepared.root})",
         )
     items = [item for item in manifest["items"] if split == "all" or item["split"] == split]
     if not items:
         raise SkinsegError(f"the prepared dataset has no '{split}' images", data)
-    pairs = [Pair(item["id"], Path(item["image"]), Path(item["mask"])) for item in items]
+    bases = _relative_bases(manifest, root)
+    pairs = [Pair(item["id"], _source(item["image"], bases), _source(item["mask"], bases)) for item in items]
     missing = [p.image for p in pairs if not p.image.is_file()] + [p.mask for p in pairs if not p.mask.is_file()]
     if missing:
-        raise SkinsegError(f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})", data)
+        older = " (its manifest, from an older skinseg, stores them relative to where prepare ran: run from there)"
+        relative = any(not Path(item["image"]).is_absolute() for item in items)
+        raise SkinsegError(
+            f"{len(missing)} source files of the prepared dataset are gone (first: {missing[0]})"
+            + (older if relative else ""),
+            data,
+        )
+    for pair, item in zip(pairs, items, strict=True):  # only the split that is read: a cheap check
+        if item.get("sha256") and hashlib.sha256(pair.image.read_bytes()).hexdigest() != item["sha256"]:
+            raise SkinsegError(
+                f"source image changed since the prepared set {data} was made: its cache is stale; "
+                "re-run `skinseg prepare`",
+                pair.image,
+            )
     return pairs, where
+
+
+def _relative_bases(manifest: dict, root: Path) -> list[tuple[Path, Path | None]]:
+    """Where an older manifest's relative source paths may start: the folder prepare ran in is an ancestor of
+    the recorded (absolute) source folder, or of the cache folder for unpacked zips; then the current folder.
+    Each base comes with the folder its paths must stay in."""
+    bases: list[tuple[Path, Path | None]] = []
+    for inside in (Path(manifest["source"]) if manifest.get("source") else None, Path(root).resolve()):
+        if inside is not None and inside.is_absolute():
+            bases += [(base, inside) for base in (inside, *inside.parents)]
+    return [*bases, (Path.cwd(), None)]
+
+
+def _source(stored: str, bases: list[tuple[Path, Path | None]]) -> Path:
+    path = Path(stored)
+    if path.is_absolute():
+        return path
+    for base, inside in bases:
+        candidate = Path(os.path.normpath(base / path))
+        if (inside is None or candidate.is_relative_to(inside)) and candidate.is_file():
+            return candidate
+    return path
 
 
 def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | None = None) -> EvalReport:
@@ -140,6 +179,7 @@ def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) 
     missing = [i for i in truths if i not in preds]
     if missing:
         raise SkinsegError(f"no prediction for {len(missing)} of {len(truths)} images (first: {missing[0]})", pred)
+    unmatched = [i for i in preds if i not in truths]  # not scored: reported, not silently dropped
     rows = []
     for image_id, truth_path in truths.items():
         truth_mask, pred_mask = load_mask(truth_path), load_mask(preds[image_id])
@@ -152,7 +192,9 @@ def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) 
         rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
         if cases is not None:
             cases.add(image_id, pred_mask, truth_mask)
-    return EvalReport(f"{pred} against {truth}", Path(pred).name, rows, summarise(rows), cases=cases)
+    return EvalReport(
+        f"{pred} against {truth}", Path(pred).name, rows, summarise(rows), cases=cases, unmatched_predictions=unmatched
+    )
 
 
 def data_set_name(data: Path) -> str:

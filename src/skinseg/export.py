@@ -16,7 +16,7 @@ import torch
 
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path, cache_root, check_output
-from skinseg.weights import ModelInfo, bundled_model_path, info_from_json, load_model
+from skinseg.weights import ModelInfo, info_from_json, load_model, model_file
 
 METADATA_KEY = "skinseg"
 
@@ -85,7 +85,7 @@ def read_onnx_info(path: Path) -> ModelInfo:
 
 def cached_onnx(model_path: str | Path | None) -> Path:
     """An ONNX export of a weights file, made once and kept in the user cache (keyed by the file's content)."""
-    source = Path(model_path) if model_path is not None else bundled_model_path()
+    source = model_file(model_path)
     if source.suffix.lower() == ".onnx":
         return source
     if not source.is_file():

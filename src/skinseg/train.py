@@ -681,10 +681,24 @@ def startup_notes(config: TrainConfig) -> tuple[str, list[str]]:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device, config.channels_last)
     compiled = compile_active(config.compile, device)
-    notes = [*precision.notes, *filter(None, [compile_note(config.compile, device)])]
+    notes = [*precision.notes, *filter(None, [compile_note(config.compile, device), _no_validation_note(config)])]
     return (
         f"device: {describe_device(device)}; precision: {precision.describe()}; compile: {'on' if compiled else 'off'}"
     ), notes
+
+
+def _no_validation_note(config: TrainConfig) -> str | None:
+    """Said at the start when no data set has a validation split (known once it is prepared)."""
+    from skinseg.data.dataset import default_cache_dir
+    from skinseg.data.prepare import load_manifest
+
+    manifests = [
+        load_manifest(d) or load_manifest(default_cache_dir(d, config.size, config.split_seed))
+        for d in config.data_sets
+    ]
+    if all(m and not m["split_sizes"].get("val") for m in manifests):
+        return "no validation split: the best epoch is selected on training Dice (selected_on: train_dice)"
+    return None
 
 
 def train(
@@ -769,6 +783,7 @@ def _train(
                 "epochs": state.epoch,
                 "best_epoch": state.best_epoch,
                 "val_dice": round(state.best_val_dice, 4),
+                "selected_on": "val_dice" if any(len(p.indices("val")) for p in prepared) else "train_dice",
                 "train_images": len(data.train),
                 "data": ", ".join(s.source for s in data.sets),
                 "data_sets": [
@@ -804,6 +819,7 @@ def _train(
                 val, per_set = validate_sets(engine, data, config, context)
                 if val.count == 0:  # no validation split: select on training Dice (and say so in the row)
                     val = Validation(float("nan"), row["train_dice"], float("nan"), 0)
+                    row["selected_on"] = "train_dice"
                 row |= {
                     "val_loss": val.loss,
                     "val_accuracy": val.accuracy,

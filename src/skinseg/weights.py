@@ -7,6 +7,7 @@ threshold, skinseg version and a short training summary. Nothing is ever unpickl
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -57,6 +58,11 @@ def bundled_model_path() -> Path:
     return Path(str(resources.files("skinseg") / "assets" / BUNDLED_MODEL))
 
 
+def model_file(path: str | Path | None) -> Path:
+    """The file a model option names: None or "bundled" is the bundled model, anything else a path."""
+    return bundled_model_path() if path is None or str(path) == "bundled" else Path(path)
+
+
 def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtype: torch.dtype | None = None) -> Path:
     """Write weights and metadata atomically; `dtype=torch.float16` halves the file."""
     tensors = {}
@@ -73,7 +79,12 @@ def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtyp
 
 def read_info(path: str | Path) -> ModelInfo:
     """Read and check the metadata of a model file without loading its tensors."""
-    path = Path(path)
+    path = model_file(path)
+    return info_from_json(_skinseg_metadata(path, _read_header(path)), path)
+
+
+def _read_header(path: Path) -> dict:
+    """The JSON header of a safetensors file: tensor names, dtypes, shapes and offsets, and the metadata."""
     if not path.is_file():
         raise SkinsegError("model file not found", path)
     try:
@@ -84,10 +95,16 @@ def read_info(path: str | Path) -> ModelInfo:
             header = json.loads(handle.read(header_len))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise SkinsegError("not a safetensors file: its header is not JSON", path) from None
-    meta_text = (header.get("__metadata__") or {}).get("skinseg") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        raise SkinsegError("not a safetensors file: its header is not a JSON object", path)
+    return header
+
+
+def _skinseg_metadata(path: Path, header: dict) -> str:
+    meta_text = (header.get("__metadata__") or {}).get("skinseg")
     if meta_text is None:
         raise SkinsegError("safetensors file without skinseg metadata: not a skinseg model", path)
-    return info_from_json(meta_text, path)
+    return meta_text
 
 
 def _three_floats(values) -> tuple[float, float, float]:
@@ -119,39 +136,89 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
         config = ModelConfig.from_dict({"architecture": architecture, **meta["config"]})
         if config.architecture != architecture:
             raise ValueError(f"the metadata names two architectures ({architecture}, {config.architecture})")
-        return ModelInfo(
+        info = ModelInfo(
             config=config,
-            input_size=int(meta["input_size"]),
+            input_size=_whole_number(meta["input_size"]),
             mean=_three_floats(norm["mean"]),
             std=_three_floats(norm["std"]),
             threshold=float(meta["threshold"]),
             version=str(meta.get("skinseg_version", "?")),
             training=dict(meta.get("training") or {}),
         )
+        _check_ranges(info)
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise SkinsegError(f"skinseg metadata is incomplete or invalid ({exc})", path) from None
+    return info
+
+
+def _whole_number(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"input_size must be a whole number, got {value!r}")
+    return value
+
+
+def _check_ranges(info: ModelInfo) -> None:
+    """Metadata values that would make every mask wrong (or exhaust memory) without an error of their own."""
+    config = info.config
+    for name in ("in_channels", "out_channels", "base_filters", "depth", "segmentation_levels"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config {name} must be a whole number, got {value!r}")
+    if config.in_channels != 3 or config.out_channels != 1:
+        raise ValueError(f"expected 3 input channels and 1 output, got {config.in_channels} and {config.out_channels}")
+    if not 8 <= info.input_size <= 4096:
+        raise ValueError(f"input_size must be between 8 and 4096, got {info.input_size}")
+    if not all(0.0 <= m <= 255.0 for m in info.mean):
+        raise ValueError(f"normalisation mean must be in [0, 255], got {list(info.mean)}")
+    if not all(0.0 < s < math.inf for s in info.std):
+        raise ValueError(f"normalisation std must be finite and > 0, got {list(info.std)}")
+    if not 0.0 < info.threshold < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {info.threshold}")
 
 
 def load_model(
     path: str | Path | None = None, device: torch.device | str = "cpu"
 ) -> tuple[SegmentationModel, ModelInfo]:
-    """Rebuild the model from a file (the bundled model when `path` is None), in eval mode."""
-    path = Path(path) if path is not None else bundled_model_path()
-    info = read_info(path)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise SkinsegError(f"damaged model file ({exc})", path) from None
+    """Rebuild the model from a file (the bundled model when `path` is None or "bundled"), in eval mode.
+
+    Checked before anything runs: the metadata's ranges, the tensors' names and shapes against the architecture
+    (built first without memory, on the meta device, so a metadata claiming a huge model allocates nothing), and
+    every tensor finite."""
+    path = model_file(path)
+    header = _read_header(path)
+    info = info_from_json(_skinseg_metadata(path, header), path)
     from skinseg.architectures import create_model
 
-    model = create_model(info.config)
-    expected = model.state_dict()
-    problems = sorted(set(expected) ^ set(tensors))
-    problems += [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in create_model(info.config).state_dict().items()}
+    except Exception as exc:  # an architecture that cannot be built from this config
+        raise SkinsegError(
+            f"cannot build the architecture in its metadata ({type(exc).__name__}: {exc})", path
+        ) from None
+    stored = {
+        k: tuple(v["shape"]) if isinstance(v, dict) and isinstance(v.get("shape"), list) else None
+        for k, v in header.items()
+        if k != "__metadata__"
+    }
+    problems = [f"{k} (missing)" for k in expected if k not in stored]
+    problems += [f"{k} (not in the architecture)" for k in stored if k not in expected]
+    problems += [
+        f"{k} (shape {stored[k]}, expected {expected[k]})" for k in expected if k in stored and stored[k] != expected[k]
+    ]
     if problems:
         raise SkinsegError(
             f"weights do not match the architecture in its metadata ({len(problems)} tensors, first: {problems[0]})",
             path,
         )
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SkinsegError(f"damaged model file ({exc})", path) from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SkinsegError(f"tensor {name} holds NaN or infinite values: the weights are unusable", path)
+    model = create_model(info.config)
+    state = model.state_dict()
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info

@@ -55,7 +55,8 @@ def open_prepared(root: str | Path) -> PreparedData:
         masks = np.load(root / "masks.npy", mmap_mode="r")
     except (OSError, ValueError) as exc:
         raise SkinsegError(f"prepared arrays are missing or damaged ({exc})", root) from None
-    if len(images) != manifest["count"] or len(masks) != manifest["count"]:
+    count, size = manifest["count"], manifest["size"]
+    if images.shape != (count, size, size, 3) or masks.shape != (count, size, size):
         raise SkinsegError("prepared arrays do not match the manifest; run `skinseg prepare --force`", root)
     return PreparedData(root, manifest, images, masks)
 
@@ -73,5 +74,5 @@ def ensure_prepared(data: str | Path, size: int = 256, split_seed: int = 0) -> P
     if load_manifest(data) is not None:
         return open_prepared(data)
     out = default_cache_dir(data, size, split_seed)
-    prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed))
+    prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed), wait=True)
     return open_prepared(out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,6 +100,31 @@ def _walk_files(root: Path) -> list[Path]:
     return found
 
 
+# A zip that would expand more than this many times its own size, and to more than ZIP_BOMB_BYTES, is refused
+# (a zip bomb, or not a data set); dermoscopy images, already compressed, expand about 1x.
+ZIP_MAX_RATIO = 100
+ZIP_BOMB_BYTES = 1 << 30
+
+
+def _check_expansion(archive: Path, zipped: zipfile.ZipFile, target: Path) -> None:
+    """Refuse a zip that would expand enormously or not fit on the disk, before anything is written."""
+    unpacked = sum(member.file_size for member in zipped.infolist())
+    packed = archive.stat().st_size
+    if unpacked > ZIP_MAX_RATIO * packed and unpacked > ZIP_BOMB_BYTES:
+        raise SkinsegError(
+            f"zip would expand {unpacked / max(packed, 1):.0f}x, to {unpacked / 2**30:.1f} GiB "
+            f"(the limit is {ZIP_MAX_RATIO}x above {ZIP_BOMB_BYTES / 2**30:g} GiB): refused as a possible zip bomb",
+            archive,
+        )
+    folder = next((p for p in (target, *target.parents) if p.exists()), Path.cwd())
+    free = shutil.disk_usage(folder).free
+    if unpacked > free:
+        raise SkinsegError(
+            f"zip would expand to {unpacked / 2**30:.1f} GiB but {folder} has only {free / 2**30:.1f} GiB free",
+            archive,
+        )
+
+
 def unpack_zips(root: Path, cache: Path) -> list[Path]:
     """Unpack every .zip directly in `root` (or `root` itself if it is a zip) into `cache`; reused when present."""
     zips = [root] if root.is_file() else sorted(p for p in root.glob("*.zip") if p.is_file())
@@ -114,6 +140,7 @@ def unpack_zips(root: Path, cache: Path) -> list[Path]:
                         name = Path(member.filename)
                         if name.is_absolute() or ".." in name.parts:
                             raise SkinsegError(f"zip member with an unsafe path: {member.filename}", archive)
+                    _check_expansion(archive, zipped, target)
                     zipped.extractall(target)
             except zipfile.BadZipFile as exc:
                 raise SkinsegError(f"not a valid zip file ({exc})", archive) from None

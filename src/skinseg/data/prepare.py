@@ -7,12 +7,15 @@ made from other inputs or settings, is never taken for a finished cache.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +98,8 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
         index,
         {
             "id": pair.id,
-            "image": str(pair.image),
-            "mask": str(pair.mask),
+            "image": str(pair.image.resolve()),  # absolute: the manifest is read from any working folder
+            "mask": str(pair.mask.resolve()),
             "original_size": list(original),
             "sha256": _sha256(pair.image),
             "channel_sum": [float(h @ _LEVELS) for h in histograms],
@@ -138,8 +141,40 @@ def load_manifest(out_dir: str | Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("format") == CACHE_FORMAT else None
 
 
-def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] | None = None) -> PrepareResult:
-    """Build (or reuse) the cache for `config.data` in `config.out`."""
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def _locked(out: Path, wait: bool) -> Iterator[None]:
+    """Hold OUT/.lock for the whole run, so that two runs into one folder never interleave (a second run
+    waits, with `wait`, or is refused). The lock goes with the process: a crashed run leaves none behind."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / LOCK).touch()
+    except OSError as exc:
+        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", out) from None
+    with open(out / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SkinsegError(
+                "another `skinseg prepare` is writing this folder; wait for it to finish or choose another --out", out
+            ) from None
+        for stale in out.glob(".*.tmp*.npy"):  # what a killed run left; no run can be writing it now
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def prepare_dataset(
+    config: PrepareConfig, progress: Callable[[int, int], None] | None = None, wait: bool = False
+) -> PrepareResult:
+    """Build (or reuse) the cache for `config.data` in `config.out`. Another run building the same folder is
+    waited for (`wait`) or refused."""
+    with _locked(Path(config.out), wait):
+        return _prepare(config, progress)
+
+
+def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None) -> PrepareResult:
     start = time.perf_counter()
     out = Path(config.out)
     discovery = discover_pairs(config.data, config.layout, config.mask_suffix, zip_cache=out / "unzipped")
@@ -161,10 +196,9 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
             groups=previous.get("groups"),
         )
 
-    out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished cache
     size, count = config.size, len(discovery.pairs)
-    images_tmp, masks_tmp = out / ".images.tmp.npy", out / ".masks.tmp.npy"
+    images_tmp, masks_tmp = _temp_file(out, "images"), _temp_file(out, "masks")  # a failed run's: removed by the next
     np.lib.format.open_memmap(images_tmp, "w+", np.uint8, (count, size, size, 3)).flush()
     np.lib.format.open_memmap(masks_tmp, "w+", np.uint8, (count, size, size)).flush()
 
@@ -250,6 +284,13 @@ def prepare_dataset(config: PrepareConfig, progress: Callable[[int, int], None] 
         seconds=time.perf_counter() - start,
         groups=group_info,
     )
+
+
+def _temp_file(out: Path, name: str) -> Path:
+    """A unique temporary .npy file in `out`, renamed over NAME.npy when whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.npy", dir=out)
+    os.close(fd)
+    return Path(tmp)
 
 
 def _grouping(config: PrepareConfig, discovery: Discovery) -> tuple[Path | None, str | None]:

@@ -1,0 +1,276 @@
+"""Issue 13, part B: what the tool reads (weights, zips, prepared sets, prediction folders) is checked, and
+what it cannot use is said in one line naming the file, never passed on silently."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from skinseg import architectures
+from skinseg.config import ModelConfig, PrepareConfig, TrainConfig
+from skinseg.data import layouts
+from skinseg.data.dataset import open_prepared
+from skinseg.data.prepare import LOCK, MANIFEST, prepare_dataset
+from skinseg.errors import SkinsegError
+from skinseg.evaluate import evaluate_folders, split_pairs
+from skinseg.weights import ModelInfo, bundled_model_path, load_model, read_info
+
+CONFIG = ModelConfig(base_filters=4, depth=3)
+
+
+def write_model(path: Path, meta: dict | None = None, tensors: dict | None = None, config: dict | None = None) -> Path:
+    """A tiny model file; `meta` replaces top-level metadata entries, `config` entries of its model config."""
+    torch.manual_seed(0)
+    state = {k: v.contiguous() for k, v in architectures.create_model(CONFIG).state_dict().items()}
+    info = ModelInfo(config=CONFIG, input_size=32, mean=(120.0, 100.0, 90.0), std=(50.0, 45.0, 40.0))
+    metadata = json.loads(info.to_json()) | (meta or {})
+    metadata["config"] = metadata["config"] | (config or {})
+    save_file(state if tensors is None else tensors(state), str(path), metadata={"skinseg": json.dumps(metadata)})
+    return path
+
+
+# ------------------------------------------------------------------------------------------ weights on load
+def test_a_well_formed_tiny_model_loads(tmp_path):
+    model, info = load_model(write_model(tmp_path / "m.safetensors"))
+    assert info.input_size == 32 and model.config == CONFIG
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_with_nan_or_inf_are_refused(tmp_path, bad):
+    def poison(state):
+        name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+        state[name] = state[name].clone()
+        state[name].view(-1)[1] = bad
+        return state
+
+    path = write_model(tmp_path / "m.safetensors", tensors=poison)
+    with pytest.raises(SkinsegError, match="NaN or infinite") as error:
+        load_model(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("meta", "config", "words"),
+    [
+        ({"input_size": 100000}, None, "input_size must be between 8 and 4096"),
+        ({"input_size": -5}, None, "input_size must be between 8 and 4096"),
+        ({"input_size": 32.5}, None, "input_size must be a whole number"),
+        ({"normalisation": {"mean": [0, 0, 0], "std": [0, 0, 0]}}, None, "std must be finite and > 0"),
+        ({"normalisation": {"mean": [0, 0, 0], "std": [1, float("nan"), 1]}}, None, "std must be finite and > 0"),
+        ({"normalisation": {"mean": [0, 0, 0], "std": [1, float("inf"), 1]}}, None, "std must be finite and > 0"),
+        ({"normalisation": {"mean": [-1, 0, 300], "std": [1, 1, 1]}}, None, "mean must be in"),
+        ({"threshold": 0}, None, "threshold must be between 0 and 1"),
+        ({"threshold": 1.5}, None, "threshold must be between 0 and 1"),
+        (None, {"depth": 40}, "depth must be between 2 and 8"),
+        (None, {"depth": 3.5}, "depth must be a whole number"),
+        (None, {"in_channels": 4}, "expected 3 input channels"),
+        (None, {"base_filters": 0}, "base_filters must be between"),
+    ],
+)
+def test_metadata_out_of_range_is_refused_before_the_model_is_built(tmp_path, monkeypatch, meta, config, words):
+    path = write_model(tmp_path / "m.safetensors", meta, config=config)
+    built = []
+    monkeypatch.setattr(architectures, "create_model", lambda c: built.append(c))
+    for read in (read_info, load_model):
+        with pytest.raises(SkinsegError, match=words) as error:
+            read(path)
+        assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
+    assert built == []
+
+
+def test_a_huge_architecture_in_the_metadata_allocates_nothing(tmp_path, monkeypatch):
+    """base_filters 1024 at depth 8 passes the config's ranges but would take terabytes: it is built on the meta
+    device only, found not to match the file's tensors, and refused."""
+    devices = []
+    real = architectures.create_model
+
+    def recording(config):
+        devices.append(torch.empty(0).device.type)
+        return real(config)
+
+    path = write_model(tmp_path / "m.safetensors", config={"base_filters": 1024, "depth": 8})
+    monkeypatch.setattr(architectures, "create_model", recording)
+    with pytest.raises(SkinsegError, match="do not match the architecture"):
+        load_model(path)
+    assert devices == ["meta"]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda s: {k: v for k, v in list(s.items())[1:]}, "missing"),
+        (lambda s: s | {"extra.weight": torch.zeros(2)}, "not in the architecture"),
+        (lambda s: {k: (torch.zeros(7) if i == 0 else v) for i, (k, v) in enumerate(s.items())}, "shape"),
+    ],
+)
+def test_tensors_must_match_the_architecture(tmp_path, change, words):
+    path = write_model(tmp_path / "m.safetensors", tensors=change)
+    with pytest.raises(SkinsegError, match=f"do not match the architecture.*{words}") as error:
+        load_model(path)
+    assert str(path) in str(error.value)
+
+
+def test_bundled_names_the_bundled_model():
+    assert read_info("bundled") == read_info(None) == read_info(bundled_model_path())
+    model, info = load_model("bundled")
+    assert info == read_info(None) and not model.training
+
+
+# ------------------------------------------------------------------------------------------------ zips
+def _zip_of_zeros(path: Path, size: int) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("images/zeros.bin", bytes(size))
+    return path
+
+
+def test_a_zip_that_expands_enormously_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(layouts, "ZIP_BOMB_BYTES", 100_000)
+    archive = _zip_of_zeros(tmp_path / "bomb.zip", 1_000_000)  # about 1,000x
+    with pytest.raises(SkinsegError, match="zip bomb") as error:
+        layouts.unpack_zips(archive, tmp_path / "cache")
+    assert str(error.value).startswith(f"{archive}: ")
+    assert not (tmp_path / "cache" / "bomb").exists()
+
+
+def test_a_compressible_zip_below_the_size_floor_is_unpacked(tmp_path):
+    archive = _zip_of_zeros(tmp_path / "small.zip", 1_000_000)  # 1,000x but far below 1 GiB
+    assert layouts.unpack_zips(archive, tmp_path / "cache") == [tmp_path / "cache" / "small"]
+
+
+def test_a_zip_larger_than_the_free_space_is_refused(tmp_path, monkeypatch):
+    archive = _zip_of_zeros(tmp_path / "big.zip", 10_000)
+    monkeypatch.setattr(layouts.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    with pytest.raises(SkinsegError, match="GiB free") as error:
+        layouts.unpack_zips(archive, tmp_path / "cache")
+    assert str(archive) in str(error.value)
+
+
+# ------------------------------------------------------------------------------------ manifests and hashes
+@pytest.fixture
+def own_raw(raw_dir, tmp_path) -> Path:
+    """A copy of the synthetic raw set that a test may change."""
+    return Path(shutil.copytree(raw_dir, tmp_path / "work" / "raw"))
+
+
+def test_manifest_paths_are_absolute_and_evaluate_works_from_another_folder(own_raw, tmp_path, monkeypatch):
+    monkeypatch.chdir(own_raw.parent)
+    prepare_dataset(PrepareConfig(data=Path("raw"), out=Path("prepared"), size=32, workers=1))
+    manifest = json.loads((own_raw.parent / "prepared" / MANIFEST).read_text())
+    assert all(Path(item["image"]).is_absolute() and Path(item["mask"]).is_absolute() for item in manifest["items"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    pairs, _ = split_pairs(own_raw.parent / "prepared", "test")
+    assert pairs and all(p.image.is_file() for p in pairs)
+
+
+def test_an_older_manifest_with_relative_paths_is_read_from_another_folder(own_raw, tmp_path, monkeypatch):
+    monkeypatch.chdir(own_raw.parent)
+    prepare_dataset(PrepareConfig(data=Path("raw"), out=Path("prepared"), size=32, workers=1))
+    path = own_raw.parent / "prepared" / MANIFEST
+    manifest = json.loads(path.read_text())
+    for item in manifest["items"]:  # as skinseg wrote them before: relative to where prepare ran
+        item["image"] = str(Path(item["image"]).relative_to(own_raw.parent))
+        item["mask"] = str(Path(item["mask"]).relative_to(own_raw.parent))
+    path.write_text(json.dumps(manifest))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    pairs, _ = split_pairs(own_raw.parent / "prepared", "test")
+    assert all(p.image.is_file() and p.image.is_relative_to(own_raw) for p in pairs)
+
+    shutil.rmtree(own_raw)  # and when the files are gone, the message says why relative paths may miss them
+    with pytest.raises(SkinsegError, match=r"source files of the prepared dataset are gone.*older skinseg"):
+        split_pairs(own_raw.parent / "prepared", "test")
+
+
+def test_a_changed_source_image_makes_evaluate_say_the_cache_is_stale(own_raw, tmp_path):
+    out = tmp_path / "prepared"
+    prepare_dataset(PrepareConfig(data=own_raw, out=out, size=32, workers=1))
+    first_test = next(i for i in json.loads((out / MANIFEST).read_text())["items"] if i["split"] == "test")
+    image = Path(first_test["image"])
+    Image.fromarray(np.full((48, 48, 3), 7, np.uint8)).save(image)
+    with pytest.raises(SkinsegError, match="stale; re-run `skinseg prepare`") as error:
+        split_pairs(out, "test")
+    assert str(error.value).startswith(f"{image}: ")
+    assert split_pairs(out, "train")[0]  # only the split that is read is checked
+
+
+# --------------------------------------------------------------------------------- concurrent prepare runs
+def test_prepare_is_refused_while_another_run_holds_the_folder(raw_dir, tmp_path):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    with open(out / LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SkinsegError, match="another `skinseg prepare` is writing this folder"):
+            prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))
+    assert not (out / MANIFEST).exists()
+    prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))  # once it is released
+    assert open_prepared(out).size == 32
+
+
+def test_prepare_uses_unique_temp_names_and_removes_a_killed_runs_leftovers(raw_dir, tmp_path, monkeypatch):
+    from skinseg.data import prepare
+
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / ".images.tmp.npy").write_bytes(b"left by a killed run")
+    made = []
+    real = prepare._temp_file
+    monkeypatch.setattr(prepare, "_temp_file", lambda folder, name: made.append(real(folder, name)) or made[-1])
+    prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))
+    assert len({p.name for p in made}) == 2 and ".images.tmp.npy" not in {p.name for p in made}
+    assert not list(out.glob(".*.npy"))
+
+
+def test_arrays_of_another_size_than_the_manifest_says_are_refused(prepared_dir, tmp_path):
+    copy = Path(shutil.copytree(prepared_dir, tmp_path / "p"))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["size"] = 32  # the arrays are 48 px
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SkinsegError, match="do not match the manifest"):
+        open_prepared(copy)
+
+
+# ------------------------------------------------------------------------------------- no validation split
+def test_training_without_a_validation_split_says_it_selects_on_training_dice(raw_dir, tmp_path):
+    from skinseg.train import startup_notes, train
+
+    out = tmp_path / "prepared"
+    prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, split=(0.8, 0.0, 0.2), workers=1))
+    assert open_prepared(out).indices("val").size == 0
+    config = TrainConfig(data=out, out=tmp_path / "run", epochs=1, batch_size=8, device="cpu", model=CONFIG)
+    _, notes = startup_notes(config)
+    assert any("selected on training Dice" in note for note in notes)
+    result = train(config)
+    assert result.history[0]["selected_on"] == "train_dice"
+    assert read_info(result.run_dir / "best.safetensors").training["selected_on"] == "train_dice"
+
+
+def test_training_with_a_validation_split_has_no_such_note(prepared_dir, tmp_path):
+    from skinseg.train import startup_notes
+
+    _, notes = startup_notes(TrainConfig(data=prepared_dir, out=tmp_path / "run", device="cpu"))
+    assert not any("training Dice" in note for note in notes)
+
+
+# ----------------------------------------------------------------------------- evaluate --pred/--truth
+def test_predictions_without_a_true_mask_are_reported(tmp_path):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    for folder, ids in (("truth", ["a", "b"]), ("pred", ["a", "b", "extra"])):
+        (tmp_path / folder).mkdir()
+        for image_id in ids:
+            Image.fromarray(mask).save(tmp_path / folder / f"{image_id}_segmentation.png")
+    report = evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    assert len(report.per_image) == 2
+    assert report.unmatched_predictions == ["extra"]
