@@ -274,3 +274,10 @@ def test_predictions_without_a_true_mask_are_reported(tmp_path):
     report = evaluate_folders(tmp_path / "pred", tmp_path / "truth")
     assert len(report.per_image) == 2
     assert report.unmatched_predictions == ["extra"]
+    assert report.to_json()["unmatched_predictions"] == ["extra"]
+    from typer.testing import CliRunner
+
+    from skinseg.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")])
+    assert result.exit_code == 0 and "1 prediction(s) have no true mask, not scored (first: extra)" in result.output

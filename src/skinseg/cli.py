@@ -334,8 +334,11 @@ def train(
 
         out.print(training_summary(result))
     stop = " (stopped early)" if result.stopped_early else ""
+    selected_on = (
+        "training" if result.history and result.history[-1].get("selected_on") == "train_dice" else "validation"
+    )
     out.print(
-        f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
+        f"best {selected_on} Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}{stop}; "
         f"weights in {result.run_dir / 'best.safetensors'}"
     )
 
@@ -390,7 +393,7 @@ def evaluate(
     )
     from skinseg.fileio import refuse_existing
     from skinseg.html_report import ReportCases
-    from skinseg.reports import metrics_table, sets_table
+    from skinseg.reports import metrics_table, print_notes, sets_table
 
     if pred is not None or truth is not None:
         if pred is None or truth is None:
@@ -432,6 +435,10 @@ def evaluate(
     write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite)
     for report in reports:
         out.print(metrics_table(report))
+        if unmatched := report.unmatched_predictions:
+            print_notes(
+                console, [f"{len(unmatched)} prediction(s) have no true mask, not scored (first: {unmatched[0]})"]
+            )
     if len(reports) > 1:
         out.print(sets_table(reports))
     if html:

@@ -50,7 +50,7 @@ class EvalReport:
             "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
             "summary": self.summary,
             "per_image": self.per_image,
-        }
+        } | ({"unmatched_predictions": self.unmatched_predictions} if self.unmatched_predictions else {})
 
 
 def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) -> tuple[list[Pair], str]:
