@@ -85,28 +85,48 @@ def tiny_model_path(trained_run) -> Path:
     return trained_run.run_dir / "best.safetensors"
 
 
-# Modules whose tests share an expensive module-scoped fixture (the ONNX export, ~20 s of tracing; the real ISIC
-# images prepared, ~10 s). Under pytest-xdist each of them goes to one worker as a whole, so that the fixture is
-# made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2
-# and pytest-xdist 3.8 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
-ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_real_data.py"}
+# Tests that share something expensive that a worker makes once: the modules with a module-scoped fixture (the ONNX
+# export, ~15 s of tracing; the real ISIC images prepared, ~10 s; the official scorer's import, pandas and more, ~3 s)
+# and the kill -9 tests (a forkserver that imports torch). Under pytest-xdist each group goes to one worker as a
+# whole, so that it is made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this,
+# but with pytest 9.2 and pytest-xdist 3.8 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
+ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_real_data.py", "tests/test_scoring_parity.py"}
+ONE_WORKER_TESTS = {"tests/test_reliability.py::test_kill_9_": "kill -9 writers"}  # node id prefix: group
+
+
+def work_unit(nodeid: str) -> str:
+    """The group a test is handed out with: its module, a named group, or the test alone."""
+    module = nodeid.split("::", 1)[0]
+    if module in ONE_WORKER_MODULES:
+        return module
+    return next((group for prefix, group in ONE_WORKER_TESTS.items() if nodeid.startswith(prefix)), nodeid)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """For the default `--dist load`: one test per work unit, except the modules above (one unit each)."""
+    """For the default `--dist load`: one test per work unit, except the groups above (one unit each). xdist hands
+    out the units with the most tests first, then the rest in collection order."""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class LoadWithSharedModules(LoadScopeScheduling):
+    class LoadWithSharedGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return module if module in ONE_WORKER_MODULES else nodeid
+            return work_unit(nodeid)
 
-    return LoadWithSharedModules(config, log)
+    return LoadWithSharedGroups(config, log)
+
+
+# The longest single tests (several processes that each import torch), longest first.
+LONGEST_FIRST = ("test_two_process_gloo_run", "test_signals_during_train", "test_signals_during_segment")
 
 
 def pytest_collection_modifyitems(config, items):
-    """The `slow` tests first (a stable sort): with several workers, a long test handed out last runs alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The `slow` tests first, the longest of them at the very front (a stable sort): with several workers, a long
+    test handed out last runs alone."""
+
+    def order(item) -> tuple[bool, int]:
+        rank = next((i for i, name in enumerate(LONGEST_FIRST) if item.name.startswith(name)), len(LONGEST_FIRST))
+        return item.get_closest_marker("slow") is None, rank
+
+    items.sort(key=order)

@@ -9,8 +9,31 @@ from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info
 from skinseg.inference import Segmenter
 from skinseg.weights import info_from_json, load_model
 
-# The export is the slow part (~20 s of tracing): this module makes it once, and conftest.ONE_WORKER_MODULES keeps
-# the module on one pytest-xdist worker so that it is not made once per worker.
+# The export is the slow part (tracing with dynamic batch, height and width: ~15 s at depth 2, ~22 s at depth 3):
+# this module makes it once, and conftest.ONE_WORKER_MODULES keeps the module on one pytest-xdist worker so that it
+# is not made once per worker. The model is a small untrained one made here (no wait for the trained fixture run);
+# depth 2 still has every kind of layer the exporter meets (convolutions, instance norm, nearest upsampling, padding
+# to a multiple, concatenation, the crop back to the input size).
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    """A depth-2 model with metadata that differs from every default, so that the round trip below means something."""
+    from skinseg.config import ModelConfig
+    from skinseg.model import ImprovedUNet
+    from skinseg.weights import ModelInfo, save_model
+
+    config = ModelConfig(base_filters=4, depth=2)
+    torch.manual_seed(0)
+    info = ModelInfo(
+        config=config,
+        input_size=48,
+        mean=(120.0, 100.0, 90.0),
+        std=(50.0, 45.0, 40.0),
+        threshold=0.4,
+        training={"epochs": 4, "best_epoch": 3, "val_dice": 0.8},
+    )
+    return save_model(ImprovedUNet(config), tmp_path_factory.mktemp("model") / "tiny.safetensors", info)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,10 +49,10 @@ def export_command(*args):
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_path, tmp_path_factory):
-    """`skinseg export` of the tiny trained model, run once: (the command's result, the .onnx path)."""
+def exported(model_path, tmp_path_factory):
+    """`skinseg export` of the tiny model, run once: (the command's result, the .onnx path)."""
     target = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    return export_command(tiny_model_path, "-o", target), target
+    return export_command(model_path, "-o", target), target
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +62,7 @@ def onnx_path(exported):
     return target
 
 
-def test_export_command_writes_a_valid_onnx_file_with_the_metadata(exported, tiny_model_path):
+def test_export_command_writes_a_valid_onnx_file_with_the_metadata(exported, model_path):
     import onnx
     import onnxruntime as ort
 
@@ -49,7 +72,7 @@ def test_export_command_writes_a_valid_onnx_file_with_the_metadata(exported, tin
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary file left beside it
     graph = onnx.load(str(target))
     onnx.checker.check_model(graph)
-    _, info = load_model(tiny_model_path)
+    _, info = load_model(model_path)
     metadata = {p.key: p.value for p in graph.metadata_props}
     assert info_from_json(metadata[METADATA_KEY], target) == info
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
@@ -58,15 +81,15 @@ def test_export_command_writes_a_valid_onnx_file_with_the_metadata(exported, tin
     assert [o.name for o in session.get_outputs()] == ["logits"]
 
 
-def test_export_command_refuses_another_format(tiny_model_path, tmp_path):
-    result = export_command(tiny_model_path, "-o", tmp_path / "m.tflite", "--format", "tflite")
+def test_export_command_refuses_another_format(model_path, tmp_path):
+    result = export_command(model_path, "-o", tmp_path / "m.tflite", "--format", "tflite")
     assert result.exit_code == 1 and "unknown export format 'tflite'" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 48, 48), (3, 3, 37, 61)])
-def test_onnx_and_torch_probabilities_agree(onnx_path, tiny_model_path, shape):
-    model, _ = load_model(tiny_model_path)
+def test_onnx_and_torch_probabilities_agree(onnx_path, model_path, shape):
+    model, _ = load_model(model_path)
     x = torch.randn(*shape)
     with torch.no_grad():
         expected = torch.sigmoid(model(x))
@@ -75,16 +98,16 @@ def test_onnx_and_torch_probabilities_agree(onnx_path, tiny_model_path, shape):
     assert (got - expected).abs().max().item() <= 1e-4
 
 
-def test_onnx_file_carries_the_metadata(onnx_path, tiny_model_path):
-    _, info = load_model(tiny_model_path)
+def test_onnx_file_carries_the_metadata(onnx_path, model_path):
+    _, info = load_model(model_path)
     assert read_onnx_info(onnx_path) == info
 
 
-def test_segment_backend_onnx_gives_the_same_masks(onnx_path, tiny_model_path):
+def test_segment_backend_onnx_gives_the_same_masks(onnx_path, model_path):
     from skinseg.data.synthetic import synthetic_pair
 
     images = [synthetic_pair((45, 70), seed)[0] for seed in range(3)]
-    torch_probs = Segmenter(tiny_model_path, "cpu").probabilities(images)
+    torch_probs = Segmenter(model_path, "cpu").probabilities(images)
     onnx_probs = Segmenter(onnx_path, backend="onnx").probabilities(images)
     for a, b in zip(torch_probs, onnx_probs, strict=False):
         assert np.abs(a - b).max() <= 1e-4

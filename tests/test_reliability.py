@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cases import IMAGE_CASES, SIZE, mask_for
-from conftest import THREAD_ENV
+from conftest import THREAD_ENV, made_once
 from skinseg.cli import app
 from skinseg.config import PrepareConfig
 from skinseg.data.prepare import prepare_dataset
@@ -262,12 +262,13 @@ def test_signals_during_segment_leave_only_whole_masks(sig, tiny_model_path, tmp
     assert not list(out.glob(".*"))  # no temporary files left behind
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def raw_400(tmp_path_factory):
-    """400 synthetic pairs, enough for prepare to be still at work when the signal comes; only read."""
+    """400 synthetic pairs, enough for prepare to be still at work when the signal comes; only read. Made once for
+    both signals (the two tests may run on different pytest-xdist workers)."""
     from skinseg.data.synthetic import write_synthetic_dataset
 
-    return write_synthetic_dataset(tmp_path_factory.mktemp("raw400"), count=400, size=64)
+    return made_once(tmp_path_factory, "raw400", lambda folder: write_synthetic_dataset(folder, count=400, size=64))
 
 
 @pytest.mark.slow
