@@ -177,6 +177,7 @@ def test_a_run_on_two_sets_validates_each_and_names_them_in_its_weights(two_sets
     names = [k.removeprefix("val_dice_") for k in row if k.startswith("val_dice_")]
     assert len(names) == 2
     assert row["val_dice"] == pytest.approx(np.mean([row[f"val_dice_{n}"] for n in names]))
+    assert json.loads((tmp_path / "config.json").read_text())["size"] == 48  # as prepared, not the default 256
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert [f"val_dice_{n}" for n in names] == header[-2:]
     _, info = load_model(tmp_path / "best.safetensors", CPU)
@@ -236,6 +237,10 @@ def test_evaluate_scores_each_set_on_its_own_row_and_keeps_them_apart(two_sets, 
     assert "per data set" in result.output and all(name in result.output for name in names)
     counts = [len(open_prepared(p).indices("test")) for p in two_sets]
     assert [s["count"] for s in sets] == counts
+    settings = sets[1]["settings"]
+    assert settings["split"] == "test" and settings["postprocess"] is True and settings["tta"] is False
+    assert settings["data"] == str(two_sets[1].resolve()) and settings["model"] == str(tiny_model_path)
+    assert settings["threshold"] == 0.5 and settings["skinseg_version"]
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert [sum(r["set"] == name for r in rows) for name in names] == counts
     mean = np.mean([float(r["dice"]) for r in rows if r["set"] == names[1]])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from skinseg import __version__
 from skinseg.config import EvaluateConfig
 from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
 from skinseg.data.layouts import MASK_SUFFIXES, Pair, discover_pairs
@@ -41,12 +42,14 @@ class EvalReport:
     segmenter: Segmenter | None = None  # the Segmenter that made the predictions, for figures
     cases: ReportCases | None = None  # per-image overlays and areas, for the HTML report
     unmatched_predictions: list[str] | None = None  # evaluate_folders: ids of predictions with no true mask
+    settings: dict | None = None  # what was scored and how: model, data, split, threshold, TTA, ..., version
 
     def to_json(self) -> dict:
         return {
             "title": self.title,
             "name": self.name,
             "count": len(self.per_image),
+            **({"settings": self.settings} if self.settings else {}),
             "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
             "summary": self.summary,
             "per_image": self.per_image,
@@ -157,6 +160,16 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
         model_name,
         segmenter,
         cases,
+        settings={
+            "model": model_name,
+            "data": str(Path(config.data).resolve()),
+            "split": config.split,
+            "threshold": segmenter.threshold,
+            "tta": config.tta,
+            "postprocess": config.postprocess,
+            "precision": segmenter.precision.name,
+            "skinseg_version": __version__,
+        },
     )
 
 

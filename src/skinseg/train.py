@@ -749,7 +749,12 @@ def _train(
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(
-            run_dir / "config.json", json.dumps(config.to_dict() | {"resume": None, "resolved": setup}, indent=1)
+            run_dir / "config.json",
+            json.dumps(
+                # the size of the data as prepared (a prepared folder keeps its own, whatever --size says)
+                replace(config, size=prepared[0].size).to_dict() | {"resume": None, "resolved": setup},
+                indent=1,
+            ),
         )
     init_name = None
     if config.init and not config.resume:
