@@ -42,18 +42,35 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return find_boundaries(mask, mode="thick")
 
 
+def outline_band(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels within `width` of the mask's boundary, on both sides. Distance transforms cost the same
+    whatever the width, where dilating the outline with a disk of that width grows with it (and so with
+    the image: a 10000 x 8800 overlay took minutes)."""
+    from scipy.ndimage import distance_transform_edt
+
+    mask = np.asarray(mask, dtype=bool)
+    band = np.zeros_like(mask)
+    if not mask.any() or mask.all():
+        return band
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    top, left = max(0, rows[0] - width - 1), max(0, cols[0] - width - 1)  # the band lies in the lesion's box
+    box = (slice(top, rows[-1] + width + 2), slice(left, cols[-1] + width + 2))
+    inside = np.pad(mask[box], 1, mode="edge")  # a box on the image's edge: no outline along the edge
+    near = (distance_transform_edt(inside) <= width) & inside | (distance_transform_edt(~inside) <= width) & ~inside
+    band[box] = near[1:-1, 1:-1]
+    return band
+
+
 def overlay_image(
     image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None, width: int | None = None
 ) -> np.ndarray:
     """The image with the predicted outline in yellow (and the true outline in cyan, if given); `width` is the
-    dilation radius of the outlines [default: one per 300 pixels of the longer side]."""
-    from skimage.morphology import dilation, disk
-
+    half-width of the outlines [default: one pixel per 300 of the longer side]."""
     result = image.copy()
-    width = width or max(1, round(max(image.shape[:2]) / 300))
+    width = width or max(2, round(max(image.shape[:2]) / 300) + 1)
     if truth is not None:
-        result[dilation(outline(truth), disk(width))] = (0, 220, 255)
-    result[dilation(outline(mask), disk(width))] = (255, 230, 0)
+        result[outline_band(truth, width)] = (0, 220, 255)
+    result[outline_band(mask, width)] = (255, 230, 0)
     return result
 
 
