@@ -292,8 +292,11 @@ def html_page_path(html_file: Path, set_name: str, several: bool) -> Path:
     return html_file.with_name(f"{html_file.stem}-{set_name}{html_file.suffix}") if several else html_file
 
 
+WORST_CASES = 3  # rows of cases.png after the best and the median
+
+
 def write_figures(report: EvalReport, folder: Path) -> None:
-    """dice_histogram.png and cases.png (best, median and worst images by Dice)."""
+    """dice_histogram.png and cases.png (the best, the median and the WORST_CASES worst images by Dice)."""
     from skinseg.figures import plot_cases, plot_histogram
 
     try:
@@ -306,7 +309,8 @@ def write_figures(report: EvalReport, folder: Path) -> None:
         return
     segmenter = report.segmenter
     order = np.argsort(dice)
-    picks = [("best", order[-1]), ("median", order[len(order) // 2]), ("worst", order[0])]
+    worst = [("worst" if k == 0 else f"worst {k + 1}", order[k]) for k in range(min(WORST_CASES, len(order)))]
+    picks = [("best", order[-1]), ("median", order[len(order) // 2]), *worst]
     cases = []
     for label, index in picks:
         row = report.per_image[index]

@@ -42,6 +42,14 @@ def outline(mask: np.ndarray) -> np.ndarray:
     return find_boundaries(mask, mode="thick")
 
 
+TRUTH_COLOUR = (0, 220, 255)  # cyan
+PREDICTION_COLOUR = (255, 230, 0)  # yellow
+
+
+def _rgb01(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    return (colour[0] / 255, colour[1] / 255, colour[2] / 255)
+
+
 def outline_band(mask: np.ndarray, width: int) -> np.ndarray:
     """The pixels within `width` of the mask's boundary, on both sides. Distance transforms cost the same
     whatever the width, where dilating the outline with a disk of that width grows with it (and so with
@@ -69,8 +77,8 @@ def overlay_image(
     result = image.copy()
     width = width or max(2, round(max(image.shape[:2]) / 300) + 1)
     if truth is not None:
-        result[outline_band(truth, width)] = (0, 220, 255)
-    result[outline_band(mask, width)] = (255, 230, 0)
+        result[outline_band(truth, width)] = TRUTH_COLOUR
+    result[outline_band(mask, width)] = PREDICTION_COLOUR
     return result
 
 
@@ -89,7 +97,17 @@ def plot_cases(cases: list[dict], path: str | Path) -> None:
             ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.ndim == 2 else None)
             ax.set_title(f"{label}" if label != "image" else case["title"], fontsize=9)
             ax.axis("off")
-    fig.tight_layout()
+    from matplotlib.patches import Patch
+
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.legend(
+        handles=[Patch(color=_rgb01(TRUTH_COLOUR)), Patch(color=_rgb01(PREDICTION_COLOUR))],
+        labels=["ground truth outline", "prediction outline"],
+        loc="upper right",
+        ncols=2,
+        fontsize=9,
+        frameon=False,
+    )
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
