@@ -281,3 +281,14 @@ def test_predictions_without_a_true_mask_are_reported(tmp_path):
 
     result = CliRunner().invoke(app, ["evaluate", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth")])
     assert result.exit_code == 0 and "1 prediction(s) have no true mask, not scored (first: extra)" in result.output
+    with_model = [
+        "evaluate",
+        "--pred",
+        str(tmp_path / "pred"),
+        "--truth",
+        str(tmp_path / "truth"),
+        "--model",
+        "bundled",
+    ]
+    refused = CliRunner().invoke(app, with_model)
+    assert refused.exit_code == 1 and "--data and --model do not apply" in refused.output

@@ -398,6 +398,8 @@ def evaluate(
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
+        if data or model is not None:
+            raise SkinsegError("--pred/--truth score masks already made: --data and --model do not apply to them")
         check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite)
         if html:
             refuse_existing(html, overwrite)  # before the scoring, not after it
