@@ -493,7 +493,8 @@ def run_epoch(
     order = epoch_rows(data)
     order = torch.cat([order, order[: schedule.per_rank * context.world - len(order)]])[context.rank :: context.world]
     torch.manual_seed(config.seed * 100_003 + epoch + 7_919 * (context.rank + 1))  # augmentation, dropout
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, Dice, accuracy, images
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, Dice, accuracy
+    seen = 0  # images this rank trained on, counted on the host: no transfer to the device per step
     spent, budget_spent = seconds_spent, False
     lr = config.lr
     for step in range(schedule.steps_per_epoch):
@@ -501,9 +502,8 @@ def run_epoch(
         rows = order[step * config.batch_size : (step + 1) * config.batch_size]
         x, y = training_batch(data, rows, config.augment, engine.precision)
         loss, logits = train_step(engine, x, y, lr)
-        sums += torch.cat(
-            [loss[None] * len(x), batch_stats(logits, y, config.threshold), torch.tensor([len(x)], device=device)]
-        ).double()
+        sums += torch.cat([loss[None] * len(x), batch_stats(logits, y, config.threshold)]).double()
+        seen += len(x)
         last = step + 1 == schedule.steps_per_epoch
         if step % REPORT_EVERY == 0 or last:
             # one collective for the NaN check and the clock, so that every rank uses the same learning rate
@@ -515,14 +515,14 @@ def run_epoch(
             spent = seconds_spent + elapsed / context.world
             budget_spent = bool(schedule.time_budget) and spent >= schedule.time_budget
             if on_step:
-                on_step(step + 1, schedule.steps_per_epoch, float(loss), float(sums[1] / sums[3]))
+                on_step(step + 1, schedule.steps_per_epoch, float(loss), float(sums[1]) / seen)
             if budget_spent:
                 break
-    loss_sum, dice_sum, accuracy_sum, seen = distributed.sum_across(context, sums.tolist(), device)
+    loss_sum, dice_sum, accuracy_sum, seen_all = distributed.sum_across(context, [*sums.tolist(), seen], device)
     return {
-        "train_loss": loss_sum / seen,
-        "train_accuracy": accuracy_sum / seen,
-        "train_dice": dice_sum / seen,
+        "train_loss": loss_sum / seen_all,
+        "train_accuracy": accuracy_sum / seen_all,
+        "train_dice": dice_sum / seen_all,
         "lr": lr,
         "train_seconds": time.perf_counter() - started,
         "budget_spent": budget_spent,
@@ -776,6 +776,7 @@ def _train(
         + (f", time budget {config.time_budget / 60:.0f} min" if config.time_budget else "")
     )
     columns = [*METRIC_COLUMNS, *(f"val_dice_{s.name}" for s in data.sets if len(data.sets) > 1)]
+    selected_on = "val_dice" if any(p.manifest["split_sizes"].get("val") for p in prepared) else "train_dice"
 
     def model_info() -> ModelInfo:
         return ModelInfo(
@@ -788,7 +789,7 @@ def _train(
                 "epochs": state.epoch,
                 "best_epoch": state.best_epoch,
                 "val_dice": round(state.best_val_dice, 4),
-                "selected_on": "val_dice" if any(len(p.indices("val")) for p in prepared) else "train_dice",
+                "selected_on": selected_on,
                 "train_images": len(data.train),
                 "data": ", ".join(s.source for s in data.sets),
                 "data_sets": [
