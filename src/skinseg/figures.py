@@ -36,12 +36,6 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def outline(mask: np.ndarray) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
-
-    return find_boundaries(mask, mode="thick")
-
-
 TRUTH_COLOUR = (0, 220, 255)  # cyan
 PREDICTION_COLOUR = (255, 230, 0)  # yellow
 
@@ -72,13 +66,14 @@ def outline_band(mask: np.ndarray, width: int) -> np.ndarray:
 def overlay_image(
     image: np.ndarray, mask: np.ndarray, truth: np.ndarray | None = None, width: int | None = None
 ) -> np.ndarray:
-    """The image with the predicted outline in yellow (and the true outline in cyan, if given); `width` is the
-    half-width of the outlines [default: one pixel per 300 of the longer side]."""
+    """The image with the predicted outline in yellow (and the true outline in cyan, if given); `width` is how
+    far the outlines reach beyond the two-pixel boundary [default: one pixel per 300 of the longer side]."""
     result = image.copy()
-    width = width or max(2, round(max(image.shape[:2]) / 300) + 1)
+    width = width or max(1, round(max(image.shape[:2]) / 300))
+    band = width + 1  # the boundary's own pixel on each side, then `width` more: as the disk dilation drew them
     if truth is not None:
-        result[outline_band(truth, width)] = TRUTH_COLOUR
-    result[outline_band(mask, width)] = PREDICTION_COLOUR
+        result[outline_band(truth, band)] = TRUTH_COLOUR
+    result[outline_band(mask, band)] = PREDICTION_COLOUR
     return result
 
 
