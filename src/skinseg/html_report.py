@@ -22,7 +22,7 @@ from PIL import Image
 
 from skinseg import __version__
 from skinseg.fileio import refuse_existing, write_text
-from skinseg.metrics import METRIC_NAMES, bootstrap_interval, image_metrics
+from skinseg.metrics import METRIC_NAMES, image_metrics
 
 NEAR = 0.1  # probability margin: a mask pixel within this of the threshold counts as uncertain
 SIDE = 320  # longest side of the embedded overlays, in pixels: 500 ISIC cases weigh about 8 MB
@@ -145,14 +145,14 @@ def _histogram_svg(values: list[float], bins: int = 20) -> str:
     )
 
 
-def _metrics_table(per_image: list[dict]) -> str:
+def _metrics_table(summary: dict[str, dict[str, float]]) -> str:
+    """Mean, median and 95% bootstrap interval of each metric, as `metrics.summarise` gave them."""
     rows = ""
     for name in METRIC_NAMES:
-        values = [row[name] for row in per_image]
-        low, high = bootstrap_interval(values)
+        stats = summary[name]
         rows += (
-            f"<tr><th>{name}</th><td>{np.mean(values):.4f}</td><td>{np.median(values):.4f}</td>"
-            f"<td>{low:.4f} - {high:.4f}</td></tr>"
+            f"<tr><th>{name}</th><td>{stats['mean']:.4f}</td><td>{stats['median']:.4f}</td>"
+            f"<td>{stats['ci95_low']:.4f} - {stats['ci95_high']:.4f}</td></tr>"
         )
     heads = "".join(f"<th>{head}</th>" for head in ("metric", "mean", "median", "95% CI of the mean"))
     return f'<table class="metrics"><tr>{heads}</tr>{rows}</table>'
@@ -243,7 +243,7 @@ def evaluation_page(report, cases: ReportCases) -> str:
     facts = [("scored", report.title), ("images", len(report.per_image))]
     facts += [*_model_facts(report.model_path, report.segmenter), _made()]
     top = (
-        f'{_facts_table(facts)}<div class="top"><div><h2>ISIC metrics</h2>{_metrics_table(report.per_image)}</div>'
+        f'{_facts_table(facts)}<div class="top"><div><h2>ISIC metrics</h2>{_metrics_table(report.summary)}</div>'
         f"<div><h2>Dice per image</h2>{_histogram_svg(dice)}<ul>{failed}</ul></div></div>"
     )
     return _page("skinseg evaluation", top, _cases_table(cases, EVALUATE_COLUMNS, "the lowest Dice first", truth=True))
