@@ -263,13 +263,7 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
         "size": size,
         "count": len(entries),
         "split_sizes": split_sizes,
-        "groups": {
-            "file": str(group_file),
-            "column": group_column,
-            "count": len({groups[i] for i in ids if i in groups}),
-        }
-        if groups
-        else None,
+        "groups": group_info,
         "normalisation": {"mean": mean, "std": std},
         "skipped": skipped,
         "items": entries,
