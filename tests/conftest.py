@@ -87,11 +87,17 @@ def tiny_model_path(trained_run) -> Path:
 
 # Tests that share something expensive that a worker makes once: the modules with a module-scoped fixture (the ONNX
 # export, ~15 s of tracing; the real ISIC images prepared, ~10 s; the official scorer's import, pandas and more, ~3 s)
-# and the kill -9 tests (a forkserver that imports torch). Under pytest-xdist each group goes to one worker as a
-# whole, so that it is made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this,
-# but with pytest 9.2 and pytest-xdist 3.8 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
+# and the tests whose processes are forked from a server that has imported skinseg and torch
+# (test_reliability.forked_processes). Under pytest-xdist each group goes to one worker as a whole, so that it is
+# made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2 and
+# pytest-xdist 3.8 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
 ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_real_data.py", "tests/test_scoring_parity.py"}
-ONE_WORKER_TESTS = {"tests/test_reliability.py::test_kill_9_": "kill -9 writers"}  # node id prefix: group
+FORKED = "processes forked from one server"
+ONE_WORKER_TESTS = {  # node id prefix: group
+    "tests/test_reliability.py::test_kill_9_": FORKED,
+    "tests/test_reliability.py::test_signals_during_": FORKED,
+    "tests/test_train.py::test_two_process_gloo_run": FORKED,
+}
 
 
 def work_unit(nodeid: str) -> str:
@@ -118,7 +124,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 # The longest single tests (several processes that each import torch), longest first.
-LONGEST_FIRST = ("test_two_process_gloo_run", "test_signals_during_train", "test_signals_during_segment")
+LONGEST_FIRST = ("test_two_process_gloo_run", "test_signals_during_train", "test_kill_9_while")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -130,3 +136,11 @@ def pytest_collection_modifyitems(config, items):
         return item.get_closest_marker("slow") is None, rank
 
     items.sort(key=order)
+
+
+def pytest_unconfigure(config):
+    """At exit the interpreter's last garbage collections walk every object that torch and the tests have made:
+    seconds at the end of each worker. Frozen, they are left to the OS (as skinseg.cli.main does)."""
+    import gc
+
+    gc.freeze()

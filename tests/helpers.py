@@ -105,3 +105,34 @@ def save_weights_then_die_half_way(path: Path) -> None:
 
     weights.save_file = write_half_then_die
     weights.save_model(ImprovedUNet(), path, weights.ModelInfo(threshold=0.7))
+
+
+def forked_processes():
+    """Processes forked from one server that has imported skinseg and torch once: each starts in milliseconds, where
+    a fresh interpreter takes seconds (and a kill timed from its start would land while it is still importing torch).
+    The server is started once per test process, so conftest keeps the tests that use it on one pytest-xdist worker."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    # torch._dynamo: the optimiser's first use imports it (seconds), in every training process
+    context.set_forkserver_preload(["helpers", "skinseg.cli", "skinseg.train", "skinseg.inference", "torch._dynamo"])
+    return context
+
+
+def run_cli(args: list[str], cwd: Path, stdout_path: Path, stderr_path: Path, env: dict | None = None) -> None:
+    """The body of a `skinseg ARGS` process forked by `forked_processes`: `python -m skinseg` does the same after
+    seconds of imports. Its standard output and error go to the given files, `env` is added to its environment, and
+    its exit code is the command's."""
+    import os
+    import sys
+
+    for fd, path in ((1, stdout_path), (2, stderr_path)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(target, fd)
+        os.close(target)
+    os.chdir(cwd)
+    os.environ.update(env or {})
+    sys.argv = ["skinseg", *args]
+    from skinseg.cli import main
+
+    main()

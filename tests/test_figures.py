@@ -1,7 +1,5 @@
 import numpy as np
 import pytest
-from skimage.morphology import dilation, disk
-from skimage.segmentation import find_boundaries
 
 from skinseg.data.synthetic import synthetic_pair
 from skinseg.figures import outline_band, overlay_image
@@ -9,6 +7,9 @@ from skinseg.figures import outline_band, overlay_image
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_outline_band_is_the_dilated_outline(seed):
+    from skimage.morphology import dilation, disk  # imported here, not by every pytest-xdist worker (a second)
+    from skimage.segmentation import find_boundaries
+
     _, mask = synthetic_pair(160, seed)
     for width in (1, 3, 6):
         expected = dilation(find_boundaries(mask, mode="thick"), disk(width))  # how overlays were drawn before

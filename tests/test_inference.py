@@ -5,7 +5,8 @@ from PIL import Image
 from skinseg.config import SegmentConfig
 from skinseg.data.synthetic import synthetic_pair
 from skinseg.errors import SkinsegError
-from skinseg.inference import Segmenter, collect_inputs, output_paths, segment_paths
+from skinseg.inference import Segmenter, segment_paths
+from skinseg.inputs import collect_inputs, output_paths
 
 
 def _image(path, size=(40, 30), mode="RGB"):

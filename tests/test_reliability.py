@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cases import IMAGE_CASES, SIZE, mask_for
-from conftest import THREAD_ENV, made_once
+from conftest import made_once
 from skinseg.cli import app
 from skinseg.config import PrepareConfig
 from skinseg.data.prepare import prepare_dataset
@@ -126,6 +125,7 @@ def test_a_folder_of_10000_empty_files(tiny_model_path, tmp_path):
     assert not list((tmp_path / "out").glob("*.png"))
     result = invoke("prepare", "--data", folder, "--out", tmp_path / "p")
     assert result.exit_code == 1 and "no image/mask pairs found" in result.output
+    shutil.rmtree(folder)  # here, beside the other worker's tests, rather than when pytest clears old runs
 
 
 def test_symlink_loop_in_an_input_folder(tiny_model_path, tmp_path):
@@ -195,21 +195,18 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
 
 
 def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
-    """Start a skinseg command, send `sig` once `wait_for()` is true, return (returncode, stderr)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skinseg", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=os.environ | THREAD_ENV,
-    )
+    """Run `skinseg ARGS` in a process of its own, send `sig` once `wait_for()` is true, return (exit code, stderr)."""
+    from helpers import forked_processes, run_cli
+
+    stdout, stderr = tmp_path / "command.out", tmp_path / "command.err"
+    process = forked_processes().Process(target=run_cli, args=([str(a) for a in args], tmp_path, stdout, stderr))
+    process.start()
     deadline = time.time() + timeout
-    while not wait_for() and time.time() < deadline and process.poll() is None:
+    while not wait_for() and time.time() < deadline and process.is_alive():
         time.sleep(0.05)
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=60)
-    return process.returncode, stderr
+    os.kill(process.pid, sig)
+    process.join(timeout=60)
+    return process.exitcode, stderr.read_text()
 
 
 @pytest.mark.slow
@@ -286,22 +283,12 @@ def test_signals_during_prepare_leave_no_manifest(sig, raw_400, tmp_path):
     assert not (out / "manifest.json").exists()
 
 
-def writer_processes():
-    """Processes forked from one server that has imported torch once: each starts in milliseconds, where a fresh
-    interpreter takes seconds (and a kill timed from its start would land while it is still importing torch)."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["helpers", "skinseg.model", "skinseg.weights"])
-    return context
-
-
 @pytest.mark.slow
 def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
-    from helpers import save_weights_forever
+    from helpers import forked_processes, save_weights_forever
     from skinseg.weights import load_model
 
-    context = writer_processes()
+    context = forked_processes()
     target = tmp_path / "w.safetensors"
     for attempt in range(3):
         first_write_done = context.Event()
@@ -318,11 +305,11 @@ def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
 @pytest.mark.slow
 def test_kill_9_half_way_through_a_weights_write_keeps_the_previous_file(tmp_path):
     """The timed kills above rarely land inside the short write itself; this one always does."""
-    from helpers import save_weights_then_die_half_way
+    from helpers import forked_processes, save_weights_then_die_half_way
     from skinseg.weights import load_model
 
     target = tmp_path / "w.safetensors"
-    writer = writer_processes().Process(target=save_weights_then_die_half_way, args=(target,))
+    writer = forked_processes().Process(target=save_weights_then_die_half_way, args=(target,))
     writer.start()
     writer.join(timeout=120)
     assert writer.exitcode == -signal.SIGKILL

@@ -204,40 +204,33 @@ def test_every_schedule_warms_up_then_decays_from_the_peak():
 
 @pytest.mark.slow
 def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_path):
-    import subprocess
-    import sys
+    """Two ranks given the environment that torchrun gives its workers. They are forked from a server that has
+    imported torch (helpers.forked_processes), where `torchrun --standalone --nproc_per_node 2 -m skinseg train`
+    starts three fresh interpreters, seconds each; the launcher is torch's, the environment is what skinseg reads."""
+    import socket
 
+    from helpers import forked_processes, run_cli
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     run = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "skinseg",
-        "train",
-        "--data",
-        str(prepared_dir),
-        "--out",
-        str(run),
-        "--epochs",
-        "2",
-        "--base-filters",
-        "4",
-        "--depth",
-        "3",
-        "--batch-size",
-        "4",
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.count("best validation Dice") == 1
+    args = ["train", "--data", str(prepared_dir), "--out", str(run), "--epochs", "2", "--base-filters", "4"]
+    args += ["--depth", "3", "--batch-size", "4", "--device", "cpu"]
+    context, ranks = forked_processes(), []
+    for rank in range(2):
+        env = {"RANK": rank, "LOCAL_RANK": rank, "GROUP_RANK": 0, "WORLD_SIZE": 2, "LOCAL_WORLD_SIZE": 2}
+        env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "TORCHELASTIC_RUN_ID": "test"}
+        stdout, stderr = tmp_path / f"rank{rank}.out", tmp_path / f"rank{rank}.err"
+        process = context.Process(
+            target=run_cli, args=(args, tmp_path, stdout, stderr, {k: str(v) for k, v in env.items()})
+        )
+        process.start()
+        ranks.append((process, stdout, stderr))
+    for process, _, _ in ranks:
+        process.join(timeout=600)
+    assert [p.exitcode for p, _, _ in ranks] == [0, 0], [err.read_text()[-2000:] for _, _, err in ranks]
+    assert "".join(out.read_text() for _, out, _ in ranks).count("best validation Dice") == 1
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     _, info = load_model(run / "best.safetensors")

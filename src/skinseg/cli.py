@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -494,7 +495,7 @@ def segment(
 ) -> None:
     """Segment images; writes 0/255 PNG masks the size of each input."""
     from skinseg.config import SegmentConfig
-    from skinseg.inference import segment_paths
+    from skinseg.inputs import collect_inputs, output_paths
 
     config = SegmentConfig(
         inputs=tuple(inputs),
@@ -515,6 +516,9 @@ def segment(
         report=report,
         report_max_cases=report_max_cases,
     )
+    output_paths(collect_inputs(config.inputs), config.output)  # a wrong path is reported before torch is imported
+    from skinseg.inference import segment_paths
+
     result = segment_paths(config, console=console)
     if result.ignored:
         first = escape(str(result.ignored[0]))
@@ -567,7 +571,12 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, raise_interrupt)
     signal.signal(signal.SIGTERM, raise_interrupt)
-    app(prog_name="skinseg")
+    try:
+        app(prog_name="skinseg")
+    finally:
+        # At exit the interpreter's last garbage collections walk every object that torch has made: most of a
+        # second per command. Frozen, they are left to the OS, which frees the process's memory anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":

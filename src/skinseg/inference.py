@@ -8,11 +8,9 @@ batch runs in threads while the model works on the current one.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,16 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from skinseg.config import SegmentConfig
-from skinseg.data.images import IMAGE_SUFFIXES, MASK_FORMATS, load_rgb, save_mask_png, save_png
-from skinseg.data.layouts import MASK_SUFFIXES
+from skinseg.data.images import load_rgb, save_mask_png, save_png
 from skinseg.device import resolve_device
 from skinseg.distributed import env_rank_world
 from skinseg.errors import SkinsegError
 from skinseg.fileio import check_output, interrupts_held
+from skinseg.inputs import collect_inputs, output_paths
 from skinseg.precision import resolve_precision
 from skinseg.weights import load_model
-
-MASK_SUFFIX = "_segmentation.png"
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
@@ -124,61 +120,6 @@ class Segmenter:
 
     def masks(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.masks_from(self.probabilities(images))
-
-
-# Files in an input folder that are masks or this command's own outputs, not images to segment.
-_NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES}|_overlay|_probability)$", re.I)
-LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
-
-
-def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None) -> list[Path]:
-    """Image files from files, folders (not recursive) and glob patterns, in order, without repeats. In a folder,
-    mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out
-    (and added to `ignored`): `segment DIR -o DIR` run twice does not take its own masks as inputs."""
-    found: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            listed = sorted(
-                p
-                for p in item.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not p.is_dir()
-            )
-            found += [p for p in listed if not _NOT_INPUTS.search(p.stem)]
-            if ignored is not None:
-                ignored += [p for p in listed if _NOT_INPUTS.search(p.stem)]
-        elif item.exists():
-            found.append(item)
-        elif any(ch in str(item) for ch in "*?["):
-            found += sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            raise SkinsegError("input not found", item)
-    unique = list(dict.fromkeys(found))
-    if not unique:
-        raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    return unique
-
-
-def output_paths(inputs: list[Path], output: Path) -> list[Path]:
-    """One input and an output named .png, .tif or .bmp: that file, in that format. Otherwise a folder of
-    <stem>_segmentation.png. A lossy suffix (.jpg, .webp, .gif) is refused: it would not hold a binary mask."""
-    suffix = output.suffix.lower()
-    if not output.is_dir() and suffix in LOSSY_SUFFIXES:
-        raise SkinsegError(
-            f"a mask cannot be saved as {suffix} (it would not stay 0/255); name it .png, .tif or .bmp", output
-        )
-    if suffix in MASK_FORMATS and not output.is_dir():
-        if len(inputs) == 1:
-            return [output]
-        raise SkinsegError(f"names one mask file, but there are {len(inputs)} images: give a folder", output)
-    if output.exists() and not output.is_dir():
-        raise SkinsegError("output must be a folder when segmenting several images", output)
-    targets = [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]
-    seen: dict[Path, Path] = {}
-    for source, target in zip(inputs, targets, strict=False):
-        if target in seen:
-            raise SkinsegError(f"two inputs would write the same mask ({seen[target]} and {source})", target)
-        seen[target] = source
-    return targets
 
 
 def _sibling(target: Path, source: Path, kind: str) -> Path:

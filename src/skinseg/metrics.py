@@ -67,6 +67,12 @@ def bootstrap_interval(values: Iterable[float], rounds: int = 1000, seed: int = 
     """A 95% percentile bootstrap interval of the mean (images resampled with replacement)."""
     values = np.asarray(list(values), dtype=np.float64)
     rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(rounds)]
+    per_draw = max(1, 2_000_000 // max(1, len(values)))  # rounds drawn at once: at most 2M indices in memory
+    means = np.concatenate(
+        [
+            values[rng.integers(0, len(values), (min(per_draw, rounds - start), len(values)))].mean(axis=1)
+            for start in range(0, rounds, per_draw)
+        ]
+    )
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)

@@ -1,0 +1,81 @@
+"""Which files `skinseg segment` reads and which it writes. Kept free of torch, so that the command reports a
+wrong path at once instead of after seconds of imports."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
+
+from skinseg.data.images import IMAGE_SUFFIXES, MASK_FORMATS
+from skinseg.data.layouts import MASK_SUFFIXES
+from skinseg.errors import SkinsegError
+
+MASK_SUFFIX = "_segmentation.png"
+
+# Files in an input folder that are masks or this command's own outputs, not images to segment.
+_NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES}|_overlay|_probability)$", re.I)
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
+
+
+def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None) -> list[Path]:
+    """Image files from files, folders (not recursive) and glob patterns, in order, without repeats. In a folder,
+    mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out
+    (and added to `ignored`): `segment DIR -o DIR` run twice does not take its own masks as inputs."""
+    found: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            with os.scandir(item) as entries:  # names and types without a stat per file: folders of 10000s
+                names = sorted(
+                    entry.name
+                    for entry in entries
+                    if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+                    and not entry.name.startswith(".")
+                    and not _is_dir(entry)
+                )
+            for name in names:
+                if not _NOT_INPUTS.search(os.path.splitext(name)[0]):
+                    found.append(item / name)
+                elif ignored is not None:
+                    ignored.append(item / name)
+        elif item.exists():
+            found.append(item)
+        elif any(ch in str(item) for ch in "*?["):
+            found += sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            raise SkinsegError("input not found", item)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")
+    return unique
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop: not a folder (the image read reports it)
+        return False
+
+
+def output_paths(inputs: list[Path], output: Path) -> list[Path]:
+    """One input and an output named .png, .tif or .bmp: that file, in that format. Otherwise a folder of
+    <stem>_segmentation.png. A lossy suffix (.jpg, .webp, .gif) is refused: it would not hold a binary mask."""
+    suffix = output.suffix.lower()
+    if not output.is_dir() and suffix in LOSSY_SUFFIXES:
+        raise SkinsegError(
+            f"a mask cannot be saved as {suffix} (it would not stay 0/255); name it .png, .tif or .bmp", output
+        )
+    if suffix in MASK_FORMATS and not output.is_dir():
+        if len(inputs) == 1:
+            return [output]
+        raise SkinsegError(f"names one mask file, but there are {len(inputs)} images: give a folder", output)
+    if output.exists() and not output.is_dir():
+        raise SkinsegError("output must be a folder when segmenting several images", output)
+    targets = [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(inputs, targets, strict=False):
+        if target in seen:
+            raise SkinsegError(f"two inputs would write the same mask ({seen[target]} and {source})", target)
+        seen[target] = source
+    return targets
