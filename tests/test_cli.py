@@ -49,10 +49,11 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"skinseg {__version__}"
 
 
-def test_help_and_version_do_not_import_torch():
+def test_help_version_and_a_wrong_path_do_not_import_torch():
+    """Answered at once: a mistyped input to segment is reported before seconds of torch imports."""
     code = (
         "import sys\nfrom skinseg.cli import app\n"
-        "for args in (['--help'], ['--version'], ['train', '--help']):\n"
+        "for args in (['--help'], ['--version'], ['train', '--help'], ['segment', 'missing.jpg', '-o', 'm.png']):\n"
         "    try:\n        app(args, prog_name='skinseg')\n    except SystemExit:\n        pass\n"
         "print('torch' in sys.modules)"
     )

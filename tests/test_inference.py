@@ -6,7 +6,6 @@ from skinseg.config import SegmentConfig
 from skinseg.data.synthetic import synthetic_pair
 from skinseg.errors import SkinsegError
 from skinseg.inference import Segmenter, segment_paths
-from skinseg.inputs import collect_inputs, output_paths
 
 
 def _image(path, size=(40, 30), mode="RGB"):
@@ -78,23 +77,6 @@ def test_input_is_never_overwritten(tiny_model_path, tmp_path):
             SegmentConfig(inputs=(source,), output=source, model=tiny_model_path, device="cpu", overwrite=True)
         )
     assert source.read_bytes() == before
-
-
-def test_inputs_from_globs_and_missing_paths(tmp_path):
-    _image(tmp_path / "x1.png")
-    _image(tmp_path / "x2.png")
-    assert [p.name for p in collect_inputs([tmp_path / "x*.png"])] == ["x1.png", "x2.png"]
-    with pytest.raises(SkinsegError, match="input not found"):
-        collect_inputs([tmp_path / "missing.png"])
-    with pytest.raises(SkinsegError, match="no images found"):
-        collect_inputs([tmp_path / "*.tif"])
-
-
-def test_output_paths_for_many_inputs_go_to_a_folder(tmp_path):
-    targets = output_paths([tmp_path / "a.jpg", tmp_path / "b.png"], tmp_path / "out")
-    assert [t.name for t in targets] == ["a_segmentation.png", "b_segmentation.png"]
-    with pytest.raises(SkinsegError, match="same mask"):
-        output_paths([tmp_path / "a.jpg", tmp_path / "sub" / "a.png"], tmp_path / "out")
 
 
 def test_probabilities_are_in_range_and_sized(tiny_model_path):

@@ -333,11 +333,40 @@ def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_
         Path(path).write_bytes(b"drawn after the interrupt arrived")
 
     monkeypatch.setattr(figures, "plot_curves", plot_curves_interrupted)
+    monkeypatch.setattr("skinseg.train.CURVES_EVERY", 0.0)  # drawn at every epoch, as in a run of long epochs
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train(TrainConfig(data=prepared_dir, out=run, epochs=3, device="cpu", max_train_images=8, **TINY))
     assert (run / "curves.png").read_bytes() == b"drawn after the interrupt arrived"
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
+
+
+@pytest.mark.parametrize("every, drawn", [(0.0, [1, 2, 3]), (1e9, [3])])
+def test_curves_are_drawn_every_so_often_and_when_the_run_ends(every, drawn, prepared_dir, tmp_path, monkeypatch):
+    import skinseg.figures as figures
+
+    epochs_drawn = []
+    monkeypatch.setattr(figures, "plot_curves", lambda history, path: epochs_drawn.append(len(history)))
+    monkeypatch.setattr("skinseg.train.CURVES_EVERY", every)
+    train(TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=3, device="cpu", max_train_images=8, **TINY))
+    assert epochs_drawn == drawn
+
+
+def test_an_interrupted_run_draws_the_curves_of_its_saved_epochs(prepared_dir, tmp_path, monkeypatch):
+    import skinseg.figures as figures
+
+    epochs_drawn = []
+    monkeypatch.setattr(figures, "plot_curves", lambda history, path: epochs_drawn.append(len(history)))
+    monkeypatch.setattr("skinseg.train.CURVES_EVERY", 1e9)
+
+    def interrupt_after_epoch_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    config = TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=4, device="cpu", max_train_images=8, **TINY)
+    with pytest.raises(TrainingInterrupted):
+        train(config, on_epoch=interrupt_after_epoch_2)
+    assert epochs_drawn == [2]
 
 
 def test_a_second_architecture_trains_through_the_registry(prepared_dir, tmp_path):

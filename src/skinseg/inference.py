@@ -27,7 +27,7 @@ from skinseg.device import resolve_device
 from skinseg.distributed import env_rank_world
 from skinseg.errors import SkinsegError
 from skinseg.fileio import check_output, interrupts_held
-from skinseg.inputs import collect_inputs, output_paths
+from skinseg.inputs import collect_inputs, output_paths, real_path
 from skinseg.precision import resolve_precision
 from skinseg.weights import load_model
 
@@ -257,7 +257,8 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     result = SegmentResult(config.output)
     inputs = collect_inputs(config.inputs, result.ignored)
     targets = output_paths(inputs, config.output)
-    resolved_inputs = {os.path.realpath(p) for p in inputs}  # realpath, unlike resolve, survives link loops
+    folders: dict[str, str] = {}
+    resolved_inputs = {real_path(p, folders) for p in inputs}  # realpath, unlike resolve, survives link loops
     todo = []
     pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
     report = _rank_path(config.report, rank, world) if config.report else None
@@ -271,7 +272,7 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     cases = ReportCases(config.report_max_cases)
     for source, target in pairs:
         outputs = _outputs_of(config, source, target)
-        taken = [p for p in outputs if os.path.realpath(p) in resolved_inputs]
+        taken = [p for p in outputs if real_path(p, folders) in resolved_inputs]
         if taken:
             raise SkinsegError("refusing to overwrite an input image with an output", taken[0])
         there = [p for p in outputs if p.exists()]

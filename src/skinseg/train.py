@@ -6,7 +6,7 @@
       RunState.load()            on --resume: history, best epoch, optimiser tensors
       run_epoch()                training_batch() + train_step() over epoch_rows(): the sets mixed by weight
       validate_sets()            loss, Dice and accuracy on each set's validation split, and their means
-      save_epoch()               weights, resume state, metrics.csv, curves.png
+      save_epoch()               weights, resume state, metrics.csv, curves.png (every 30 s and at the end)
 
 The same code runs on CUDA and on the CPU: precision (bf16 autocast, channels_last) and torch.compile are
 resolved once from the device, never from a "cuda" literal. Every epoch re-seeds from (seed, epoch), so a
@@ -83,6 +83,7 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------------------------------- data
+CURVES_EVERY = 30.0  # seconds between redraws of curves.png during a run (a drawing takes ~0.3 s); and at its end
 IN_MEMORY_SHARE = 0.5  # splits larger than this share of the available memory are read from the cache per batch
 
 
@@ -536,18 +537,25 @@ def save_epoch(
     info: ModelInfo,
     improved: bool,
     columns: list[str] | tuple[str, ...] = METRIC_COLUMNS,
+    curves: bool = True,
 ) -> None:
-    """The epoch's files. An interrupt waits until they are all written (and matplotlib imported: a
-    KeyboardInterrupt inside an import can surface as another error)."""
+    """The epoch's files, and with `curves` its curves. An interrupt waits until they are all written (and
+    matplotlib imported: a KeyboardInterrupt inside an import can surface as another error)."""
     with interrupts_held():
         if improved:
             save_model(engine.model, run_dir / "best.safetensors", info)
         save_model(engine.model, run_dir / "last.safetensors", info)
         state.save(run_dir, engine.optimizer)
         write_csv(run_dir / "metrics.csv", state.history, columns)
+        if curves:
+            draw_curves(run_dir, state.history)
+
+
+def draw_curves(run_dir: Path, history: list[dict]) -> None:
+    with interrupts_held():
         from skinseg.figures import plot_curves
 
-        plot_curves(state.history, run_dir / "curves.png")
+        plot_curves(history, run_dir / "curves.png")
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -810,6 +818,8 @@ def _train(
 
     stopped_early = False
     last_epoch = config.epochs if not config.time_budget else 1_000_000  # a budget ends the run instead
+    saved = len(state.history)  # epochs whose files are written
+    curves_drawn, curves_epochs = time.perf_counter(), saved  # curves.png: when, and of how many epochs
     with _interrupt_signals():
         try:
             for epoch in range(state.epoch, last_epoch):
@@ -833,9 +843,14 @@ def _train(
                     **per_set,
                     "seconds": time.perf_counter() - started,
                 }
-                improved = state.record(row)
-                if main:
-                    save_epoch(run_dir, engine, state, model_info(), improved, columns)
+                with interrupts_held():  # an epoch is recorded, saved and counted as one
+                    improved = state.record(row)
+                    curves = time.perf_counter() - curves_drawn >= CURVES_EVERY  # else later, or at the run's end
+                    if main:
+                        save_epoch(run_dir, engine, state, model_info(), improved, columns, curves)
+                    saved = len(state.history)
+                    if curves:
+                        curves_drawn, curves_epochs = time.perf_counter(), saved
                 distributed.barrier(context)
                 if on_epoch:
                     on_epoch(row)
@@ -844,7 +859,12 @@ def _train(
                 if config.patience and state.bad_epochs >= config.patience:
                     stopped_early = True
                     break
+            if main and curves_epochs != saved:
+                draw_curves(run_dir, state.history)
         except KeyboardInterrupt:
+            if main and curves_epochs != saved:
+                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the message below is still right
+                    draw_curves(run_dir, state.history[:saved])
             if not state.history:
                 raise TrainingInterrupted(
                     "training interrupted in its first epoch, before anything was saved: nothing to resume;"

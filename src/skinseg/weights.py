@@ -191,7 +191,8 @@ def load_model(
 
     try:
         with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in create_model(info.config).state_dict().items()}
+            model = create_model(info.config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     except Exception as exc:  # an architecture that cannot be built from this config
         raise SkinsegError(
             f"cannot build the architecture in its metadata ({type(exc).__name__}: {exc})", path
@@ -218,7 +219,7 @@ def load_model(
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise SkinsegError(f"tensor {name} holds NaN or infinite values: the weights are unusable", path)
-    model = create_model(info.config)
+    model = model.to_empty(device="cpu")  # memory without the random initialisation that the file replaces
     state = model.state_dict()
     model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
     return model.to(device).eval(), info

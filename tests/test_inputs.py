@@ -1,0 +1,55 @@
+import os
+
+import pytest
+
+from skinseg.errors import SkinsegError
+from skinseg.inputs import collect_inputs, output_paths, real_path
+
+
+def test_inputs_from_globs_and_missing_paths(tmp_path):
+    (tmp_path / "x1.png").touch()
+    (tmp_path / "x2.png").touch()
+    assert [p.name for p in collect_inputs([tmp_path / "x*.png"])] == ["x1.png", "x2.png"]
+    with pytest.raises(SkinsegError, match="input not found"):
+        collect_inputs([tmp_path / "missing.png"])
+    with pytest.raises(SkinsegError, match="no images found"):
+        collect_inputs([tmp_path / "*.tif"])
+
+
+def test_output_paths_for_many_inputs_go_to_a_folder(tmp_path):
+    targets = output_paths([tmp_path / "a.jpg", tmp_path / "b.png"], tmp_path / "out")
+    assert [t.name for t in targets] == ["a_segmentation.png", "b_segmentation.png"]
+    with pytest.raises(SkinsegError, match="same mask"):
+        output_paths([tmp_path / "a.jpg", tmp_path / "sub" / "a.png"], tmp_path / "out")
+
+
+def test_a_folder_gives_its_images_without_masks_and_hidden_files(tmp_path):
+    for name in ("b.png", "a.JPG", ".hidden.png", "a_segmentation.png", "a_overlay.png", "notes.txt"):
+        (tmp_path / name).touch()
+    (tmp_path / "folder.png").mkdir()
+    ignored: list = []
+    assert [p.name for p in collect_inputs([tmp_path], ignored)] == ["a.JPG", "b.png"]
+    assert sorted(p.name for p in ignored) == ["a_overlay.png", "a_segmentation.png"]
+
+
+def test_real_path_agrees_with_realpath_on_links_loops_and_parents(tmp_path, monkeypatch):
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "a.png").touch()
+    (tmp_path / "linked").symlink_to(tmp_path / "data", target_is_directory=True)
+    (tmp_path / "data" / "b.png").symlink_to(tmp_path / "data" / "a.png")
+    (tmp_path / "data" / "loop.png").symlink_to(tmp_path / "data" / "loop.png")
+    monkeypatch.chdir(tmp_path / "data" / "sub")
+    paths = [
+        tmp_path / "data" / "a.png",
+        tmp_path / "linked" / "a.png",  # through a linked folder
+        tmp_path / "data" / "b.png",  # a link to a file
+        tmp_path / "data" / "loop.png",  # a link to itself
+        tmp_path / "data" / "missing.png",
+        tmp_path / "linked" / "sub" / ".." / "a.png",  # .. after a linked folder
+        "../a.png",  # relative, from the working folder
+        "x.png",
+        tmp_path / "data" / "sub" / "..",
+    ]
+    folders: dict[str, str] = {}
+    for path in paths:
+        assert real_path(path, folders) == os.path.realpath(path), path
