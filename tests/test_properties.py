@@ -76,3 +76,19 @@ def test_masks_load_back_by_the_isic_rule(tmp_path_factory, mask, levels):
     path = tmp_path_factory.mktemp("mask") / "m.png"
     Image.fromarray(np.where(mask, levels[1], levels[0]).astype(np.uint8)).save(path)
     assert np.array_equal(load_mask(path), mask)
+
+
+@given(arrays(bool, st.tuples(st.integers(1, 20), st.integers(1, 20))))
+@settings(max_examples=200, deadline=None)  # the first example imports scipy and scikit-image
+def test_postprocessing_keeps_the_largest_lesion_and_fills_holes_as_scipy_does(mask):
+    from scipy.ndimage import binary_fill_holes
+    from skimage.measure import label
+
+    from skinseg.inference import postprocess_mask
+
+    expected = mask
+    if mask.any():
+        labels = label(mask, connectivity=2)
+        counts = np.bincount(labels.ravel())[1:]
+        expected = binary_fill_holes(labels == np.argmax(counts) + 1)
+    assert (postprocess_mask(mask) == expected).all()

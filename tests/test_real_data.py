@@ -1,44 +1,62 @@
-"""Checks on the real ISIC 2018 images in ../shared; skipped where that folder is absent."""
+"""Checks on the real ISIC 2018 images in ../shared; skipped where that folder is absent.
+
+All 2,594 pairs are found, read as far as their headers and split; the full decode and resize of every one
+of them is what `skinseg prepare` does in benchmarks (10 s of CPU, more than any other test here spent on
+checking the data rather than the code). 40 real test pairs go through the whole product: prepare, then the
+bundled model's evaluation."""
+
+import dataclasses
 
 import pytest
+from PIL import Image
 
 from conftest import ISIC_DIR
 from skinseg.config import EvaluateConfig, PrepareConfig
+from skinseg.data.layouts import discover_pairs
 from skinseg.data.prepare import prepare_dataset
+from skinseg.data.splits import assign_splits
 from skinseg.weights import bundled_model_path
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not ISIC_DIR.is_dir(), reason="real ISIC 2018 data not present (../shared)"),
 ]
+IMAGES, MASKS = "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth"
+SPLIT = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}["split"]  # prepare's default, 60/20/20
 
 
 @pytest.fixture(scope="module")
-def prepared_isic(tmp_path_factory):
-    out = tmp_path_factory.mktemp("isic") / "isic64"
-    return prepare_dataset(PrepareConfig(data=ISIC_DIR, out=out, size=64))
+def discovery():
+    return discover_pairs(ISIC_DIR)
 
 
-def test_prepare_finds_every_pair_and_splits_them(prepared_isic):
-    assert prepared_isic.layout == "isic2018"
-    assert prepared_isic.count == 2594 and prepared_isic.skipped == []
-    assert prepared_isic.split_sizes == {"train": 1561, "val": 519, "test": 514}
+def test_every_pair_is_found_read_and_split(discovery):
+    assert discovery.layout == "isic2018" and discovery.problems == []
+    assert len(discovery.pairs) == 2594
+    for pair in discovery.pairs:  # headers only: format, mode and size
+        with Image.open(pair.image) as image, Image.open(pair.mask) as mask:
+            assert image.format == "JPEG" and mask.format == "PNG" and mask.mode in ("L", "1"), pair.id
+            assert image.size == mask.size, pair.id
+    splits = assign_splits([p.id for p in discovery.pairs], SPLIT, seed=0)
+    assert {name: splits.count(name) for name in ("train", "val", "test")} == {"train": 1561, "val": 519, "test": 514}
 
 
-def test_bundled_model_segments_real_test_images_well(prepared_isic, tmp_path):
+def test_bundled_model_segments_real_test_images_well(discovery, tmp_path):
     if not bundled_model_path().is_file():
         pytest.skip("no bundled model in this checkout")
-    import json
-
     from skinseg.evaluate import evaluate_model
 
-    manifest = json.loads((prepared_isic.out_dir / "manifest.json").read_text())
-    test_ids = [item for item in manifest["items"] if item["split"] == "test"][:40]
-    subset = tmp_path / "subset"
-    manifest["items"] = test_ids
-    manifest["count"] = len(test_ids)
-    subset.mkdir()
-    (subset / "manifest.json").write_text(json.dumps(manifest))
-    report = evaluate_model(EvaluateConfig(model=None, data=subset, device="cpu"))
+    splits = assign_splits([p.id for p in discovery.pairs], SPLIT, seed=0)
+    test_pairs = [pair for pair, split in zip(discovery.pairs, splits, strict=True) if split == "test"][:40]
+    subset = tmp_path / "isic-subset"  # the official layout, linked: its ids keep their splits
+    (subset / IMAGES).mkdir(parents=True)
+    (subset / MASKS).mkdir()
+    for pair in test_pairs:
+        (subset / IMAGES / pair.image.name).symlink_to(pair.image)
+        (subset / MASKS / pair.mask.name).symlink_to(pair.mask)
+    prepared = prepare_dataset(PrepareConfig(data=subset, out=tmp_path / "prepared", size=64, workers=1))
+    assert prepared.layout == "isic2018" and prepared.count == 40 and prepared.skipped == []
+    assert prepared.split_sizes == {"train": 0, "val": 0, "test": 40}
+    report = evaluate_model(EvaluateConfig(model=None, data=prepared.out_dir, device="cpu"))
     assert len(report.per_image) == 40
     assert report.summary["dice"]["mean"] > 0.8
