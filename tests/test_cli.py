@@ -49,16 +49,20 @@ def test_version():
     assert result.returncode == 0 and result.stdout.strip() == f"skinseg {__version__}"
 
 
-def test_help_version_and_a_wrong_path_do_not_import_torch():
+def test_help_version_and_a_wrong_path_do_not_import_torch(tmp_path):
     """Answered at once: a mistyped input to segment is reported before seconds of torch imports."""
     code = (
         "import sys\nfrom skinseg.cli import app\n"
         "for args in (['--help'], ['--version'], ['train', '--help'], ['segment', 'missing.jpg', '-o', 'm.png']):\n"
-        "    try:\n        app(args, prog_name='skinseg')\n    except SystemExit:\n        pass\n"
+        "    try:\n        app(args, prog_name='skinseg')\n"
+        "    except SystemExit as end:\n        print('exit', end.code)\n"
         "print('torch' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip().splitlines()[-1] == "False"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    lines = result.stdout.strip().splitlines()
+    assert [line for line in lines if line.startswith("exit ")] == ["exit 0", "exit 0", "exit 0", "exit 1"]
+    assert lines[-1] == "False"
+    assert "error: missing.jpg: input not found" in result.stderr
 
 
 def test_package_errors_are_one_red_line_and_exit_code_1(tmp_path):

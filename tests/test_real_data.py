@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(not ISIC_DIR.is_dir(), reason="real ISIC 2018 data not present (../shared)"),
 ]
 IMAGES, MASKS = "ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth"
-SPLIT = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}["split"]  # prepare's default, 60/20/20
+PREPARE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}  # the split 60/20/20, seed 0
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_every_pair_is_found_read_and_split(discovery):
         with Image.open(pair.image) as image, Image.open(pair.mask) as mask:
             assert image.format == "JPEG" and mask.format == "PNG" and mask.mode in ("L", "1"), pair.id
             assert image.size == mask.size, pair.id
-    splits = assign_splits([p.id for p in discovery.pairs], SPLIT, seed=0)
+    splits = assign_splits([p.id for p in discovery.pairs], PREPARE_DEFAULTS["split"], PREPARE_DEFAULTS["seed"])
     assert {name: splits.count(name) for name in ("train", "val", "test")} == {"train": 1561, "val": 519, "test": 514}
 
 
@@ -46,7 +46,7 @@ def test_bundled_model_segments_real_test_images_well(discovery, tmp_path):
         pytest.skip("no bundled model in this checkout")
     from skinseg.evaluate import evaluate_model
 
-    splits = assign_splits([p.id for p in discovery.pairs], SPLIT, seed=0)
+    splits = assign_splits([p.id for p in discovery.pairs], PREPARE_DEFAULTS["split"], PREPARE_DEFAULTS["seed"])
     test_pairs = [pair for pair, split in zip(discovery.pairs, splits, strict=True) if split == "test"][:40]
     subset = tmp_path / "isic-subset"  # the official layout, linked: its ids keep their splits
     (subset / IMAGES).mkdir(parents=True)

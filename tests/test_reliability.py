@@ -6,6 +6,7 @@ traceback, a hang or a half-written output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -201,11 +202,18 @@ def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
     stdout, stderr = tmp_path / "command.out", tmp_path / "command.err"
     process = forked_processes().Process(target=run_cli, args=([str(a) for a in args], tmp_path, stdout, stderr))
     process.start()
-    deadline = time.time() + timeout
-    while not wait_for() and time.time() < deadline and process.is_alive():
-        time.sleep(0.05)
-    os.kill(process.pid, sig)
-    process.join(timeout=60)
+    try:
+        deadline = time.time() + timeout
+        while not wait_for() and time.time() < deadline and process.is_alive():
+            time.sleep(0.05)
+        if process.is_alive():  # else it ended before the signal, and the test says how (its exit code, stderr)
+            with contextlib.suppress(ProcessLookupError):  # ended just now
+                os.kill(process.pid, sig)
+        process.join(timeout=60)
+    finally:
+        if process.is_alive():  # hung: the test fails on its exit code, without this process left behind
+            process.kill()
+            process.join()
     return process.exitcode, stderr.read_text()
 
 

@@ -2,6 +2,7 @@ import csv
 import itertools
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -227,8 +228,19 @@ def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_pa
         )
         process.start()
         ranks.append((process, stdout, stderr))
-    for process, _, _ in ranks:
-        process.join(timeout=600)
+    try:  # as torchrun does: the first rank to fail ends the others (which would wait for it in a collective)
+        from multiprocessing.connection import wait
+
+        deadline, running = time.monotonic() + 600, {p.sentinel: p for p, _, _ in ranks}
+        while running and time.monotonic() < deadline:
+            for sentinel in wait(list(running), timeout=deadline - time.monotonic()):
+                if running.pop(sentinel).exitcode != 0:
+                    deadline = 0
+    finally:
+        for process, _, _ in ranks:
+            if process.is_alive():
+                process.kill()
+            process.join()
     assert [p.exitcode for p, _, _ in ranks] == [0, 0], [err.read_text()[-2000:] for _, _, err in ranks]
     assert "".join(out.read_text() for _, out, _ in ranks).count("best validation Dice") == 1
     rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -352,21 +364,42 @@ def test_curves_are_drawn_every_so_often_and_when_the_run_ends(every, drawn, pre
     assert epochs_drawn == drawn
 
 
-def test_an_interrupted_run_draws_the_curves_of_its_saved_epochs(prepared_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, raised", [(KeyboardInterrupt, TrainingInterrupted), (RuntimeError, RuntimeError)])
+def test_an_interrupted_or_failed_run_draws_the_curves_of_its_saved_epochs(
+    error, raised, prepared_dir, tmp_path, monkeypatch
+):
     import skinseg.figures as figures
 
     epochs_drawn = []
     monkeypatch.setattr(figures, "plot_curves", lambda history, path: epochs_drawn.append(len(history)))
     monkeypatch.setattr("skinseg.train.CURVES_EVERY", 1e9)
 
-    def interrupt_after_epoch_2(row):
+    def stop_after_epoch_2(row):
         if row["epoch"] == 2:
-            raise KeyboardInterrupt
+            raise error
 
     config = TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=4, device="cpu", max_train_images=8, **TINY)
-    with pytest.raises(TrainingInterrupted):
-        train(config, on_epoch=interrupt_after_epoch_2)
+    with pytest.raises(raised):
+        train(config, on_epoch=stop_after_epoch_2)
     assert epochs_drawn == [2]
+
+
+def test_a_ctrl_c_while_the_last_curves_are_drawn_leaves_the_run_complete(prepared_dir, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import skinseg.figures as figures
+
+    epochs_drawn = []
+
+    def plot_curves_interrupted(history, path):
+        epochs_drawn.append(len(history))
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(figures, "plot_curves", plot_curves_interrupted)
+    monkeypatch.setattr("skinseg.train.CURVES_EVERY", 1e9)
+    result = train(TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=2, device="cpu", **TINY))
+    assert result.epochs_done == 2 and epochs_drawn == [2]
 
 
 def test_a_second_architecture_trains_through_the_registry(prepared_dir, tmp_path):

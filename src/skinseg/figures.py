@@ -117,7 +117,7 @@ def plot_histogram(values: list[float], path: str | Path, label: str = "Dice") -
     ax.set_xlabel(f"per-image {label}")
     ax.set_ylabel("images")
     ax.set_title(f"{label}: mean {np.mean(values):.4f}, median {np.median(values):.4f} (n={len(values)})")
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.15, top=0.9)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

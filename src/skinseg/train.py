@@ -860,11 +860,10 @@ def _train(
                     stopped_early = True
                     break
             if main and curves_epochs != saved:
-                draw_curves(run_dir, state.history)
+                with contextlib.suppress(KeyboardInterrupt):  # the run is complete: a Ctrl-C now changes nothing
+                    draw_curves(run_dir, state.history)
+                curves_epochs = saved
         except KeyboardInterrupt:
-            if main and curves_epochs != saved:
-                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: the message below is still right
-                    draw_curves(run_dir, state.history[:saved])
             if not state.history:
                 raise TrainingInterrupted(
                     "training interrupted in its first epoch, before anything was saved: nothing to resume;"
@@ -874,6 +873,10 @@ def _train(
                 f"training interrupted after {len(state.history)} finished epoch(s); continue "
                 f"with `skinseg train --resume {run_dir}`"
             ) from None
+        finally:
+            if main and curves_epochs != saved:  # interrupted or failed: the curves of the epochs saved so far
+                with contextlib.suppress(Exception, KeyboardInterrupt):
+                    draw_curves(run_dir, state.history[:saved])
     return TrainResult(
         run_dir, len(state.history), state.best_epoch, state.best_val_dice, state.history, stopped_early, main
     )
