@@ -88,7 +88,7 @@ def tiny_model_path(trained_run) -> Path:
 # Tests that share something expensive that a worker makes once: the modules with a module-scoped fixture (the ONNX
 # export, ~15 s of tracing; the official scorer's import, pandas and more, ~3 s)
 # and the tests whose processes are forked from a server that has imported skinseg and torch
-# (test_reliability.forked_processes). Under pytest-xdist each group goes to one worker as a whole, so that it is
+# (helpers.forked_processes). Under pytest-xdist each group goes to one worker as a whole, so that it is
 # made once, not once per worker. (`--dist loadgroup` with xdist_group marks would say this, but with pytest 9.2 and
 # pytest-xdist 3.8 it silently stops grouping: pytest-dev/pytest-xdist#1386.)
 ONE_WORKER_MODULES = {"tests/test_export.py", "tests/test_scoring_parity.py"}

@@ -136,3 +136,21 @@ def run_cli(args: list[str], cwd: Path, stdout_path: Path, stderr_path: Path, en
     from skinseg.cli import main
 
     main()
+
+
+def start_cli(args: list, folder: Path, name: str, env: dict | None = None):
+    """Start `skinseg ARGS` (run_cli) in a process forked by `forked_processes`, in `folder`, with its output in
+    folder/NAME.out and NAME.err and `env` added to its environment. Returns (process, stdout path, stderr path)."""
+    stdout, stderr = folder / f"{name}.out", folder / f"{name}.err"
+    env = {key: str(value) for key, value in (env or {}).items()}
+    process = forked_processes().Process(target=run_cli, args=([str(a) for a in args], folder, stdout, stderr, env))
+    process.start()
+    return process, stdout, stderr
+
+
+def end_processes(processes) -> None:
+    """Kill those of `processes` that still run and wait for all: a failing or hung test leaves none behind."""
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+        process.join()

@@ -197,11 +197,9 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
 
 def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
     """Run `skinseg ARGS` in a process of its own, send `sig` once `wait_for()` is true, return (exit code, stderr)."""
-    from helpers import forked_processes, run_cli
+    from helpers import end_processes, start_cli
 
-    stdout, stderr = tmp_path / "command.out", tmp_path / "command.err"
-    process = forked_processes().Process(target=run_cli, args=([str(a) for a in args], tmp_path, stdout, stderr))
-    process.start()
+    process, _, stderr = start_cli(args, tmp_path, "command")
     try:
         deadline = time.time() + timeout
         while not wait_for() and time.time() < deadline and process.is_alive():
@@ -211,9 +209,7 @@ def _run_and_signal(args, sig, wait_for, tmp_path, timeout=120):
                 os.kill(process.pid, sig)
         process.join(timeout=60)
     finally:
-        if process.is_alive():  # hung: the test fails on its exit code, without this process left behind
-            process.kill()
-            process.join()
+        end_processes([process])  # hung: the test fails on its exit code, without this process left behind
     return process.exitcode, stderr.read_text()
 
 

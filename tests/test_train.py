@@ -210,7 +210,7 @@ def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_pa
     starts three fresh interpreters, seconds each; the launcher is torch's, the environment is what skinseg reads."""
     import socket
 
-    from helpers import forked_processes, run_cli
+    from helpers import end_processes, start_cli
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -218,16 +218,11 @@ def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_pa
     run = tmp_path / "ddp"
     args = ["train", "--data", str(prepared_dir), "--out", str(run), "--epochs", "2", "--base-filters", "4"]
     args += ["--depth", "3", "--batch-size", "4", "--device", "cpu"]
-    context, ranks = forked_processes(), []
+    ranks = []
     for rank in range(2):
         env = {"RANK": rank, "LOCAL_RANK": rank, "GROUP_RANK": 0, "WORLD_SIZE": 2, "LOCAL_WORLD_SIZE": 2}
         env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "TORCHELASTIC_RUN_ID": "test"}
-        stdout, stderr = tmp_path / f"rank{rank}.out", tmp_path / f"rank{rank}.err"
-        process = context.Process(
-            target=run_cli, args=(args, tmp_path, stdout, stderr, {k: str(v) for k, v in env.items()})
-        )
-        process.start()
-        ranks.append((process, stdout, stderr))
+        ranks.append(start_cli(args, tmp_path, f"rank{rank}", env))
     try:  # as torchrun does: the first rank to fail ends the others (which would wait for it in a collective)
         from multiprocessing.connection import wait
 
@@ -237,10 +232,7 @@ def test_two_process_gloo_run_trains_and_only_rank_0_writes(prepared_dir, tmp_pa
                 if running.pop(sentinel).exitcode != 0:
                     deadline = 0
     finally:
-        for process, _, _ in ranks:
-            if process.is_alive():
-                process.kill()
-            process.join()
+        end_processes([p for p, _, _ in ranks])
     assert [p.exitcode for p, _, _ in ranks] == [0, 0], [err.read_text()[-2000:] for _, _, err in ranks]
     assert "".join(out.read_text() for _, out, _ in ranks).count("best validation Dice") == 1
     rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -355,11 +347,7 @@ def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_
 
 @pytest.mark.parametrize("every, drawn", [(0.0, [1, 2, 3]), (1e9, [3])])
 def test_curves_are_drawn_every_so_often_and_when_the_run_ends(every, drawn, prepared_dir, tmp_path, monkeypatch):
-    import skinseg.figures as figures
-
-    epochs_drawn = []
-    monkeypatch.setattr(figures, "plot_curves", lambda history, path: epochs_drawn.append(len(history)))
-    monkeypatch.setattr("skinseg.train.CURVES_EVERY", every)
+    epochs_drawn = record_curves(monkeypatch, every)
     train(TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=3, device="cpu", max_train_images=8, **TINY))
     assert epochs_drawn == drawn
 
@@ -368,11 +356,7 @@ def test_curves_are_drawn_every_so_often_and_when_the_run_ends(every, drawn, pre
 def test_an_interrupted_or_failed_run_draws_the_curves_of_its_saved_epochs(
     error, raised, prepared_dir, tmp_path, monkeypatch
 ):
-    import skinseg.figures as figures
-
-    epochs_drawn = []
-    monkeypatch.setattr(figures, "plot_curves", lambda history, path: epochs_drawn.append(len(history)))
-    monkeypatch.setattr("skinseg.train.CURVES_EVERY", 1e9)
+    epochs_drawn = record_curves(monkeypatch, every=1e9)
 
     def stop_after_epoch_2(row):
         if row["epoch"] == 2:
@@ -388,18 +372,26 @@ def test_a_ctrl_c_while_the_last_curves_are_drawn_leaves_the_run_complete(prepar
     import os
     import signal
 
-    import skinseg.figures as figures
-
-    epochs_drawn = []
-
-    def plot_curves_interrupted(history, path):
-        epochs_drawn.append(len(history))
-        os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(figures, "plot_curves", plot_curves_interrupted)
-    monkeypatch.setattr("skinseg.train.CURVES_EVERY", 1e9)
+    epochs_drawn = record_curves(monkeypatch, every=1e9, then=lambda: os.kill(os.getpid(), signal.SIGINT))
     result = train(TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=2, device="cpu", **TINY))
     assert result.epochs_done == 2 and epochs_drawn == [2]
+
+
+def record_curves(monkeypatch, every: float, then=None) -> list[int]:
+    """Curves redrawn every `every` seconds of training, each drawing replaced by a record of how many epochs it
+    shows (and a call of `then`). Returns the records."""
+    import skinseg.figures as figures
+
+    epochs_drawn: list[int] = []
+
+    def record(history, path):
+        epochs_drawn.append(len(history))
+        if then:
+            then()
+
+    monkeypatch.setattr(figures, "plot_curves", record)
+    monkeypatch.setattr("skinseg.train.CURVES_EVERY", every)
+    return epochs_drawn
 
 
 def test_a_second_architecture_trains_through_the_registry(prepared_dir, tmp_path):
