@@ -3,7 +3,7 @@
     python benchmarks/compare.py [--budget 90] [--size 128] [--device auto] [--precision auto]
         [--models skinseg,unet,monai,smp]
 
-Every model trains through skinseg's own engine (`skinseg.train.train_step`, `training_batch`, `validate`):
+Every model trains through skinseg's own engine (`skinseg.training.engine.train_step`, `training_batch`, `validate`):
 skinseg's architectures come from its registry, the peers are wrapped in the same Engine.
 
 Same data (the shared ISIC 2018 set, prepared by skinseg), same loss (Dice + BCE), same augmentation,
@@ -25,15 +25,18 @@ from pathlib import Path
 
 import torch
 
-from skinseg.architectures import ARCHITECTURES
-from skinseg.config import ModelConfig, TrainConfig
 from skinseg.data.dataset import ensure_prepared
-from skinseg.device import describe_device, resolve_device
-from skinseg.losses import LOSSES
-from skinseg.model import count_parameters
-from skinseg.optim import create_optimizer, lr_at
-from skinseg.precision import cpu_features, resolve_precision
-from skinseg.train import Engine, build_engine, load_data, to_float, train_step, training_batch, validate
+from skinseg.models.architectures import ARCHITECTURES
+from skinseg.models.config import ModelConfig
+from skinseg.models.layers import count_parameters
+from skinseg.runtime.device import describe_device, resolve_device
+from skinseg.runtime.precision import cpu_features, resolve_precision
+from skinseg.training.batches import load_data, to_float, training_batch
+from skinseg.training.config import TrainConfig
+from skinseg.training.engine import Engine, build_engine, train_step
+from skinseg.training.losses import LOSSES
+from skinseg.training.optim import create_optimizer, lr_at
+from skinseg.training.validation import validate
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic2018"
 SKINSEG_MODELS = {"skinseg": "improved_unet", "unet": "unet"}  # names here -> skinseg's architecture registry

@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
 
-    from skinseg.weights import load_model
+    from skinseg.models.weights import load_model
 
     model, info = load_model(args.model)
     size = info.input_size
@@ -92,7 +92,7 @@ def main() -> None:
                     f"  {ms:7.1f} ms  ({ms / floor:.2f}x floor)"
                 )
     try:
-        from skinseg.export import OnnxRunner, cached_onnx
+        from skinseg.inference.onnx import OnnxRunner, cached_onnx
 
         runner = OnnxRunner(cached_onnx(args.model))
         for batch in (1, 8):
@@ -136,9 +136,9 @@ def main() -> None:
         code = f"""
 import time; t0 = time.perf_counter()
 import torch; t1 = time.perf_counter()
-from skinseg.inference import Segmenter
+from skinseg.inference.segmenter import Segmenter
 from skinseg.data.images import load_rgb, save_mask_png; t2 = time.perf_counter()
-s = Segmenter({str(args.model)!r} if {bool(args.model)} else None, 'cpu'); t3 = time.perf_counter()
+s = Segmenter({str(args.model)!r} if {bool(args.model)} else None, device='cpu'); t3 = time.perf_counter()
 image = load_rgb({str(one)!r}); t4 = time.perf_counter()
 mask = s.masks([image])[0]; t5 = time.perf_counter()
 save_mask_png(mask, {str(Path(tmp) / "one.png")!r}); t6 = time.perf_counter()

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from skinseg.config import TrainConfig
-from skinseg.device import describe_device, resolve_device
-from skinseg.precision import cpu_features, resolve_precision
-from skinseg.train import build_engine, train_step
+from skinseg.runtime.device import describe_device, resolve_device
+from skinseg.runtime.precision import cpu_features, resolve_precision
+from skinseg.training.config import TrainConfig
+from skinseg.training.engine import build_engine, train_step
 
 SETTINGS = {
     "fp32": dict(precision="fp32", channels_last=False, compile=False),
@@ -97,11 +97,11 @@ def measure(
 def agreement(data: Path, split: str, model: Path | None, device: str, batch: int) -> dict:
     """Share of mask pixels on which bf16 inference agrees with fp32, over a split."""
     from skinseg.data.images import load_rgb
-    from skinseg.evaluate import split_pairs
-    from skinseg.inference import Segmenter
+    from skinseg.data.sources import split_pairs
+    from skinseg.inference.segmenter import Segmenter
 
-    fp32 = Segmenter(model, device, precision="fp32")
-    bf16 = Segmenter(model, device, precision="bf16")
+    fp32 = Segmenter(model, device=device, precision="fp32")
+    bf16 = Segmenter(model, device=device, precision="bf16")
     pairs, where = split_pairs(data, split, fp32.info.input_size)
     same = total = 0
     worst = 1.0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from skinseg.config import PrepareConfig
+from skinseg.data.config import PrepareConfig
 from skinseg.data.layouts import discover_pairs
 from skinseg.data.prepare import prepare_dataset
 

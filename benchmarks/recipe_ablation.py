@@ -1,4 +1,4 @@
-"""Recipe ablations: train the default recipe and one-change variants with `skinseg.train.train`, same data,
+"""Recipe ablations: train the default recipe and one-change variants with `skinseg.training.loop.train`, same data,
 same epochs, same seed; report the best and final validation Dice of each.
 
     python benchmarks/recipe_ablation.py --data prepared/isic64 --epochs 8 [--variants default,lr1e-3,...]
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from skinseg.config import PRESETS, train_config
-from skinseg.device import describe_device, resolve_device
-from skinseg.precision import cpu_name
-from skinseg.train import train
+from skinseg.runtime.device import describe_device, resolve_device
+from skinseg.runtime.precision import cpu_name
+from skinseg.training.config import PRESETS, train_config
+from skinseg.training.loop import train
 
 VARIANTS: dict[str, dict] = {
     "default": {},

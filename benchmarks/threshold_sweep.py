@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from skinseg.data.images import load_mask, load_rgb
-from skinseg.evaluate import split_pairs
-from skinseg.inference import Segmenter
-from skinseg.metrics import image_metrics, summarise
+from skinseg.data.sources import split_pairs
+from skinseg.evaluation.metrics import image_metrics, summarise
+from skinseg.inference.segmenter import Segmenter
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     pairs, where = split_pairs(args.data, args.split)
-    segmenter = Segmenter(args.model, args.device)
+    segmenter = Segmenter(args.model, device=args.device)
     probabilities, truths = [], []
     for start in range(0, len(pairs), 16):
         chunk = pairs[start : start + 16]

@@ -3,7 +3,7 @@
     python benchmarks/train_speed.py --data prepared/isic2018-256 [--device auto] [--json runs/train-speed.json]
         [--settings b16,b64,b64-compile,b128-compile] [--epochs 3] [--target-dice 0.89 --target-epochs 60]
 
-Every figure comes from `skinseg.train.train` runs, so it measures the product's own loop: data on the
+Every figure comes from `skinseg.training.loop.train` runs, so it measures the product's own loop: data on the
 device, augmentation there, bf16 and channels-last on CUDA, optional torch.compile. Images/s is taken from
 the fastest epoch after the first (which holds compilation and warm-up), training steps only; the target
 run's seconds are whole epochs, validation included. The target run trains once with the fastest setting and
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from skinseg.config import TrainConfig
 from skinseg.data.dataset import open_prepared
-from skinseg.device import describe_device, resolve_device
-from skinseg.train import train
+from skinseg.runtime.device import describe_device, resolve_device
+from skinseg.training.config import TrainConfig
+from skinseg.training.loop import train
 
 SETTINGS = {
     "b16": {"batch_size": 16},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from skinseg.weights import bundled_model_path, load_model, save_model
+from skinseg.models.weights import bundled_model_path, load_model, save_model
 
 DATA_NAMES = {
     "isic2018": "ISIC 2018 Task 1 training set (2,594 pairs, resized to 512x512), seed-0 hash split 60/20/20",

@@ -17,9 +17,11 @@ from typing import TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
 
-from skinseg.config import ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
+from skinseg.data.config import PrepareConfig  # noqa: E402
 from skinseg.data.prepare import prepare_dataset  # noqa: E402
 from skinseg.data.synthetic import write_synthetic_dataset  # noqa: E402
+from skinseg.models.config import ModelConfig  # noqa: E402
+from skinseg.training.config import TrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ISIC_DIR = REPO.parent / "shared" / "data" / "isic2018"
@@ -35,6 +37,20 @@ def one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+CPU_KINDS = ("amx", "avx512_bf16", "emulated")  # the CPUs of this project's machines, as skinseg.precision names them
+
+
+@pytest.fixture(params=CPU_KINDS)
+def cpu_kind(request, monkeypatch) -> str:
+    """The test runs once per kind of CPU, with the detection faked: a machine without native bf16 runs the
+    branches of `--precision auto` that a machine with it takes, and the reverse. Tests whose numbers depend on
+    the precision ask for this fixture, or pin the precision they mean."""
+    from skinseg.runtime import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_kind", lambda: request.param)
+    return request.param
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
@@ -71,7 +87,7 @@ def prepared_dir(raw_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(prepared_dir, tmp_path_factory):
     """A tiny model trained for 4 epochs on the synthetic set."""
-    from skinseg.train import train
+    from skinseg.training.loop import train
 
     return made_once(
         tmp_path_factory,

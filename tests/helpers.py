@@ -74,8 +74,8 @@ def ph2_tree(root: Path, count: int = 4, size: int = 32) -> Path:
 def save_weights_forever(path: Path, first_write_done) -> None:
     """Write the default model's weights to `path` again and again until killed; `first_write_done` (an Event) is
     set once this process has written the file whole, so a kill after it lands in the write loop."""
-    from skinseg.model import ImprovedUNet
-    from skinseg.weights import ModelInfo, save_model
+    from skinseg.models.improved_unet import ImprovedUNet
+    from skinseg.models.weights import ModelInfo, save_model
 
     model = ImprovedUNet()
     save_model(model, path, ModelInfo())
@@ -92,8 +92,8 @@ def save_weights_then_die_half_way(path: Path) -> None:
 
     from safetensors.torch import save
 
-    import skinseg.weights as weights
-    from skinseg.model import ImprovedUNet
+    import skinseg.models.weights as weights
+    from skinseg.models.improved_unet import ImprovedUNet
 
     weights.save_model(ImprovedUNet(), path, weights.ModelInfo(threshold=0.3))
 
@@ -115,7 +115,9 @@ def forked_processes():
 
     context = multiprocessing.get_context("forkserver")
     # torch._dynamo: the optimiser's first use imports it (seconds), in every training process
-    context.set_forkserver_preload(["helpers", "skinseg.cli", "skinseg.train", "skinseg.inference", "torch._dynamo"])
+    context.set_forkserver_preload(
+        ["helpers", "skinseg.cli", "skinseg.training.loop", "skinseg.inference.segment", "torch._dynamo"]
+    )
     return context
 
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from skinseg.augment import augment_batch
 from skinseg.data.synthetic import synthetic_pair
+from skinseg.training.augment import augment_batch
 
 SIZE = 48
 

@@ -11,7 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import THREAD_ENV
-from skinseg import __version__, cli
+from skinseg import __version__
+from skinseg.cli import base as cli
 
 COLUMNS = {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
 
@@ -74,8 +75,7 @@ def test_package_errors_are_one_red_line_and_exit_code_1(tmp_path):
 
 
 def test_a_failing_prepare_prints_only_its_error_line(tmp_path):
-    """docs/reliability.md: one line on standard error. (Fails today: the empty progress bar, `Preparing ... 0/?`,
-    is left above the error; `train` leaves an empty `epoch 1 ... 0/?` bar the same way.)"""
+    """docs/reliability.md: one line on standard error, and no empty progress bar (`Preparing ... 0/?`) above it."""
     result = invoke("prepare", "--data", tmp_path / "missing", "--out", tmp_path / "p")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [f"error: {tmp_path / 'missing'}: data folder not found"]

@@ -13,14 +13,17 @@ import torch
 
 from conftest import TINY
 from helpers import write_pair
-from skinseg.config import ConfigError, PrepareConfig, TrainConfig, parse_data_set, parse_duration, train_config
+from skinseg.data.arrays import SplitArrays
+from skinseg.data.config import PrepareConfig
 from skinseg.data.dataset import open_prepared
 from skinseg.data.layouts import discover_pairs
 from skinseg.data.prepare import prepare_dataset
 from skinseg.data.splits import assign_splits
-from skinseg.errors import SkinsegError
-from skinseg.optim import lr_at_fraction
-from skinseg.train import SplitArrays, epoch_rows, load_data, train
+from skinseg.errors import ConfigError, SkinsegError
+from skinseg.training.batches import epoch_rows, load_data
+from skinseg.training.config import TrainConfig, parse_data_set, parse_duration, train_config
+from skinseg.training.loop import train
+from skinseg.training.optim import lr_at_fraction
 
 CPU = torch.device("cpu")
 
@@ -167,7 +170,7 @@ def test_sets_prepared_at_different_sizes_are_refused(prepared_dir, ham_dir, tmp
 
 
 def test_a_run_on_two_sets_validates_each_and_names_them_in_its_weights(two_sets, tmp_path):
-    from skinseg.weights import load_model
+    from skinseg.models.weights import load_model
 
     config = replace(
         train_config([str(two_sets[0]), f"{two_sets[1]}:0.5"], epochs=2, device="cpu", **TINY), out=tmp_path
@@ -195,7 +198,8 @@ def test_the_budget_schedule_warms_up_then_follows_the_clock():
 
 
 def test_a_time_budget_stops_the_run_and_a_larger_one_resumes_it(prepared_dir, tmp_path, monkeypatch):
-    import skinseg.train as training
+    import skinseg.training.loop as training
+    from skinseg.training.runs import load_run
 
     clock = {"now": 0.0}
     monkeypatch.setattr(training.time, "perf_counter", lambda: clock["now"])
@@ -216,9 +220,9 @@ def test_a_time_budget_stops_the_run_and_a_larger_one_resumes_it(prepared_dir, t
     )
     assert json.loads((tmp_path / "config.json").read_text())["time_budget"] == budget
 
-    again = train(replace(config, resume=tmp_path, time_budget=0))  # the budget is spent: nothing to do
+    again = train(load_run(tmp_path))  # the budget is spent: nothing to do
     assert len(again.history) == 3
-    more = train(replace(config, resume=tmp_path, time_budget=budget + steps))
+    more = train(load_run(tmp_path, time_budget=budget + steps))
     assert [round(r["seconds"]) for r in more.history] == [steps, steps, 1, steps]
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from skinseg.device import resolve_device
 from skinseg.errors import SkinsegError
+from skinseg.runtime.device import resolve_device
 
 
 @pytest.mark.parametrize(

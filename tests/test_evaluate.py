@@ -2,10 +2,12 @@ import json
 
 import pytest
 
-from skinseg.config import EvaluateConfig, SegmentConfig
 from skinseg.errors import SkinsegError
-from skinseg.evaluate import evaluate_folders, evaluate_model, write_reports
-from skinseg.inference import segment_paths
+from skinseg.evaluation.config import EvaluateConfig
+from skinseg.evaluation.reports import write_reports
+from skinseg.evaluation.scoring import evaluate_folders, evaluate_model
+from skinseg.inference.config import SegmentConfig
+from skinseg.inference.segment import segment_paths
 
 
 def test_model_evaluation_matches_scoring_segment_output(tiny_model_path, prepared_dir, raw_dir, tmp_path):
@@ -44,9 +46,9 @@ def test_missing_predictions_are_named(raw_dir, tmp_path):
 
 
 def test_a_raw_folder_is_scored_on_the_split_train_used_and_says_where(raw_dir, tiny_model_path, tmp_path, monkeypatch):
-    from skinseg.config import EvaluateConfig
     from skinseg.data.dataset import ensure_prepared
-    from skinseg.evaluate import evaluate_model
+    from skinseg.evaluation.config import EvaluateConfig
+    from skinseg.evaluation.scoring import evaluate_model
 
     monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
     report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu"))

@@ -5,9 +5,9 @@ from typer.testing import CliRunner
 
 from skinseg.cli import app
 from skinseg.errors import SkinsegError
-from skinseg.export import METADATA_KEY, OnnxRunner, read_onnx_info
-from skinseg.inference import Segmenter
-from skinseg.weights import info_from_json, load_model
+from skinseg.inference.onnx import METADATA_KEY, OnnxRunner, read_onnx_info
+from skinseg.inference.segmenter import Segmenter
+from skinseg.models.weights import info_from_json, load_model
 
 # The export is the slow part (tracing with dynamic batch, height and width: ~15 s at depth 2, ~22 s at depth 3):
 # this module makes it once, and conftest.ONE_WORKER_MODULES keeps the module on one pytest-xdist worker so that it
@@ -19,9 +19,9 @@ from skinseg.weights import info_from_json, load_model
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     """A depth-2 model with metadata that differs from every default, so that the round trip below means something."""
-    from skinseg.config import ModelConfig
-    from skinseg.model import ImprovedUNet
-    from skinseg.weights import ModelInfo, save_model
+    from skinseg.models.config import ModelConfig
+    from skinseg.models.improved_unet import ImprovedUNet
+    from skinseg.models.weights import ModelInfo, save_model
 
     config = ModelConfig(base_filters=4, depth=2)
     torch.manual_seed(0)
@@ -107,10 +107,23 @@ def test_segment_backend_onnx_gives_the_same_masks(onnx_path, model_path):
     from skinseg.data.synthetic import synthetic_pair
 
     images = [synthetic_pair((45, 70), seed)[0] for seed in range(3)]
-    torch_probs = Segmenter(model_path, "cpu").probabilities(images)
+    torch_probs = Segmenter(model_path, device="cpu", precision="fp32").probabilities(images)
     onnx_probs = Segmenter(onnx_path, backend="onnx").probabilities(images)
     for a, b in zip(torch_probs, onnx_probs, strict=False):
         assert np.abs(a - b).max() <= 1e-4
+
+
+def test_onnx_agrees_with_torch_at_the_precision_auto_picks(onnx_path, model_path, cpu_kind):
+    """ONNX Runtime computes in fp32; the torch backend in whatever `auto` picks on this kind of CPU."""
+    from skinseg.data.synthetic import synthetic_pair
+
+    images = [synthetic_pair((45, 70), seed)[0] for seed in range(3)]
+    segmenter = Segmenter(model_path, device="cpu")
+    assert segmenter.precision.name == ("fp32" if cpu_kind == "emulated" else "bf16")
+    tolerance = 1e-4 if segmenter.precision.name == "fp32" else 0.02  # bf16 keeps 8 bits of mantissa
+    onnx = Segmenter(onnx_path, backend="onnx")
+    for a, b in zip(segmenter.probabilities(images), onnx.probabilities(images), strict=True):
+        assert np.abs(a - b).max() <= tolerance
 
 
 def test_onnx_file_without_metadata_is_refused(tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from skinseg.data.synthetic import synthetic_pair
-from skinseg.figures import outline_band, overlay_image
+from skinseg.reporting.figures import outline_band, overlay_image
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

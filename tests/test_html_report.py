@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.config import SegmentConfig
 from skinseg.errors import SkinsegError
-from skinseg.evaluate import evaluate_folders, write_reports
-from skinseg.html_report import ReportCases, probability_margin, write_page
-from skinseg.inference import segment_paths
-from skinseg.metrics import bootstrap_interval
+from skinseg.evaluation.metrics import bootstrap_interval
+from skinseg.evaluation.reports import write_reports
+from skinseg.evaluation.scoring import evaluate_folders
+from skinseg.inference.config import SegmentConfig
+from skinseg.inference.segment import segment_paths
+from skinseg.reporting.html import ReportCases, probability_margin, write_page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

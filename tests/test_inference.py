@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.config import SegmentConfig
 from skinseg.data.synthetic import synthetic_pair
 from skinseg.errors import SkinsegError
-from skinseg.inference import Segmenter, segment_paths
+from skinseg.inference.config import SegmentConfig
+from skinseg.inference.segment import segment_paths
+from skinseg.inference.segmenter import Segmenter
 
 
 def _image(path, size=(40, 30), mode="RGB"):
@@ -80,12 +81,12 @@ def test_input_is_never_overwritten(tiny_model_path, tmp_path):
 
 
 def test_probabilities_are_in_range_and_sized(tiny_model_path):
-    segmenter = Segmenter(tiny_model_path, "cpu")
+    segmenter = Segmenter(tiny_model_path, device="cpu")
     image, _ = synthetic_pair((33, 57), 0)
     (prob,) = segmenter.probabilities([image])
     assert prob.shape == (33, 57) and prob.min() >= 0 and prob.max() <= 1
     with pytest.raises(SkinsegError, match="threshold"):
-        Segmenter(tiny_model_path, "cpu", threshold=1.5)
+        Segmenter(tiny_model_path, device="cpu", threshold=1.5)
 
 
 def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
@@ -129,7 +130,7 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
 
 
 def test_postprocess_keeps_the_largest_component_and_fills_holes():
-    from skinseg.inference import postprocess_mask
+    from skinseg.inference.postprocess import postprocess_mask
 
     mask = np.zeros((20, 20), bool)
     mask[2:12, 2:12] = True
@@ -142,8 +143,8 @@ def test_postprocess_keeps_the_largest_component_and_fills_holes():
 
 def test_tta_is_flip_equivariant(tiny_model_path):
     image, _ = synthetic_pair(32, 5)
-    plain = Segmenter(tiny_model_path, "cpu")
-    tta = Segmenter(tiny_model_path, "cpu", tta=True)
+    plain = Segmenter(tiny_model_path, device="cpu", precision="fp32")
+    tta = Segmenter(tiny_model_path, device="cpu", tta=True, precision="fp32")
     mirrored = np.ascontiguousarray(image[:, ::-1])
     assert np.allclose(tta.probabilities([mirrored])[0][:, ::-1], tta.probabilities([image])[0], atol=1e-5)
     assert not np.allclose(plain.probabilities([mirrored])[0][:, ::-1], plain.probabilities([image])[0], atol=1e-5)

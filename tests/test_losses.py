@@ -1,6 +1,6 @@
 import torch
 
-from skinseg.losses import segmentation_loss, soft_dice_loss
+from skinseg.training.losses import segmentation_loss, soft_dice_loss
 
 
 def test_dice_loss_is_near_zero_for_confident_correct_logits():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from skinseg.metrics import confusion, image_metrics, summarise
+from skinseg.evaluation.metrics import confusion, image_metrics, summarise
 
 
 def test_known_confusion_and_metrics():
@@ -52,7 +52,7 @@ def test_summary_statistics():
 
 
 def test_the_summary_gives_each_mean_a_95_percent_bootstrap_interval():
-    from skinseg.metrics import METRIC_NAMES
+    from skinseg.evaluation.metrics import METRIC_NAMES
 
     values = np.linspace(0.5, 1.0, 101)
     dice = summarise([dict.fromkeys(METRIC_NAMES, v) for v in values])["dice"]

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from skinseg.model import ContextModule, ImprovedUNet, ModelConfig, count_parameters
+from skinseg.models.config import ModelConfig
+from skinseg.models.improved_unet import ContextModule, ImprovedUNet
+from skinseg.models.layers import count_parameters
 
 DEFAULT_PARAMETERS = 3_188_883  # stated in docs/model.md
 

@@ -7,21 +7,64 @@ import pytest
 import torch
 
 from conftest import TINY
-from skinseg import precision as precision_module
-from skinseg.config import TrainConfig
-from skinseg.errors import SkinsegError
-from skinseg.precision import compile_active, compile_note, resolve_precision
-from skinseg.train import TrainingInterrupted, build_engine, load_data, train, train_step, training_batch
-from skinseg.weights import load_model
+from skinseg.errors import SkinsegError, TrainingInterrupted
+from skinseg.models.weights import load_model
+from skinseg.runtime import precision as precision_module
+from skinseg.runtime.precision import compile_active, compile_note, resolve_precision
+from skinseg.training.batches import load_data, training_batch
+from skinseg.training.config import TrainConfig
+from skinseg.training.engine import build_engine, train_step
+from skinseg.training.loop import train
+from skinseg.training.runs import load_run
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 
 
-@pytest.mark.parametrize("native,expected", [(True, ("bf16", True)), (False, ("fp32", False))])
-def test_auto_is_bf16_with_channels_last_only_on_cpus_with_native_bf16(monkeypatch, native, expected):
-    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native)
-    chosen = resolve_precision("auto", CPU)
-    assert (chosen.name, chosen.channels_last) == expected and chosen.notes == ()
+# What `auto` picks on each kind of CPU, per job and image size: (precision, channels_last), as measured
+# (docs/benchmarks.md, "Precision").
+AUTO_ON_CPU = {
+    ("amx", "train", 128): ("bf16", False),
+    ("amx", "train", 256): ("bf16", True),
+    ("amx", "infer", 128): ("bf16", False),
+    ("amx", "infer", 256): ("bf16", False),
+    **{("avx512_bf16", job, size): ("bf16", False) for job in ("train", "infer") for size in (128, 256)},
+    **{("emulated", job, size): ("fp32", False) for job in ("train", "infer") for size in (128, 256)},
+}
+
+
+@pytest.mark.parametrize("job", ["train", "infer"])
+@pytest.mark.parametrize("size", [128, 256])
+def test_auto_picks_precision_and_memory_format_by_cpu_kind_job_and_size(cpu_kind, job, size):
+    chosen = resolve_precision("auto", CPU, job=job, size=size)
+    assert (chosen.name, chosen.channels_last) == AUTO_ON_CPU[cpu_kind, job, size] and chosen.notes == ()
+
+
+def test_cpu_kind_is_read_from_onednn_and_the_cpu_flags(monkeypatch):
+    flags = {"amx": "fpu avx512f avx512_bf16 amx_bf16 amx_tile", "avx512_bf16": "fpu avx512f avx512_bf16"}
+    for kind, line in flags.items():
+        monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)
+        monkeypatch.setattr(precision_module, "_cpuinfo", lambda field, line=line: line)
+        assert precision_module.cpu_bf16_kind() == kind
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    assert precision_module.cpu_bf16_kind() == "emulated"
+
+
+def test_the_segmenter_and_a_run_resolve_auto_for_their_job_and_size(
+    cpu_kind, tiny_model_path, prepared_dir, tmp_path, monkeypatch
+):
+    """The tiny model and data are 48 px; the table's sizes are faked by moving the thresholds down."""
+    from skinseg.inference.segmenter import Segmenter
+
+    scaled = {key: size and size * 48 // 256 for key, size in precision_module.CHANNELS_LAST_FROM.items()}
+    monkeypatch.setattr(precision_module, "CHANNELS_LAST_FROM", scaled)
+    segmenter = Segmenter(tiny_model_path, device="cpu")
+    assert (segmenter.precision.name, segmenter.precision.channels_last) == AUTO_ON_CPU[cpu_kind, "infer", 256]
+    started = []
+    config = TrainConfig(data=prepared_dir, out=tmp_path / "run", epochs=1, device="cpu", max_train_images=8, **TINY)
+    train(config, on_start=lambda line, notes: started.append(line))
+    name, channels_last = AUTO_ON_CPU[cpu_kind, "train", 256]
+    expected = f"{'bf16 autocast' if name == 'bf16' else 'fp32'}, {'channels_last' if channels_last else 'contiguous'}"
+    assert len(started) == 1 and f"precision: {expected};" in started[0]
 
 
 def test_auto_is_bf16_on_cuda_and_fp32_on_mps():
@@ -31,7 +74,7 @@ def test_auto_is_bf16_on_cuda_and_fp32_on_mps():
 
 
 def test_settings_that_cannot_apply_say_so(monkeypatch):
-    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision_module, "cpu_bf16_kind", lambda: "emulated")
     emulated = resolve_precision("bf16", CPU)
     assert emulated.dtype == torch.bfloat16 and "emulated" in emulated.notes[0]
     on_mps = resolve_precision("bf16", MPS)
@@ -78,7 +121,16 @@ def test_a_bf16_channels_last_step_on_the_cpu_runs_the_gpu_code_path(prepared_di
 
 
 def test_a_bf16_run_resumes_exactly_and_records_its_precision(prepared_dir, tmp_path):
-    settings = dict(data=prepared_dir, epochs=2, device="cpu", seed=3, max_train_images=8, precision="bf16", **TINY)
+    settings = dict(
+        data=prepared_dir,
+        epochs=2,
+        device="cpu",
+        seed=3,
+        max_train_images=8,
+        precision="bf16",
+        channels_last=True,
+        **TINY,
+    )
     whole = train(TrainConfig(out=tmp_path / "whole", **settings))
 
     def stop_in_second_epoch(row):
@@ -87,7 +139,7 @@ def test_a_bf16_run_resumes_exactly_and_records_its_precision(prepared_dir, tmp_
 
     with pytest.raises(TrainingInterrupted):
         train(TrainConfig(out=tmp_path / "split", **settings), on_epoch=stop_in_second_epoch)
-    resumed = train(TrainConfig(data=prepared_dir, resume=tmp_path / "split"))
+    resumed = train(load_run(tmp_path / "split"))
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
     a, _ = load_model(tmp_path / "whole" / "last.safetensors")
     b, info = load_model(tmp_path / "split" / "last.safetensors")
@@ -99,11 +151,11 @@ def test_a_bf16_run_resumes_exactly_and_records_its_precision(prepared_dir, tmp_
 
 def test_bf16_inference_agrees_with_fp32(tiny_model_path, raw_dir):
     from skinseg.data.images import load_rgb
-    from skinseg.inference import Segmenter
+    from skinseg.inference.segmenter import Segmenter
 
     images = [load_rgb(path) for path in sorted((raw_dir / "images").iterdir())[:8]]
-    fp32 = Segmenter(tiny_model_path, "cpu", precision="fp32", postprocess=False)
-    bf16 = Segmenter(tiny_model_path, "cpu", precision="bf16", postprocess=False)
+    fp32 = Segmenter(tiny_model_path, device="cpu", precision="fp32", postprocess=False)
+    bf16 = Segmenter(tiny_model_path, device="cpu", precision="bf16", postprocess=False)
     assert bf16.precision.dtype == torch.bfloat16 and fp32.precision.dtype is None
     agree = [(a == b).mean() for a, b in zip(fp32.masks(images), bf16.masks(images), strict=False)]
     assert min(agree) > 0.98
@@ -140,7 +192,7 @@ def test_a_cuda_run_uses_bf16_channels_last_and_resumes(prepared_dir, tmp_path, 
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
     assert resolved == {"device": "cuda", "precision": "bf16", "memory_format": "channels_last", "compile": compile}
     assert all(math.isfinite(row["train_loss"]) for row in result.history)
-    resumed = train(TrainConfig(data=prepared_dir, resume=tmp_path / "run"))
+    resumed = train(load_run(tmp_path / "run"))
     assert resumed.epochs_done == 2
 
 
@@ -148,9 +200,9 @@ def test_a_cuda_run_uses_bf16_channels_last_and_resumes(prepared_dir, tmp_path, 
 @needs_cuda
 def test_cuda_bf16_masks_agree_with_cpu_fp32(tiny_model_path, raw_dir):
     from skinseg.data.images import load_rgb
-    from skinseg.inference import Segmenter
+    from skinseg.inference.segmenter import Segmenter
 
     images = [load_rgb(path) for path in sorted((raw_dir / "images").iterdir())[:8]]
-    cpu = Segmenter(tiny_model_path, "cpu", precision="fp32", postprocess=False).masks(images)
-    gpu = Segmenter(tiny_model_path, "cuda", precision="auto", postprocess=False).masks(images)
+    cpu = Segmenter(tiny_model_path, device="cpu", precision="fp32", postprocess=False).masks(images)
+    gpu = Segmenter(tiny_model_path, device="cuda", precision="auto", postprocess=False).masks(images)
     assert min((a == b).mean() for a, b in zip(cpu, gpu, strict=False)) > 0.98

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from helpers import isic2018_tree, write_pair
-from skinseg.config import PrepareConfig
+from skinseg.data.config import PrepareConfig
 from skinseg.data.dataset import open_prepared
 from skinseg.data.prepare import MANIFEST, prepare_dataset
 from skinseg.data.splits import assign_splits, parse_fractions, read_split_file

@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from skinseg.data.images import load_mask, load_rgb
-from skinseg.metrics import METRIC_NAMES, image_metrics
+from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics
 
 shapes = st.tuples(st.integers(1, 24), st.integers(1, 24))
 
@@ -84,7 +84,7 @@ def test_postprocessing_keeps_the_largest_lesion_and_fills_holes_as_scipy_does(m
     from scipy.ndimage import binary_fill_holes
     from skimage.measure import label
 
-    from skinseg.inference import postprocess_mask
+    from skinseg.inference.postprocess import postprocess_mask
 
     expected = mask
     if mask.any():

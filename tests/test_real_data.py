@@ -11,11 +11,12 @@ import pytest
 from PIL import Image
 
 from conftest import ISIC_DIR
-from skinseg.config import EvaluateConfig, PrepareConfig
+from skinseg.data.config import PrepareConfig
 from skinseg.data.layouts import discover_pairs
 from skinseg.data.prepare import prepare_dataset
 from skinseg.data.splits import assign_splits
-from skinseg.weights import bundled_model_path
+from skinseg.evaluation.config import EvaluateConfig
+from skinseg.models.weights import bundled_model_path
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,7 +45,7 @@ def test_every_pair_is_found_read_and_split(discovery):
 def test_bundled_model_segments_real_test_images_well(discovery, tmp_path):
     if not bundled_model_path().is_file():
         pytest.skip("no bundled model in this checkout")
-    from skinseg.evaluate import evaluate_model
+    from skinseg.evaluation.scoring import evaluate_model
 
     splits = assign_splits([p.id for p in discovery.pairs], PREPARE_DEFAULTS["split"], PREPARE_DEFAULTS["seed"])
     test_pairs = [pair for pair, split in zip(discovery.pairs, splits, strict=True) if split == "test"][:40]

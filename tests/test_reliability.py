@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from cases import IMAGE_CASES, SIZE, mask_for
 from conftest import made_once
 from skinseg.cli import app
-from skinseg.config import PrepareConfig
+from skinseg.data.config import PrepareConfig
 from skinseg.data.prepare import prepare_dataset
 from skinseg.errors import SkinsegError
 
@@ -181,8 +181,9 @@ def test_disk_full_leaves_no_partial_file(tiny_model_path, tmp_path, monkeypatch
 def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
     import errno
 
-    import skinseg.weights as weights
-    from skinseg.model import ImprovedUNet, ModelConfig
+    import skinseg.models.weights as weights
+    from skinseg.models.config import ModelConfig
+    from skinseg.models.improved_unet import ImprovedUNet
 
     def full_disk(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"partial")
@@ -238,7 +239,7 @@ def test_signals_during_train_leave_a_resumable_run(sig, prepared_dir, tmp_path)
         tmp_path,
     )
     assert code == 130 and "Traceback" not in stderr and "--resume" in stderr
-    from skinseg.weights import load_model
+    from skinseg.models.weights import load_model
 
     load_model(run / "last.safetensors")
 
@@ -290,7 +291,7 @@ def test_signals_during_prepare_leave_no_manifest(sig, raw_400, tmp_path):
 @pytest.mark.slow
 def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
     from helpers import forked_processes, save_weights_forever
-    from skinseg.weights import load_model
+    from skinseg.models.weights import load_model
 
     context = forked_processes()
     target = tmp_path / "w.safetensors"
@@ -310,7 +311,7 @@ def test_kill_9_while_writing_weights_never_leaves_a_damaged_file(tmp_path):
 def test_kill_9_half_way_through_a_weights_write_keeps_the_previous_file(tmp_path):
     """The timed kills above rarely land inside the short write itself; this one always does."""
     from helpers import forked_processes, save_weights_then_die_half_way
-    from skinseg.weights import load_model
+    from skinseg.models.weights import load_model
 
     target = tmp_path / "w.safetensors"
     writer = forked_processes().Process(target=save_weights_then_die_half_way, args=(target,))
@@ -360,14 +361,14 @@ def test_segment_summary_never_overwrites_an_input(tiny_model_path, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
 def test_summary_rows_are_written_as_each_image_is_done(suffix, tmp_path):
-    from skinseg.inference import SummaryWriter, _summary_row
+    from skinseg.inference.summary import SummaryWriter, summary_row
 
     path = tmp_path / f"s{suffix}"
     mask = np.zeros((4, 6), bool)
     mask[1:3, 2:4] = True
     with pytest.raises(KeyboardInterrupt), SummaryWriter(path) as rows:
         for name in ("a", "b"):
-            rows.add(_summary_row(Path(f"{name}.png"), Path(f"{name}_m.png"), mask, mask.astype(float), 0.1))
+            rows.add(summary_row(Path(f"{name}.png"), Path(f"{name}_m.png"), mask, mask.astype(float), 0.1))
         raise KeyboardInterrupt  # Ctrl-C after two images: their rows stay
     if suffix == ".json":
         assert [row["image"] for row in json.loads(path.read_text())] == ["a.png", "b.png"]
@@ -470,9 +471,9 @@ def test_resume_extends_a_run_and_refuses_other_options(prepared_dir, tmp_path):
 
 def test_an_interrupt_in_the_first_epoch_says_to_restart(prepared_dir, tmp_path):
     from conftest import TINY
-    from skinseg.config import TrainConfig
     from skinseg.errors import TrainingInterrupted
-    from skinseg.train import train
+    from skinseg.training.config import TrainConfig
+    from skinseg.training.loop import train
 
     def interrupt(*_):
         raise KeyboardInterrupt

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import shutil
 import zipfile
 from pathlib import Path
@@ -16,14 +17,17 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from skinseg import architectures
-from skinseg.config import ModelConfig, PrepareConfig, TrainConfig
 from skinseg.data import layouts
+from skinseg.data.config import PrepareConfig
 from skinseg.data.dataset import open_prepared
 from skinseg.data.prepare import LOCK, MANIFEST, prepare_dataset
+from skinseg.data.sources import split_pairs
 from skinseg.errors import SkinsegError
-from skinseg.evaluate import evaluate_folders, split_pairs
-from skinseg.weights import ModelInfo, bundled_model_path, load_model, read_info
+from skinseg.evaluation.scoring import evaluate_folders
+from skinseg.models import architectures
+from skinseg.models.config import ModelConfig
+from skinseg.models.weights import ModelInfo, bundled_model_path, load_model, read_info
+from skinseg.training.config import TrainConfig
 
 CONFIG = ModelConfig(base_filters=4, depth=3)
 
@@ -243,24 +247,31 @@ def test_arrays_of_another_size_than_the_manifest_says_are_refused(prepared_dir,
 
 # ------------------------------------------------------------------------------------- no validation split
 def test_training_without_a_validation_split_says_it_selects_on_training_dice(raw_dir, tmp_path):
-    from skinseg.train import startup_notes, train
+    from skinseg.training.loop import train
 
     out = tmp_path / "prepared"
     prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, split=(0.8, 0.0, 0.2), workers=1))
     assert open_prepared(out).indices("val").size == 0
     config = TrainConfig(data=out, out=tmp_path / "run", epochs=1, batch_size=8, device="cpu", model=CONFIG)
-    _, notes = startup_notes(config)
+    notes: list[str] = []
+    result = train(config, on_start=lambda line, said: notes.extend(said))
     assert any("selected on training Dice" in note for note in notes)
-    result = train(config)
-    assert result.history[0]["selected_on"] == "train_dice"
-    assert read_info(result.run_dir / "best.safetensors").training["selected_on"] == "train_dice"
+    assert result.selected_on == "train_dice" and result.best_dice == result.history[0]["train_dice"]
+    assert math.isnan(result.history[0]["val_dice"])  # no validation: the column says so, it holds no other Dice
+    training = read_info(result.run_dir / "best.safetensors").training
+    assert training["selected_on"] == "train_dice" and "val_dice" not in training
+    assert training["train_dice"] == round(result.best_dice, 4)
 
 
 def test_training_with_a_validation_split_has_no_such_note(prepared_dir, tmp_path):
-    from skinseg.train import startup_notes
+    from skinseg.training.loop import train
 
-    _, notes = startup_notes(TrainConfig(data=prepared_dir, out=tmp_path / "run", device="cpu"))
-    assert not any("training Dice" in note for note in notes)
+    notes: list[str] = []
+    config = TrainConfig(
+        data=prepared_dir, out=tmp_path / "run", epochs=1, device="cpu", max_train_images=8, model=CONFIG
+    )
+    result = train(config, on_start=lambda line, said: notes.extend(said))
+    assert result.selected_on == "val_dice" and not any("training Dice" in note for note in notes)
 
 
 # ----------------------------------------------------------------------------- evaluate --pred/--truth

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.evaluate import evaluate_folders
-from skinseg.metrics import METRIC_NAMES
+from skinseg.evaluation.metrics import METRIC_NAMES
+from skinseg.evaluation.scoring import evaluate_folders
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY
-from skinseg.config import ModelConfig, TrainConfig, train_config
-from skinseg.errors import SkinsegError
-from skinseg.train import TrainingInterrupted, lr_at, train
-from skinseg.weights import load_model
+from skinseg.errors import SkinsegError, TrainingInterrupted
+from skinseg.models.config import ModelConfig
+from skinseg.models.weights import load_model
+from skinseg.training.config import TrainConfig, train_config
+from skinseg.training.loop import train
+from skinseg.training.optim import lr_at
+from skinseg.training.runs import load_run
 
 
 def test_run_folder_has_every_output(trained_run):
@@ -46,11 +49,11 @@ def test_run_folder_has_every_output(trained_run):
     assert json.loads((run / "config.json").read_text())["epochs"] == 4
     _, info = load_model(run / "best.safetensors")
     assert info.training["best_epoch"] == trained_run.best_epoch
-    assert info.training["val_dice"] == pytest.approx(trained_run.best_val_dice, abs=1e-4)
+    assert info.training["val_dice"] == pytest.approx(trained_run.best_dice, abs=1e-4)
 
 
 def test_tiny_model_learns_the_synthetic_lesions(trained_run):
-    assert trained_run.best_val_dice > 0.6
+    assert trained_run.selected_on == "val_dice" and trained_run.best_dice > 0.6
 
 
 def test_state_file_holds_optimizer_tensors_without_pickle(trained_run):
@@ -84,7 +87,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir
 
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train(TrainConfig(out=tmp_path / "split", **settings), on_epoch=count, on_step=interrupt_in_second_epoch)
-    resumed = train(TrainConfig(data=prepared_dir, out=tmp_path / "ignored", resume=tmp_path / "split"))
+    resumed = train(load_run(tmp_path / "split"))
     assert [r["val_dice"] for r in resumed.history] == [r["val_dice"] for r in whole.history]
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
     a, _ = load_model(tmp_path / "whole" / "last.safetensors")
@@ -93,7 +96,7 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(prepared_dir, tmp_path, monkeypatch):
-    from skinseg.losses import LOSSES
+    from skinseg.training.losses import LOSSES
 
     real_loss = LOSSES["dice_bce"]
     calls = {"n": 0}
@@ -147,7 +150,7 @@ def test_resume_without_a_run_folder_is_a_clear_error(prepared_dir, tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_the_optimizer_setting_picks_the_optimizer(prepared_dir, tmp_path, optimizer):
-    import skinseg.optim as optim
+    import skinseg.training.optim as optim
 
     made = []
     real = optim.create_optimizer
@@ -157,7 +160,7 @@ def test_the_optimizer_setting_picks_the_optimizer(prepared_dir, tmp_path, optim
         return made[-1]
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("skinseg.train.create_optimizer", spy)
+        patch.setattr("skinseg.training.engine.create_optimizer", spy)
         train(
             TrainConfig(
                 data=prepared_dir,
@@ -194,7 +197,7 @@ def test_patience_stops_a_run_that_no_longer_improves(prepared_dir, tmp_path):
 
 
 def test_every_schedule_warms_up_then_decays_from_the_peak():
-    from skinseg.optim import SCHEDULES
+    from skinseg.training.optim import SCHEDULES
 
     for name in SCHEDULES:
         values = [lr_at(step, 100, 1.0, 10, name) for step in range(101)]
@@ -268,7 +271,7 @@ def test_init_starts_from_the_given_weights(prepared_dir, trained_run, tmp_path)
         )
     )
     # A learning rate of ~0 keeps the starting weights, so the first epoch scores what the start scored.
-    assert result.best_val_dice == pytest.approx(trained_run.best_val_dice, abs=1e-4)
+    assert result.best_dice == pytest.approx(trained_run.best_dice, abs=1e-4)
     tuned, info = load_model(tmp_path / "tuned" / "last.safetensors")
     original, _ = load_model(start)
     for name, tensor in original.state_dict().items():
@@ -330,14 +333,14 @@ def test_an_interrupt_waits_until_the_epoch_files_are_written(prepared_dir, tmp_
     import os
     import signal
 
-    import skinseg.figures as figures
+    import skinseg.reporting.figures as figures
 
     def plot_curves_interrupted(history, path):
         os.kill(os.getpid(), signal.SIGINT)
         Path(path).write_bytes(b"drawn after the interrupt arrived")
 
     monkeypatch.setattr(figures, "plot_curves", plot_curves_interrupted)
-    monkeypatch.setattr("skinseg.train.CURVES_EVERY", 0.0)  # drawn at every epoch, as in a run of long epochs
+    monkeypatch.setattr("skinseg.training.runs.CURVES_EVERY", 0.0)  # drawn at every epoch, as in a run of long epochs
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
         train(TrainConfig(data=prepared_dir, out=run, epochs=3, device="cpu", max_train_images=8, **TINY))
@@ -380,7 +383,7 @@ def test_a_ctrl_c_while_the_last_curves_are_drawn_leaves_the_run_complete(prepar
 def record_curves(monkeypatch, every: float, then=None) -> list[int]:
     """Curves redrawn every `every` seconds of training, each drawing replaced by a record of how many epochs it
     shows (and a call of `then`). Returns the records."""
-    import skinseg.figures as figures
+    import skinseg.reporting.figures as figures
 
     epochs_drawn: list[int] = []
 
@@ -390,12 +393,12 @@ def record_curves(monkeypatch, every: float, then=None) -> list[int]:
             then()
 
     monkeypatch.setattr(figures, "plot_curves", record)
-    monkeypatch.setattr("skinseg.train.CURVES_EVERY", every)
+    monkeypatch.setattr("skinseg.training.runs.CURVES_EVERY", every)
     return epochs_drawn
 
 
 def test_a_second_architecture_trains_through_the_registry(prepared_dir, tmp_path):
-    from skinseg.unet import UNet
+    from skinseg.models.unet import UNet
 
     result = train(
         train_config(

@@ -6,8 +6,10 @@ import torch
 from safetensors.torch import save_file
 
 from skinseg.errors import SkinsegError
-from skinseg.model import ImprovedUNet, ModelConfig
-from skinseg.weights import ModelInfo, bundled_model_path, load_model, read_info, save_model
+from skinseg.models.architectures import ARCHITECTURES
+from skinseg.models.config import ModelConfig
+from skinseg.models.improved_unet import ImprovedUNet
+from skinseg.models.weights import ModelInfo, bundled_model_path, load_model, read_info, save_model
 
 CONFIG = ModelConfig(base_filters=4, depth=3, segmentation_levels=2)
 
@@ -134,9 +136,9 @@ def test_bundled_model_loads_and_says_what_it_is():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
 
 
-@pytest.mark.parametrize("architecture", sorted(__import__("skinseg.architectures").architectures.ARCHITECTURES))
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_every_registered_architecture_round_trips_through_a_model_file(architecture, tmp_path):
-    from skinseg.architectures import ARCHITECTURES, create_model
+    from skinseg.models.architectures import ARCHITECTURES, create_model
 
     config = ModelConfig(architecture=architecture, base_filters=4, depth=3)
     torch.manual_seed(1)

@@ -15,3 +15,13 @@ class SkinsegError(Exception):
 
 class TrainingInterrupted(SkinsegError):
     """Ctrl-C or SIGTERM during training: the state of the last finished epoch is on disk (exit code 130)."""
+
+
+class ConfigError(SkinsegError, ValueError):
+    """A setting out of its range or not among its choices."""
+
+
+def check_setting(ok: bool, message: str) -> None:
+    """Raise ConfigError(message) unless `ok`: the one way a config refuses a value."""
+    if not ok:
+        raise ConfigError(message)

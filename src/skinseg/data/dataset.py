@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinseg.config import PrepareConfig
+from skinseg.data.config import PrepareConfig
 from skinseg.data.prepare import load_manifest, prepare_dataset
 from skinseg.errors import SkinsegError
 from skinseg.fileio import cache_root
@@ -76,3 +76,8 @@ def ensure_prepared(data: str | Path, size: int = 256, split_seed: int = 0) -> P
     out = default_cache_dir(data, size, split_seed)
     prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed), wait=True)
     return open_prepared(out)
+
+
+def data_set_name(data: Path) -> str:
+    """A data set's short name, as training names it: its raw folder's."""
+    return set_name(data, load_manifest(data))

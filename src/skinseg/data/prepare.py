@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from skinseg import __version__
-from skinseg.config import PrepareConfig
+from skinseg.data.config import PrepareConfig
 from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_grey, resize_mask
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups

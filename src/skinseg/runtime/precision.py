@@ -1,9 +1,9 @@
 """Numeric precision and memory layout, resolved once per run: the same code on CUDA and on the CPU.
 
 `auto` picks bf16 autocast where the hardware computes it natively (CUDA, and CPUs with AVX512-BF16 or
-AMX, as oneDNN reports them) and fp32 elsewhere, because emulated bf16 is slower than fp32. channels_last
-goes with bf16: it measured faster there (CUDA; Xeon with AMX: 3.18 s vs 3.94 s a 256 px step) and slower
-with fp32 on the CPU (docs/benchmarks.md).
+AMX, as oneDNN reports them) and fp32 elsewhere, because emulated bf16 is slower than fp32. The memory
+format follows what was measured on each kind of hardware for each job and image size (CHANNELS_LAST_FROM; the
+tables are in docs/benchmarks.md, "Precision"): channels_last where it was faster, contiguous everywhere else.
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ import torch
 from skinseg.errors import SkinsegError
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
+JOBS = ("train", "infer")
+
+# The smallest image side from which channels_last beats the contiguous layout under bf16, by hardware and job,
+# as measured with benchmarks/precision.py (docs/benchmarks.md, "Precision"); None: at no size measured. fp32 on
+# the CPU and MPS stay contiguous: channels_last measured slower with fp32 on every CPU here.
+CHANNELS_LAST_FROM: dict[tuple[str, str], int | None] = {
+    ("cuda", "train"): 0,
+    ("cuda", "infer"): 0,
+    ("amx", "train"): 256,  # Xeon with AMX, a step at batch 16: 128 px 0.650 s vs 0.574 s, 256 px 3.41 s vs 4.09 s
+    ("amx", "infer"): None,  # ms an image at batch 8: 128 px 13.8 vs 10.4, 256 px 51.1 vs 52.0
+    ("avx512_bf16", "train"): None,  # AMD EPYC, 128 px: 0.488 s vs 0.382 s a step
+    ("avx512_bf16", "infer"): None,  # 10.0 vs 7.7 ms an image
+}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -25,6 +38,14 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def cpu_bf16_kind() -> str:
+    """How this CPU computes bf16: 'amx' (Intel Xeon with AMX tiles), 'avx512_bf16' (AVX512-BF16 without AMX,
+    e.g. AMD EPYC Zen 4) or 'emulated' (neither: bf16 is slower than fp32 there)."""
+    if not cpu_has_native_bf16():
+        return "emulated"
+    return "amx" if "amx_bf16" in (_cpuinfo("flags") or "").split() else "avx512_bf16"
 
 
 def _cpuinfo(field: str) -> str | None:
@@ -82,12 +103,24 @@ class Precision:
         return {"precision": self.name, "memory_format": "channels_last" if self.channels_last else "contiguous"}
 
 
-def resolve_precision(name: str, device: torch.device, channels_last: bool | None = None) -> Precision:
-    """Turn --precision (and an optional --channels-last/--no-channels-last) into a Precision for `device`."""
+def hardware_kind(device: torch.device) -> str:
+    """The key of CHANNELS_LAST_FROM for `device`: 'cuda', 'mps', or the CPU's bf16 kind."""
+    return cpu_bf16_kind() if device.type == "cpu" else device.type
+
+
+def resolve_precision(
+    name: str, device: torch.device, channels_last: bool | None = None, job: str = "train", size: int = 256
+) -> Precision:
+    """Turn --precision (and an optional --channels-last/--no-channels-last) into a Precision for `device`,
+    `job` ('train' or 'infer') and images of `size` px: the memory format, unless given, is the one measured
+    faster there (CHANNELS_LAST_FROM)."""
     name = name.lower()
     if name not in PRECISION_CHOICES:
         raise SkinsegError(f"unknown precision '{name}'; choose one of {', '.join(PRECISION_CHOICES)}")
-    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    if job not in JOBS:
+        raise ValueError(f"job is one of {JOBS}, got {job!r}")
+    kind = hardware_kind(device)
+    native = kind in ("cuda", "amx", "avx512_bf16")
     notes = []
     if name == "auto":
         name = "bf16" if native else "fp32"
@@ -99,8 +132,10 @@ def resolve_precision(name: str, device: torch.device, channels_last: bool | Non
         notes.append("bf16 is not used on Apple MPS; running in fp32")
         name = "fp32"
     dtype = torch.bfloat16 if name == "bf16" else None
-    layout = dtype is not None if channels_last is None else channels_last
-    return Precision(device.type, dtype, layout, tuple(notes))
+    if channels_last is None:
+        from_size = CHANNELS_LAST_FROM.get((kind, job))
+        channels_last = dtype is not None and from_size is not None and size >= from_size
+    return Precision(device.type, dtype, channels_last, tuple(notes))
 
 
 def compile_active(compile: bool, device: torch.device) -> bool:

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from skinseg.config import ModelConfig
-from skinseg.model import ActLayer, ConvNormAct, NormLayer, SegmentationModel, pad_to_multiple
+from skinseg.models.config import ModelConfig
+from skinseg.models.layers import ActLayer, ConvNormAct, NormLayer, SegmentationModel, pad_to_multiple
 
 plain_norm: NormLayer = partial(nn.InstanceNorm2d, affine=True)
 plain_act: ActLayer = partial(nn.ReLU, inplace=True)

@@ -7,8 +7,6 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from skinseg.metrics import METRIC_NAMES
-
 
 def prepare_summary(result) -> Table:
     table = Table(
@@ -39,8 +37,7 @@ def metrics_table(report) -> Table:
     table.add_column("metric")
     for column in ("mean", "std", "median", "min", "max"):
         table.add_column(column, justify="right")
-    for name in METRIC_NAMES:
-        stats = report.summary[name]
+    for name, stats in report.summary.items():
         table.add_row(name, *(f"{stats[c]:.4f}" for c in ("mean", "std", "median", "min", "max")))
     return table
 

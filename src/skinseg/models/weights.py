@@ -17,10 +17,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from skinseg import __version__
-from skinseg.config import ConfigError, ModelConfig
-from skinseg.errors import SkinsegError
+from skinseg.errors import ConfigError, SkinsegError
 from skinseg.fileio import atomic_path
-from skinseg.model import SegmentationModel
+from skinseg.models.config import ModelConfig
+from skinseg.models.layers import SegmentationModel
 
 FORMAT = "skinseg-model/1"
 LEGACY_ARCHITECTURE_NAMES = {"ImprovedUNet": "improved_unet"}  # files written before the registry
@@ -123,7 +123,7 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
             f"unsupported model format {meta.get('format') if isinstance(meta, dict) else meta!r} (expected {FORMAT})",
             path,
         )
-    from skinseg.architectures import ARCHITECTURES
+    from skinseg.models.architectures import ARCHITECTURES
 
     named = str(meta.get("architecture"))
     architecture = LEGACY_ARCHITECTURE_NAMES.get(named, named)
@@ -187,7 +187,7 @@ def load_model(
     path = model_file(path)
     header = _read_header(path)
     info = info_from_json(_skinseg_metadata(path, header), path)
-    from skinseg.architectures import create_model
+    from skinseg.models.architectures import create_model
 
     try:
         with torch.device("meta"):

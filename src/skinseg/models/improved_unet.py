@@ -7,51 +7,22 @@ segmentation heads at three levels that are upscaled and summed (deep supervisio
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skinseg.config import ModelConfig
-
-__all__ = [
-    "ContextModule",
-    "ImprovedUNet",
-    "LocalizationModule",
-    "ModelConfig",
-    "SegmentationModel",
-    "UpsamplingModule",
-    "count_parameters",
-    "pad_to_multiple",
-]
-
-NormLayer = Callable[[int], nn.Module]
-ActLayer = Callable[[], nn.Module]
-
-default_norm: NormLayer = partial(nn.InstanceNorm2d, affine=True)
-default_act: ActLayer = partial(nn.LeakyReLU, negative_slope=1e-2, inplace=True)
-
-
-class ConvNormAct(nn.Sequential):
-    """kxk convolution, instance norm, LeakyReLU."""
-
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        norm_layer: NormLayer = default_norm,
-        act_layer: ActLayer = default_act,
-    ):
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2),
-            norm_layer(out_ch),
-            act_layer(),
-        )
+from skinseg.models.config import ModelConfig
+from skinseg.models.layers import (
+    ActLayer,
+    ConvNormAct,
+    NormLayer,
+    SegmentationModel,
+    default_act,
+    default_norm,
+    pad_to_multiple,
+)
 
 
 class ContextModule(nn.Module):
@@ -91,22 +62,6 @@ class LocalizationModule(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, **layers):
         super().__init__(ConvNormAct(in_ch, in_ch, 3, **layers), ConvNormAct(in_ch, out_ch, 1, **layers))
-
-
-class SegmentationModel(nn.Module):
-    """What every architecture of the registry offers: `config`, logits from `forward`, `predict`."""
-
-    config: ModelConfig
-
-    @property
-    def size_multiple(self) -> int:
-        return 2 ** (self.config.depth - 1)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Lesion probabilities in [0, 1]; puts the model in eval mode first (no dropout, no batch statistics)."""
-        self.eval()
-        return torch.sigmoid(self(x))
 
 
 class ImprovedUNet(SegmentationModel):
@@ -169,17 +124,3 @@ class ImprovedUNet(SegmentationModel):
             logits = seg if logits is None else F.interpolate(logits, scale_factor=2, mode="nearest") + seg
         assert logits is not None  # segmentation_levels >= 1
         return logits[..., :height, :width]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad the bottom and right to a multiple of `multiple`, and to at least 2 pixels at the
-    bottleneck (instance norm needs them). torch.sym_max and no branch on the amounts keep this traceable
-    with dynamic sizes (ONNX export)."""
-    height, width = x.shape[-2:]
-    pad_h = torch.sym_max((-height) % multiple, 2 * multiple - height)
-    pad_w = torch.sym_max((-width) % multiple, 2 * multiple - width)
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

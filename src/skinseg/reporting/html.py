@@ -22,7 +22,6 @@ from PIL import Image
 
 from skinseg import __version__
 from skinseg.fileio import refuse_existing, write_text
-from skinseg.metrics import METRIC_NAMES, image_metrics
 
 NEAR = 0.1  # probability margin: a mask pixel within this of the threshold counts as uncertain
 SIDE = 320  # longest side of the embedded overlays, in pixels: 500 ISIC cases weigh about 8 MB
@@ -36,24 +35,13 @@ def probability_margin(probability: np.ndarray, mask: np.ndarray, threshold: flo
     return float(np.mean(np.abs(probability[mask] - threshold) < NEAR))
 
 
-def _shrink(array: np.ndarray, side: int) -> np.ndarray:
-    height, width = array.shape[:2]
-    scale = side / max(height, width)
-    if scale >= 1:
-        return array
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if array.dtype == bool:
-        return np.asarray(Image.fromarray(array.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
-    return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
-
-
 def overlay_jpeg(prediction: np.ndarray, truth: np.ndarray | None, image: np.ndarray | None, side: int = SIDE) -> bytes:
     """The image (dark grey without one) at most `side` pixels, truth outline cyan, prediction yellow, as JPEG."""
-    from skinseg.figures import overlay_image
+    from skinseg.reporting.figures import overlay_image, shrink
 
     background = image if image is not None else np.full((*prediction.shape, 3), 48, np.uint8)
     small = overlay_image(
-        _shrink(background, side), _shrink(prediction, side), None if truth is None else _shrink(truth, side), width=1
+        shrink(background, side), shrink(prediction, side), None if truth is None else shrink(truth, side), width=1
     )
     buffer = io.BytesIO()
     Image.fromarray(small).save(buffer, format="JPEG", quality=QUALITY, optimize=True)
@@ -77,10 +65,14 @@ class ReportCases:
         image: np.ndarray | None = None,
         probability: np.ndarray | None = None,
         threshold: float = 0.5,
+        metrics: dict[str, Any] | None = None,
     ) -> None:
+        """One image's row and, if among the `limit` worst so far, its overlay. With a `truth`, `metrics` are the
+        image's ISIC metrics as the scorer computed them (Dice and Jaccard are shown)."""
         row: dict[str, Any] = {"id": image_id, "prediction_area": float(prediction.mean())}
         if truth is not None:
-            metrics = image_metrics(truth, prediction)
+            if metrics is None:
+                raise ValueError("a case with a truth needs its metrics")
             row.update(dice=metrics["dice"], jaccard=metrics["jaccard"], truth_area=float(truth.mean()))
             badness = 1.0 - metrics["dice"]
         else:
@@ -112,22 +104,6 @@ def _facts_table(facts: Iterable[tuple[str, Any]]) -> str:
     return f'<table class="facts">{rows}</table>'
 
 
-def _model_facts(model_name: str | None, segmenter) -> list[tuple[str, Any]]:
-    if segmenter is None:
-        return []
-    info = segmenter.info
-    trained = ", ".join(f"{k} {v}" for k, v in info.training.items() if not isinstance(v, dict | list))
-    return [
-        ("model", model_name or "bundled model"),
-        ("architecture", f"{info.config.architecture}, input {info.input_size} px, skinseg {info.version}"),
-        ("training", trained or None),
-        ("threshold", f"{segmenter.threshold:g}"),
-        ("TTA", "on (4 flips)" if segmenter.tta else "off"),
-        ("post-processing", "largest lesion, holes filled" if segmenter.postprocess else "off"),
-        ("precision", segmenter.precision.name),
-    ]
-
-
 def _histogram_svg(values: list[float], bins: int = 20) -> str:
     counts, _ = np.histogram(values, bins=bins, range=(0, 1))
     top, width, height = max(1, int(counts.max())), 16, 100
@@ -148,8 +124,7 @@ def _histogram_svg(values: list[float], bins: int = 20) -> str:
 def _metrics_table(summary: dict[str, dict[str, float]]) -> str:
     """Mean, median and 95% bootstrap interval of each metric, as `metrics.summarise` gave them."""
     rows = ""
-    for name in METRIC_NAMES:
-        stats = summary[name]
+    for name, stats in summary.items():
         rows += (
             f"<tr><th>{name}</th><td>{stats['mean']:.4f}</td><td>{stats['median']:.4f}</td>"
             f"<td>{stats['ci95_low']:.4f} - {stats['ci95_high']:.4f}</td></tr>"
@@ -232,7 +207,8 @@ def _made() -> tuple[str, str]:
 
 
 def evaluation_page(report, cases: ReportCases) -> str:
-    """The page for `skinseg evaluate`: the summary over `report.per_image`, the cases' rows from `cases`."""
+    """The page for `skinseg evaluate`: the summary over `report.per_image`, the cases' rows from `cases`, the
+    model's facts from `report.model_facts`."""
     dice = [row["dice"] for row in report.per_image]
     failures = {
         "Dice < 0.5": sum(d < 0.5 for d in dice),
@@ -241,7 +217,7 @@ def evaluation_page(report, cases: ReportCases) -> str:
     }
     failed = "".join(f'<li class="{"bad" if n else ""}">{name}: {n}</li>' for name, n in failures.items())
     facts = [("scored", report.title), ("images", len(report.per_image))]
-    facts += [*_model_facts(report.model_path, report.segmenter), _made()]
+    facts += [*report.model_facts, _made()]
     top = (
         f'{_facts_table(facts)}<div class="top"><div><h2>ISIC metrics</h2>{_metrics_table(report.summary)}</div>'
         f"<div><h2>Dice per image</h2>{_histogram_svg(dice)}<ul>{failed}</ul></div></div>"
@@ -249,10 +225,9 @@ def evaluation_page(report, cases: ReportCases) -> str:
     return _page("skinseg evaluation", top, _cases_table(cases, EVALUATE_COLUMNS, "the lowest Dice first", truth=True))
 
 
-def segment_page(
-    cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]], model_name: str | None, segmenter
-) -> str:
-    """The page for `skinseg segment`: no truth, so lesion area and probability margin, and the failures."""
+def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]]) -> str:
+    """The page for `skinseg segment`: no truth, so lesion area and probability margin, and the failures.
+    `facts`: what was segmented and with which model (Segmenter.facts)."""
     areas = [row["prediction_area"] for row in cases.rows]
     margins = [row["margin"] for row in cases.rows]
     summary = [
@@ -263,7 +238,7 @@ def segment_page(
         ("failed", len(failed)),
     ]
     problems = "".join(f"<li>{escape(str(path))}: {escape(reason)}</li>" for path, reason in failed)
-    top = _facts_table([*facts, *_model_facts(model_name, segmenter), _made(), *summary])
+    top = _facts_table([*facts, _made(), *summary])
     top += f"<p>Probability margin: the fraction of a mask's pixels with |probability - threshold| &lt; {NEAR}.</p>"
     top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
     return _page(

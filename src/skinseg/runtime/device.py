@@ -36,7 +36,7 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        from skinseg.precision import cpu_name
+        from skinseg.runtime.precision import cpu_name
 
         threads = torch.get_num_threads()
         return f"cpu ({cpu_name()}, {threads} thread{'s' if threads != 1 else ''})"

@@ -16,12 +16,12 @@ import torch
 
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path, cache_root, check_output
-from skinseg.weights import ModelInfo, info_from_json, load_model, model_file
+from skinseg.models.weights import ModelInfo, info_from_json, load_model, model_file
 
 METADATA_KEY = "skinseg"
 
 
-def _require(module: str):
+def _import_onnx_package(module: str):
     try:
         return __import__(module)
     except ImportError:
@@ -35,8 +35,8 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18,
     if out.suffix.lower() != ".onnx":
         raise SkinsegError("an ONNX export is named .onnx", out)
     check_output(out, overwrite, [model_path] if model_path is not None else [])
-    onnx = _require("onnx")
-    _require("onnxscript")
+    onnx = _import_onnx_package("onnx")
+    _import_onnx_package("onnxscript")
     model, info = load_model(model_path, "cpu")
     example = torch.zeros(1, 3, info.input_size, info.input_size)
     dims = {
@@ -72,7 +72,7 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18,
 
 
 def read_onnx_info(path: Path) -> ModelInfo:
-    onnx = _require("onnx")
+    onnx = _import_onnx_package("onnx")
     try:
         graph = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -101,7 +101,7 @@ class OnnxRunner:
     """Runs an exported model with ONNX Runtime on the CPU: normalised float32 batches in, logits out."""
 
     def __init__(self, path: Path, threads: int = 0):
-        ort = _require("onnxruntime")
+        ort = _import_onnx_package("onnxruntime")
         self.info = read_onnx_info(path)
         options = ort.SessionOptions()
         if threads:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from skinseg.config import ModelConfig
-from skinseg.model import ImprovedUNet, SegmentationModel
+from skinseg.models.config import ModelConfig
+from skinseg.models.improved_unet import ImprovedUNet
+from skinseg.models.layers import SegmentationModel
+from skinseg.models.unet import UNet
 from skinseg.registry import Registry
-from skinseg.unet import UNet
 
 ARCHITECTURES: Registry[Callable[[ModelConfig], SegmentationModel]] = Registry("architecture")
 ARCHITECTURES.register("improved_unet")(ImprovedUNet)

@@ -121,3 +121,34 @@ def plot_histogram(values: list[float], path: str | Path, label: str = "Dice") -
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def shrink(array: np.ndarray, side: int) -> np.ndarray:
+    """An image or mask scaled down to at most `side` pixels on its longer side (bilinear; a mask stays bool)."""
+    from PIL import Image
+
+    height, width = array.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return array
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if array.dtype == bool:
+        return np.asarray(Image.fromarray(array.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
+    return np.asarray(Image.fromarray(array).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+
+
+class Thumbnails:
+    """Each image's predicted mask, shrunk to at most `side` px and bit-packed (13 kB at 320 px), kept while
+    images are scored so that the figures are drawn afterwards without running the model again."""
+
+    def __init__(self, side: int = 320):
+        self.side = side
+        self._masks: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
+
+    def add(self, image_id: str, mask: np.ndarray) -> None:
+        small = shrink(mask.astype(bool), self.side)
+        self._masks[image_id] = (small.shape[:2], np.packbits(small))
+
+    def __getitem__(self, image_id: str) -> np.ndarray:
+        (height, width), bits = self._masks[image_id]
+        return np.unpackbits(bits, count=height * width).reshape(height, width).astype(bool)

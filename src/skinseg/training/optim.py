@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 
@@ -22,8 +23,8 @@ OPTIMIZERS.register("sgd")(
 )
 
 # A schedule maps training progress after warm-up (0 to 1) to a fraction of the peak learning rate.
-Schedule = Callable[[float], float]
-SCHEDULES: Registry[Schedule] = Registry("schedule")
+ScheduleCurve = Callable[[float], float]
+SCHEDULES: Registry[ScheduleCurve] = Registry("schedule")
 SCHEDULES.register("cosine")(lambda progress: 0.5 * (1 + math.cos(math.pi * progress)))
 SCHEDULES.register("constant")(lambda progress: 1.0)
 SCHEDULES.register("poly")(lambda progress: (1 - progress) ** 0.9)  # nnU-Net's
@@ -48,3 +49,38 @@ def create_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     return OPTIMIZERS.get_checked(name)(params, lr, weight_decay)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Steps per epoch, and the learning rate at a step: over `epochs`, or over a time budget (then the
+    schedule follows the fraction of the budget spent, warm-up still counts steps)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    per_rank: int  # training images per rank and epoch
+    base_lr: float
+    name: str
+    time_budget: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        train_images: int,
+        world: int,
+        batch_size: int,
+        epochs: int,
+        warmup_epochs: float,
+        lr: float,
+        name: str,
+        time_budget: float = 0.0,
+    ) -> Schedule:
+        per_rank = math.ceil(train_images / world)
+        steps = math.ceil(per_rank / batch_size)
+        return cls(steps, steps * epochs, int(warmup_epochs * steps), per_rank, lr, name, time_budget)
+
+    def lr(self, step: int, seconds_spent: float) -> float:
+        if self.time_budget:
+            return lr_at_fraction(step, seconds_spent / self.time_budget, self.base_lr, self.warmup_steps, self.name)
+        return lr_at(step, self.total_steps, self.base_lr, self.warmup_steps, self.name)

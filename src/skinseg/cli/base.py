@@ -1,0 +1,125 @@
+"""The Typer application, its shared options and the one way errors end a command: a red line and an exit code.
+
+Nothing heavy is imported at module level, so `skinseg --help` and `--version` never load torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand
+
+from skinseg import __version__
+
+
+class MetavarCommand(TyperCommand):
+    """Arguments with a metavar are shown by it alone, in the usage line and the help: Typer would add braces
+    and their Python type (`{inputs}...`, `<list[Path]>`)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.get_usage_pieces = lambda ctx, name=param.metavar: [name]  # type: ignore[method-assign,misc]
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        return params
+
+
+app = typer.Typer(
+    name="skinseg",
+    help="Skin-lesion segmentation in dermoscopy images with the improved UNet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console(stderr=True)
+out = Console()
+
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
+PrecisionOption = Annotated[
+    str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")
+]
+
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
+]
+ReportMaxCasesOption = Annotated[
+    int,
+    typer.Option(
+        min=0, metavar="<int>", help="Rows with an image in the --report page (about 15 kB each); the rest summarised."
+    ),
+]
+
+
+def _ignore_further_interrupts() -> None:
+    """The interrupt is handled and the command is ending: a repeated Ctrl-C must not cut the exit short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def report_errors(command: Callable) -> Callable:
+    """Package errors and OSErrors become one red line and exit code 1; Ctrl-C exits with 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from skinseg.errors import SkinsegError, TrainingInterrupted
+
+        try:
+            return command(*args, **kwargs)
+        except SkinsegError as exc:
+            interrupted = isinstance(exc, TrainingInterrupted)
+            if interrupted:
+                _ignore_further_interrupts()
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130 if interrupted else 1) from None
+        except OSError as exc:  # one not caught where the file is written: still one line, with the path
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print(
+                f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            _ignore_further_interrupts()
+            console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"skinseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = None,
+) -> None:
+    """Skin-lesion segmentation in dermoscopy images with the improved UNet."""
+
+
+def main() -> None:
+    """The `skinseg` command: the commands are registered (skinseg.cli) before it runs."""
+    # Ctrl-C and SIGTERM end a command alike: temporary files are removed, training state is kept, exit 130.
+    from skinseg.fileio import raise_interrupt
+
+    signal.signal(signal.SIGINT, raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        app(prog_name="skinseg")
+    finally:
+        # At exit the interpreter's last garbage collections walk every object that torch has made: most of a
+        # second per command. Frozen, they are left to the OS, which frees the process's memory anyway.
+        gc.freeze()

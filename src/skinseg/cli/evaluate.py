@@ -1,0 +1,118 @@
+"""`skinseg evaluate`: options -> EvaluateConfig -> evaluate_model (or evaluate_folders) -> reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skinseg.cli.base import (
+    DeviceOption,
+    PrecisionOption,
+    ReportMaxCasesOption,
+    ReportOption,
+    console,
+    out,
+    report_errors,
+)
+
+
+@report_errors
+def evaluate(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="<folder>",
+            help="A prepared dataset (its test split by default) or a raw folder with masks; repeat it to score"
+            " several data sets, each on its own row.",
+        ),
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
+    split: Annotated[str, typer.Option(help="train, val, test or all (prepared data only).")] = "test",
+    pred: Annotated[Path | None, typer.Option(help="Folder of predicted masks to score (with --truth).")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Folder of ground-truth masks (with --pred).")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write per-image metrics as CSV.")] = None,
+    figures: Annotated[
+        Path | None, typer.Option(help="Folder for best/median/worst grids and a Dice histogram.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
+    tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
+    postprocess: Annotated[
+        bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    split_seed: Annotated[
+        int, typer.Option(help="When --data is a raw folder: the seed it is split with (as `train --split-seed`).")
+    ] = 0,
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = "auto",
+    html: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing output files (--json, --csv, --figures, --report).")
+    ] = False,
+) -> None:
+    """Score a model (or a folder of masks) with the ISIC challenge metrics."""
+    from skinseg.data.dataset import data_set_name
+    from skinseg.errors import SkinsegError
+    from skinseg.evaluation.config import EvaluateConfig
+    from skinseg.evaluation.reports import check_report_paths, html_page_path, write_reports
+    from skinseg.evaluation.scoring import evaluate_folders, evaluate_model
+    from skinseg.fileio import refuse_existing
+    from skinseg.reporting.html import ReportCases
+    from skinseg.reporting.tables import metrics_table, print_notes, sets_table
+
+    if pred is not None or truth is not None:
+        if pred is None or truth is None:
+            raise SkinsegError("--pred and --truth go together")
+        if data or model is not None:
+            raise SkinsegError("--pred/--truth score masks already made: --data and --model do not apply to them")
+        check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite)
+        if html:
+            refuse_existing(html, overwrite)  # before the scoring, not after it
+        reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
+    else:
+        if not data:
+            raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
+        names = [data_set_name(d) for d in data]
+        if len(set(names)) < len(names):
+            raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
+        check_report_paths(json_file, csv_file, figures, names, [*data, *([model] if model else [])], overwrite)
+        if html:
+            for name in names:
+                refuse_existing(html_page_path(html, name, len(names) > 1), overwrite)  # before the scoring
+        config = EvaluateConfig(
+            model=model,
+            data=data[0],
+            split=split,
+            device=device,
+            batch_size=batch_size,
+            threshold=threshold,
+            tta=tta,
+            postprocess=postprocess,
+            precision=precision,
+            split_seed=split_seed,
+        )
+        reports = [
+            evaluate_model(
+                dataclasses.replace(config, data=d),
+                console=console,
+                cases=ReportCases(report_max_cases) if html else None,
+            )
+            for d in data
+        ]
+    write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite)
+    for report in reports:
+        out.print(metrics_table(report))
+        if unmatched := report.unmatched_predictions:
+            print_notes(
+                console, [f"{len(unmatched)} prediction(s) have no true mask, not scored (first: {unmatched[0]})"]
+            )
+    if len(reports) > 1:
+        out.print(sets_table(reports))
+    if html:
+        for page in (html_page_path(html, r.name, len(reports) > 1) for r in reports):
+            out.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False)

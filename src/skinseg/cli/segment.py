@@ -1,0 +1,115 @@
+"""`skinseg segment`: options -> SegmentConfig -> segment_paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from skinseg.cli.base import (
+    DeviceOption,
+    PrecisionOption,
+    ReportMaxCasesOption,
+    ReportOption,
+    console,
+    out,
+    report_errors,
+)
+
+
+@report_errors
+def segment(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="IMAGES...", help="Image files, folders or glob patterns.", show_default=False),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Mask file for one input, folder for many.")],
+    model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
+    overlay: Annotated[
+        bool, typer.Option(help="Also write the image with the lesion outline (<stem>_overlay.png).")
+    ] = False,
+    probabilities: Annotated[
+        bool, typer.Option(help="Also write the probability map (<stem>_probability.png, 0-255).")
+    ] = False,
+    tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
+    postprocess: Annotated[
+        bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
+    ] = True,
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            help="Per-image .csv or .json: lesion area, bounding box, mean probability, time (written as each"
+            " image is done)."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option(help="Leave the images whose outputs exist (counted, not failures): resume a batch.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a "
+            ".safetensors model is exported once into the cache)."
+        ),
+    ] = "torch",
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = "auto",
+    report: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
+) -> None:
+    """Segment images; writes 0/255 PNG masks the size of each input."""
+    from skinseg.inference.config import SegmentConfig
+    from skinseg.inputs import collect_inputs, output_paths
+
+    config = SegmentConfig(
+        inputs=tuple(inputs),
+        output=output,
+        model=model,
+        threshold=threshold,
+        device=device,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        skip_existing=skip_existing,
+        overlay=overlay,
+        probabilities=probabilities,
+        tta=tta,
+        postprocess=postprocess,
+        summary=summary,
+        backend=backend,
+        precision=precision,
+        report=report,
+        report_max_cases=report_max_cases,
+    )
+    output_paths(collect_inputs(config.inputs), config.output)  # a wrong path is reported before torch is imported
+    from skinseg.inference.segment import segment_paths
+
+    result = segment_paths(config, console=console)
+    if result.ignored:
+        first = escape(str(result.ignored[0]))
+        console.print(
+            f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
+            f" (names ending _segmentation, _mask, _lesion, _overlay or _probability; first: {first})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    existing = f"; {len(result.existing)} already there (skipped)" if result.existing else ""
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
+    out.print(
+        f"wrote {len(result.written)} mask(s) to {result.output}{existing}{failed}", soft_wrap=True, highlight=False
+    )
+    _report_skipped(result.failed)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _report_skipped(skipped: list, shown: int = 20) -> None:
+    """One line per skipped file, the first `shown` of them."""
+    for path, reason in skipped[:shown]:
+        console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if len(skipped) > shown:
+        console.print(f"... and {len(skipped) - shown} more", highlight=False)

@@ -1,0 +1,44 @@
+"""PrepareConfig: the settings of `skinseg prepare`, checked when it is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinseg.data.splits import parse_group_by
+from skinseg.errors import check_setting
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    data: Path
+    out: Path
+    size: int = 256
+    layout: str = "auto"
+    mask_suffix: str | None = None
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    seed: int = 0  # the split's seed
+    split_file: Path | None = None
+    group_by: str | None = None  # "FILE.csv:COLUMN", "none", or None: the layout's own grouping (HAM10000)
+    strict: bool = False
+    force: bool = False
+    workers: int = 0  # 0: one per core, at most 8
+
+    def __post_init__(self) -> None:
+        check_setting(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")
+        if self.group_by not in (None, "none"):
+            parse_group_by(self.group_by)
+        check_setting(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+
+    def cache_settings(self) -> dict:
+        """The settings that change the cache's content (not where it goes or how fast it is built)."""
+        return {
+            "size": self.size,
+            "layout": self.layout,
+            "mask_suffix": self.mask_suffix,
+            "split": list(self.split),
+            "seed": self.seed,
+            "strict": self.strict,
+            "split_file": str(self.split_file) if self.split_file else None,
+            "group_by": self.group_by,
+        }

@@ -1,0 +1,1 @@
+"""Evaluation: the ISIC challenge metrics, scoring a model or a folder of masks, and the report files."""

@@ -1,0 +1,150 @@
+"""`skinseg evaluate`'s scoring: the ISIC challenge metrics for a model on a data set, or for a folder of masks.
+
+A model is scored the way `skinseg segment` uses it: each source image at its own resolution goes
+through the model, the probabilities are resized back, and the mask is compared with the source mask
+file (binarised by the ISIC rule), so the figures match the official scorer run on segment's output.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skinseg import __version__
+from skinseg.data.dataset import data_set_name
+from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
+from skinseg.data.layouts import MASK_SUFFIXES, Pair
+from skinseg.data.sources import split_pairs
+from skinseg.errors import SkinsegError
+from skinseg.evaluation.config import EvaluateConfig
+from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
+from skinseg.reporting.figures import Thumbnails
+from skinseg.reporting.html import ReportCases
+from skinseg.reporting.progress import progress_bar
+from skinseg.reporting.tables import print_notes
+
+
+@dataclass
+class EvalReport:
+    title: str
+    name: str
+    per_image: list[dict]  # {"id": ..., metric: value, ...}
+    summary: dict[str, dict[str, float]]
+    pairs: dict[str, Pair] | None = None  # for figures: id -> source files
+    model_facts: list[tuple[str, Any]] = field(default_factory=list)  # the model and how it ran (Segmenter.facts)
+    predictions: Thumbnails | None = None  # small copies of the predicted masks, for figures
+    cases: ReportCases | None = None  # per-image overlays and areas, for the HTML report
+    unmatched_predictions: list[str] | None = None  # evaluate_folders: ids of predictions with no true mask
+    settings: dict | None = None  # what was scored and how: model, data, split, threshold, TTA, ..., version
+
+    def to_json(self) -> dict:
+        return {
+            "title": self.title,
+            "name": self.name,
+            "count": len(self.per_image),
+            **({"settings": self.settings} if self.settings else {}),
+            "macro_average": {name: self.summary[name]["mean"] for name in METRIC_NAMES},
+            "summary": self.summary,
+            "per_image": self.per_image,
+        } | ({"unmatched_predictions": self.unmatched_predictions} if self.unmatched_predictions else {})
+
+
+def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | None = None) -> EvalReport:
+    """Score the model of `config` on a split of its data set, each image at its own resolution. Everything the
+    reports need is collected in this one pass: per-image metrics, `cases` for the HTML page, and small
+    copies of the predictions for the figures."""
+    from rich.console import Console
+
+    from skinseg.inference.segmenter import Segmenter
+
+    segmenter = Segmenter(
+        config.model,
+        device=config.device,
+        threshold=config.threshold,
+        tta=config.tta,
+        postprocess=config.postprocess,
+        precision=config.precision,
+    )
+    print_notes(console, segmenter.notes)
+    pairs, where = split_pairs(Path(config.data), config.split, segmenter.info.input_size, config.split_seed)
+    rows: list[dict] = []
+    thumbnails = Thumbnails()
+    with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
+        for start in range(0, len(pairs), config.batch_size):
+            chunk = pairs[start : start + config.batch_size]
+            images = [load_rgb(p.image) for p in chunk]
+            predictions = segmenter.masks(images)
+            for pair, image, prediction in zip(chunk, images, predictions, strict=False):
+                truth = load_mask(pair.mask)
+                if truth.shape != prediction.shape:
+                    raise SkinsegError(
+                        f"mask is {truth.shape[1]}x{truth.shape[0]} but its image is "
+                        f"{prediction.shape[1]}x{prediction.shape[0]}",
+                        pair.mask,
+                    )
+                rows.append({"id": pair.id, **image_metrics(truth, prediction)})
+                thumbnails.add(pair.id, prediction)
+                if cases is not None:
+                    cases.add(pair.id, prediction, truth, image, metrics=rows[-1])
+            advance(len(rows), len(pairs))
+    model_name = str(config.model) if config.model else "bundled model"
+    options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
+    return EvalReport(
+        f"{model_name} on the {where}{options}, {segmenter.precision.name}",
+        data_set_name(Path(config.data)),
+        rows,
+        summarise(rows),
+        {p.id: p for p in pairs},
+        segmenter.facts(str(config.model) if config.model else None),
+        thumbnails,
+        cases,
+        settings={
+            "model": model_name,
+            "data": str(Path(config.data).resolve()),
+            "split": config.split,
+            "threshold": segmenter.threshold,
+            "tta": config.tta,
+            "postprocess": config.postprocess,
+            "precision": segmenter.precision.name,
+            "skinseg_version": __version__,
+        },
+    )
+
+
+def _mask_files_by_id(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise SkinsegError("folder not found", folder)
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
+            found[image_id] = path
+    return found
+
+
+def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) -> EvalReport:
+    """Score predicted masks against true masks, matched by image id (as the official scorer does)."""
+    truths, preds = _mask_files_by_id(Path(truth)), _mask_files_by_id(Path(pred))
+    if not truths:
+        raise SkinsegError("no mask files found", truth)
+    missing = [i for i in truths if i not in preds]
+    if missing:
+        raise SkinsegError(f"no prediction for {len(missing)} of {len(truths)} images (first: {missing[0]})", pred)
+    unmatched = [i for i in preds if i not in truths]  # not scored: reported, not silently dropped
+    rows = []
+    for image_id, truth_path in truths.items():
+        truth_mask, pred_mask = load_mask(truth_path), load_mask(preds[image_id])
+        if truth_mask.shape != pred_mask.shape:
+            raise SkinsegError(
+                f"prediction is {pred_mask.shape[1]}x{pred_mask.shape[0]}, truth is "
+                f"{truth_mask.shape[1]}x{truth_mask.shape[0]}",
+                preds[image_id],
+            )
+        rows.append({"id": image_id, **image_metrics(truth_mask, pred_mask)})
+        if cases is not None:
+            cases.add(image_id, pred_mask, truth_mask, metrics=rows[-1])
+    return EvalReport(
+        f"{pred} against {truth}", Path(pred).name, rows, summarise(rows), cases=cases, unmatched_predictions=unmatched
+    )

@@ -1,0 +1,33 @@
+"""SegmentConfig: the settings of `skinseg segment`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skinseg.errors import check_setting
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    inputs: tuple[Path, ...]
+    output: Path
+    model: Path | None = None
+    threshold: float | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    overwrite: bool = False
+    skip_existing: bool = False  # leave images whose outputs exist (counted, not failures)
+    overlay: bool = False
+    probabilities: bool = False
+    tta: bool = False
+    postprocess: bool = True
+    summary: Path | None = None
+    backend: str = "torch"  # torch | onnx
+    precision: str = "auto"
+    report: Path | None = None  # an HTML page of the results (skinseg.html_report)
+    report_max_cases: int = 500  # rows with an image in it: the most uncertain
+
+    def __post_init__(self) -> None:
+        check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")

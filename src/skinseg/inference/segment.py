@@ -1,0 +1,180 @@
+"""`skinseg segment` over many files: inputs and outputs checked first, decoding of the next batch in threads
+while the model works on the current one, every failure reported and the rest going on."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skinseg.data.images import load_rgb, save_mask_png, save_png
+from skinseg.errors import SkinsegError
+from skinseg.fileio import check_output
+from skinseg.inference.config import SegmentConfig
+from skinseg.inference.segmenter import Segmenter
+from skinseg.inference.summary import SummaryWriter, summary_row
+from skinseg.inputs import collect_inputs, output_paths, real_path
+from skinseg.runtime.distributed import env_rank_world
+
+
+def _sibling(target: Path, source: Path, kind: str) -> Path:
+    return target.with_name(f"{source.stem}_{kind}.png")
+
+
+@dataclass
+class SegmentResult:
+    output: Path
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
+    ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
+
+
+def _rank_share(items: list) -> tuple[list, int, int]:
+    """Under torchrun, each rank takes every WORLD_SIZE-th input."""
+    rank, world = env_rank_world()
+    return items[rank::world], rank, world
+
+
+def _read(source: Path) -> tuple[Path, np.ndarray | None, str | None]:
+    try:
+        return source, load_rgb(source), None
+    except SkinsegError as exc:
+        return source, None, str(exc).removeprefix(f"{source}: ")
+
+
+def _outputs_of(config: SegmentConfig, source: Path, target: Path) -> list[Path]:
+    """The files one image gives: its mask, and its overlay and probability map when asked for."""
+    kinds = [kind for kind, on in (("overlay", config.overlay), ("probability", config.probabilities)) if on]
+    return [target, *(_sibling(target, source, kind) for kind in kinds)]
+
+
+@dataclass
+class SegmentPlan:
+    """What one `segment` call reads and writes, checked before the model is loaded."""
+
+    todo: list[tuple[Path, Path]]  # (image, mask file) to segment
+    summary: Path | None
+    report: Path | None
+
+
+def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPlan:
+    """Every output is checked before the model is loaded: none may be an input (not even with `overwrite`);
+    an image whose outputs exist is skipped (with `skip_existing`), replaced (with `overwrite`) or reported."""
+    if config.skip_existing and config.overwrite:
+        raise SkinsegError("--skip-existing and --overwrite exclude each other: give one")
+    inputs = collect_inputs(config.inputs, result.ignored)
+    targets = output_paths(inputs, config.output)
+    folders: dict[str, str] = {}
+    resolved_inputs = {real_path(p, folders) for p in inputs}  # realpath, unlike resolve, survives link loops
+    pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
+    report = _rank_path(config.report, rank, world) if config.report else None
+    summary = _rank_path(config.summary, rank, world) if config.summary else None
+    if summary and summary.suffix.lower() not in (".csv", ".json"):
+        raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
+    if report and summary and os.path.realpath(report) == os.path.realpath(summary):
+        raise SkinsegError("--report and --summary name one file", summary)
+    for path in filter(None, (report, summary)):
+        check_output(path, config.overwrite, inputs)  # before the work, not after it
+    todo = []
+    for source, target in pairs:
+        outputs = _outputs_of(config, source, target)
+        taken = [p for p in outputs if real_path(p, folders) in resolved_inputs]
+        if taken:
+            raise SkinsegError("refusing to overwrite an input image with an output", taken[0])
+        there = [p for p in outputs if p.exists()]
+        if config.skip_existing and len(there) == len(outputs):
+            result.existing.append(source)
+        elif there and not config.overwrite:
+            hint = "--overwrite to replace it or --skip-existing to leave it"
+            result.failed.append((source, f"output {there[0]} exists (use {hint})"))
+        else:
+            todo.append((source, target))
+    return SegmentPlan(todo, summary, report)
+
+
+def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
+    """Segment every input image; unreadable ones are reported and the rest go on."""
+    from rich.console import Console
+
+    from skinseg.reporting.html import ReportCases, segment_page, write_page
+    from skinseg.reporting.progress import progress_bar
+    from skinseg.reporting.tables import print_notes
+
+    result = SegmentResult(config.output)
+    plan = plan_segmentation(config, result)
+    segmenter = Segmenter(
+        config.model,
+        device=config.device,
+        threshold=config.threshold,
+        tta=config.tta,
+        postprocess=config.postprocess,
+        backend=config.backend,
+        precision=config.precision,
+    )
+    print_notes(console, segmenter.notes)
+    cases = ReportCases(config.report_max_cases) if plan.report else None
+    failed_before = len(result.failed)  # outputs that exist: reported, not segmented
+    with (
+        SummaryWriter(plan.summary) as rows_out,
+        progress_bar(console or Console(quiet=True), "Segmenting") as advance,
+    ):
+        for source, target, image, prob, mask, seconds in _segmented(segmenter, plan.todo, config.batch_size, result):
+            _write_outputs(config, source, target, image, prob, mask)
+            result.written.append(target)
+            result.rows.append(summary_row(source, target, mask, prob, seconds))
+            rows_out.add(result.rows[-1])
+            if cases is not None:
+                cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
+            advance(len(result.written) + len(result.failed) - failed_before, len(plan.todo))
+        advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
+    if plan.report and cases is not None:
+        facts = [("inputs", " ".join(map(str, config.inputs))), ("masks", config.output), ("backend", config.backend)]
+        model_name = str(config.model) if config.model else None
+        page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
+        write_page(plan.report, page, config.overwrite)
+    return result
+
+
+def _segmented(segmenter: Segmenter, todo: list[tuple[Path, Path]], batch_size: int, result: SegmentResult):
+    """(source, target, image, probability, mask, seconds per image) for each readable image of `todo`, in
+    batches; the next batch is decoded in threads while the model works on this one. Unreadable images go to
+    `result.failed`."""
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        pending = pool.map(_read, [s for s, _ in batches[0]]) if batches else iter(())
+        for index, batch in enumerate(batches):
+            decoded = list(pending)
+            if index + 1 < len(batches):  # decode the next batch while this one is computed
+                pending = pool.map(_read, [s for s, _ in batches[index + 1]])
+            started = time.perf_counter()
+            ready = [(s, t, image) for (s, image, _), (_, t) in zip(decoded, batch, strict=False) if image is not None]
+            result.failed += [(s, error or "unreadable") for s, image, error in decoded if image is None]
+            probs = segmenter.probabilities([image for _, _, image in ready])
+            masks = segmenter.masks_from(probs)
+            seconds = (time.perf_counter() - started) / max(1, len(ready))
+            for (source, target, image), prob, mask in zip(ready, probs, masks, strict=False):
+                yield source, target, image, prob, mask, seconds
+
+
+def _write_outputs(
+    config: SegmentConfig, source: Path, target: Path, image: np.ndarray, prob: np.ndarray, mask: np.ndarray
+) -> None:
+    """The mask, and the overlay and probability map where asked for."""
+    from skinseg.reporting.figures import overlay_image
+
+    save_mask_png(mask, target)
+    if config.overlay:
+        save_png(overlay_image(image, mask), _sibling(target, source, "overlay"))
+    if config.probabilities:
+        save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))
+
+
+def _rank_path(path: Path, rank: int, world: int) -> Path:
+    """Under torchrun, each rank writes FILE.rankR.suffix."""
+    return path if world == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")

@@ -1,0 +1,75 @@
+"""The engine of a run: model (from the registry), optimiser, loss and precision, and one optimiser step.
+The same code on every device: precision (bf16 autocast, memory format) and torch.compile are resolved once
+from the device, never from a "cuda" literal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from skinseg.models.architectures import create_model
+from skinseg.models.layers import SegmentationModel
+from skinseg.runtime import distributed
+from skinseg.runtime.precision import Precision, compile_active
+from skinseg.training.config import TrainConfig
+from skinseg.training.losses import LOSSES, Loss
+from skinseg.training.optim import create_optimizer
+
+
+# --------------------------------------------------------------------------------------------------- engine
+@dataclass
+class Engine:
+    """What a training step needs: the model (and the wrapper that runs it), optimiser, loss and precision."""
+
+    model: SegmentationModel  # the plain module: saved, validated, loaded into
+    forward: torch.nn.Module  # the same, compiled and/or wrapped in DistributedDataParallel
+    optimizer: torch.optim.Optimizer
+    loss: Loss
+    precision: Precision
+    compiled: bool = False
+
+
+def build_engine(
+    config: TrainConfig,
+    device: torch.device,
+    precision: Precision,
+    context: distributed.Context = distributed.Context(),
+) -> Engine:
+    model = create_model(config.model).to(device)
+    model = model.to(memory_format=precision.memory_format)  # type: ignore[call-overload]
+    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
+    forward: torch.nn.Module = model
+    if context.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    compiled = compile_active(config.compile, device)
+    if compiled:
+        forward = torch.compile(forward)  # type: ignore[assignment]
+    return Engine(model, forward, optimizer, LOSSES.get_checked(config.loss), precision, compiled)
+
+
+def train_step(engine: Engine, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step at learning rate `lr`; returns the (detached) loss and logits."""
+    for group in engine.optimizer.param_groups:
+        group["lr"] = lr
+    engine.model.train()
+    with engine.precision.autocast():
+        logits = engine.forward(x)
+    loss = engine.loss(logits, y)
+    engine.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    engine.optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def batch_stats(logits: torch.Tensor, masks: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[summed per-image Dice (1.0 for 0/0, as the ISIC scorer), summed pixel accuracy] of a batch, on device."""
+    pred = torch.sigmoid(logits.float()) > threshold
+    truth = masks > 0.5
+    tp = (pred & truth).flatten(1).sum(1).float()
+    denominator = pred.flatten(1).sum(1).float() + truth.flatten(1).sum(1).float()
+    dice = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.ones_like(tp))
+    accuracy = (pred == truth).flatten(1).float().mean(1)
+    return torch.stack([dice.sum(), accuracy.sum()])

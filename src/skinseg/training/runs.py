@@ -1,0 +1,240 @@
+"""A run's folder: what a new run may write into, the state that resumes it exactly, its settings on
+resume, and the files written after each epoch (weights, state, metrics.csv, curves.png)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from skinseg.errors import SkinsegError
+from skinseg.fileio import atomic_path, interrupts_held, write_csv, write_text
+from skinseg.models.weights import ModelInfo, save_model
+from skinseg.training.config import TrainConfig
+from skinseg.training.engine import Engine
+
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "train_dice",
+    "val_loss",
+    "val_accuracy",
+    "val_dice",
+    "lr",
+    "seconds",
+    "train_seconds",
+)
+
+
+CURVES_EVERY = 30.0  # seconds between redraws of curves.png during a run (a drawing takes ~0.3 s); and at its end
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last finished epoch: enough, with the optimiser, to resume it exactly."""
+
+    selected_on: str = "val_dice"  # the column of an epoch's row that selects the best epoch (validation.selection)
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_dice: float = -1.0  # the best epoch's Dice in `selected_on`
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def record(self, row: dict) -> bool:
+        """Add an epoch's row; True if it is the best so far (by its `selected_on` Dice)."""
+        self.history.append(row)
+        self.epoch = row["epoch"]
+        if row[self.selected_on] > self.best_dice:
+            self.best_dice, self.best_epoch, self.bad_epochs = row[self.selected_on], row["epoch"], 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    def save(self, run_dir: Path, optimizer: torch.optim.Optimizer) -> None:
+        """Optimiser tensors as safetensors, everything else as JSON; never pickle."""
+        opt_state = optimizer.state_dict()
+        tensors, scalars = {}, {}
+        for index, values in opt_state["state"].items():
+            for name, value in values.items():
+                if torch.is_tensor(value):
+                    tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars[f"{index}.{name}"] = value
+        with atomic_path(run_dir / "state.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+        write_text(
+            run_dir / "state.json",
+            json.dumps(
+                {
+                    "epoch": self.epoch,
+                    "history": self.history,
+                    "selected_on": self.selected_on,
+                    "best_dice": self.best_dice,
+                    "best_epoch": self.best_epoch,
+                    "bad_epochs": self.bad_epochs,
+                    "optimizer_scalars": scalars,
+                    "param_groups": opt_state["param_groups"],
+                },
+                indent=1,
+            ),
+        )
+
+    @classmethod
+    def load(cls, run_dir: Path, optimizer: torch.optim.Optimizer, selected_on: str) -> RunState:
+        try:
+            state = json.loads((run_dir / "state.json").read_text())
+            tensors = load_file(str(run_dir / "state.safetensors"))
+        except Exception as exc:  # missing files, bad JSON, and safetensors' own error types alike
+            raise SkinsegError(f"cannot read the resume state ({exc})", run_dir) from None
+        opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
+        for key, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
+            index, name = key.split(".", 1)
+            opt_state["state"].setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict(opt_state)
+        best = state.get("best_dice", state.get("best_val_dice"))  # best_val_dice: the older name
+        return cls(selected_on, state["epoch"], state["history"], best, state["best_epoch"], state["bad_epochs"])
+
+
+RUN_FILES = ("best.safetensors", "last.safetensors", "state.json")  # a folder holding one holds a run
+RUN_OUTPUTS = (*RUN_FILES, "state.safetensors", "metrics.csv", "curves.png", "config.json")
+RESUME_CHANGES = ("epochs", "time_budget", "device", "precision")  # what a resumed run may be given anew
+
+
+def check_run_folder(out: Path, overwrite: bool = False) -> None:
+    """A new run does not write into a folder that holds a finished or started run: that takes --resume (to
+    continue it) or --overwrite (to replace it). The folder is made here, so that one that cannot be is an
+    error before the work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SkinsegError("is a file; --out takes a folder for the run", out)
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not overwrite:
+        raise SkinsegError(
+            f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is said before the data is loaded
+    except OSError as exc:
+        raise SkinsegError(f"cannot make the run folder: {exc.strerror or exc}", out) from None
+
+
+def clear_run_folder(out: Path) -> None:
+    """Remove the files of the run in `out` (--overwrite), so that none of the old run's is left beside the new."""
+    for name in RUN_OUTPUTS:
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
+    """The settings that continue the run in `run_dir`: those in its config.json, with the options of
+    RESUME_CHANGES that are given (not None): a new total of epochs or time budget, another device or precision.
+    Any other option given is refused (a resumed run keeps its data, model, recipe and folder), never ignored."""
+    refused = [name for name, value in options.items() if value is not None and name not in RESUME_CHANGES]
+    if refused:
+        names = ", ".join(f"--{name.replace('_', '-')}" for name in refused)
+        raise SkinsegError(
+            f"{names} cannot be given with --resume: a resumed run keeps its data, model and recipe"
+            " (only --epochs, --time-budget, --device and --precision can change)"
+        )
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
+    if not (run_dir / "last.safetensors").is_file() or not (run_dir / "state.json").is_file():
+        raise SkinsegError(
+            "no finished epoch to resume from (the run stopped in its first epoch): start it again without --resume",
+            run_dir,
+        )
+    saved = json.loads((run_dir / "config.json").read_text())
+    saved.pop("resolved", None)
+    restored = TrainConfig.from_dict(saved)
+    changes = {name: value for name, value in options.items() if value is not None}
+    if "epochs" in changes:
+        if restored.time_budget and not changes.get("time_budget"):
+            raise SkinsegError("this run trains for a time budget: give it a new total with --time-budget", run_dir)
+        done = json.loads((run_dir / "state.json").read_text()).get("epoch", 0)
+        if changes["epochs"] < done:
+            raise SkinsegError(
+                f"the run has finished {done} epochs; --epochs sets its new total, so give more", run_dir
+            )
+    return replace(restored, resume=run_dir, **changes)
+
+
+def check_resumable(config: TrainConfig) -> None:
+    """A resumed run keeps its own settings: `config` must be what load_run gives for its folder (with any of
+    RESUME_CHANGES), never a config whose other settings the run would silently drop or take."""
+    assert config.resume is not None
+    saved = load_run(config.resume)
+    changes = {name: getattr(config, name) for name in RESUME_CHANGES if getattr(config, name) != getattr(saved, name)}
+    if changes:
+        saved = load_run(config.resume, **changes)
+    if saved != config:
+        differ = [f.name for f in fields(config) if getattr(config, f.name) != getattr(saved, f.name)]
+        raise SkinsegError(
+            f"these settings differ from the run's own ({', '.join(differ)}): resume with"
+            " skinseg.training.runs.load_run(run_dir, ...), which reads them",
+            config.resume,
+        )
+
+
+def save_epoch(
+    run_dir: Path,
+    engine: Engine,
+    state: RunState,
+    info: ModelInfo,
+    improved: bool,
+    columns: list[str] | tuple[str, ...] = METRIC_COLUMNS,
+    curves: bool = True,
+) -> None:
+    """The epoch's files, and with `curves` its curves. An interrupt waits until they are all written (and
+    matplotlib imported: a KeyboardInterrupt inside an import can surface as another error)."""
+    with interrupts_held():
+        if improved:
+            save_model(engine.model, run_dir / "best.safetensors", info)
+        save_model(engine.model, run_dir / "last.safetensors", info)
+        state.save(run_dir, engine.optimizer)
+        write_csv(run_dir / "metrics.csv", state.history, columns)
+        if curves:
+            draw_curves(run_dir, state.history)
+
+
+def draw_curves(run_dir: Path, history: list[dict]) -> None:
+    with interrupts_held():
+        from skinseg.reporting.figures import plot_curves
+
+        plot_curves(history, run_dir / "curves.png")
+
+
+class Curves:
+    """When curves.png is drawn: when CURVES_EVERY seconds have passed since the last drawing, and when the run
+    ends (finished, or interrupted or failed: then of the epochs saved so far)."""
+
+    def __init__(self, run_dir: Path, epochs_saved: int):
+        self.run_dir = run_dir
+        self.saved = self.drawn = epochs_saved  # epochs whose files are written; epochs in the last drawing
+        self.drawn_at = time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.drawn_at >= CURVES_EVERY
+
+    def epoch_saved(self, epochs: int, drawn: bool) -> None:
+        self.saved = epochs
+        if drawn:
+            self.drawn, self.drawn_at = epochs, time.perf_counter()
+
+    def draw_at_end(self, history: list[dict]) -> None:
+        if self.drawn != self.saved:
+            with contextlib.suppress(KeyboardInterrupt):  # the run is complete: a Ctrl-C now changes nothing
+                draw_curves(self.run_dir, history)
+            self.drawn = self.saved
+
+    def draw_saved(self, history: list[dict]) -> None:
+        """After an interrupt or an error: the curves of the epochs saved so far, if not drawn yet."""
+        if self.drawn != self.saved:
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                draw_curves(self.run_dir, history[: self.saved])

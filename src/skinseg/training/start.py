@@ -1,0 +1,87 @@
+"""What a run starts from: its data sets, the weights it fine-tunes (--init), and the line that says how it
+computes."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from skinseg.data.dataset import PreparedData, ensure_prepared
+from skinseg.errors import SkinsegError
+from skinseg.fileio import raise_interrupt
+from skinseg.models.layers import SegmentationModel
+from skinseg.models.weights import ModelInfo, bundled_model_path, load_model
+from skinseg.runtime import distributed
+from skinseg.runtime.device import describe_device
+from skinseg.runtime.precision import Precision, compile_note
+from skinseg.training.batches import TrainData
+from skinseg.training.config import TrainConfig
+
+
+def open_data_sets(config: TrainConfig, context: distributed.Context) -> list[PreparedData]:
+    """Every data set of the run, each read once: rank 0 prepares a raw folder, the other ranks then read its
+    cache."""
+    prepared = [ensure_prepared(d, config.size, config.split_seed) for d in config.data_sets] if context.is_main else []
+    distributed.barrier(context)
+    return prepared or [ensure_prepared(d, config.size, config.split_seed) for d in config.data_sets]
+
+
+def describe_setup(device: torch.device, precision: Precision, compiled: bool) -> dict:
+    """How the run computes, for config.json, the weights' metadata and the start-up line."""
+    return {"device": device.type, **precision.to_dict(), "compile": compiled}
+
+
+def startup_notes(
+    config: TrainConfig, device: torch.device, precision: Precision, compiled: bool, selected_on: str
+) -> tuple[str, list[str]]:
+    """The line a run starts with (device, precision, memory format, compile) and notes on ignored settings
+    and on how the best epoch is selected."""
+    line = (
+        f"device: {describe_device(device)}; precision: {precision.describe()}; compile: {'on' if compiled else 'off'}"
+    )
+    notes = [*precision.notes, *filter(None, [compile_note(config.compile, device)])]
+    if selected_on == "train_dice":
+        notes.append("no validation split: the best epoch is selected on training Dice (selected_on: train_dice)")
+    return line, notes
+
+
+def load_initial_weights(model: SegmentationModel, init: Path, device: torch.device) -> tuple[str, ModelInfo]:
+    """Copy the weights of a skinseg model file (or the bundled model, for "bundled") into `model`: fine-tuning.
+    Returns the file's name and its metadata (whose normalisation the fine-tuning keeps)."""
+    bundled = str(init) == "bundled"
+    path = bundled_model_path() if bundled else Path(init)
+    source, info = load_model(path, device)
+    if replace(info.config, dropout=model.config.dropout) != model.config:  # dropout holds no weights
+        raise SkinsegError(
+            f"cannot start from these weights: their architecture {info.config.to_dict()} differs"
+            f" from this run's {model.config.to_dict()}",
+            path,
+        )
+    model.load_state_dict(source.state_dict())
+    return ("bundled" if bundled else path.name), info
+
+
+def use_normalisation(data: TrainData, info: ModelInfo) -> None:
+    """Normalise as the given model was trained to (fine-tuning from it, or resuming it)."""
+    data.mean = torch.tensor(info.mean, device=data.mean.device).view(1, 3, 1, 1)
+    data.std = torch.tensor(info.std, device=data.std.device).view(1, 3, 1, 1)
+
+
+@contextlib.contextmanager
+def interrupt_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end a run cleanly, with its state saved (also when called from Python, not the CLI)."""
+    try:
+        previous = {sig: signal.signal(sig, raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
