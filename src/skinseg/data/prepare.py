@@ -175,6 +175,7 @@ def prepare_dataset(
 
 
 def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None) -> PrepareResult:
+    """Discover, then reuse the cache if nothing changed, else decode every pair, split and write the manifest."""
     start = time.perf_counter()
     out = Path(config.out)
     discovery = discover_pairs(config.data, config.layout, config.mask_suffix, zip_cache=out / "unzipped")
@@ -195,13 +196,55 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
             seconds=time.perf_counter() - start,
             groups=previous.get("groups"),
         )
-
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished cache
-    size, count = config.size, len(discovery.pairs)
+    entries, skipped, (images_tmp, masks_tmp) = _decode_all(config, discovery, progress)
+    ids = [e["id"] for e in entries]
+    groups = read_groups(group_file, group_column, ids) if group_file and group_column else {}
+    splits = assign_splits(ids, config.split, config.seed, config.split_file, groups)
+    for entry, split in zip(entries, splits, strict=False):
+        entry["split"] = split
+        if entry["id"] in groups:
+            entry["group"] = groups[entry["id"]]
+    mean, std = _channel_stats(entries, [s == "train" for s in splits], config.size**2)
+    for entry in entries:
+        del entry["channel_sum"], entry["channel_sq_sum"]
+    os.replace(images_tmp, out / "images.npy")
+    os.replace(masks_tmp, out / "masks.npy")
+    split_sizes = {name: splits.count(name) for name in ("train", "val", "test")}
+    group_info = (
+        {"file": str(group_file), "column": group_column, "count": len({groups[i] for i in ids if i in groups})}
+        if groups
+        else None
+    )
+    manifest = {
+        "format": CACHE_FORMAT,
+        "skinseg_version": __version__,
+        "fingerprint": fingerprint,
+        "settings": config.cache_settings(),
+        "source": str(Path(config.data).resolve()),
+        "layout": discovery.layout,
+        "size": config.size,
+        "count": len(entries),
+        "split_sizes": split_sizes,
+        "groups": group_info,
+        "normalisation": {"mean": mean, "std": std},
+        "skipped": skipped,
+        "items": entries,
+    }
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    seconds = time.perf_counter() - start
+    return PrepareResult(out, discovery.layout, len(entries), split_sizes, skipped, seconds=seconds, groups=group_info)
+
+
+def _decode_all(
+    config: PrepareConfig, discovery: Discovery, progress: Callable[[int, int], None] | None
+) -> tuple[list[dict], list, tuple[Path, Path]]:
+    """Decode and resize every pair into temporary arrays in `config.out` (compacted when pairs were skipped):
+    the items kept, the pairs skipped with their reasons, and the two temporary files."""
+    out, size, count = Path(config.out), config.size, len(discovery.pairs)
     images_tmp, masks_tmp = _temp_file(out, "images"), _temp_file(out, "masks")  # a failed run's: removed by the next
     np.lib.format.open_memmap(images_tmp, "w+", np.uint8, (count, size, size, 3)).flush()
     np.lib.format.open_memmap(masks_tmp, "w+", np.uint8, (count, size, size)).flush()
-
     jobs = [(i, pair, size, str(images_tmp), str(masks_tmp)) for i, pair in enumerate(discovery.pairs)]
     done = 0
 
@@ -226,58 +269,12 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
         raise SkinsegError(
             f"no usable image/mask pairs ({len(skipped)} skipped; first: {skipped[0][0]}: {skipped[0][1]})", config.data
         )
-
     if len(kept) < count:  # compact the arrays, dropping the slots of skipped pairs
         keep = np.array([i for i, _ in kept])
         for tmp in (images_tmp, masks_tmp):
             np.save(tmp.with_suffix(".compact.npy"), np.load(tmp, mmap_mode="r")[keep])
             os.replace(tmp.with_suffix(".compact.npy"), tmp)
-
-    entries = [info for _, info in kept]
-    ids = [e["id"] for e in entries]
-    groups = read_groups(group_file, group_column, ids) if group_file and group_column else {}
-    splits = assign_splits(ids, config.split, config.seed, config.split_file, groups)
-    for entry, split in zip(entries, splits, strict=False):
-        entry["split"] = split
-        if entry["id"] in groups:
-            entry["group"] = groups[entry["id"]]
-    mean, std = _channel_stats(entries, [s == "train" for s in splits], size * size)
-    for entry in entries:
-        del entry["channel_sum"], entry["channel_sq_sum"]
-    os.replace(images_tmp, out / "images.npy")
-    os.replace(masks_tmp, out / "masks.npy")
-
-    split_sizes = {name: splits.count(name) for name in ("train", "val", "test")}
-    group_info = (
-        {"file": str(group_file), "column": group_column, "count": len({groups[i] for i in ids if i in groups})}
-        if groups
-        else None
-    )
-    manifest = {
-        "format": CACHE_FORMAT,
-        "skinseg_version": __version__,
-        "fingerprint": fingerprint,
-        "settings": config.cache_settings(),
-        "source": str(Path(config.data).resolve()),
-        "layout": discovery.layout,
-        "size": size,
-        "count": len(entries),
-        "split_sizes": split_sizes,
-        "groups": group_info,
-        "normalisation": {"mean": mean, "std": std},
-        "skipped": skipped,
-        "items": entries,
-    }
-    write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    return PrepareResult(
-        out,
-        discovery.layout,
-        len(entries),
-        split_sizes,
-        skipped,
-        seconds=time.perf_counter() - start,
-        groups=group_info,
-    )
+    return [info for _, info in kept], skipped, (images_tmp, masks_tmp)
 
 
 def _temp_file(out: Path, name: str) -> Path:
