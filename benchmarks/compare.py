@@ -1,10 +1,11 @@
 """Side-by-side benchmark: skinseg's improved UNet against a plain UNet, MONAI BasicUNet and smp Unet-ResNet34.
 
     python benchmarks/compare.py [--budget 90] [--size 128] [--device auto] [--precision auto]
-        [--models skinseg,unet,monai,smp]
+        [--models skinseg,unet,monai,smp] [--base-filters 16 --depth 5]
 
 Every model trains through skinseg's own engine (`skinseg.training.engine.train_step`, `training_batch`, `validate`):
-skinseg's architectures come from its registry, the peers are wrapped in the same Engine.
+skinseg's architectures come from its registry, the peers are wrapped in the same Engine. --base-filters and
+--depth size skinseg's own models (the peers keep their published sizes).
 
 Same data (the shared ISIC 2018 set, prepared by skinseg), same loss (Dice + BCE), same augmentation,
 same optimiser and schedule (AdamW, cosine over the time budget), same time budget and device for every
@@ -55,10 +56,11 @@ def build_peer(name: str) -> torch.nn.Module:
 
 
 def build_engine_for(name: str, config: TrainConfig, device: torch.device, precision) -> Engine:
-    """skinseg's own architectures through its registry and build_engine; peers wrapped in the same Engine."""
+    """skinseg's own architectures through its registry and build_engine (sized by config.model); peers wrapped
+    in the same Engine."""
     if name in SKINSEG_MODELS:
         architecture = ARCHITECTURES.check(SKINSEG_MODELS[name])
-        return build_engine(replace(config, model=ModelConfig(architecture=architecture)), device, precision)
+        return build_engine(replace(config, model=replace(config.model, architecture=architecture)), device, precision)
     model = build_peer(name).to(device).to(memory_format=precision.memory_format)
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
     return Engine(model, model, optimizer, LOSSES.get_checked(config.loss), precision)  # type: ignore[arg-type]
@@ -73,13 +75,16 @@ def run_one(
     lr: float,
     infer_batch: int,
     precision_name: str,
+    model_config: ModelConfig | None = None,
 ) -> dict:
     """Train `name` for `budget` seconds with skinseg's own step (batches drawn at random, cosine over the
     budget), then validate it and time inference."""
     torch.manual_seed(0)
     precision = resolve_precision(precision_name, device)
     data = load_data(prepared, device)
-    config = TrainConfig(data=Path("."), batch_size=batch, lr=lr, loss="dice_bce", optimizer="adamw")
+    config = TrainConfig(
+        data=Path("."), batch_size=batch, lr=lr, loss="dice_bce", optimizer="adamw", model=model_config or ModelConfig()
+    )
     engine = build_engine_for(name, config, device, precision)
     params = count_parameters(engine.model)
 
@@ -129,7 +134,7 @@ def run_one(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--size", type=int, default=None, help="default: 256 on a GPU, 128 on the CPU")
@@ -139,12 +144,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", default="skinseg,unet,monai,smp")
     parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (skinseg.precision)")
+    parser.add_argument("--base-filters", type=int, default=ModelConfig.base_filters, help="skinseg's models' width")
+    parser.add_argument("--depth", type=int, default=ModelConfig.depth, help="skinseg's models' levels")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    model_config = ModelConfig(base_filters=args.base_filters, depth=args.depth)
     device = resolve_device(args.device)
     size = args.size or (256 if device.type == "cuda" else 128)
     budget = args.budget or 90.0
     data = ensure_prepared(args.data, size)
+    size = data.size  # a prepared --data keeps its own size
     infer_batch = 256 if device.type == "cuda" else 16
     print(
         f"# {datetime.date.today()}  {describe_device(device)}  {platform.machine()}  ({cpu_features()})  "
@@ -158,7 +167,9 @@ def main() -> None:
         except Exception as exc:  # not installed, or (smp) a torchvision that does not match torch
             print(f"{name}: unavailable ({type(exc).__name__}: {str(exc)[:200]})")
             continue
-        result = run_one(name, data, device, budget, args.batch_size, args.lr, infer_batch, args.precision)
+        result = run_one(
+            name, data, device, budget, args.batch_size, args.lr, infer_batch, args.precision, model_config
+        )
         results.append(result)
         print(
             f"{name:8s} params {result['parameters']:>10,}  train {result['train_images_per_s']:8.1f} img/s  "

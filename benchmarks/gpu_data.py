@@ -1,7 +1,7 @@
 """A copy of the shared ISIC 2018 data small enough to travel to a lent GPU machine (see gpu_check.sh).
 
     python benchmarks/gpu_data.py [--data ../shared/data/isic2018] [--out .gpu-data/isic2018-256]
-        [--size 256] [--quality 85] [--workers 2]
+        [--size 256] [--quality 85] [--workers 2] [--limit N]
 
 The device tool sends the repository's working tree (64 MiB at most) and nothing beside it, so the shared
 data (2,594 pairs at 512 x 512, about 71 MB) cannot be read there. This writes every pair at 256 x 256 in the
@@ -57,15 +57,15 @@ def _convert(job: tuple[Path, Path, Path, Path, int, int]) -> tuple[str, int, bo
     return image_in.stem, image_out.stat().st_size + mask_out.stat().st_size, bool(mask.any())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=_default_data(), help="the shared ISIC 2018 folder")
     parser.add_argument("--out", type=Path, default=REPO / ".gpu-data" / "isic2018-256")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the images")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="processes (0: convert in this process)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N pairs (0: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     images = sorted((args.data / IMAGES).glob("*.jpg"))
     if args.limit:
@@ -92,8 +92,11 @@ def main() -> None:
         )
 
     started = time.perf_counter()
-    with multiprocessing.Pool(args.workers) as pool:
-        results = pool.map(_convert, jobs, chunksize=32)
+    if args.workers:
+        with multiprocessing.Pool(args.workers) as pool:
+            results = pool.map(_convert, jobs, chunksize=32)
+    else:
+        results = [_convert(job) for job in jobs]
     seconds = time.perf_counter() - started
 
     readme = args.data / "README.md"
@@ -109,7 +112,8 @@ def main() -> None:
     image_bytes = sum(path.stat().st_size for path in (args.out / IMAGES).iterdir())
     print(
         f"{len(results)} pairs -> {args.out}: {total / 2**20:.1f} MiB in all (images {image_bytes / 2**20:.1f} MiB, "
-        f"masks {(total - image_bytes) / 2**20:.1f} MiB), {seconds:.1f} s with {args.workers} processes"
+        f"masks {(total - image_bytes) / 2**20:.1f} MiB), {seconds:.1f} s "
+        + (f"with {args.workers} processes" if args.workers else "in one process")
     )
     if empty:
         print(f"warning: {len(empty)} mask(s) empty at {args.size} px (prepare will skip them): {empty[:5]}")

@@ -9,14 +9,20 @@ runs/test-split/masks PRED` can score the split the official way.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from skinseg.data.prepare import load_manifest
 
 
-def main() -> None:
-    prepared, split, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prepared", type=Path, help="a prepared dataset")
+    parser.add_argument("split", help="train, val or test")
+    parser.add_argument("out", type=Path, help="where images/ and masks/ are made")
+    args = parser.parse_args(argv)
+    prepared, split, out = args.prepared, args.split, args.out
     manifest = load_manifest(prepared)
     if manifest is None:
         sys.exit(f"{prepared}: not a prepared dataset")

@@ -2,7 +2,7 @@
 and bf16 + channels_last + torch.compile, through the product's own engine (build_engine, train_step).
 
     python benchmarks/precision.py [--device auto] [--sizes 128,256] [--batch 16] [--infer-batch 8]
-        [--settings fp32,bf16,bf16-cl,bf16-cl-compile] [--json runs/precision.json]
+        [--settings fp32,bf16,bf16-cl,bf16-cl-compile] [--base-filters 16 --depth 5] [--json runs/precision.json]
     python benchmarks/precision.py --agreement prepared/isic128 [--split test]   # bf16 vs fp32 masks
 
 Times are the median of --repeats timed steps after --warmup untimed ones (compiled settings get more warm-up:
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from skinseg.models.config import ModelConfig
 from skinseg.runtime.device import describe_device, resolve_device
 from skinseg.runtime.precision import cpu_features, resolve_precision
 from skinseg.training.config import TrainConfig
@@ -56,11 +57,19 @@ def _timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
 
 
 def measure(
-    setting: str, size: int, device: torch.device, batch: int, infer_batch: int, warmup: int, repeats: int
+    setting: str,
+    size: int,
+    device: torch.device,
+    batch: int,
+    infer_batch: int,
+    warmup: int,
+    repeats: int,
+    model: ModelConfig | None = None,
 ) -> dict:
     options = SETTINGS[setting]
     config = TrainConfig(
         data=Path("."),
+        model=model or ModelConfig(),
         batch_size=batch,
         precision=options["precision"],
         channels_last=options["channels_last"],
@@ -122,7 +131,7 @@ def agreement(data: Path, split: str, model: Path | None, device: str, batch: in
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", default="128,256")
@@ -132,6 +141,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="default: 2 on the CPU, 5 on CUDA")
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on the CPU, 20 on CUDA")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on the CPU (0: torch's default)")
+    parser.add_argument("--base-filters", type=int, default=ModelConfig.base_filters, help="the model's width")
+    parser.add_argument("--depth", type=int, default=ModelConfig.depth, help="the model's levels")
     parser.add_argument(
         "--agreement",
         type=Path,
@@ -141,7 +152,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -161,6 +172,7 @@ def main() -> None:
     cuda = device.type == "cuda"
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     repeats = args.repeats if args.repeats is not None else (20 if cuda else 3)
+    model = ModelConfig(base_filters=args.base_filters, depth=args.depth)
     rows = []
     infer = f"inference ms/img (batch {args.infer_batch})"
     print(f"| size | setting | train step (batch {args.batch}) | train img/s | {infer} |")
@@ -172,7 +184,7 @@ def main() -> None:
     plan += [(size, s) for s in settings if SETTINGS[s]["compile"] for size in sizes]
     for size, setting in plan:
         try:
-            row = measure(setting, size, device, args.batch, args.infer_batch, warmup, repeats)
+            row = measure(setting, size, device, args.batch, args.infer_batch, warmup, repeats, model)
         except Exception as exc:  # e.g. a compiler missing: report and go on
             row = {"setting": setting, "size": size, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             print(f"| {size} | {setting} | failed: {row['error']} | | |", flush=True)

@@ -2,7 +2,7 @@
 same epochs, same seed; report the best and final validation Dice of each.
 
     python benchmarks/recipe_ablation.py --data prepared/isic64 --epochs 8 [--variants default,lr1e-3,...]
-        [--threads 1] [--out runs/ablation]
+        [--threads 1] [--out runs/ablation] [--max-train-images N] [--base-filters 16 --depth 5]
 
 Each variant writes its own run folder under --out; results are appended to --out/results.jsonl as each
 variant finishes (a stopped sweep keeps what it measured) and printed as a Markdown table at the end.
@@ -39,7 +39,7 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a prepared dataset")
     parser.add_argument("--epochs", type=int, default=8)
@@ -47,14 +47,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    args = parser.parse_args()
+    parser.add_argument("--max-train-images", type=int, default=0, help="cap for a quick check (0: all)")
+    parser.add_argument("--base-filters", type=int, default=None, help="the model's width [default: the recipe's]")
+    parser.add_argument("--depth", type=int, default=None, help="the model's levels [default: the recipe's]")
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
     rows = []
     for name in args.variants.split(","):
-        config = train_config(args.data, out=args.out / name, epochs=args.epochs, device=args.device, **VARIANTS[name])
+        config = train_config(
+            args.data,
+            out=args.out / name,
+            epochs=args.epochs,
+            device=args.device,
+            max_train_images=args.max_train_images,
+            base_filters=args.base_filters,
+            depth=args.depth,
+            **VARIANTS[name],
+        )
         started = time.perf_counter()
         result = train(config)
         row = {
@@ -62,7 +74,7 @@ def main() -> None:
             "change": VARIANTS[name],
             "epochs": args.epochs,
             "data": str(args.data),
-            "best_val_dice": round(result.best_val_dice, 4),
+            "best_val_dice": round(result.best_dice, 4),  # selected on validation Dice: a prepared set has a val split
             "best_epoch": result.best_epoch,
             "final_val_dice": round(result.history[-1]["val_dice"], 4),
             "minutes": round((time.perf_counter() - started) / 60, 1),

@@ -21,7 +21,7 @@ from skinseg.evaluation.metrics import image_metrics, summarise
 from skinseg.inference.segmenter import Segmenter
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, default=None, help="default: the bundled model")
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     pairs, where = split_pairs(args.data, args.split)
     segmenter = Segmenter(args.model, device=args.device)
     probabilities, truths = [], []

@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py --data prepared/isic2018-256 [--device auto] [--json runs/train-speed.json]
         [--settings b16,b64,b64-compile,b128-compile] [--epochs 3] [--target-dice 0.89 --target-epochs 60]
+        [--max-train-images N] [--base-filters 16 --depth 5]
 
 Every figure comes from `skinseg.training.loop.train` runs, so it measures the product's own loop: data on the
 device, augmentation there, bf16 and channels-last on CUDA, optional torch.compile. Images/s is taken from
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from skinseg.data.dataset import open_prepared
+from skinseg.models.config import ModelConfig
 from skinseg.runtime.device import describe_device, resolve_device
 from skinseg.training.config import TrainConfig
 from skinseg.training.loop import train
@@ -47,7 +49,7 @@ def images_per_second(history: list[dict], train_images: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="a prepared dataset")
     parser.add_argument("--device", default="auto")
@@ -62,9 +64,12 @@ def main() -> None:
         default=None,
         help="peak lr of the target run [default: the recipe's, scaled by batch/16, at most 8e-3]",
     )
+    parser.add_argument("--base-filters", type=int, default=ModelConfig.base_filters, help="the model's width")
+    parser.add_argument("--depth", type=int, default=ModelConfig.depth, help="the model's levels")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    model = ModelConfig(base_filters=args.base_filters, depth=args.depth)
     data = open_prepared(args.data)
     train_images = len(data.indices("train"))
     if args.max_train_images:
@@ -88,6 +93,7 @@ def main() -> None:
                 epochs=args.epochs,
                 device=args.device,
                 max_train_images=args.max_train_images,
+                model=model,
                 **SETTINGS[name],
             )
             result = train(config)
@@ -106,6 +112,7 @@ def main() -> None:
                 device=args.device,
                 lr=lr,
                 max_train_images=args.max_train_images,
+                model=model,
                 **SETTINGS[fastest["setting"]],
             )
             history = train(config).history

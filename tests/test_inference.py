@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.data.synthetic import synthetic_pair
+from skinseg.data.synthetic import synthetic_pair, write_synthetic_dataset
 from skinseg.errors import SkinsegError
 from skinseg.inference.config import SegmentConfig
 from skinseg.inference.segment import segment_paths
@@ -172,3 +172,28 @@ def test_torchrun_ranks_split_the_inputs(tiny_model_path, tmp_path, monkeypatch)
         ["i1_segmentation.png", "i3_segmentation.png"],
     ]
     assert (tmp_path / "s.rank0.csv").is_file() and (tmp_path / "s.rank1.csv").is_file()
+
+
+def test_a_file_reaches_the_model_as_training_saw_it_and_an_array_nearly_so(tiny_model_path, tmp_path):
+    """One preprocessing for training and inference: a file's model input is the prepared cache's array, bit for
+    bit (JPEG decoded at a reduced scale, then resize_rgb); an array given to `probabilities` (no file, so no
+    reduced-scale decoding) differs from it by at most a few grey levels."""
+    from skinseg.data.config import PrepareConfig
+    from skinseg.data.dataset import open_prepared
+    from skinseg.data.images import load_rgb, resize_rgb
+    from skinseg.data.prepare import prepare_dataset
+
+    write_synthetic_dataset(tmp_path / "raw", count=4, size=400, seed=2, image_format="jpg")
+    prepared = open_prepared(prepare_dataset(PrepareConfig(tmp_path / "raw", tmp_path / "cache", size=48)).out_dir)
+    segmenter = Segmenter(tiny_model_path, device="cpu", precision="fp32")
+    assert segmenter.info.input_size == 48
+    for row, item in enumerate(prepared.manifest["items"]):
+        model_input, shape = segmenter.read(item["image"])
+        assert shape == (400, 400) and np.array_equal(model_input, prepared.images[row])
+        from_array = resize_rgb(load_rgb(item["image"]), 48).astype(int)
+        difference = np.abs(from_array - model_input)
+        assert difference.mean() <= 1.0 and difference.max() <= 24
+    path = prepared.manifest["items"][0]["image"]
+    model_input, shape = segmenter.read(path)
+    by_file = segmenter.probabilities_of([model_input], [shape])[0]
+    assert np.abs(segmenter.probabilities([load_rgb(path)])[0] - by_file).max() <= 0.05

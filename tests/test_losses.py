@@ -1,6 +1,6 @@
 import torch
 
-from skinseg.training.losses import segmentation_loss, soft_dice_loss
+from skinseg.training.losses import LOSSES, soft_dice_loss
 
 
 def test_dice_loss_is_near_zero_for_confident_correct_logits():
@@ -12,5 +12,5 @@ def test_dice_loss_is_near_zero_for_confident_correct_logits():
 def test_dice_bce_is_the_sum():
     target = (torch.rand(2, 1, 8, 8) > 0.5).float()
     logits = torch.randn(2, 1, 8, 8)
-    total = segmentation_loss("dice_bce", logits, target)
-    assert torch.allclose(total, segmentation_loss("dice", logits, target) + segmentation_loss("bce", logits, target))
+    total = LOSSES["dice_bce"](logits, target)
+    assert torch.allclose(total, LOSSES["dice"](logits, target) + LOSSES["bce"](logits, target))

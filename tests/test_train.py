@@ -148,6 +148,20 @@ def test_resume_without_a_run_folder_is_a_clear_error(prepared_dir, tmp_path):
         train(TrainConfig(data=prepared_dir, resume=tmp_path / "nothing"))
 
 
+def test_a_resumed_run_takes_its_settings_from_load_run_never_from_behind_the_callers_back(trained_run):
+    """train() does not reload a run's config.json over the config it is given: a config whose settings differ
+    from the run's own is refused, naming them; load_run gives the run's settings with the changes allowed."""
+    from dataclasses import replace
+
+    from skinseg.training.runs import check_resumable, load_run
+
+    own = load_run(trained_run.run_dir)
+    assert own.resume == trained_run.run_dir and own.epochs == 4 and own.model == TINY["model"]
+    check_resumable(load_run(trained_run.run_dir, epochs=6, device="cpu"))  # changes that a resume may make
+    with pytest.raises(SkinsegError, match=r"differ from the run's own \(lr, seed\).*load_run"):
+        train(replace(own, lr=own.lr * 2, seed=7))
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_the_optimizer_setting_picks_the_optimizer(prepared_dir, tmp_path, optimizer):
     import skinseg.training.optim as optim

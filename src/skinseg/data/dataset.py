@@ -45,9 +45,10 @@ def set_name(root: str | Path, manifest: dict | None) -> str:
     return source.name.removesuffix(".zip") or "data"
 
 
-def open_prepared(root: str | Path) -> PreparedData:
+def open_prepared(root: str | Path, manifest: dict | None = None) -> PreparedData:
+    """A prepared cache's arrays (memory-mapped) and its manifest (read here unless given)."""
     root = Path(root)
-    manifest = load_manifest(root)
+    manifest = manifest or load_manifest(root)
     if manifest is None:
         raise SkinsegError("not a prepared dataset (no complete manifest.json); run `skinseg prepare` first", root)
     try:
@@ -71,11 +72,11 @@ def ensure_prepared(data: str | Path, size: int = 256, split_seed: int = 0) -> P
     """A prepared folder as it is, or a raw folder prepared on the fly into the user cache (reused while the
     folder is unchanged)."""
     data = Path(data)
-    if load_manifest(data) is not None:
-        return open_prepared(data)
+    if (manifest := load_manifest(data)) is not None:
+        return open_prepared(data, manifest)
     out = default_cache_dir(data, size, split_seed)
-    prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed), wait=True)
-    return open_prepared(out)
+    result = prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed), wait=True)
+    return open_prepared(out, result.manifest)
 
 
 def data_set_name(data: Path) -> str:

@@ -40,11 +40,23 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return image
 
 
+def resize_rgb(image: Image.Image | np.ndarray, size: int) -> np.ndarray:
+    """The model's view of an RGB image: size x size, bilinear with Pillow's reducing gap, uint8.
+
+    The one resize of the pipeline: the prepared cache that training reads and every prediction go through
+    it (a file by decode_rgb(path, size), an array by Segmenter.probabilities)."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image, np.uint8))
+    if picture.size != (size, size):
+        picture = picture.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.array(picture)
+
+
 def decode_rgb(path: str | Path, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """An RGB uint8 array and the image's own (width, height), EXIF orientation applied, any mode converted.
 
-    With `size`, the array is resized to size x size; a JPEG is then decoded at a reduced scale that is
-    still at least that size (Pillow's draft mode: much faster when the target is far smaller).
+    With `size`, the model's input (resize_rgb); a JPEG is then decoded at a reduced scale that is still at
+    least that size (Pillow's draft mode: much faster when the target is far smaller). Training's cache and
+    predictions from files both read images this way, so a model sees the same input in both.
     """
     path = Path(path)
     image = _open(path)
@@ -62,9 +74,7 @@ def decode_rgb(path: str | Path, size: int | None = None) -> tuple[np.ndarray, t
                 background = Image.new("RGBA", image.size, (255, 255, 255, 255))
                 image = Image.alpha_composite(background, image)
             image = image.convert("RGB")
-            if size and image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return np.array(image), original
+            return (resize_rgb(image, size) if size else np.array(image)), original
     except SkinsegError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:

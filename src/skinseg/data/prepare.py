@@ -44,6 +44,7 @@ class PrepareResult:
     reused: bool = False
     seconds: float = 0.0
     groups: dict | None = None  # {"file", "column", "count"} when images were split by group
+    manifest: dict | None = field(default=None, repr=False)  # the cache's manifest.json, as written or reused
 
 
 def _fingerprint(config: PrepareConfig, pairs: list[Pair], group_file: Path | None) -> str:
@@ -186,16 +187,7 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     fingerprint = _fingerprint(config, discovery.pairs, group_file)
     previous = load_manifest(out)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
-        return PrepareResult(
-            out,
-            discovery.layout,
-            previous["count"],
-            previous["split_sizes"],
-            [tuple(s) for s in previous["skipped"]],
-            reused=True,
-            seconds=time.perf_counter() - start,
-            groups=previous.get("groups"),
-        )
+        return _reused(out, discovery.layout, previous, time.perf_counter() - start)
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished cache
     entries, skipped, (images_tmp, masks_tmp) = _decode_all(config, discovery, progress)
     ids = [e["id"] for e in entries]
@@ -233,7 +225,25 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     }
     write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     seconds = time.perf_counter() - start
-    return PrepareResult(out, discovery.layout, len(entries), split_sizes, skipped, seconds=seconds, groups=group_info)
+    return PrepareResult(
+        out, discovery.layout, len(entries), split_sizes, skipped, seconds=seconds, groups=group_info, manifest=manifest
+    )
+
+
+def _reused(out: Path, layout: str, manifest: dict, seconds: float) -> PrepareResult:
+    """The result of a run that found the cache up to date."""
+    skipped = [(str(path), str(reason)) for path, reason in manifest["skipped"]]
+    return PrepareResult(
+        out,
+        layout,
+        manifest["count"],
+        manifest["split_sizes"],
+        skipped,
+        True,
+        seconds,
+        manifest.get("groups"),
+        manifest,
+    )
 
 
 def _decode_all(

@@ -74,9 +74,9 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
         for start in range(0, len(pairs), config.batch_size):
             chunk = pairs[start : start + config.batch_size]
-            images = [load_rgb(p.image) for p in chunk]
-            predictions = segmenter.masks(images)
-            for pair, image, prediction in zip(chunk, images, predictions, strict=False):
+            inputs, shapes = zip(*(segmenter.read(p.image) for p in chunk), strict=True)
+            predictions = segmenter.masks_from(segmenter.probabilities_of(list(inputs), list(shapes)))
+            for pair, prediction in zip(chunk, predictions, strict=True):
                 truth = load_mask(pair.mask)
                 if truth.shape != prediction.shape:
                     raise SkinsegError(
@@ -86,8 +86,8 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
                     )
                 rows.append({"id": pair.id, **image_metrics(truth, prediction)})
                 thumbnails.add(pair.id, prediction)
-                if cases is not None:
-                    cases.add(pair.id, prediction, truth, image, metrics=rows[-1])
+                if cases is not None:  # the whole image, for the overlay
+                    cases.add(pair.id, prediction, truth, load_rgb(pair.image), metrics=rows[-1])
             advance(len(rows), len(pairs))
     model_name = str(config.model) if config.model else "bundled model"
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)

@@ -3,6 +3,7 @@ while the model works on the current one, every failure reported and the rest go
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +42,20 @@ def _rank_share(items: list) -> tuple[list, int, int]:
     return items[rank::world], rank, world
 
 
-def _read(source: Path) -> tuple[Path, np.ndarray | None, str | None]:
+@dataclass
+class Decoded:
+    """One input image as the model reads it, its (height, width), and the whole image where an output needs
+    it (an overlay, a report)."""
+
+    model_input: np.ndarray
+    shape: tuple[int, int]
+    image: np.ndarray | None
+
+
+def _read(source: Path, segmenter: Segmenter, whole: bool) -> tuple[Path, Decoded | None, str | None]:
     try:
-        return source, load_rgb(source), None
+        model_input, shape = segmenter.read(source)
+        return source, Decoded(model_input, shape, load_rgb(source) if whole else None), None
     except SkinsegError as exc:
         return source, None, str(exc).removeprefix(f"{source}: ")
 
@@ -124,7 +136,8 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
         SummaryWriter(plan.summary) as rows_out,
         progress_bar(console or Console(quiet=True), "Segmenting") as advance,
     ):
-        for source, target, image, prob, mask, seconds in _segmented(segmenter, plan.todo, config.batch_size, result):
+        whole = config.overlay or plan.report is not None
+        for source, target, image, prob, mask, seconds in _segmented(segmenter, plan.todo, config, whole, result):
             _write_outputs(config, source, target, image, prob, mask)
             result.written.append(target)
             result.rows.append(summary_row(source, target, mask, prob, seconds))
@@ -141,35 +154,38 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     return result
 
 
-def _segmented(segmenter: Segmenter, todo: list[tuple[Path, Path]], batch_size: int, result: SegmentResult):
-    """(source, target, image, probability, mask, seconds per image) for each readable image of `todo`, in
-    batches; the next batch is decoded in threads while the model works on this one. Unreadable images go to
-    `result.failed`."""
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+def _segmented(
+    segmenter: Segmenter, todo: list[tuple[Path, Path]], config: SegmentConfig, whole: bool, result: SegmentResult
+):
+    """(source, target, image or None, probability, mask, seconds per image) for each readable image of `todo`,
+    in batches; the next batch is decoded in threads while the model works on this one. `whole`: the whole
+    image is read too. Unreadable images go to `result.failed`."""
+    batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+    read = functools.partial(_read, segmenter=segmenter, whole=whole)
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        pending = pool.map(_read, [s for s, _ in batches[0]]) if batches else iter(())
+        pending = pool.map(read, [s for s, _ in batches[0]]) if batches else iter(())
         for index, batch in enumerate(batches):
             decoded = list(pending)
             if index + 1 < len(batches):  # decode the next batch while this one is computed
-                pending = pool.map(_read, [s for s, _ in batches[index + 1]])
+                pending = pool.map(read, [s for s, _ in batches[index + 1]])
             started = time.perf_counter()
-            ready = [(s, t, image) for (s, image, _), (_, t) in zip(decoded, batch, strict=False) if image is not None]
-            result.failed += [(s, error or "unreadable") for s, image, error in decoded if image is None]
-            probs = segmenter.probabilities([image for _, _, image in ready])
+            ready = [(s, t, d) for (s, d, _), (_, t) in zip(decoded, batch, strict=False) if d is not None]
+            result.failed += [(s, error or "unreadable") for s, d, error in decoded if d is None]
+            probs = segmenter.probabilities_of([d.model_input for _, _, d in ready], [d.shape for _, _, d in ready])
             masks = segmenter.masks_from(probs)
             seconds = (time.perf_counter() - started) / max(1, len(ready))
-            for (source, target, image), prob, mask in zip(ready, probs, masks, strict=False):
-                yield source, target, image, prob, mask, seconds
+            for (source, target, d), prob, mask in zip(ready, probs, masks, strict=False):
+                yield source, target, d.image, prob, mask, seconds
 
 
 def _write_outputs(
-    config: SegmentConfig, source: Path, target: Path, image: np.ndarray, prob: np.ndarray, mask: np.ndarray
+    config: SegmentConfig, source: Path, target: Path, image: np.ndarray | None, prob: np.ndarray, mask: np.ndarray
 ) -> None:
     """The mask, and the overlay and probability map where asked for."""
     from skinseg.reporting.figures import overlay_image
 
     save_mask_png(mask, target)
-    if config.overlay:
+    if config.overlay and image is not None:
         save_png(overlay_image(image, mask), _sibling(target, source, "overlay"))
     if config.probabilities:
         save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))

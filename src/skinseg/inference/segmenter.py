@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from skinseg.data.images import decode_rgb, resize_rgb
 from skinseg.errors import SkinsegError
 from skinseg.inference.postprocess import postprocess_mask
 from skinseg.models.weights import load_model
@@ -21,7 +22,7 @@ from skinseg.runtime.precision import resolve_precision
 
 
 class Segmenter:
-    """A loaded model with its preprocessing: uint8 RGB arrays in, probability maps out."""
+    """A loaded model with its preprocessing: uint8 RGB arrays (or files) in, probability maps and masks out."""
 
     def __init__(
         self,
@@ -74,11 +75,9 @@ class Segmenter:
             ("precision", self.precision.name),
         ]
 
-    def _to_input(self, image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float()
-        size = self.info.input_size
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    def _to_input(self, model_input: np.ndarray) -> torch.Tensor:
+        """A uint8 (size, size, 3) model input, normalised, on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(model_input)).to(self.device).permute(2, 0, 1)[None].float()
         return (x - self.mean) / self.std
 
     def _logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -93,15 +92,26 @@ class Segmenter:
             probs /= 4
         return probs
 
-    @torch.inference_mode()
     def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Lesion probability maps, each the size of its image."""
-        if not images:
+        """Lesion probability maps of RGB uint8 arrays, each map the size of its image."""
+        size = self.info.input_size
+        return self.probabilities_of([resize_rgb(image, size) for image in images], [i.shape[:2] for i in images])
+
+    def read(self, path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
+        """A file's model input and its image's (height, width): decoded as prepare decodes it for training."""
+        model_input, (width, height) = decode_rgb(path, self.info.input_size)
+        return model_input, (height, width)
+
+    @torch.inference_mode()
+    def probabilities_of(self, model_inputs: list[np.ndarray], shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Lesion probability maps from model inputs (size x size uint8, as `read` or resize_rgb make them),
+        each map resized back to its image's (height, width) in `shapes`."""
+        if not model_inputs:
             return []
-        probs = self._forward(torch.cat([self._to_input(image) for image in images]))
+        probs = self._forward(torch.cat([self._to_input(x) for x in model_inputs]))
         result = []
-        for prob, image in zip(probs, images, strict=False):
-            full = F.interpolate(prob[None], size=image.shape[:2], mode="bilinear", align_corners=False)
+        for prob, shape in zip(probs, shapes, strict=True):
+            full = F.interpolate(prob[None], size=tuple(shape), mode="bilinear", align_corners=False)
             result.append(full[0, 0].cpu().numpy())
         return result
 

@@ -31,7 +31,3 @@ def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @LOSSES.register("dice_bce")
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce_loss(logits, target) + soft_dice_loss(logits, target)
-
-
-def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return LOSSES.get_checked(name)(logits, target)
