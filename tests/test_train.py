@@ -71,9 +71,11 @@ def test_lr_schedule():
     assert lr_at(50, 100, 1.0, 0, "constant") == 1.0
 
 
-def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir, tmp_path, monkeypatch):
-    # Two epochs: the interrupt comes in the first step of the second, the resumed run finishes it.
-    settings = dict(data=prepared_dir, epochs=2, device="cpu", seed=7, max_train_images=12, **TINY)
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir, tmp_path, monkeypatch, ema):
+    # Two epochs: the interrupt comes in the first step of the second, the resumed run finishes it. With --ema the
+    # average and the trained weights are both saved and resumed.
+    settings = dict(data=prepared_dir, epochs=2, device="cpu", seed=7, max_train_images=12, ema=ema, **TINY)
     whole = train(TrainConfig(out=tmp_path / "whole", **settings))
 
     calls = {"epochs": 0}
@@ -93,6 +95,30 @@ def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(prepared_dir
     a, _ = load_model(tmp_path / "whole" / "last.safetensors")
     b, _ = load_model(tmp_path / "split" / "last.safetensors")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
+
+
+def test_the_weight_average_is_what_a_run_validates_and_saves(prepared_dir, tmp_path):
+    from skinseg.training.engine import WeightAverage
+
+    model, other = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    average = WeightAverage(model, 0.75)  # type: ignore[arg-type]
+    expected = 0.75 * model.weight.detach() + 0.25 * other.weight.detach()
+    average.update(other)  # type: ignore[arg-type]
+    assert torch.allclose(average.model.weight, expected) and not average.model.weight.requires_grad
+
+    run = train(
+        TrainConfig(data=prepared_dir, out=tmp_path, epochs=1, device="cpu", max_train_images=8, ema=0.9, **TINY)
+    )
+    saved, info = load_model(tmp_path / "last.safetensors")
+    trained = {
+        k.removeprefix("model."): v for k, v in load_file(tmp_path / "state.safetensors").items() if "model." in k
+    }
+    assert trained.keys() == saved.state_dict().keys()
+    assert any(not torch.equal(v, trained[k]) for k, v in saved.state_dict().items())  # the average, not the weights
+    assert "EMA 0.9" in info.training["recipe"] and run.epochs_done == 1
+    assert json.loads((tmp_path / "config.json").read_text())["ema"] == 0.9
+    with pytest.raises(SkinsegError, match=r"--ema must be in \[0, 1\)"):
+        train_config(tmp_path, ema=1.0)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_good_weights(prepared_dir, tmp_path, monkeypatch):

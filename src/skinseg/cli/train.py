@@ -85,6 +85,13 @@ def train(
             f" {default_text('segmentation_levels')}."
         ),
     ] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate and"
+            f" save the average; 0: off {default_text('ema')}."
+        ),
+    ] = None,
     patience: Annotated[
         int | None,
         typer.Option(

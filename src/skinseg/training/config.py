@@ -57,6 +57,7 @@ class TrainConfig:
     augment: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     threshold: float = 0.5
+    ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved; 0: none
     patience: int = 0  # epochs without validation-Dice gain before stopping; 0 = never
     seed: int = 0  # initialisation, shuffling, augmentation, dropout
     split_seed: int = 0  # the train/val/test split of a raw --data folder prepared on the fly
@@ -88,6 +89,7 @@ class TrainConfig:
         check_setting(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
         check_setting(self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
         check_setting(0 < self.threshold < 1, f"threshold must be between 0 and 1, got {self.threshold}")
+        check_setting(0 <= self.ema < 1, f"--ema must be in [0, 1) (a decay such as 0.999; 0: off), got {self.ema}")
         check_setting(self.patience >= 0, f"--patience must be >= 0, got {self.patience}")
         check_setting(self.max_train_images >= 0, f"--max-train-images must be >= 0, got {self.max_train_images}")
         check_setting(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")

@@ -4,6 +4,7 @@ from the device, never from a "cuda" literal."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -17,17 +18,44 @@ from skinseg.training.losses import LOSSES, Loss
 from skinseg.training.optim import create_optimizer
 
 
-# --------------------------------------------------------------------------------------------------- engine
+class WeightAverage:
+    """An exponential moving average of a model's weights (--ema DECAY), updated after every optimiser step:
+    avg <- decay * avg + (1 - decay) * weights. Buffers are copied as they are."""
+
+    def __init__(self, model: SegmentationModel, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: SegmentationModel) -> None:
+        for mean, weight in zip(self.model.parameters(), model.parameters(), strict=True):
+            mean.lerp_(weight.detach(), 1.0 - self.decay)
+        for kept, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
+            kept.copy_(buffer)
+
+
 @dataclass
 class Engine:
     """What a training step needs: the model (and the wrapper that runs it), optimiser, loss and precision."""
 
-    model: SegmentationModel  # the plain module: saved, validated, loaded into
+    model: SegmentationModel  # the plain module the optimiser trains; loaded into
     forward: torch.nn.Module  # the same, compiled and/or wrapped in DistributedDataParallel
     optimizer: torch.optim.Optimizer
     loss: Loss
     precision: Precision
     compiled: bool = False
+    average: WeightAverage | None = None  # with --ema: the averaged weights
+
+    @property
+    def kept(self) -> SegmentationModel:
+        """The weights a run validates and saves: the average with --ema, else the trained model itself."""
+        return self.average.model if self.average else self.model
+
+    def start_average(self, decay: float) -> None:
+        """Begin the average from the current weights (after --init or a resume has loaded them)."""
+        self.average = WeightAverage(self.model, decay) if decay else None
 
 
 def build_engine(
@@ -61,6 +89,8 @@ def train_step(engine: Engine, x: torch.Tensor, y: torch.Tensor, lr: float) -> t
     engine.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     engine.optimizer.step()
+    if engine.average:
+        engine.average.update(engine.model)
     return loss.detach(), logits.detach()
 
 

@@ -161,16 +161,18 @@ def start_run(
         f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss}, batch {config.batch_size} x "
         f"{context.world} process(es), augment {config.augment}"
         + (f", time budget {config.time_budget / 60:.0f} min" if config.time_budget else "")
+        + (f", weights averaged (EMA {config.ema:g})" if config.ema else "")
     )
     about = {"recipe": recipe, **setup}
     if config.init and not config.resume:
         about["init"], init_info = load_initial_weights(engine.model, config.init, device)
         use_normalisation(data, init_info)
+    engine.start_average(config.ema)
     if config.resume:
         restored, restored_info = load_model(run_dir / "last.safetensors", device)
-        engine.model.load_state_dict(restored.state_dict())
+        engine.kept.load_state_dict(restored.state_dict())  # with --ema, the average; the trained weights follow
         use_normalisation(data, restored_info)
-        state = RunState.load(run_dir, engine.optimizer, state.selected_on)
+        state = RunState.load(run_dir, engine.optimizer, state.selected_on, engine.model if engine.average else None)
     schedule = Schedule.of(
         len(data.train), context.world, config.batch_size, config.epochs, config.warmup_epochs, config.lr,
         config.schedule, config.time_budget,

@@ -57,10 +57,14 @@ class RunState:
         self.bad_epochs += 1
         return False
 
-    def save(self, run_dir: Path, optimizer: torch.optim.Optimizer) -> None:
-        """Optimiser tensors as safetensors, everything else as JSON; never pickle."""
+    def save(self, run_dir: Path, optimizer: torch.optim.Optimizer, trained: torch.nn.Module | None = None) -> None:
+        """Optimiser tensors as safetensors, everything else as JSON; never pickle. `trained`: the weights the
+        optimiser trains, where the run saves others (their average, --ema), stored here as `model.*`."""
         opt_state = optimizer.state_dict()
-        tensors, scalars = {}, {}
+        tensors: dict[str, torch.Tensor] = {}
+        scalars = {}
+        if trained is not None:
+            tensors |= {f"model.{k}": v.detach().cpu().contiguous() for k, v in trained.state_dict().items()}
         for index, values in opt_state["state"].items():
             for name, value in values.items():
                 if torch.is_tensor(value):
@@ -87,12 +91,20 @@ class RunState:
         )
 
     @classmethod
-    def load(cls, run_dir: Path, optimizer: torch.optim.Optimizer, selected_on: str) -> RunState:
+    def load(
+        cls, run_dir: Path, optimizer: torch.optim.Optimizer, selected_on: str, trained: torch.nn.Module | None = None
+    ) -> RunState:
+        """The state `save` wrote, loaded into `optimizer` (and `trained`, with --ema)."""
         try:
             state = json.loads((run_dir / "state.json").read_text())
             tensors = load_file(str(run_dir / "state.safetensors"))
         except Exception as exc:  # missing files, bad JSON, and safetensors' own error types alike
             raise SkinsegError(f"cannot read the resume state ({exc})", run_dir) from None
+        weights = {k.removeprefix("model."): tensors.pop(k) for k in list(tensors) if k.startswith("model.")}
+        if trained is not None:
+            if not weights:
+                raise SkinsegError("the resume state has no trained weights beside their average (--ema)", run_dir)
+            trained.load_state_dict(weights)
         opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
         for key, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
             index, name = key.split(".", 1)
@@ -195,9 +207,9 @@ def save_epoch(
     matplotlib imported: a KeyboardInterrupt inside an import can surface as another error)."""
     with interrupts_held():
         if improved:
-            save_model(engine.model, run_dir / "best.safetensors", info)
-        save_model(engine.model, run_dir / "last.safetensors", info)
-        state.save(run_dir, engine.optimizer)
+            save_model(engine.kept, run_dir / "best.safetensors", info)
+        save_model(engine.kept, run_dir / "last.safetensors", info)
+        state.save(run_dir, engine.optimizer, engine.model if engine.average else None)
         write_csv(run_dir / "metrics.csv", state.history, columns)
         if curves:
             draw_curves(run_dir, state.history)
