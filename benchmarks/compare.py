@@ -80,7 +80,7 @@ def run_one(
     """Train `name` for `budget` seconds with skinseg's own step (batches drawn at random, cosine over the
     budget), then validate it and time inference."""
     torch.manual_seed(0)
-    precision = resolve_precision(precision_name, device)
+    precision = resolve_precision(precision_name, device, job="train", size=prepared.size)
     data = load_data(prepared, device)
     config = TrainConfig(
         data=Path("."), batch_size=batch, lr=lr, loss="dice_bce", optimizer="adamw", model=model_config or ModelConfig()
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", default="skinseg,unet,monai,smp")
-    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (skinseg.precision)")
+    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (skinseg.runtime.precision)")
     parser.add_argument("--base-filters", type=int, default=ModelConfig.base_filters, help="skinseg's models' width")
     parser.add_argument("--depth", type=int, default=ModelConfig.depth, help="skinseg's models' levels")
     parser.add_argument("--json", type=Path, default=None)

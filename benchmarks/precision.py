@@ -75,7 +75,7 @@ def measure(
         channels_last=options["channels_last"],
         compile=options["compile"],
     )
-    precision = resolve_precision(config.precision, device, config.channels_last)
+    precision = resolve_precision(config.precision, device, config.channels_last, job="train", size=size)
     torch.manual_seed(0)
     engine = build_engine(config, device, precision)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=precision.memory_format)

@@ -39,7 +39,11 @@ def one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-CPU_KINDS = ("amx", "avx512_bf16", "emulated")  # the CPUs of this project's machines, as skinseg.precision names them
+CPU_KINDS = (
+    "amx",
+    "avx512_bf16",
+    "emulated",
+)  # the CPUs of this project's machines, as skinseg.runtime.precision names them
 
 
 @pytest.fixture(params=CPU_KINDS)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from skinseg.cli.base import DeviceOption, console, out, report_errors
-from skinseg.training.config import default_text
+from skinseg.training.config import DEFAULT_PRESET, default_text, default_value, preset_text
 
 # The options of `train` that are not settings of the run (the others go to train_config or load_run by name).
 COMMAND_ONLY = ("data", "out_dir", "overwrite", "preset", "resume", "time_budget")
@@ -30,7 +30,7 @@ def train(
         typer.Option(
             "--out",
             help="Run folder for weights, metrics and plots; one holding a run needs --resume or --overwrite"
-            " [default: runs/skinseg].",
+            f" {default_text('out')}.",
         ),
     ] = None,
     overwrite: Annotated[
@@ -39,8 +39,8 @@ def train(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="default, or 'seed': the course project's recipe (Adam 1e-4, Dice "
-            "loss, batch 16, 10 epochs, no augmentation). Explicit options win [default: default]."
+            help=f"A recipe ('seed': the course project's). {preset_text()}. Explicit options win"
+            f" [default: {DEFAULT_PRESET}]."
         ),
     ] = None,
     size: Annotated[
@@ -95,7 +95,8 @@ def train(
     patience: Annotated[
         int | None,
         typer.Option(
-            help=f"Stop after this many epochs without a better validation Dice (0: never) {default_text('patience')}."
+            help="Stop after this many epochs without a better validation Dice (training Dice where there is no"
+            f" validation split; 0: never) {default_text('patience')}."
         ),
     ] = None,
     seed: Annotated[
@@ -114,8 +115,8 @@ def train(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16 [default: auto; with"
-            " --resume: the run's]."
+            help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16"
+            f" {default_text('precision')[:-1]}; with --resume: the run's]."
         ),
     ] = None,
     channels_last: Annotated[
@@ -164,9 +165,9 @@ def train(
     else:
         if not data:
             raise SkinsegError("give --data: a prepared or raw data set (repeat it for several), or --resume RUN")
-        out_dir = out_dir or Path("runs/skinseg")
+        out_dir = out_dir or default_value("out")
         check_run_folder(out_dir, overwrite)  # before any data is prepared or loaded
-        config = train_config(data, preset or "default", out=out_dir, **options)
+        config = train_config(data, preset or DEFAULT_PRESET, out=out_dir, **options)
         if overwrite and is_main_process():
             clear_run_folder(out_dir)
 

@@ -234,15 +234,15 @@ def _reused(out: Path, layout: str, manifest: dict, seconds: float) -> PrepareRe
     """The result of a run that found the cache up to date."""
     skipped = [(str(path), str(reason)) for path, reason in manifest["skipped"]]
     return PrepareResult(
-        out,
-        layout,
-        manifest["count"],
-        manifest["split_sizes"],
-        skipped,
-        True,
-        seconds,
-        manifest.get("groups"),
-        manifest,
+        out_dir=out,
+        layout=layout,
+        count=manifest["count"],
+        split_sizes=manifest["split_sizes"],
+        skipped=skipped,
+        reused=True,
+        seconds=seconds,
+        groups=manifest.get("groups"),
+        manifest=manifest,
     )
 
 

@@ -25,7 +25,7 @@ class SegmentConfig:
     summary: Path | None = None
     backend: str = "torch"  # torch | onnx
     precision: str = "auto"
-    report: Path | None = None  # an HTML page of the results (skinseg.html_report)
+    report: Path | None = None  # an HTML page of the results (skinseg.reporting.html)
     report_max_cases: int = 500  # rows with an image in it: the most uncertain
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@ while the model works on the current one, every failure reported and the rest go
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -132,12 +133,13 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     print_notes(console, segmenter.notes)
     cases = ReportCases(config.report_max_cases) if plan.report else None
     failed_before = len(result.failed)  # outputs that exist: reported, not segmented
+    whole = config.overlay or plan.report is not None  # the whole image is read for these
     with (
         SummaryWriter(plan.summary) as rows_out,
         progress_bar(console or Console(quiet=True), "Segmenting") as advance,
+        contextlib.closing(_segmented(segmenter, plan.todo, config, whole, result)) as segmented,  # ends its threads
     ):
-        whole = config.overlay or plan.report is not None
-        for source, target, image, prob, mask, seconds in _segmented(segmenter, plan.todo, config, whole, result):
+        for source, target, image, prob, mask, seconds in segmented:
             _write_outputs(config, source, target, image, prob, mask)
             result.written.append(target)
             result.rows.append(summary_row(source, target, mask, prob, seconds))

@@ -40,11 +40,11 @@ class Segmenter:
             from skinseg.inference.onnx import OnnxRunner, cached_onnx
 
             self.device = torch.device("cpu")
-            self.precision = resolve_precision("fp32", self.device, job="infer")
-            if precision not in ("auto", "fp32"):
-                self.notes.append(f"--precision {precision} is ignored with --backend onnx (ONNX Runtime runs fp32)")
             self.model = OnnxRunner(cached_onnx(model_path))
             self.info = self.model.info
+            self.precision = resolve_precision("fp32", self.device, job="infer", size=self.info.input_size)
+            if precision not in ("auto", "fp32"):
+                self.notes.append(f"--precision {precision} is ignored with --backend onnx (ONNX Runtime runs fp32)")
         elif backend == "torch":
             self.device = device if isinstance(device, torch.device) else resolve_device(device)
             model, self.info = load_model(model_path, self.device)

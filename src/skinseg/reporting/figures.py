@@ -1,4 +1,5 @@
-"""PNG figures: training curves, prediction grids and Dice histograms (matplotlib, no display needed)."""
+"""PNG figures: training curves, prediction grids and Dice histograms (matplotlib, no display needed), and the
+small copies of images and masks they are drawn from (shrink, Thumbnails)."""
 
 from __future__ import annotations
 

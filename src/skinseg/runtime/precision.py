@@ -20,8 +20,8 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16")
 JOBS = ("train", "infer")
 
 # The smallest image side from which channels_last beats the contiguous layout under bf16, by hardware and job,
-# as measured with benchmarks/precision.py (docs/benchmarks.md, "Precision"); None: at no size measured. fp32 on
-# the CPU and MPS stay contiguous: channels_last measured slower with fp32 on every CPU here.
+# as measured with benchmarks/precision.py (docs/benchmarks.md, "Precision"); None: slower at every size measured.
+# fp32 on the CPU and MPS stay contiguous: channels_last measured slower with fp32 on every CPU here.
 CHANNELS_LAST_FROM: dict[tuple[str, str], int | None] = {
     ("cuda", "train"): 0,
     ("cuda", "infer"): 0,
@@ -29,6 +29,8 @@ CHANNELS_LAST_FROM: dict[tuple[str, str], int | None] = {
     ("amx", "infer"): None,  # ms an image at batch 8: 128 px 13.8 vs 10.4, 256 px 51.1 vs 52.0
     ("avx512_bf16", "train"): None,  # AMD EPYC, 128 px: 0.488 s vs 0.382 s a step
     ("avx512_bf16", "infer"): None,  # 10.0 vs 7.7 ms an image
+    ("emulated", "train"): 0,  # bf16 forced on a CPU without it, AMD EPYC, 128 px: 22.8 s vs 44.3 s a step
+    ("emulated", "infer"): 0,  # 236 vs 2245 ms an image
 }
 
 
@@ -109,7 +111,7 @@ def hardware_kind(device: torch.device) -> str:
 
 
 def resolve_precision(
-    name: str, device: torch.device, channels_last: bool | None = None, job: str = "train", size: int = 256
+    name: str, device: torch.device, channels_last: bool | None = None, *, job: str, size: int
 ) -> Precision:
     """Turn --precision (and an optional --channels-last/--no-channels-last) into a Precision for `device`,
     `job` ('train' or 'infer') and images of `size` px: the memory format, unless given, is the one measured

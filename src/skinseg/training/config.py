@@ -51,19 +51,21 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"  # skinseg.training.optim.OPTIMIZERS
-    schedule: str = "cosine"  # skinseg.optim.SCHEDULES
+    schedule: str = "cosine"  # skinseg.training.optim.SCHEDULES
     warmup_epochs: float = 1.0
     loss: str = "dice_bce"  # skinseg.training.losses.LOSSES
     augment: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     threshold: float = 0.5
     ema: float = 0.0  # decay of an exponential moving average of the weights, validated and saved; 0: none
-    patience: int = 0  # epochs without validation-Dice gain before stopping; 0 = never
+    patience: int = (
+        0  # epochs without a gain in the selected Dice (validation, else training) before stopping; 0: never
+    )
     seed: int = 0  # initialisation, shuffling, augmentation, dropout
     split_seed: int = 0  # the train/val/test split of a raw --data folder prepared on the fly
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (skinseg.runtime.precision)
-    channels_last: bool | None = None  # None: with bf16
+    channels_last: bool | None = None  # None: where measured faster (skinseg.runtime.precision.CHANNELS_LAST_FROM)
     compile: bool = False
     max_train_images: int = 0  # 0: all (a cap for quick runs)
     resume: Path | None = None
@@ -156,7 +158,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 MODEL_OPTIONS = tuple(f.name for f in fields(ModelConfig))
 
 
-def train_config(data: Path | str | Sequence[Path | str], preset: str = "default", **options: Any) -> TrainConfig:
+DEFAULT_PRESET = "default"
+
+
+def train_config(data: Path | str | Sequence[Path | str], preset: str = DEFAULT_PRESET, **options: Any) -> TrainConfig:
     """A TrainConfig from a preset and options; options that are None are unset, so the preset's value (or
     else the default) applies. Model settings (base_filters, depth, ...) may be given flat. `data` is one data
     set or several, each optionally 'PATH:WEIGHT' (a set without a weight counts 1)."""
@@ -177,15 +182,34 @@ def train_config(data: Path | str | Sequence[Path | str], preset: str = "default
     return TrainConfig(data=data, model=model, **chosen)
 
 
-def default_text(name: str) -> str:
-    """'[default: 0.002; seed: 0.0001]': a training setting's default, and each preset's where it has its own,
-    for --help. Read from TrainConfig, ModelConfig and PRESETS, so the help cannot drift from them."""
+def default_value(name: str) -> Any:
+    """A training setting's default: TrainConfig's, or ModelConfig's for a model setting."""
     defaults = {f.name: f.default for f in fields(TrainConfig)} | ModelConfig().to_dict()
+    return defaults[name]
 
-    def shown(value: Any) -> str:
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return f"{value:g}" if isinstance(value, float) else str(value)
 
-    presets = "".join(f"; {preset}: {shown(values[name])}" for preset, values in PRESETS.items() if name in values)
-    return f"[default: {shown(defaults[name])}{presets}]"
+def shown(value: Any) -> str:
+    """A setting's value as --help shows it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_text(name: str) -> str:
+    """'[default: 0.002; seed: 0.0001]': a training setting's default, and each preset's where it differs, for
+    --help. Read from TrainConfig, ModelConfig and PRESETS, so the help cannot drift from them."""
+    default = default_value(name)
+    presets = "".join(
+        f"; {preset}: {shown(values[name])}"
+        for preset, values in PRESETS.items()
+        if name in values and values[name] != default
+    )
+    return f"[default: {shown(default)}{presets}]"
+
+
+def preset_text() -> str:
+    """What each preset sets, for --help."""
+    return "; ".join(
+        f"{name}: {', '.join(f'{k} {shown(v)}' for k, v in values.items()) or 'the defaults'}"
+        for name, values in PRESETS.items()
+    )

@@ -174,9 +174,15 @@ def start_run(
         use_normalisation(data, restored_info)
         state = RunState.load(run_dir, engine.optimizer, state.selected_on, engine.model if engine.average else None)
     schedule = Schedule.of(
-        len(data.train), context.world, config.batch_size, config.epochs, config.warmup_epochs, config.lr,
-        config.schedule, config.time_budget,
-    )  # fmt: skip
+        train_images=len(data.train),
+        world=context.world,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        lr=config.lr,
+        name=config.schedule,
+        time_budget=config.time_budget,
+    )
     return Run(config, run_dir, context, data, engine, schedule, state, size, about)
 
 
@@ -200,7 +206,8 @@ def run_epochs(
                 row, budget_spent = train_and_validate(run, epoch, spent, on_step)
                 with interrupts_held():  # an epoch is recorded, saved and counted as one
                     improved = state.record(row)
-                    if curves:
+                    if run.context.is_main:  # rank 0 writes the files; `curves` exists there only
+                        assert curves is not None
                         draw = curves.due()
                         save_epoch(run.run_dir, run.engine, state, run.model_info(), improved, run.columns, draw)
                         curves.epoch_saved(len(state.history), draw)

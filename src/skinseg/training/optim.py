@@ -67,6 +67,7 @@ class Schedule:
     @classmethod
     def of(
         cls,
+        *,
         train_images: int,
         world: int,
         batch_size: int,

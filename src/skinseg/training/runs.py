@@ -95,23 +95,32 @@ class RunState:
         cls, run_dir: Path, optimizer: torch.optim.Optimizer, selected_on: str, trained: torch.nn.Module | None = None
     ) -> RunState:
         """The state `save` wrote, loaded into `optimizer` (and `trained`, with --ema)."""
+        state = _read_json(run_dir / "state.json", "the resume state")
         try:
-            state = json.loads((run_dir / "state.json").read_text())
             tensors = load_file(str(run_dir / "state.safetensors"))
-        except Exception as exc:  # missing files, bad JSON, and safetensors' own error types alike
+        except Exception as exc:  # a missing file and safetensors' own error types alike
             raise SkinsegError(f"cannot read the resume state ({exc})", run_dir) from None
+        if state.get("selected_on", selected_on) != selected_on:
+            raise SkinsegError(
+                f"the run selected its best epoch on {state['selected_on']}, but its data now gives {selected_on}:"
+                " its data sets changed since it started",
+                run_dir,
+            )
         weights = {k.removeprefix("model."): tensors.pop(k) for k in list(tensors) if k.startswith("model.")}
         if trained is not None:
             if not weights:
                 raise SkinsegError("the resume state has no trained weights beside their average (--ema)", run_dir)
             trained.load_state_dict(weights)
-        opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
-        for key, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
-            index, name = key.split(".", 1)
-            opt_state["state"].setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict(opt_state)
-        best = state.get("best_dice", state.get("best_val_dice"))  # best_val_dice: the older name
-        return cls(selected_on, state["epoch"], state["history"], best, state["best_epoch"], state["bad_epochs"])
+        try:
+            opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
+            for key, value in list(tensors.items()) + list(state["optimizer_scalars"].items()):
+                index, name = key.split(".", 1)
+                opt_state["state"].setdefault(int(index), {})[name] = value
+            optimizer.load_state_dict(opt_state)
+            best = float(state.get("best_dice", state.get("best_val_dice", -1.0)))  # best_val_dice: the older name
+            return cls(selected_on, state["epoch"], state["history"], best, state["best_epoch"], state["bad_epochs"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SkinsegError(f"the resume state is damaged ({type(exc).__name__}: {exc})", run_dir) from None
 
 
 RUN_FILES = ("best.safetensors", "last.safetensors", "state.json")  # a folder holding one holds a run
@@ -162,14 +171,17 @@ def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
             "no finished epoch to resume from (the run stopped in its first epoch): start it again without --resume",
             run_dir,
         )
-    saved = json.loads((run_dir / "config.json").read_text())
-    saved.pop("resolved", None)
-    restored = TrainConfig.from_dict(saved)
-    changes = {name: value for name, value in options.items() if value is not None}
+    saved = _read_json(run_dir / "config.json", "the run's settings")
+    saved.pop("resolved", None)  # how the run computed: resolved again when it resumes
+    try:
+        restored = TrainConfig.from_dict(saved)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise SkinsegError(f"cannot read the run's settings ({exc})", run_dir / "config.json") from None
+    changes = {name: value for name, value in options.items() if value is not None and value != getattr(restored, name)}
     if "epochs" in changes:
         if restored.time_budget and not changes.get("time_budget"):
             raise SkinsegError("this run trains for a time budget: give it a new total with --time-budget", run_dir)
-        done = json.loads((run_dir / "state.json").read_text()).get("epoch", 0)
+        done = _read_json(run_dir / "state.json", "the resume state").get("epoch", 0)
         if changes["epochs"] < done:
             raise SkinsegError(
                 f"the run has finished {done} epochs; --epochs sets its new total, so give more", run_dir
@@ -177,14 +189,22 @@ def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
     return replace(restored, resume=run_dir, **changes)
 
 
+def _read_json(path: Path, what: str) -> dict:
+    """A run's JSON file, or one line saying that it is damaged."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SkinsegError(f"cannot read {what} ({exc})", path) from None
+    if not isinstance(values, dict):
+        raise SkinsegError(f"cannot read {what}: not a JSON object", path)
+    return values
+
+
 def check_resumable(config: TrainConfig) -> None:
     """A resumed run keeps its own settings: `config` must be what load_run gives for its folder (with any of
     RESUME_CHANGES), never a config whose other settings the run would silently drop or take."""
     assert config.resume is not None
-    saved = load_run(config.resume)
-    changes = {name: getattr(config, name) for name in RESUME_CHANGES if getattr(config, name) != getattr(saved, name)}
-    if changes:
-        saved = load_run(config.resume, **changes)
+    saved = load_run(config.resume, **{name: getattr(config, name) for name in RESUME_CHANGES})
     if saved != config:
         differ = [f.name for f in fields(config) if getattr(config, f.name) != getattr(saved, f.name)]
         raise SkinsegError(
