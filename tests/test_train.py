@@ -484,3 +484,16 @@ def test_the_split_seed_is_its_own_setting_and_part_of_the_cache_key(raw_dir, tm
             )
         )
     assert len(list((tmp_path / "cache" / "prepared").iterdir())) == 2
+
+
+@pytest.mark.parametrize("damaged", ["config.json", "state.json"])
+def test_a_damaged_run_file_is_one_line_on_resume(trained_run, tmp_path, damaged):
+    import shutil
+
+    from skinseg.training.runs import load_run
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run)
+    (run / damaged).write_text('{"epoch": 4, "histo')  # cut off mid-write by hand
+    with pytest.raises(SkinsegError, match=rf"{damaged}: cannot read"):
+        train(load_run(run, epochs=5))
