@@ -123,8 +123,14 @@ def test_data_set_and_duration_options_parse():
     assert parse_duration("90m") == 5400 and parse_duration("600") == 600
     with pytest.raises(ConfigError, match="time-budget"):
         parse_duration("soon")
-    with pytest.raises(ConfigError, match="weight"):
-        parse_data_set("prepared/ham:0")
+    for weight in ("0", "inf", "1e308", "nan", "-inf"):  # issue #21: inf was a ValueError traceback, nan accepted
+        with pytest.raises(ConfigError, match="weight must be a number > 0 and <= 1e"):
+            train_config(["a", f"b:{weight}"])
+    for nothing in ("0", "0s", "0h0m", "0.0"):  # issue #21: a budget of 0 trained the default 40 epochs
+        with pytest.raises(ConfigError, match="time-budget must be more than 0"):
+            parse_duration(nothing)
+    with pytest.raises(ConfigError, match="must look like"):
+        parse_duration("")
     config = train_config(["a", "b:3"])
     assert config.data_sets == (Path("a"), Path("b")) and config.set_weights == (0.25, 0.75)
     assert TrainConfig.from_dict(config.to_dict()).data_weights == (1.0, 3.0)

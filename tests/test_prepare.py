@@ -83,6 +83,9 @@ def test_split_fractions_parse():
     assert parse_fractions("3,1,1") == pytest.approx((0.6, 0.2, 0.2))
     with pytest.raises(SkinsegError):
         parse_fractions("60/40")
+    for bad in ("nan/50/50", "inf/1/1", "60/inf/20", "-1/1/1"):  # issue #21: nan gave 0/0/40 without a word
+        with pytest.raises(SkinsegError, match="finite, non-negative"):
+            parse_fractions(bad)
 
 
 @pytest.fixture

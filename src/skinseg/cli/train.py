@@ -157,7 +157,7 @@ def train(
     from skinseg.training.loop import train as run_training
     from skinseg.training.runs import check_run_folder, clear_run_folder, load_run
 
-    options["time_budget"] = parse_duration(time_budget) if time_budget else None
+    options["time_budget"] = parse_duration(time_budget) if time_budget is not None else None
     if resume:
         if overwrite:
             raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")

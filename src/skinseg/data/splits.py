@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from skinseg.errors import SkinsegError
@@ -29,8 +30,8 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
         values = [float(p) for p in parts]
     except ValueError:
         raise SkinsegError(f"--split must look like 60/20/20, got '{text}'") from None
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise SkinsegError(f"--split needs three non-negative numbers (train/val/test), got '{text}'")
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise SkinsegError(f"--split needs three finite, non-negative numbers (train/val/test), got '{text}'")
     total = sum(values)
     return values[0] / total, values[1] / total, values[2] / total
 

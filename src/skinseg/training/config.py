@@ -10,6 +10,8 @@ from typing import Any
 from skinseg.errors import ConfigError, check_setting
 from skinseg.models.config import ModelConfig
 
+MAX_SET_WEIGHT = 1e6  # a share of every epoch relative to the others: more than a million to one means a typo
+
 
 def parse_data_set(text: str | Path) -> tuple[Path, float | None]:
     """'prepared/ham10000:0.5' -> (Path('prepared/ham10000'), 0.5); a plain path has no weight."""
@@ -20,7 +22,6 @@ def parse_data_set(text: str | Path) -> tuple[Path, float | None]:
         return Path(text), None
     if not head:
         return Path(text), None
-    check_setting(weight > 0, f"a data set's weight must be > 0, got {tail} in '{text}'")
     return Path(head), weight
 
 
@@ -30,12 +31,14 @@ def parse_duration(text: str) -> float:
 
     cleaned = text.strip().lower().replace(" ", "")
     if re.fullmatch(r"\d+(\.\d+)?", cleaned):
-        return float(cleaned)
+        cleaned += "s"
     parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", cleaned)
     if not cleaned or parts is None:
         raise ConfigError(f"--time-budget must look like 2h, 90m, 1h30m or 45s, got '{text}'")
     hours, minutes, seconds = (float(p) if p else 0.0 for p in parts.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    total = hours * 3600 + minutes * 60 + seconds
+    check_setting(total > 0, f"--time-budget must be more than 0 (e.g. 2h, 90m, 45s), got '{text}'")
+    return total
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,11 @@ class TrainConfig:
             len(self.data_weights) in (0, len(self.data_sets)),
             f"{len(self.data_weights)} data-set weights for {len(self.data_sets)} data sets",
         )
-        check_setting(all(w > 0 for w in self.data_weights), f"data-set weights must be > 0, got {self.data_weights}")
+        check_setting(
+            all(0 < w <= MAX_SET_WEIGHT for w in self.data_weights),  # nan and inf fail too
+            f"a data set's weight must be a number > 0 and <= {MAX_SET_WEIGHT:g}, got"
+            f" {', '.join(f'{w:g}' for w in self.data_weights)}",
+        )
 
     @property
     def data_sets(self) -> tuple[Path, ...]:
