@@ -135,3 +135,20 @@ def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
     assert result.exit_code == 0, result.output
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
     assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_paths_are_printed_as_they_are_not_as_markup_or_emoji(tiny_model_path, tmp_path):
+    """Issue #21: `-o "out[/red]dir"` wrote the mask, then raised Rich's MarkupError; `:thumbs_up:` became an emoji."""
+    from skinseg.data.synthetic import synthetic_pair
+
+    source = tmp_path / "in:thumbs_up:" / "a.png"
+    source.parent.mkdir()
+    Image.fromarray(synthetic_pair(40, 1)[0]).save(source)
+    out = tmp_path / "out[/red]dir"
+    result = invoke("segment", source.parent, "-o", out, "--model", tiny_model_path, "--device", "cpu")
+    assert result.exit_code == 0 and f"wrote 1 mask(s) to {out}" in result.stdout
+    assert (out / "a_segmentation.png").is_file()
+    missing = invoke("prepare", "--data", tmp_path / "no:thumbs_up:such[red]", "--out", tmp_path / "p")
+    assert missing.exit_code == 1 and f"error: {tmp_path / 'no:thumbs_up:such[red]'}: data folder not found" in (
+        missing.stderr
+    )

@@ -50,6 +50,16 @@ def test_parallel_workers_give_the_same_cache(raw_dir, tmp_path):
     assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
 
 
+def test_more_decoding_processes_than_four_a_core_are_refused(raw_dir, tmp_path):
+    """Issue #21: --workers 1000 was accepted, and took 70 times as long."""
+    import os
+
+    most = 4 * (os.cpu_count() or 1)
+    with pytest.raises(SkinsegError, match=f"--workers must be between 0 and {most}, got 1000"):
+        PrepareConfig(data=raw_dir, out=tmp_path / "p", workers=1000)
+    assert PrepareConfig(data=raw_dir, out=tmp_path / "p", workers=most).workers == most
+
+
 def test_second_run_reuses_the_cache_and_changes_rebuild_it(raw_dir, tmp_path):
     first = run(raw_dir, tmp_path / "p", size=32)
     again = run(raw_dir, tmp_path / "p", size=32)

@@ -162,6 +162,8 @@ def test_presets_give_way_to_explicit_options_and_defaults_fill_the_rest(tmp_pat
         ({"batch_size": -3}, "--batch-size must be >= 1"),
         ({"lr": -1.0}, "--lr must be > 0"),
         ({"base_filters": 0}, "base_filters must be between 1 and 1024"),
+        ({"segmentation_levels": 0}, "segmentation_levels must be between 1 and depth - 1 (4), got 0"),  # issue #21
+        ({"segmentation_levels": 0, "depth": 3}, "segmentation_levels must be between 1 and depth - 1 (2), got 0"),
     ],
 )
 def test_unknown_or_out_of_range_settings_are_refused_when_the_config_is_built(tmp_path, setting, message):

@@ -41,8 +41,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console(stderr=True)
-out = Console()
+# Paths are printed as they are: markup in them is escaped where they are printed, and no `:name:` is an emoji.
+console = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 
 DeviceOption = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
 PrecisionOption = Annotated[

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from skinseg.cli.base import (
     DeviceOption,
@@ -115,4 +116,6 @@ def evaluate(
         out.print(sets_table(reports))
     if html:
         for page in (html_page_path(html, r.name, len(reports) > 1) for r in reports):
-            out.print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False)
+            out.print(
+                f"wrote {escape(str(page))} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False
+            )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from skinseg.cli.base import out, report_errors
 
@@ -25,4 +26,5 @@ def export(
 
     if format != "onnx":
         raise SkinsegError(f"unknown export format '{format}'; only onnx is supported")
-    out.print(f"wrote {export_onnx(model, output, overwrite=overwrite)}", soft_wrap=True, highlight=False)
+    written = export_onnx(model, output, overwrite=overwrite)
+    out.print(f"wrote {escape(str(written))}", soft_wrap=True, highlight=False)

@@ -100,7 +100,9 @@ def segment(
     existing = f"; {len(result.existing)} already there (skipped)" if result.existing else ""
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     out.print(
-        f"wrote {len(result.written)} mask(s) to {result.output}{existing}{failed}", soft_wrap=True, highlight=False
+        f"wrote {len(result.written)} mask(s) to {escape(str(result.output))}{existing}{failed}",
+        soft_wrap=True,
+        highlight=False,
     )
     _report_skipped(result.failed)
     if result.failed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class PrepareConfig:
         check_setting(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")
         if self.group_by not in (None, "none"):
             parse_group_by(self.group_by)
-        check_setting(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+        most = 4 * (os.cpu_count() or 1)  # more processes than that only slow the decoding down
+        check_setting(0 <= self.workers <= most, f"--workers must be between 0 and {most}, got {self.workers}")
 
     def cache_settings(self) -> dict:
         """The settings that change the cache's content (not where it goes or how fast it is built)."""

@@ -45,6 +45,8 @@ class Segmenter:
             self.precision = resolve_precision("fp32", self.device, job="infer", size=self.info.input_size)
             if precision not in ("auto", "fp32"):
                 self.notes.append(f"--precision {precision} is ignored with --backend onnx (ONNX Runtime runs fp32)")
+            if str(device) not in ("auto", "cpu"):
+                self.notes.append(f"--device {device} is ignored with --backend onnx (ONNX Runtime runs on the CPU)")
         elif backend == "torch":
             self.device = device if isinstance(device, torch.device) else resolve_device(device)
             model, self.info = load_model(model_path, self.device)

@@ -18,10 +18,12 @@ class ModelConfig:
     base_filters: int = 16
     depth: int = 5
     dropout: float = 0.3
-    segmentation_levels: int = 0  # decoder levels whose heads are summed (deep supervision); 0: three
+    # Decoder levels whose heads are summed (deep supervision). Not given (None): three, or depth - 1 where that is
+    # fewer; resolved when the config is built, so every config holds a number.
+    segmentation_levels: int = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.segmentation_levels == 0:
+        if self.segmentation_levels is None:
             object.__setattr__(self, "segmentation_levels", max(1, min(3, self.depth - 1)))
         check_setting(self.in_channels >= 1 and self.out_channels >= 1, "in_channels and out_channels must be >= 1")
         check_setting(

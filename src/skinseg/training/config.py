@@ -184,7 +184,7 @@ def train_config(data: Path | str | Sequence[Path | str], preset: str = DEFAULT_
     model = chosen.pop("model", None) or ModelConfig()
     if model_values:
         if "depth" in model_values:  # the default number of heads follows the depth
-            model_values.setdefault("segmentation_levels", 0)
+            model_values.setdefault("segmentation_levels", None)
         model = replace(model, **model_values)
     return TrainConfig(data=data, model=model, **chosen)
 
