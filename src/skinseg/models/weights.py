@@ -7,7 +7,6 @@ threshold, skinseg version and a short training summary. Nothing is ever unpickl
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -151,6 +150,10 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
     return info
 
 
+MIN_STD = 0.1  # of the normalisation, on the 0-255 scale: a tenth of a grey level
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names; weights cast to integers would load as zeros
+
+
 def _whole_number(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"input_size must be a whole number, got {value!r}")
@@ -170,8 +173,8 @@ def _check_ranges(info: ModelInfo) -> None:
         raise ValueError(f"input_size must be between 8 and 4096, got {info.input_size}")
     if not all(0.0 <= m <= 255.0 for m in info.mean):
         raise ValueError(f"normalisation mean must be in [0, 255], got {list(info.mean)}")
-    if not all(0.0 < s < math.inf for s in info.std):
-        raise ValueError(f"normalisation std must be finite and > 0, got {list(info.std)}")
+    if not all(MIN_STD <= s <= 255.0 for s in info.std):  # a tiny std blows every input up to nonsense
+        raise ValueError(f"normalisation std must be between {MIN_STD} and 255, got {list(info.std)}")
     if not 0.0 < info.threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {info.threshold}")
 
@@ -206,6 +209,11 @@ def load_model(
     problems += [f"{k} (not in the architecture)" for k in stored if k not in expected]
     problems += [
         f"{k} (shape {stored[k]}, expected {expected[k]})" for k in expected if k in stored and stored[k] != expected[k]
+    ]
+    problems += [
+        f"{k} (dtype {v.get('dtype')}, expected a floating-point type)"
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and v.get("dtype") not in FLOAT_DTYPES
     ]
     if problems:
         raise SkinsegError(
