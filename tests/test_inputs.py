@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,17 @@ def test_a_folder_gives_its_images_without_masks_and_hidden_files(tmp_path):
     ignored: list = []
     assert [p.name for p in collect_inputs([tmp_path], ignored)] == ["a.JPG", "b.png"]
     assert sorted(p.name for p in ignored) == ["a_overlay.png", "a_segmentation.png"]
+
+
+def test_a_file_named_twice_is_one_input(tmp_path, monkeypatch):
+    """Issue #21: `segment DIR $PWD/DIR` said that two inputs would write the same mask."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.png").touch()
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    monkeypatch.chdir(tmp_path)
+    named = [Path("d"), tmp_path / "d", Path("d/../d/a.png"), Path("link")]
+    assert collect_inputs(named) == [Path("d/a.png")]
+    assert [t.name for t in output_paths(collect_inputs(named), tmp_path / "out")] == ["a_segmentation.png"]
 
 
 def test_real_path_agrees_with_realpath_on_links_loops_and_parents(tmp_path, monkeypatch):

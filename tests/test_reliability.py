@@ -389,6 +389,15 @@ def test_segment_skip_existing_and_its_own_masks_are_not_inputs(tiny_model_path,
     assert skipped.exit_code == 0 and "wrote 0 mask(s)" in skipped.output and "2 already there" in skipped.output
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_segmentation.png", "b.png", "b_segmentation.png"]
     assert invoke(*args, "--skip-existing", "--overwrite").exit_code == 1
+    # Issue #21: with the masks there and the overlays asked for, every image was an "exists" error. Now the
+    # overlays are added and the masks left as they are.
+    masks = {p: p.read_bytes() for p in folder.glob("*_segmentation.png")}
+    (folder / "a_segmentation.png").write_bytes(b"a mask made by hand")  # not a PNG: it would not survive a rewrite
+    completed = invoke(*args, "--skip-existing", "--overlay")
+    assert completed.exit_code == 0 and "2 completed (mask there, other outputs added)" in completed.output
+    assert sorted(p.name for p in folder.glob("*_overlay.png")) == ["a_overlay.png", "b_overlay.png"]
+    assert (folder / "a_segmentation.png").read_bytes() == b"a mask made by hand"
+    assert (folder / "b_segmentation.png").read_bytes() == masks[folder / "b_segmentation.png"]
 
 
 @pytest.mark.parametrize(

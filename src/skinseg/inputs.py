@@ -20,7 +20,8 @@ LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
 
 
 def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None) -> list[Path]:
-    """Image files from files, folders (not recursive) and glob patterns, in order, without repeats. In a folder,
+    """Image files from files, folders (not recursive) and glob patterns, in order, each file once (by its real
+    path). In a folder,
     mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out
     (and added to `ignored`): `segment DIR -o DIR` run twice does not take its own masks as inputs."""
     found: list[Path] = []
@@ -45,7 +46,11 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | 
             found += sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
         else:
             raise SkinsegError("input not found", item)
-    unique = list(dict.fromkeys(found))
+    folders: dict[str, str] = {}
+    first: dict[str, Path] = {}  # one input per file, however it is named: DIR and $PWD/DIR are one folder
+    for path in found:
+        first.setdefault(real_path(path, folders), path)
+    unique = list(first.values())
     if not unique:
         raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return unique

@@ -47,7 +47,10 @@ def segment(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     skip_existing: Annotated[
-        bool, typer.Option(help="Leave the images whose outputs exist (counted, not failures): resume a batch.")
+        bool,
+        typer.Option(
+            help="Leave outputs that exist (counted, not failures) and write only the missing ones: resume a batch."
+        ),
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
     backend: Annotated[
@@ -98,6 +101,7 @@ def segment(
             soft_wrap=True,
         )
     existing = f"; {len(result.existing)} already there (skipped)" if result.existing else ""
+    existing += f"; {len(result.completed)} completed (mask there, other outputs added)" if result.completed else ""
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     out.print(
         f"wrote {len(result.written)} mask(s) to {escape(str(result.output))}{existing}{failed}",

@@ -34,6 +34,7 @@ class SegmentResult:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
+    completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
 
 
@@ -74,6 +75,7 @@ class SegmentPlan:
     todo: list[tuple[Path, Path]]  # (image, mask file) to segment
     summary: Path | None
     report: Path | None
+    kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (--skip-existing)
 
 
 def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPlan:
@@ -94,7 +96,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         raise SkinsegError("--report and --summary name one file", summary)
     for path in filter(None, (report, summary)):
         check_output(path, config.overwrite, inputs)  # before the work, not after it
-    todo = []
+    todo: list[tuple[Path, Path]] = []
+    kept: set[Path] = set()
     for source, target in pairs:
         outputs = _outputs_of(config, source, target)
         taken = [p for p in outputs if real_path(p, folders) in resolved_inputs]
@@ -103,12 +106,13 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         there = [p for p in outputs if p.exists()]
         if config.skip_existing and len(there) == len(outputs):
             result.existing.append(source)
-        elif there and not config.overwrite:
+        elif there and not (config.overwrite or config.skip_existing):
             hint = "--overwrite to replace it or --skip-existing to leave it"
             result.failed.append((source, f"output {there[0]} exists (use {hint})"))
         else:
             todo.append((source, target))
-    return SegmentPlan(todo, summary, report)
+            kept.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
+    return SegmentPlan(todo, summary, report, kept)
 
 
 def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
@@ -140,13 +144,13 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
         contextlib.closing(_segmented(segmenter, plan.todo, config, whole, result)) as segmented,  # ends its threads
     ):
         for source, target, image, prob, mask, seconds in segmented:
-            _write_outputs(config, source, target, image, prob, mask)
-            result.written.append(target)
+            _write_outputs(plan, config, source, target, image, prob, mask)
+            (result.completed if target in plan.kept else result.written).append(target)
             result.rows.append(summary_row(source, target, mask, prob, seconds))
             rows_out.add(result.rows[-1])
             if cases is not None:
                 cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
-            advance(len(result.written) + len(result.failed) - failed_before, len(plan.todo))
+            advance(len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo))
         advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
     if plan.report and cases is not None:
         facts = [("inputs", " ".join(map(str, config.inputs))), ("masks", config.output), ("backend", config.backend)]
@@ -181,16 +185,23 @@ def _segmented(
 
 
 def _write_outputs(
-    config: SegmentConfig, source: Path, target: Path, image: np.ndarray | None, prob: np.ndarray, mask: np.ndarray
+    plan: SegmentPlan,
+    config: SegmentConfig,
+    source: Path,
+    target: Path,
+    image: np.ndarray | None,
+    prob: np.ndarray,
+    mask: np.ndarray,
 ) -> None:
-    """The mask, and the overlay and probability map where asked for."""
+    """The mask, and the overlay and probability map where asked for; none that the plan keeps."""
     from skinseg.reporting.figures import overlay_image
 
-    save_mask_png(mask, target)
-    if config.overlay and image is not None:
-        save_png(overlay_image(image, mask), _sibling(target, source, "overlay"))
-    if config.probabilities:
-        save_png(np.round(prob * 255).astype(np.uint8), _sibling(target, source, "probability"))
+    if target not in plan.kept:
+        save_mask_png(mask, target)
+    if config.overlay and image is not None and (overlay := _sibling(target, source, "overlay")) not in plan.kept:
+        save_png(overlay_image(image, mask), overlay)
+    if config.probabilities and (probability := _sibling(target, source, "probability")) not in plan.kept:
+        save_png(np.round(prob * 255).astype(np.uint8), probability)
 
 
 def _rank_path(path: Path, rank: int, world: int) -> Path:
