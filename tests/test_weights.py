@@ -169,3 +169,16 @@ def test_files_from_before_the_registry_load_as_the_improved_unet(saved, tmp_pat
     save_file(tensors, str(old), metadata={"skinseg": json.dumps(meta)})
     loaded, info = load_model(old)
     assert type(loaded) is ImprovedUNet and info.config == CONFIG
+
+
+def test_a_model_option_naming_a_folder_an_onnx_file_or_nothing_says_so(trained_run, tmp_path):
+    """Issue #21: `--model runs/r1`, `--model ""` and `--model m.onnx` without `--backend onnx` said less than this."""
+    with pytest.raises(SkinsegError, match=r"is a folder \(a training run\): give a file, e.g. .*best\.safetensors"):
+        load_model(trained_run.run_dir)
+    with pytest.raises(SkinsegError, match=r"is a folder: give a skinseg \.safetensors file"):
+        load_model(tmp_path)
+    with pytest.raises(SkinsegError, match="--model is empty"):
+        load_model("")
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    with pytest.raises(SkinsegError, match=r"is an ONNX file: segment with it through --backend onnx"):
+        load_model(tmp_path / "m.onnx")

@@ -85,9 +85,9 @@ def read_onnx_info(path: Path) -> ModelInfo:
 
 def cached_onnx(model_path: str | Path | None) -> Path:
     """An ONNX export of a weights file, made once and kept in the user cache (keyed by the file's content)."""
+    if model_path is not None and Path(model_path).suffix.lower() == ".onnx":
+        return Path(model_path)
     source = model_file(model_path)
-    if source.suffix.lower() == ".onnx":
-        return source
     if not source.is_file():
         raise SkinsegError("model file not found", source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]

@@ -58,8 +58,20 @@ def bundled_model_path() -> Path:
 
 
 def model_file(path: str | Path | None) -> Path:
-    """The file a model option names: None or "bundled" is the bundled model, anything else a path."""
-    return bundled_model_path() if path is None or str(path) == "bundled" else Path(path)
+    """The file a model option names: None or "bundled" is the bundled model, anything else a path, said wrong in
+    one line where it is a folder, an ONNX file or empty."""
+    if path is None or str(path) == "bundled":
+        return bundled_model_path()
+    if not str(path):
+        raise SkinsegError("--model is empty: give a skinseg .safetensors file, or 'bundled'")
+    path = Path(path)
+    if path.is_dir():
+        runs = [name for name in ("best.safetensors", "last.safetensors") if (path / name).is_file()]
+        hint = f": give a file, e.g. {path / runs[0]}" if runs else ": give a skinseg .safetensors file"
+        raise SkinsegError(f"is a folder{' (a training run)' if runs else ''}{hint}", path)
+    if path.suffix.lower() == ".onnx":
+        raise SkinsegError("is an ONNX file: segment with it through --backend onnx", path)
+    return path
 
 
 def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtype: torch.dtype | None = None) -> Path:
