@@ -65,3 +65,19 @@ def test_real_path_agrees_with_realpath_on_links_loops_and_parents(tmp_path, mon
     folders: dict[str, str] = {}
     for path in paths:
         assert real_path(path, folders) == os.path.realpath(path), path
+
+
+def test_one_image_to_a_name_with_another_suffix_is_refused_not_made_a_folder(tmp_path):
+    """Issue #21: `-o x.npy` for one input made a folder x.npy."""
+    with pytest.raises(SkinsegError, match=r"a mask is written as \.png, \.tif or \.bmp, not \.npy"):
+        output_paths([tmp_path / "a.jpg"], tmp_path / "x.npy")
+    assert not (tmp_path / "x.npy").exists()
+    (tmp_path / "out.v2").mkdir()
+    assert output_paths([tmp_path / "a.jpg"], tmp_path / "out.v2") == [tmp_path / "out.v2" / "a_segmentation.png"]
+
+
+def test_webp_and_gif_are_taken_from_folders_as_by_name(tmp_path):
+    """Issue #21: GIF and WebP images were accepted by name but left out of folders without a word."""
+    for name in ("a.webp", "b.gif", "c.png"):
+        (tmp_path / name).touch()
+    assert [p.name for p in collect_inputs([tmp_path])] == ["a.webp", "b.gif", "c.png"]

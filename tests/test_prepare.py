@@ -86,6 +86,9 @@ def test_split_file_overrides(tmp_path):
     csv_path = tmp_path / "split.csv"
     csv_path.write_text("id,split\na,test\n")
     assert read_split_file(csv_path) == {"a": "test"}
+    csv_path.write_text("id,split\na,test\nb,validation\nc,holdout\n")  # issue #21: name the id and its split
+    with pytest.raises(SkinsegError, match="2 ids with another split name; first: b -> 'validation'"):
+        read_split_file(csv_path)
 
 
 def test_split_fractions_parse():

@@ -75,6 +75,12 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
         if len(inputs) == 1:
             return [output]
         raise SkinsegError(f"names one mask file, but there are {len(inputs)} images: give a folder", output)
+    if len(inputs) == 1 and suffix and not output.is_dir():
+        raise SkinsegError(
+            f"a mask is written as .png, .tif or .bmp, not {suffix}: name the file so, or give a folder (one that"
+            " exists, or a name without a suffix)",
+            output,
+        )
     if output.exists() and not output.is_dir():
         raise SkinsegError("output must be a folder when segmenting several images", output)
     targets = [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]

@@ -62,9 +62,10 @@ def read_split_file(path: str | Path) -> dict[str, str]:
         for row in csv.reader(text.splitlines()):
             if len(row) >= 2 and row[0].strip() and row[0].strip().lower() not in ("id", "image", "image_id"):
                 mapping[row[0].strip()] = row[1].strip().lower()
-    bad = {s for s in mapping.values() if s not in SPLITS}
+    bad = {i: s for i, s in mapping.items() if s not in SPLITS}
     if not mapping or bad:
-        raise SkinsegError(f"split file must map ids to train/val/test (found {sorted(bad) or 'no rows'})", path)
+        found = f"{len(bad)} ids with another split name; first: {next(iter(bad))} -> '{next(iter(bad.values()))}'"
+        raise SkinsegError(f"split file must map ids to train/val/test ({found if bad else 'no rows found'})", path)
     return mapping
 
 
