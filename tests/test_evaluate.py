@@ -45,16 +45,27 @@ def test_missing_predictions_are_named(raw_dir, tmp_path):
         evaluate_folders(tmp_path / "pred", raw_dir / "masks")
 
 
-def test_a_raw_folder_is_scored_on_the_split_train_used_and_says_where(raw_dir, tiny_model_path, tmp_path, monkeypatch):
+def test_a_raw_folder_is_scored_whole_or_on_a_split_train_used(raw_dir, tiny_model_path, tmp_path, monkeypatch):
     from skinseg.data.dataset import ensure_prepared
     from skinseg.evaluation.config import EvaluateConfig
     from skinseg.evaluation.scoring import evaluate_model
 
     monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
-    report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu"))
+    whole = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu"))
+    assert len(whole.per_image) == 30 and whole.settings and whole.settings["split"] == "all"  # issue #21, as the docs
+    assert not (tmp_path / "cache").exists()  # a raw folder scored whole needs no cache
+    report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu", split="test"))
     prepared = ensure_prepared(raw_dir, 48, split_seed=0)
     test_ids = {item["id"] for item in prepared.manifest["items"] if item["split"] == "test"}
     assert {row["id"] for row in report.per_image} == test_ids and len(test_ids) < 30
     assert f"test split of {raw_dir}" in report.title and str(prepared.root) in report.title
     everything = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, split="all", device="cpu"))
     assert len(everything.per_image) == 30
+
+
+def test_an_unknown_split_lists_the_choices(raw_dir):
+    """Issue #21: `--split bogus` said only that the prepared dataset has no 'bogus' images."""
+    from skinseg.evaluation.config import EvaluateConfig
+
+    with pytest.raises(SkinsegError, match="unknown split 'bogus'; choose one of train, val, test, all"):
+        EvaluateConfig(model=None, data=raw_dir, split="bogus")

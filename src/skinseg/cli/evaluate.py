@@ -31,7 +31,13 @@ def evaluate(
         ),
     ] = None,
     model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
-    split: Annotated[str, typer.Option(help="train, val, test or all (prepared data only).")] = "test",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="train, val, test or all; a raw folder is split as `train --split-seed` splits it"
+            " [default: a prepared set's test split; a raw folder whole]."
+        ),
+    ] = None,
     pred: Annotated[Path | None, typer.Option(help="Folder of predicted masks to score (with --truth).")] = None,
     truth: Annotated[Path | None, typer.Option(help="Folder of ground-truth masks (with --pred).")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,

@@ -11,12 +11,22 @@ from skinseg.data.layouts import Pair, discover_pairs
 from skinseg.data.prepare import load_manifest
 from skinseg.errors import SkinsegError
 
+SPLIT_CHOICES = ("train", "val", "test", "all")
 
-def split_pairs(data: Path, split: str, size: int = 256, split_seed: int = 0) -> tuple[list[Pair], str]:
-    """The image/mask pairs of one split and a description of them. A raw folder is split as `train` splits
-    it (prepared on the fly into the cache at `size`, or reused from there); `all` takes every pair."""
+
+def default_split(manifest: dict | None) -> str:
+    """The split scored when none is named: a prepared set's (one with a manifest) test split, a raw folder
+    whole."""
+    return "test" if manifest is not None else "all"
+
+
+def split_pairs(data: Path, split: str | None, size: int = 256, split_seed: int = 0) -> tuple[list[Pair], str]:
+    """The image/mask pairs of one split (None: default_split) and a description of them. A raw folder is split
+    as `train` splits it (prepared on the fly into the cache at `size`, or reused from there); `all` takes every
+    pair, and a raw folder's are found without any cache."""
     data = Path(data)
     manifest, root = load_manifest(data), data
+    split = split or default_split(manifest)
     where = f"{split} split of {data}"
     if manifest is None:
         if split == "all":

@@ -12,7 +12,7 @@ from skinseg.errors import check_setting
 class EvaluateConfig:
     model: Path | None
     data: Path
-    split: str = "test"
+    split: str | None = None  # train, val, test or all; None: data.sources.default_split
     device: str = "auto"
     batch_size: int = 16
     threshold: float | None = None
@@ -22,4 +22,10 @@ class EvaluateConfig:
     split_seed: int = 0  # for a raw --data folder: the split it was prepared with
 
     def __post_init__(self) -> None:
+        from skinseg.data.sources import SPLIT_CHOICES
+
         check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        check_setting(
+            self.split in (None, *SPLIT_CHOICES),
+            f"unknown split '{self.split}'; choose one of {', '.join(SPLIT_CHOICES)}",
+        )

@@ -16,7 +16,8 @@ from skinseg import __version__
 from skinseg.data.dataset import data_set_name
 from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
 from skinseg.data.layouts import MASK_SUFFIXES, Pair
-from skinseg.data.sources import split_pairs
+from skinseg.data.prepare import load_manifest
+from skinseg.data.sources import default_split, split_pairs
 from skinseg.errors import SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
@@ -103,7 +104,7 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
         settings={
             "model": model_name,
             "data": str(Path(config.data).resolve()),
-            "split": config.split,
+            "split": config.split or default_split(load_manifest(Path(config.data))),
             "threshold": segmenter.threshold,
             "tta": config.tta,
             "postprocess": config.postprocess,
