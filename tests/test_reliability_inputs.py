@@ -311,3 +311,43 @@ def test_predictions_without_a_true_mask_are_reported(tmp_path):
     ]
     refused = CliRunner().invoke(app, with_model)
     assert refused.exit_code == 1 and "--data and --model do not apply" in refused.output
+
+
+def test_file_names_that_are_not_utf8_are_written_with_their_own_bytes(tiny_model_path, tmp_path):
+    """Issue #21: a name like latin\\xe9.png stopped `segment --summary` (after 6 of 18 images), the reports and
+    prepare's fingerprint with UnicodeEncodeError."""
+    import os
+
+    from skinseg.data.synthetic import write_synthetic_dataset
+    from skinseg.evaluation.reports import write_reports
+    from skinseg.evaluation.scoring import evaluate_folders
+    from skinseg.inference.config import SegmentConfig
+    from skinseg.inference.segment import segment_paths
+    from skinseg.reporting.html import ReportCases
+
+    raw = write_synthetic_dataset(tmp_path / "raw", count=4, size=32)
+    name = os.fsdecode(b"latin\xe9")
+    (raw / "images" / "case_000.png").rename(raw / "images" / f"{name}.png")
+    (raw / "masks" / "case_000_segmentation.png").rename(raw / "masks" / f"{name}_segmentation.png")
+    for summary in ("s.csv", "s.json"):
+        config = SegmentConfig(
+            inputs=(raw / "images",),
+            output=tmp_path / f"out-{summary}",
+            model=tiny_model_path,
+            device="cpu",
+            summary=tmp_path / summary,
+            report=tmp_path / f"{summary}.html",
+        )
+        assert len(segment_paths(config).written) == 4
+    assert b"latin\xe9.png" in (tmp_path / "s.csv").read_bytes()
+    assert any(
+        os.fsencode(row["image"]).endswith(b"latin\xe9.png") for row in json.loads((tmp_path / "s.json").read_text())
+    )
+    assert b"latin\xe9" in (tmp_path / "s.csv.html").read_bytes()
+    report = evaluate_folders(tmp_path / "out-s.csv", raw / "masks", ReportCases())
+    write_reports(report, json_file=tmp_path / "e.json", csv_file=tmp_path / "e.csv", html_file=tmp_path / "e.html")
+    assert (
+        b"latin\xe9" in (tmp_path / "e.csv").read_bytes()
+        and len(json.loads((tmp_path / "e.json").read_text())["per_image"]) == 4
+    )
+    assert prepare_dataset(PrepareConfig(data=raw, out=tmp_path / "prepared", size=32, workers=1)).count == 4

@@ -91,9 +91,15 @@ def check_output(path: str | Path, overwrite: bool, inputs: Iterable[str | Path]
     refuse_existing(path, overwrite)
 
 
+# A file name that is not UTF-8 reaches Python as surrogates; written back with this error handler it keeps its
+# own bytes instead of failing the whole write (issue #21).
+NAMES_AS_THEY_ARE = "surrogateescape"
+
+
 def write_text(path: str | Path, text: str) -> None:
+    """UTF-8 text, atomically; file names that are not UTF-8 keep their bytes."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors=NAMES_AS_THEY_ARE)
 
 
 def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | tuple[str, ...] | None = None) -> None:

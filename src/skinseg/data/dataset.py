@@ -11,7 +11,7 @@ import numpy as np
 from skinseg.data.config import PrepareConfig
 from skinseg.data.prepare import load_manifest, prepare_dataset
 from skinseg.errors import SkinsegError
-from skinseg.fileio import cache_root
+from skinseg.fileio import NAMES_AS_THEY_ARE, cache_root
 
 
 @dataclass
@@ -64,7 +64,7 @@ def open_prepared(root: str | Path, manifest: dict | None = None) -> PreparedDat
 
 def default_cache_dir(data: Path, size: int, split_seed: int = 0) -> Path:
     """Where a raw folder is prepared on the fly: one folder per (folder, size, split seed)."""
-    key = hashlib.sha256(f"{data.resolve()}|{size}|{split_seed}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{data.resolve()}|{size}|{split_seed}".encode("utf-8", NAMES_AS_THEY_ARE)).hexdigest()[:16]
     return cache_root() / "prepared" / f"{data.resolve().name}-{size}-{key}"
 
 

@@ -28,7 +28,7 @@ from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_gre
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import write_text
+from skinseg.fileio import NAMES_AS_THEY_ARE, write_text
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "skinseg-prepared/1"
@@ -50,11 +50,12 @@ class PrepareResult:
 def _fingerprint(config: PrepareConfig, pairs: list[Pair], group_file: Path | None) -> str:
     digest = hashlib.sha256(json.dumps(config.cache_settings(), sort_keys=True).encode())
     if group_file is not None:
-        digest.update(f"groups|{group_file}|{group_file.stat().st_size}|{group_file.stat().st_mtime_ns}\n".encode())
+        stat = group_file.stat()
+        digest.update(f"groups|{group_file}|{stat.st_size}|{stat.st_mtime_ns}\n".encode("utf-8", NAMES_AS_THEY_ARE))
     for pair in pairs:
         for path in (pair.image, pair.mask):
             stat = path.stat()
-            digest.update(f"{pair.id}|{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{pair.id}|{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode("utf-8", NAMES_AS_THEY_ARE))
     return digest.hexdigest()
 
 

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from skinseg.errors import SkinsegError
+from skinseg.fileio import NAMES_AS_THEY_ARE
 
 SPLITS = ("train", "val", "test")
 
@@ -37,7 +38,7 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
 
 
 def unit_hash(image_id: str, seed: int) -> float:
-    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode("utf-8", NAMES_AS_THEY_ARE)).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -11,7 +11,7 @@ from typing import TextIO
 import numpy as np
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import interrupts_held
+from skinseg.fileio import NAMES_AS_THEY_ARE, interrupts_held
 
 SUMMARY_COLUMNS = (
     "image",
@@ -62,7 +62,9 @@ class SummaryWriter:
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "w", encoding="utf-8", newline="")  # closed in __exit__
+            self.file = open(  # closed in __exit__
+                self.path, "w", encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline=""
+            )
         except OSError as exc:
             raise SkinsegError(f"cannot write the summary: {exc.strerror or exc}", self.path) from None
         self._write("[" if self.json else ",".join(SUMMARY_COLUMNS) + "\r\n")
