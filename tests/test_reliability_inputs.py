@@ -290,9 +290,11 @@ def test_predictions_without_a_true_mask_are_reported(tmp_path):
         (tmp_path / folder).mkdir()
         for image_id in ids:
             Image.fromarray(mask).save(tmp_path / folder / f"{image_id}_segmentation.png")
+    for picture in ("a_overlay.png", "b_probability.png"):  # segment's pictures beside its masks (README's command)
+        Image.fromarray(mask).save(tmp_path / "pred" / picture)
     report = evaluate_folders(tmp_path / "pred", tmp_path / "truth")
     assert len(report.per_image) == 2
-    assert report.unmatched_predictions == ["extra"]
+    assert report.unmatched_predictions == ["extra"]  # issue #21: the overlays were counted as predictions
     assert report.to_json()["unmatched_predictions"] == ["extra"]
     from typer.testing import CliRunner
 

@@ -14,8 +14,10 @@ from skinseg.errors import SkinsegError
 
 MASK_SUFFIX = "_segmentation.png"
 
+# What segment writes beside a mask (<stem>_overlay.png, <stem>_probability.png): pictures, neither images nor masks.
+EXTRA_OUTPUTS = re.compile(r"_(?:overlay|probability)$", re.I)
 # Files in an input folder that are masks or this command's own outputs, not images to segment.
-_NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES}|_overlay|_probability)$", re.I)
+_NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES})$|{EXTRA_OUTPUTS.pattern}", re.I)
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
 
 

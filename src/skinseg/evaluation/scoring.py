@@ -21,6 +21,7 @@ from skinseg.data.sources import default_split, split_pairs
 from skinseg.errors import SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
+from skinseg.inputs import EXTRA_OUTPUTS
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
 from skinseg.reporting.progress import progress_bar
@@ -115,11 +116,13 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
 
 
 def _mask_files_by_id(folder: Path) -> dict[str, Path]:
+    """The masks in a folder by image id; segment's overlays and probability maps beside them are no masks."""
     if not folder.is_dir():
         raise SkinsegError("folder not found", folder)
     found = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+        picture = path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        if picture and not EXTRA_OUTPUTS.search(path.stem):
             image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
             found[image_id] = path
     return found
