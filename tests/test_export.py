@@ -148,3 +148,16 @@ def test_onnx_file_without_metadata_is_refused(tmp_path):
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(SkinsegError, match="without skinseg metadata"):
         read_onnx_info(path)
+
+
+def test_the_exporter_says_nothing_of_torchvision():
+    """Issue #21: every export printed four "torchvision is not installed" warnings from torch.onnx's logger."""
+    import logging
+
+    from skinseg.inference.onnx import quiet_exporter
+
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    assert registration.isEnabledFor(logging.WARNING)
+    with quiet_exporter():
+        assert not registration.isEnabledFor(logging.WARNING) and registration.isEnabledFor(logging.ERROR)
+    assert registration.isEnabledFor(logging.WARNING)

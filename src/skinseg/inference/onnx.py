@@ -7,9 +7,12 @@ file alone is enough to segment.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -26,6 +29,19 @@ def _import_onnx_package(module: str):
         return __import__(module)
     except ImportError:
         raise SkinsegError(f"the ONNX backend needs the '{module}' package: pip install 'skinseg[onnx]'") from None
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """torch.onnx's logger says at every export that torchvision is not installed (its detection models are
+    skipped, none of ours): four warning lines that are no news to a skinseg user. Its errors still show."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18, overwrite: bool = False) -> Path:
@@ -46,7 +62,7 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18,
     }
     # The slow export goes to a scratch folder, so that only the quick final save is an atomic write
     # (during which an interrupt is held back).
-    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings(), quiet_exporter():
         warnings.simplefilter("ignore")
         exported = Path(scratch) / "model.onnx"
         try:
