@@ -50,6 +50,17 @@ def test_parallel_workers_give_the_same_cache(raw_dir, tmp_path):
     assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
 
 
+def test_the_cache_has_the_permissions_of_any_new_file(raw_dir, tmp_path):
+    """Issue #21: images.npy and masks.npy were written 0600 (mkstemp's), manifest.json 0644."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    out = run(raw_dir, tmp_path / "p", size=32).out_dir
+    modes = {name: (out / name).stat().st_mode & 0o777 for name in ("images.npy", "masks.npy", "manifest.json")}
+    assert set(modes.values()) == {0o666 & ~umask}
+
+
 def test_more_decoding_processes_than_four_a_core_are_refused(raw_dir, tmp_path):
     """Issue #21: --workers 1000 was accepted, and took 70 times as long."""
     import os

@@ -64,7 +64,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         tmp = Path(tmp_name)
         try:
             yield tmp
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the user's usual permissions
+            usual_permissions(tmp)
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -72,6 +72,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def usual_permissions(path: str | Path) -> None:
+    """mkstemp makes 0600 files: an output gets the permissions the user's umask gives a new file."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def refuse_existing(path: str | Path, overwrite: bool) -> None:

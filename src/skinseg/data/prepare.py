@@ -28,7 +28,7 @@ from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_gre
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, write_text
+from skinseg.fileio import NAMES_AS_THEY_ARE, usual_permissions, write_text
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "skinseg-prepared/1"
@@ -201,8 +201,9 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     mean, std = _channel_stats(entries, [s == "train" for s in splits], config.size**2)
     for entry in entries:
         del entry["channel_sum"], entry["channel_sq_sum"]
-    os.replace(images_tmp, out / "images.npy")
-    os.replace(masks_tmp, out / "masks.npy")
+    for tmp, name in ((images_tmp, "images.npy"), (masks_tmp, "masks.npy")):
+        usual_permissions(tmp)
+        os.replace(tmp, out / name)
     split_sizes = {name: splits.count(name) for name in ("train", "val", "test")}
     group_info = (
         {"file": str(group_file), "column": group_column, "count": len({groups[i] for i in ids if i in groups})}
