@@ -440,6 +440,39 @@ def test_evaluate_never_writes_over_an_input_or_an_existing_file(tmp_path):
     assert victim.read_bytes() == before
 
 
+def test_evaluate_report_is_checked_like_every_report_before_the_scoring(tiny_model_path, prepared_dir, tmp_path):
+    """Issue #21 (and #20's case 4): `--report` had no input or suffix check, and a folder failed after scoring;
+    a new --csv inside an input folder was written although the docs say it is refused."""
+    import shutil
+
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    for folder in (truth, pred):
+        folder.mkdir()
+        mask_for(SIZE).save(folder / "a.png")
+    prepared = tmp_path / "prepared"
+    shutil.copytree(prepared_dir, prepared)
+    model = tmp_path / "m.safetensors"
+    shutil.copy(tiny_model_path, model)
+    kept = {p: p.read_bytes() for p in (truth / "a.png", pred / "a.png", prepared / "manifest.json", model)}
+    scoring = ("evaluate", "--pred", pred, "--truth", truth)
+    scoring_model = ("evaluate", "--model", model, "--data", prepared, "--device", "cpu")
+    cases = [
+        ((*scoring, "--report", pred / "a.png", "--overwrite"), "--report writes HTML: name the file .html"),
+        ((*scoring, "--report", pred / "page.html"), "lies in an input folder"),
+        ((*scoring, "--csv", truth / "new.csv"), "lies in an input folder"),
+        ((*scoring, "--report", tmp_path / "r.txt"), "--report writes HTML"),
+        ((*scoring_model, "--report", prepared / "manifest.json", "--overwrite"), "--report writes HTML"),
+        ((*scoring_model, "--report", prepared / "r.html"), "lies in an input folder"),
+        ((*scoring_model, "--report", model.with_suffix(".html").mkdir() or model.with_suffix(".html")), "is a folder"),
+    ]
+    for command, words in cases:
+        result = invoke(*command)
+        assert result.exit_code == 1 and words in result.output, (command, result.output)
+        assert "Evaluating" not in result.output  # refused before any scoring
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert not (truth / "new.csv").exists() and not (pred / "page.html").exists()
+
+
 def test_export_refuses_an_existing_file_and_the_model_itself(tiny_model_path, tmp_path):
     existing = tmp_path / "m.onnx"
     existing.write_text("keep")

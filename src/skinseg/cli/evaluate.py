@@ -68,7 +68,6 @@ def evaluate(
     from skinseg.evaluation.config import EvaluateConfig
     from skinseg.evaluation.reports import check_report_paths, html_page_path, write_reports
     from skinseg.evaluation.scoring import evaluate_folders, evaluate_model
-    from skinseg.fileio import refuse_existing
     from skinseg.reporting.html import ReportCases
     from skinseg.reporting.tables import metrics_table, print_notes, sets_table
 
@@ -77,9 +76,7 @@ def evaluate(
             raise SkinsegError("--pred and --truth go together")
         if data or model is not None:
             raise SkinsegError("--pred/--truth score masks already made: --data and --model do not apply to them")
-        check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite)
-        if html:
-            refuse_existing(html, overwrite)  # before the scoring, not after it
+        check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite, html)
         reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
     else:
         if not data:
@@ -87,10 +84,7 @@ def evaluate(
         names = [data_set_name(d) for d in data]
         if len(set(names)) < len(names):
             raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
-        check_report_paths(json_file, csv_file, figures, names, [*data, *([model] if model else [])], overwrite)
-        if html:
-            for name in names:
-                refuse_existing(html_page_path(html, name, len(names) > 1), overwrite)  # before the scoring
+        check_report_paths(json_file, csv_file, figures, names, [*data, *([model] if model else [])], overwrite, html)
         config = EvaluateConfig(
             model=model,
             data=data[0],

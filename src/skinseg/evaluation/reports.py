@@ -23,6 +23,9 @@ def figure_folders(figures: Path, set_names: list[str]) -> list[Path]:
     return [figures / name for name in set_names] if len(set_names) > 1 else [figures]
 
 
+REPORT_SUFFIXES = {"--json": (".json",), "--csv": (".csv",), "--report": (".html", ".htm")}
+
+
 def check_report_paths(
     json_file: Path | None,
     csv_file: Path | None,
@@ -30,19 +33,21 @@ def check_report_paths(
     set_names: list[str],
     inputs: list[Path],
     overwrite: bool = False,
+    html_file: Path | None = None,
 ) -> None:
-    """Before any scoring: each report file has its format's suffix, is not an input (a file of the model or
-    under an input folder that exists already is refused even with `overwrite`) and exists only with
-    `overwrite`; `figures` is a folder whose figures exist only with `overwrite`."""
+    """Before any scoring: each report file (the HTML page of every set) has its format's suffix, is neither an
+    input nor in an input folder (refused even with `overwrite`), is no folder, and exists only with `overwrite`;
+    `figures` is a folder whose figures exist only with `overwrite`."""
     input_folders = [os.path.realpath(p) for p in inputs if p.is_dir()]
-    for path, suffix in ((json_file, ".json"), (csv_file, ".csv")):
-        if path is None:
-            continue
-        if path.suffix.lower() != suffix:
-            raise SkinsegError(f"--{suffix[1:]} writes {suffix[1:].upper()}: name the file {suffix}", path)
+    pages = [html_page_path(html_file, name, len(set_names) > 1) for name in set_names] if html_file else []
+    named = [("--json", json_file), ("--csv", csv_file), *(("--report", page) for page in pages)]
+    for option, path in ((option, path) for option, path in named if path is not None):
+        if path.suffix.lower() not in REPORT_SUFFIXES[option]:
+            kind = REPORT_SUFFIXES[option][0]
+            raise SkinsegError(f"{option} writes {kind[1:].upper()}: name the file {kind}", path)
         real = os.path.realpath(path)
-        if path.exists() and any(os.path.commonpath([real, folder]) == folder for folder in input_folders):
-            raise SkinsegError("lies in an input folder of this evaluation: refusing to write over it", path)
+        if any(os.path.commonpath([real, folder]) == folder for folder in input_folders):
+            raise SkinsegError("lies in an input folder of this evaluation: refusing to write there", path)
         check_output(path, overwrite, [p for p in inputs if not p.is_dir()])
     if figures is not None:
         if figures.exists() and not figures.is_dir():
@@ -66,7 +71,7 @@ def write_reports(
     scoring)."""
     several = isinstance(reports, list) and len(reports) > 1
     reports = reports if isinstance(reports, list) else [reports]
-    check_report_paths(json_file, csv_file, figures, [r.name for r in reports], [], overwrite)
+    check_report_paths(json_file, csv_file, figures, [r.name for r in reports], [], overwrite, html_file)
     if html_file:
         from skinseg.reporting.html import evaluation_page, write_page
 
