@@ -197,3 +197,15 @@ def test_a_file_reaches_the_model_as_training_saw_it_and_an_array_nearly_so(tiny
     model_input, shape = segmenter.read(path)
     by_file = segmenter.probabilities_of([model_input], [shape])[0]
     assert np.abs(segmenter.probabilities([load_rgb(path)])[0] - by_file).max() <= 0.05
+
+
+@pytest.mark.parametrize("name", ["rep.png", "rep.jpg", "report"])
+def test_segment_report_must_be_named_html(tiny_model_path, tmp_path, name):
+    """Issue #20/#21: `segment --report rep.png` wrote HTML into a .png."""
+    _image(tmp_path / "in" / "a.png")
+    config = SegmentConfig(
+        inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu", report=tmp_path / name
+    )
+    with pytest.raises(SkinsegError, match=r"--report writes HTML: name the file \.html"):
+        segment_paths(config)
+    assert not (tmp_path / "out").exists() and not (tmp_path / name).exists()

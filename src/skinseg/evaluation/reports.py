@@ -14,6 +14,7 @@ from skinseg.errors import SkinsegError
 from skinseg.evaluation.metrics import METRIC_NAMES
 from skinseg.evaluation.scoring import EvalReport
 from skinseg.fileio import check_output, refuse_existing, write_csv, write_text
+from skinseg.reporting.html import HTML_SUFFIXES
 
 FIGURE_FILES = ("dice_histogram.png", "cases.png")
 
@@ -23,7 +24,7 @@ def figure_folders(figures: Path, set_names: list[str]) -> list[Path]:
     return [figures / name for name in set_names] if len(set_names) > 1 else [figures]
 
 
-REPORT_SUFFIXES = {"--json": (".json",), "--csv": (".csv",), "--report": (".html", ".htm")}
+REPORT_SUFFIXES = {"--json": (".json",), "--csv": (".csv",), "--report": HTML_SUFFIXES}
 
 
 def check_report_paths(

@@ -20,6 +20,7 @@ from skinseg.inference.config import SegmentConfig
 from skinseg.inference.segmenter import Segmenter
 from skinseg.inference.summary import SummaryWriter, summary_row
 from skinseg.inputs import collect_inputs, output_paths, real_path
+from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
 
 
@@ -92,6 +93,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     summary = _rank_path(config.summary, rank, world) if config.summary else None
     if summary and summary.suffix.lower() not in (".csv", ".json"):
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
+    if report and report.suffix.lower() not in HTML_SUFFIXES:
+        raise SkinsegError("--report writes HTML: name the file .html", report)
     if report and summary and os.path.realpath(report) == os.path.realpath(summary):
         raise SkinsegError("--report and --summary name one file", summary)
     for path in filter(None, (report, summary)):

@@ -248,6 +248,9 @@ def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
     )
 
 
+HTML_SUFFIXES = (".html", ".htm")  # what a --report file is named: the page is HTML, whatever the name says
+
+
 def write_page(path: str | Path, page: str, overwrite: bool = False) -> None:
     """Written atomically; an existing file is replaced only with `overwrite`."""
     refuse_existing(path, overwrite)
