@@ -434,7 +434,9 @@ def test_evaluate_never_writes_over_an_input_or_an_existing_file(tmp_path):
     assert invoke(*scoring, "--json", report, "--overwrite").exit_code == 0 and "macro_average" in report.read_text()
     result = invoke(*scoring, "--figures", report)
     assert result.exit_code == 1 and "--figures takes a folder" in result.output
-    assert invoke(*scoring, "--figures", tmp_path / "f").exit_code == 0
+    drawn = invoke(*scoring, "--figures", tmp_path / "f")  # issue #21: cases.png was dropped without a word
+    assert drawn.exit_code == 0 and "--figures draws the Dice histogram only" in drawn.output
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["dice_histogram.png"]
     result = invoke(*scoring, "--figures", tmp_path / "f")
     assert result.exit_code == 1 and "dice_histogram.png: exists" in result.output
     assert victim.read_bytes() == before
