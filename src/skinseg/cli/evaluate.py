@@ -78,7 +78,8 @@ def evaluate(
             raise SkinsegError("--pred/--truth score masks already made: --data and --model do not apply to them")
         check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite, html)
         if figures:
-            print_notes(console, ["--pred/--truth give masks without their images: --figures draws the Dice histogram only"])
+            note = "--pred/--truth give masks without their images: --figures draws the Dice histogram only"
+            print_notes(console, [note])
         reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
     else:
         if not data:
