@@ -226,6 +226,8 @@ def test_a_time_budget_stops_the_run_and_a_larger_one_resumes_it(prepared_dir, t
     )
     assert json.loads((tmp_path / "config.json").read_text())["time_budget"] == budget
 
+    with pytest.raises(SkinsegError, match=r"has trained for .* min; --time-budget sets its new total, so give more"):
+        load_run(tmp_path, time_budget=budget / 2)  # issue #21: accepted, rewrote config.json, trained nothing
     again = train(load_run(tmp_path))  # the budget is spent: nothing to do
     assert len(again.history) == 3
     more = train(load_run(tmp_path, time_budget=budget + steps))

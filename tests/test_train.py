@@ -186,6 +186,8 @@ def test_a_resumed_run_takes_its_settings_from_load_run_never_from_behind_the_ca
     own = load_run(trained_run.run_dir)
     assert own.resume == trained_run.run_dir and own.epochs == 4 and own.model == TINY["model"]
     check_resumable(load_run(trained_run.run_dir, epochs=6, device="cpu"))  # changes that a resume may make
+    with pytest.raises(SkinsegError, match="trains for a number of epochs: give it a new total with --epochs"):
+        load_run(trained_run.run_dir, time_budget=3600)  # issue #21: it became a budgeted run for good
     with pytest.raises(SkinsegError, match=r"differ from the run's own \(lr, seed\).*load_run"):
         train(replace(own, lr=own.lr * 2, seed=7))
 

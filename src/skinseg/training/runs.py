@@ -178,15 +178,25 @@ def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
     except (TypeError, KeyError, AttributeError) as exc:
         raise SkinsegError(f"cannot read the run's settings ({exc})", run_dir / "config.json") from None
     changes = {name: value for name, value in options.items() if value is not None and value != getattr(restored, name)}
-    if "epochs" in changes:
-        if restored.time_budget and not changes.get("time_budget"):
-            raise SkinsegError("this run trains for a time budget: give it a new total with --time-budget", run_dir)
-        done = _read_json(run_dir / "state.json", "the resume state").get("epoch", 0)
-        if changes["epochs"] < done:
-            raise SkinsegError(
-                f"the run has finished {done} epochs; --epochs sets its new total, so give more", run_dir
-            )
+    if "epochs" in changes or "time_budget" in changes:
+        _check_new_total(run_dir, restored, changes)
     return replace(restored, resume=run_dir, **changes)
+
+
+def _check_new_total(run_dir: Path, restored: TrainConfig, changes: dict) -> None:
+    """--epochs and --time-budget on resume set the run's new total, of the kind it trains for, above what it did."""
+    if restored.time_budget and "epochs" in changes and not changes.get("time_budget"):
+        raise SkinsegError("this run trains for a time budget: give it a new total with --time-budget", run_dir)
+    if not restored.time_budget and "time_budget" in changes:
+        raise SkinsegError("this run trains for a number of epochs: give it a new total with --epochs", run_dir)
+    state = _read_json(run_dir / "state.json", "the resume state")
+    done, spent = state.get("epoch", 0), sum(row.get("seconds", 0) for row in state.get("history", []))
+    if changes.get("epochs", done) < done:
+        raise SkinsegError(f"the run has finished {done} epochs; --epochs sets its new total, so give more", run_dir)
+    if changes.get("time_budget", spent) < spent:
+        raise SkinsegError(
+            f"the run has trained for {spent / 60:.1f} min; --time-budget sets its new total, so give more", run_dir
+        )
 
 
 def _read_json(path: Path, what: str) -> dict:
