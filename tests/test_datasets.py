@@ -126,16 +126,34 @@ def test_data_set_and_duration_options_parse():
     for weight in ("0", "inf", "1e308", "nan", "-inf"):  # issue #21: inf was a ValueError traceback, nan accepted
         with pytest.raises(ConfigError, match="weight must be a number > 0 and <= 1e"):
             train_config(["a", f"b:{weight}"])
-    for nothing in ("0", "0s", "0h0m", "0.0"):  # issue #21: a budget of 0 trained the default 40 epochs
-        with pytest.raises(ConfigError, match="time-budget must be more than 0"):
-            parse_duration(nothing)
-    with pytest.raises(ConfigError, match="must look like"):
-        parse_duration("")
+    assert parse_data_set("no/such/v:2") == (Path("no/such/v"), 2.0)
     config = train_config(["a", "b:3"])
     assert config.data_sets == (Path("a"), Path("b")) and config.set_weights == (0.25, 0.75)
     assert TrainConfig.from_dict(config.to_dict()).data_weights == (1.0, 3.0)
     with pytest.raises(ConfigError, match="2 data-set weights for 1"):
         TrainConfig(data=Path("a"), data_weights=(1.0, 2.0))
+
+
+def test_a_folder_whose_name_ends_in_a_number_after_a_colon_is_taken_as_it_is(tmp_path):
+    """Issue #21: a folder named prep/v:2 was read as prep/v weighted 2, with no escape."""
+    (tmp_path / "v:2").mkdir()
+    assert parse_data_set(tmp_path / "v:2") == (tmp_path / "v:2", None)
+    assert parse_data_set(f"{tmp_path / 'v:2'}:3") == (tmp_path / "v:2", 3.0)
+
+
+def test_an_interrupted_prepare_says_so(tmp_path):
+    """Issue #21: a folder left by an interrupted prepare was 'not a prepared dataset', no more."""
+    (tmp_path / ".images.abc.tmp.npy").write_bytes(b"")
+    with pytest.raises(SkinsegError, match=r"did not finish .* run the same prepare again"):
+        open_prepared(tmp_path)
+
+
+def test_zero_time_budgets_are_refused():
+    for nothing in ("0", "0s", "0h0m", "0.0"):  # issue #21: a budget of 0 trained the default 40 epochs
+        with pytest.raises(ConfigError, match="time-budget must be more than 0"):
+            parse_duration(nothing)
+    with pytest.raises(ConfigError, match="must look like"):
+        parse_duration("")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from skinseg.data.config import PrepareConfig
-from skinseg.data.prepare import load_manifest, prepare_dataset
+from skinseg.data.prepare import LOCK, load_manifest, prepare_dataset
 from skinseg.errors import SkinsegError
 from skinseg.fileio import NAMES_AS_THEY_ARE, cache_root
 
@@ -50,6 +50,12 @@ def open_prepared(root: str | Path, manifest: dict | None = None) -> PreparedDat
     root = Path(root)
     manifest = manifest or load_manifest(root)
     if manifest is None:
+        if any(root.glob(".images.*.tmp.npy")) or (root / LOCK).exists():
+            raise SkinsegError(
+                "a `skinseg prepare` into this folder did not finish (no manifest.json, its temporary files are"
+                " there): run the same prepare again",
+                root,
+            )
         raise SkinsegError("not a prepared dataset (no complete manifest.json); run `skinseg prepare` first", root)
     try:
         images = np.load(root / "images.npy", mmap_mode="r")

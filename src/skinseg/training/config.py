@@ -14,7 +14,10 @@ MAX_SET_WEIGHT = 1e6  # a share of every epoch relative to the others: more than
 
 
 def parse_data_set(text: str | Path) -> tuple[Path, float | None]:
-    """'prepared/ham10000:0.5' -> (Path('prepared/ham10000'), 0.5); a plain path has no weight."""
+    """'prepared/ham10000:0.5' -> (Path('prepared/ham10000'), 0.5); a plain path has no weight, and neither has
+    a path that exists as it is written (a folder named 'prep/v:2')."""
+    if Path(text).exists():
+        return Path(text), None
     head, _, tail = str(text).rpartition(":")
     try:
         weight = float(tail)
