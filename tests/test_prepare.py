@@ -246,3 +246,15 @@ def test_symlink_loop_in_the_data_folder_is_harmless(raw_dir, tmp_path):
     shutil.copytree(raw_dir, root)
     (root / "images" / "loop").symlink_to(root / "images", target_is_directory=True)
     assert run(root, tmp_path / "p", size=32).count == 30
+
+
+def test_an_empty_split_is_said(raw_dir, tmp_path):
+    """Issue #21: `--split 100/0/0` (or a grouping that takes every image to one side) left the validation and
+    test splits empty without a word."""
+    result = run(raw_dir, tmp_path / "p", size=32, split=(1.0, 0.0, 0.0))
+    assert result.split_sizes == {"train": 30, "val": 0, "test": 0}
+    assert result.notes == [
+        "the val split is empty: training selects on training Dice",
+        "the test split is empty: nothing to test",
+    ]
+    assert run(raw_dir, tmp_path / "q", size=32).notes == []

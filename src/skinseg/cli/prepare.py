@@ -46,7 +46,7 @@ def prepare(
     from skinseg.data.prepare import prepare_dataset
     from skinseg.data.splits import parse_fractions
     from skinseg.reporting.progress import progress_bar
-    from skinseg.reporting.tables import prepare_summary
+    from skinseg.reporting.tables import prepare_summary, print_notes
 
     target = out_dir or Path("prepared") / f"{data.resolve().name.removesuffix('.zip')}-{size}"
     config = PrepareConfig(
@@ -66,3 +66,4 @@ def prepare(
     with progress_bar(console, "Preparing") as advance:
         result = prepare_dataset(config, progress=advance)
     out.print(prepare_summary(result))
+    print_notes(console, result.notes)

@@ -46,6 +46,13 @@ class PrepareResult:
     groups: dict | None = None  # {"file", "column", "count"} when images were split by group
     manifest: dict | None = field(default=None, repr=False)  # the cache's manifest.json, as written or reused
 
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know of the split: a split left empty (by --split or by the grouping)."""
+        empty = [name for name in ("train", "val", "test") if not self.split_sizes.get(name)]
+        uses = {"train": "nothing to train on", "val": "training selects on training Dice", "test": "nothing to test"}
+        return [f"the {name} split is empty: {uses[name]}" for name in empty]
+
 
 def _fingerprint(config: PrepareConfig, pairs: list[Pair], group_file: Path | None) -> str:
     digest = hashlib.sha256(json.dumps(config.cache_settings(), sort_keys=True).encode())
