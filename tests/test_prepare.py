@@ -186,7 +186,7 @@ def test_interrupted_rebuild_leaves_no_manifest(raw_dir, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run(raw_dir, tmp_path / "p", size=24)
     assert not (tmp_path / "p" / MANIFEST).exists()
-    with pytest.raises(SkinsegError, match="not a prepared dataset"):
+    with pytest.raises(SkinsegError, match="did not finish"):
         open_prepared(tmp_path / "p")
 
 

@@ -77,9 +77,6 @@ def evaluate(
         if data or model is not None:
             raise SkinsegError("--pred/--truth score masks already made: --data and --model do not apply to them")
         check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite, html)
-        if figures:
-            note = "--pred/--truth give masks without their images: --figures draws the Dice histogram only"
-            print_notes(console, [note])
         reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
     else:
         if not data:
@@ -109,6 +106,9 @@ def evaluate(
             for d in data
         ]
     write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite)
+    if figures and pred is not None:
+        note = "--pred/--truth give masks without their images: --figures draws the Dice histogram only"
+        print_notes(console, [note])
     for report in reports:
         out.print(metrics_table(report))
         if unmatched := report.unmatched_predictions:
