@@ -152,3 +152,10 @@ def test_paths_are_printed_as_they_are_not_as_markup_or_emoji(tiny_model_path, t
     assert missing.exit_code == 1 and f"error: {tmp_path / 'no:thumbs_up:such[red]'}: data folder not found" in (
         missing.stderr
     )
+
+
+@pytest.mark.parametrize("bad", [("--epochs", "0"), ("--loss", "focal"), ("--dropout", "1.5"), ("--ema", "2")])
+def test_a_bad_training_setting_is_refused_before_the_run_folder_is_made(prepared_dir, tmp_path, bad):
+    """Issue #21 (from the trial): a refused setting left an empty --out folder behind."""
+    result = invoke("train", "--data", prepared_dir, "--out", tmp_path / "run", *bad)
+    assert result.exit_code == 1 and "error:" in result.stderr and not (tmp_path / "run").exists()
