@@ -353,3 +353,17 @@ def test_file_names_that_are_not_utf8_are_written_with_their_own_bytes(tiny_mode
         and len(json.loads((tmp_path / "e.json").read_text())["per_image"]) == 4
     )
     assert prepare_dataset(PrepareConfig(data=raw, out=tmp_path / "prepared", size=32, workers=1)).count == 4
+
+
+@pytest.mark.slow
+def test_a_3_by_20_million_png_is_segmented_without_a_huge_allocation(tiny_model_path, tmp_path):
+    """Issue #21: a 3 x 20,000,000 PNG (77 kB, under Pillow's bomb limit) had `_to_input` allocate 30 GB of floats
+    for a torch resize; the model's input is now made by Pillow from the uint8 image (about 5 s here)."""
+    from skinseg.inference.segmenter import Segmenter
+
+    Image.fromarray(np.zeros((3, 20_000_000), np.uint8)).save(tmp_path / "thin.png")
+    segmenter = Segmenter(tiny_model_path, device="cpu", precision="fp32")
+    model_input, shape = segmenter.read(tmp_path / "thin.png")
+    assert model_input.shape == (48, 48, 3) and shape == (3, 20_000_000)
+    (mask,) = segmenter.masks_from(segmenter.probabilities_of([model_input], [shape]))
+    assert mask.shape == (3, 20_000_000) and mask.dtype == bool
