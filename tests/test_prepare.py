@@ -258,3 +258,36 @@ def test_an_empty_split_is_said(raw_dir, tmp_path):
         "the test split is empty: nothing to test",
     ]
     assert run(raw_dir, tmp_path / "q", size=32).notes == []
+
+
+@pytest.mark.parametrize(
+    "name,content",
+    [
+        ("empty.csv", b""),
+        ("header.csv", b"id,split\n"),
+        ("semicolons.csv", b"a;train\nb;test\n"),
+        ("list.json", b"[1, 2, 3]"),
+        ("string.json", b'"x"'),
+        ("empty_lists.json", b'{"train": [], "val": [], "test": []}'),
+        ("utf16.csv", "id,split\na,train\n".encode("utf-16")),
+    ],
+)
+def test_a_split_file_without_usable_rows_is_one_line(tmp_path, name, content):
+    """The attacker trial of issue #21: these gave a StopIteration or UnicodeDecodeError traceback."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    words = r"split file (must map ids to train/val/test \(no rows found\)|is not UTF-8)"
+    with pytest.raises(SkinsegError, match=words):
+        read_split_file(path)
+
+
+@pytest.mark.parametrize("damage", [{"items": None}, {"items": "x"}, {"items": [{"id": 1}]}, {"split_sizes": []}])
+def test_a_damaged_manifest_names_what_is_wrong(raw_dir, tmp_path, damage):
+    """The attacker trial of issue #21: a manifest without its items crashed evaluate with KeyError/TypeError."""
+    from skinseg.data.prepare import load_manifest
+
+    out = run(raw_dir, tmp_path / "p", size=32).out_dir
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps(manifest | damage))
+    with pytest.raises(SkinsegError, match=r"manifest.json: damaged prepared set: .* is missing or malformed"):
+        load_manifest(out)

@@ -142,12 +142,27 @@ def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
 
 
 def load_manifest(out_dir: str | Path) -> dict | None:
+    """A folder's prepared-set manifest, or None where it has none. One that claims to be skinseg's but lacks
+    what the readers need is an error naming it, not a traceback later."""
     path = Path(out_dir) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == CACHE_FORMAT else None
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
+        return None
+    shapes = {"items": list, "split_sizes": dict, "count": int, "size": int}
+    wrong = [key for key, kind in shapes.items() if not isinstance(manifest.get(key), kind)]
+    wrong += [] if wrong else [f"items[{i}]" for i, item in enumerate(manifest["items"]) if not _item_ok(item)][:1]
+    if wrong:
+        raise SkinsegError(
+            f"damaged prepared set: {wrong[0]} is missing or malformed; run `skinseg prepare` again", path
+        )
+    return manifest
+
+
+def _item_ok(item: object) -> bool:
+    return isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("id", "image", "mask", "split"))
 
 
 LOCK = ".lock"

@@ -46,9 +46,11 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     """A given split: JSON {"train": [ids], "val": [...], "test": [...]} or {id: split}, or CSV id,split."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SkinsegError(f"cannot read split file ({exc.strerror})", path) from None
+    except UnicodeDecodeError:
+        raise SkinsegError("split file is not UTF-8 text (save it as UTF-8 CSV or JSON)", path) from None
     mapping: dict[str, str] = {}
     if path.suffix.lower() == ".json":
         try:
@@ -64,9 +66,12 @@ def read_split_file(path: str | Path) -> dict[str, str]:
             if len(row) >= 2 and row[0].strip() and row[0].strip().lower() not in ("id", "image", "image_id"):
                 mapping[row[0].strip()] = row[1].strip().lower()
     bad = {i: s for i, s in mapping.items() if s not in SPLITS}
-    if not mapping or bad:
-        found = f"{len(bad)} ids with another split name; first: {next(iter(bad))} -> '{next(iter(bad.values()))}'"
-        raise SkinsegError(f"split file must map ids to train/val/test ({found if bad else 'no rows found'})", path)
+    if not mapping:
+        raise SkinsegError("split file must map ids to train/val/test (no rows found)", path)
+    if bad:
+        first = next(iter(bad))
+        found = f"{len(bad)} ids with another split name; first: {first} -> '{bad[first]}'"
+        raise SkinsegError(f"split file must map ids to train/val/test ({found})", path)
     return mapping
 
 
