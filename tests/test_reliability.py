@@ -550,3 +550,61 @@ def test_output_folders_that_cannot_be_made_are_one_line(prepared_dir, raw_dir, 
 def test_help_shows_no_python_type_names(command):
     text = invoke(command, "--help").output
     assert "list[" not in text and "{" not in text and "range>" not in text
+
+
+def test_prepare_writes_only_a_folder_of_its_own(raw_dir, tmp_path):
+    """Issue #20 case 3, found again by #21's attacker trial: the user's manifest.json and images.npy were replaced,
+    --out could be the raw folder or inside it, and another data set's cache was replaced without a word."""
+    import shutil
+
+    raw = Path(shutil.copytree(raw_dir, tmp_path / "raw"))
+    user = tmp_path / "userdir"
+    user.mkdir()
+    for name, text in (("manifest.json", "precious"), ("images.npy", "x"), ("masks.npy", "y")):
+        (user / name).write_text(text)
+    before = {p: p.read_bytes() for p in [*raw.rglob("*.png"), *user.iterdir()]}
+    cases = [
+        (user, "holds files that are not a skinseg cache"),
+        (raw, "--out and the data"),
+        (raw / "images", "--out and the data"),
+        (tmp_path, "--out and the data"),  # the data inside --out
+    ]
+    for out, words in cases:
+        result = invoke("prepare", "--data", raw, "--out", out, "--size", "32", "--workers", "1")
+        assert result.exit_code == 1 and words in result.output, (out, result.output)
+    other = tmp_path / "other"
+    assert invoke("prepare", "--data", raw_dir, "--out", other, "--size", "32", "--workers", "1").exit_code == 0
+    replaced = invoke("prepare", "--data", raw, "--out", other, "--size", "32", "--workers", "1")
+    assert replaced.exit_code == 1 and f"holds the prepared set of {raw_dir.resolve()}" in replaced.output
+    assert invoke("prepare", "--data", raw, "--out", other, "--size", "32", "--workers", "1", "--force").exit_code == 0
+    assert {p: p.read_bytes() for p in before} == before and not (raw / "manifest.json").exists()
+
+
+def test_train_never_writes_into_its_data_or_over_its_init_weights(prepared_dir, tiny_model_path, tmp_path):
+    """Issue #20 case 1 and #21's trial: `train --data prep --out prep` wrote a run into the data folder, and
+    `--init run/best.safetensors --out run --overwrite` deleted the weights before reading them."""
+    import shutil
+
+    prepared = Path(shutil.copytree(prepared_dir, tmp_path / "prep"))
+    for out in (prepared, prepared / "run", tmp_path):
+        result = invoke("train", "--data", prepared, "--out", out, "--epochs", "1")
+        assert result.exit_code == 1 and "--out and a --data folder overlap" in result.output, result.output
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_model_path, run / "best.safetensors")
+    result = invoke("train", "--data", prepared, "--out", run, "--init", run / "best.safetensors", "--overwrite")
+    assert result.exit_code == 1 and "the --init weights lie in --out" in result.output
+    assert (run / "best.safetensors").read_bytes() == Path(tiny_model_path).read_bytes()
+    assert sorted(p.name for p in prepared.iterdir()) == sorted(p.name for p in Path(prepared_dir).iterdir())
+
+
+def test_evaluate_figures_never_go_into_an_input_folder(tmp_path):
+    """#21's trial: --figures pred wrote dice_histogram.png among the masks, and the next evaluate scored it."""
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    for folder in (truth, pred):
+        folder.mkdir()
+        mask_for(SIZE).save(folder / "a.png")
+    for figures in (pred, truth, pred / "figs"):
+        result = invoke("evaluate", "--pred", pred, "--truth", truth, "--figures", figures)
+        assert result.exit_code == 1 and "give --figures a folder of its own" in result.output
+    assert sorted(p.name for p in pred.iterdir()) == ["a.png"] and sorted(p.name for p in truth.iterdir()) == ["a.png"]

@@ -235,6 +235,7 @@ def test_prepare_uses_unique_temp_names_and_removes_a_killed_runs_leftovers(raw_
 
     out = tmp_path / "prepared"
     out.mkdir()
+    (out / LOCK).touch()  # a killed run leaves its lock file (unlocked) and its temporary arrays
     (out / ".images.tmp.npy").write_bytes(b"left by a killed run")
     made = []
     real = prepare._temp_file

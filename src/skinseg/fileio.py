@@ -74,6 +74,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
             raise
 
 
+def inside(path: str | Path, folders: Iterable[str | Path]) -> bool:
+    """Whether `path` is one of `folders` or lies under one (by real paths: links and `..` resolved)."""
+    real = os.path.realpath(path)
+    return any(os.path.commonpath([real, os.path.realpath(f)]) == os.path.realpath(f) for f in folders)
+
+
 def usual_permissions(path: str | Path) -> None:
     """mkstemp makes 0600 files: an output gets the permissions the user's umask gives a new file."""
     os.chmod(path, 0o666 & ~_UMASK)

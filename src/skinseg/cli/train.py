@@ -168,7 +168,7 @@ def train(
             raise SkinsegError("give --data: a prepared or raw data set (repeat it for several), or --resume RUN")
         out_dir = out_dir or default_value("out")
         config = train_config(data, preset or DEFAULT_PRESET, out=out_dir, **options)  # every setting checked first
-        check_run_folder(out_dir, overwrite)  # then the folder: before any data is prepared or loaded
+        check_run_folder(out_dir, overwrite, config)  # then the folder: before any data is prepared or loaded
         if overwrite and is_main_process():
             clear_run_folder(out_dir)
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_gre
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, usual_permissions, write_text
+from skinseg.fileio import NAMES_AS_THEY_ARE, inside, usual_permissions, write_text
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "skinseg-prepared/1"
@@ -194,8 +195,33 @@ def prepare_dataset(
 ) -> PrepareResult:
     """Build (or reuse) the cache for `config.data` in `config.out`. Another run building the same folder is
     waited for (`wait`) or refused."""
+    check_out_folder(config)
     with _locked(Path(config.out), wait):
         return _prepare(config, progress)
+
+
+# What prepare itself writes into --out: anything else there is the user's, and the folder is refused.
+OWN_NAMES = re.compile(r"manifest\.json|images\.npy|masks\.npy|\.lock|unzipped|\.(images|masks)\..*\.npy")
+
+
+def check_out_folder(config: PrepareConfig) -> None:
+    """Before anything is written: --out is not the data nor inside it, and holds nothing but a skinseg cache,
+    of this data set (another's is replaced only with --force)."""
+    out, data = Path(config.out), Path(config.data)
+    if inside(out, [data] if data.is_dir() else []) or inside(data, [out]):
+        raise SkinsegError(f"--out and the data ({data}) overlap: write the cache to a folder of its own", out)
+    if out.exists() and not out.is_dir():
+        raise SkinsegError("is a file; --out takes a folder for the cache", out)
+    names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
+    foreign = [name for name in names if not OWN_NAMES.fullmatch(name)]
+    if names and (foreign or not (out / LOCK).exists()):
+        first = (foreign or names)[0]
+        words = f"holds files that are not a skinseg cache (first: {first}): give a new or empty folder"
+        raise SkinsegError(words, out)
+    manifest = load_manifest(out)
+    source = manifest.get("source") if manifest else None
+    if source and source != str(data.resolve()) and not config.force:
+        raise SkinsegError(f"holds the prepared set of {source}: give another --out, or --force to replace it", out)
 
 
 def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None) -> PrepareResult:

@@ -4,7 +4,6 @@ before any scoring."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from skinseg.data.images import load_mask, load_rgb
 from skinseg.errors import SkinsegError
 from skinseg.evaluation.metrics import METRIC_NAMES
 from skinseg.evaluation.scoring import EvalReport
-from skinseg.fileio import check_output, refuse_existing, write_csv, write_text
+from skinseg.fileio import check_output, inside, refuse_existing, write_csv, write_text
 from skinseg.reporting.html import HTML_SUFFIXES
 
 FIGURE_FILES = ("dice_histogram.png", "cases.png")
@@ -39,20 +38,22 @@ def check_report_paths(
     """Before any scoring: each report file (the HTML page of every set) has its format's suffix, is neither an
     input nor in an input folder (refused even with `overwrite`), is no folder, and exists only with `overwrite`;
     `figures` is a folder whose figures exist only with `overwrite`."""
-    input_folders = [os.path.realpath(p) for p in inputs if p.is_dir()]
+    input_folders = [p for p in inputs if p.is_dir()]
     pages = [html_page_path(html_file, name, len(set_names) > 1) for name in set_names] if html_file else []
     named = [("--json", json_file), ("--csv", csv_file), *(("--report", page) for page in pages)]
     for option, path in ((option, path) for option, path in named if path is not None):
         if path.suffix.lower() not in REPORT_SUFFIXES[option]:
             kind = REPORT_SUFFIXES[option][0]
             raise SkinsegError(f"{option} writes {kind[1:].upper()}: name the file {kind}", path)
-        real = os.path.realpath(path)
-        if any(os.path.commonpath([real, folder]) == folder for folder in input_folders):
+        if inside(path, input_folders):
             raise SkinsegError("lies in an input folder of this evaluation: refusing to write there", path)
         check_output(path, overwrite, [p for p in inputs if not p.is_dir()])
     if figures is not None:
         if figures.exists() and not figures.is_dir():
             raise SkinsegError("--figures takes a folder, and this is a file", figures)
+        if inside(figures, input_folders):
+            words = "lies in an input folder of this evaluation: give --figures a folder of its own"
+            raise SkinsegError(words, figures)
         for folder in figure_folders(figures, set_names):
             for name in FIGURE_FILES:
                 refuse_existing(folder / name, overwrite)

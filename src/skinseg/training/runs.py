@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, interrupts_held, write_csv, write_text
+from skinseg.fileio import atomic_path, inside, interrupts_held, write_csv, write_text
 from skinseg.models.weights import ModelInfo, save_model
 from skinseg.training.config import TrainConfig
 from skinseg.training.engine import Engine
@@ -128,13 +128,19 @@ RUN_OUTPUTS = (*RUN_FILES, "state.safetensors", "metrics.csv", "curves.png", "co
 RESUME_CHANGES = ("epochs", "time_budget", "device", "precision")  # what a resumed run may be given anew
 
 
-def check_run_folder(out: Path, overwrite: bool = False) -> None:
+def check_run_folder(out: Path, overwrite: bool = False, config: TrainConfig | None = None) -> None:
     """A new run does not write into a folder that holds a finished or started run: that takes --resume (to
-    continue it) or --overwrite (to replace it). The folder is made here, so that one that cannot be is an
-    error before the work."""
+    continue it) or --overwrite (to replace it); nor into its data, nor over the weights it starts from
+    (`config`'s). The folder is made here, so that one that cannot be is an error before the work."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SkinsegError("is a file; --out takes a folder for the run", out)
+    if config is not None:
+        data = [d for d in config.data_sets if d.is_dir()]
+        if inside(out, data) or any(inside(d, [out]) for d in data):
+            raise SkinsegError("--out and a --data folder overlap: give the run a folder of its own", out)
+        if config.init and str(config.init) != "bundled" and inside(config.init, [out]):
+            raise SkinsegError("the --init weights lie in --out, which the new run writes: copy them elsewhere", out)
     found = [name for name in RUN_FILES if (out / name).exists()]
     if found and not overwrite:
         raise SkinsegError(
