@@ -159,3 +159,15 @@ def test_a_bad_training_setting_is_refused_before_the_run_folder_is_made(prepare
     """Issue #21 (from the trial): a refused setting left an empty --out folder behind."""
     result = invoke("train", "--data", prepared_dir, "--out", tmp_path / "run", *bad)
     assert result.exit_code == 1 and "error:" in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_file_name_with_a_line_break_cannot_forge_a_line(tmp_path):
+    """#21's attacker trial: a file named `nl<newline>error: fake.png` printed as two lines, the second an error
+    line of the tool's own making."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "nl\nerror: fake.png").write_bytes(b"not an image")
+    result = invoke("segment", folder, "-o", tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 1
+    skipped = [line for line in result.stderr.splitlines() if "fake.png" in line]
+    assert skipped == [f"skipped {folder}/nl\\nerror: fake.png: not an image file (or an unsupported format)"]

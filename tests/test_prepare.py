@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,6 +247,40 @@ def test_symlink_loop_in_the_data_folder_is_harmless(raw_dir, tmp_path):
     shutil.copytree(raw_dir, root)
     (root / "images" / "loop").symlink_to(root / "images", target_is_directory=True)
     assert run(root, tmp_path / "p", size=32).count == 30
+
+
+def test_a_link_to_nothing_or_to_itself_is_skipped_and_reported(raw_dir, tmp_path):
+    """#21's attacker trial: one dangling or self link among the images stopped the whole prepare."""
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(raw_dir, root)
+    (root / "images" / "case_101.png").symlink_to(root / "images" / "nothing.png")
+    (root / "masks" / "case_101_segmentation.png").symlink_to(root / "masks" / "case_000_segmentation.png")
+    (root / "images" / "case_102.png").symlink_to(root / "images" / "case_102.png")
+    (root / "masks" / "case_102_segmentation.png").symlink_to(root / "masks" / "case_000_segmentation.png")
+    result = run(root, tmp_path / "p", size=32)
+    assert result.count == 30
+    assert sorted(Path(p).name for p, reason in result.skipped if "link" in reason) == ["case_101.png", "case_102.png"]
+
+
+def test_a_zip_that_fails_to_unpack_leaves_nothing_under_the_real_names(tmp_path):
+    """#21's attacker trial: a member with a bad CRC was left as a 0-byte file under its real name."""
+    import zipfile
+
+    root = tmp_path / "d"
+    write_pair(root / "images" / "a.png", root / "masks" / "a_segmentation.png", size=32)
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
+        for path in sorted(root.rglob("*.png")):
+            zipped.write(path, path.relative_to(root))
+    content = bytearray(archive.read_bytes())
+    start = content.index(b"IDAT") + 8  # a byte inside the first stored PNG's data: its CRC no longer matches
+    content[start] ^= 0xFF
+    archive.write_bytes(bytes(content))
+    with pytest.raises(SkinsegError, match=r"not a valid zip file .*CRC"):
+        run(archive, tmp_path / "p", size=32)
+    assert not [p for p in (tmp_path / "p").rglob("*.png")]
 
 
 def test_an_empty_split_is_said(raw_dir, tmp_path):

@@ -14,10 +14,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand
 
 from skinseg import __version__
+from skinseg.reporting.tables import literal
 
 
 class MetavarCommand(TyperCommand):
@@ -80,12 +80,12 @@ def report_errors(command: Callable) -> Callable:
             interrupted = isinstance(exc, TrainingInterrupted)
             if interrupted:
                 _ignore_further_interrupts()
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {literal(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(130 if interrupted else 1) from None
         except OSError as exc:  # one not caught where the file is written: still one line, with the path
             where = f"{exc.filename}: " if exc.filename else ""
             console.print(
-                f"[bold red]error:[/] {escape(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {literal(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(1) from None
         except KeyboardInterrupt:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from skinseg.cli.base import (
     DeviceOption,
@@ -18,6 +17,7 @@ from skinseg.cli.base import (
     out,
     report_errors,
 )
+from skinseg.reporting.tables import literal
 
 
 @report_errors
@@ -120,5 +120,5 @@ def evaluate(
     if html:
         for page in (html_page_path(html, r.name, len(reports) > 1) for r in reports):
             out.print(
-                f"wrote {escape(str(page))} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False
+                f"wrote {literal(str(page))} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False
             )

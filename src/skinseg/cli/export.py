@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from skinseg.cli.base import out, report_errors
+from skinseg.reporting.tables import literal
 
 
 @report_errors
@@ -27,4 +27,4 @@ def export(
     if format != "onnx":
         raise SkinsegError(f"unknown export format '{format}'; only onnx is supported")
     written = export_onnx(model, output, overwrite=overwrite)
-    out.print(f"wrote {escape(str(written))}", soft_wrap=True, highlight=False)
+    out.print(f"wrote {literal(str(written))}", soft_wrap=True, highlight=False)

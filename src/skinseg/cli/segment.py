@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from skinseg.cli.base import (
     DeviceOption,
@@ -17,6 +16,7 @@ from skinseg.cli.base import (
     out,
     report_errors,
 )
+from skinseg.reporting.tables import literal
 
 
 @report_errors
@@ -93,7 +93,7 @@ def segment(
 
     result = segment_paths(config, console=console)
     if result.ignored:
-        first = escape(str(result.ignored[0]))
+        first = literal(str(result.ignored[0]))
         console.print(
             f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
             f" (names ending _segmentation, _mask, _lesion, _overlay or _probability; first: {first})",
@@ -104,7 +104,7 @@ def segment(
     existing += f"; {len(result.completed)} completed (mask there, other outputs added)" if result.completed else ""
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     out.print(
-        f"wrote {len(result.written)} mask(s) to {escape(str(result.output))}{existing}{failed}",
+        f"wrote {len(result.written)} mask(s) to {literal(str(result.output))}{existing}{failed}",
         soft_wrap=True,
         highlight=False,
     )
@@ -116,6 +116,6 @@ def segment(
 def _report_skipped(skipped: list, shown: int = 20) -> None:
     """One line per skipped file, the first `shown` of them."""
     for path, reason in skipped[:shown]:
-        console.print(f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped[/] {literal(str(path))}: {literal(reason)}", highlight=False, soft_wrap=True)
     if len(skipped) > shown:
         console.print(f"... and {len(skipped) - shown} more", highlight=False)

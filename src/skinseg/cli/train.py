@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from skinseg.cli.base import DeviceOption, console, out, report_errors
+from skinseg.reporting.tables import literal
 from skinseg.training.config import DEFAULT_PRESET, default_text, default_value, preset_text
 
 # The options of `train` that are not settings of the run (the others go to train_config or load_run by name).
@@ -186,7 +186,7 @@ def train(
     selected_on = "training" if result.selected_on == "train_dice" else "validation"
     out.print(
         f"best {selected_on} Dice {result.best_dice:.4f} at epoch {result.best_epoch}{stop}; "
-        f"weights in {escape(str(result.run_dir / 'best.safetensors'))}",
+        f"weights in {literal(str(result.run_dir / 'best.safetensors'))}",
         soft_wrap=True,
         highlight=False,
     )

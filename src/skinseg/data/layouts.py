@@ -134,19 +134,31 @@ def unpack_zips(root: Path, cache: Path) -> list[Path]:
         target = cache / archive.stem
         marker = target / ".skinseg-unpacked"
         if not (marker.is_file() and marker.read_text() == stamp):
-            try:
-                with zipfile.ZipFile(archive) as zipped:
-                    for member in zipped.infolist():
-                        name = Path(member.filename)
-                        if name.is_absolute() or ".." in name.parts:
-                            raise SkinsegError(f"zip member with an unsafe path: {member.filename}", archive)
-                    _check_expansion(archive, zipped, target)
-                    zipped.extractall(target)
-            except zipfile.BadZipFile as exc:
-                raise SkinsegError(f"not a valid zip file ({exc})", archive) from None
-            marker.write_text(stamp)
+            _extract_whole(archive, target, stamp)
         unpacked.append(target)
     return unpacked
+
+
+def _extract_whole(archive: Path, target: Path, stamp: str) -> None:
+    """Unpack into a scratch folder renamed to `target` when complete: a failed unpack leaves nothing under the
+    real names (a member with a bad CRC left a 0-byte file)."""
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in zipped.infolist():
+                name = Path(member.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise SkinsegError(f"zip member with an unsafe path: {member.filename}", archive)
+            _check_expansion(archive, zipped, target)
+            zipped.extractall(partial)
+        (partial / ".skinseg-unpacked").write_text(stamp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+    except zipfile.BadZipFile as exc:
+        raise SkinsegError(f"not a valid zip file ({exc})", archive) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _pair_with(layout: Layout, files: list[Path]) -> Discovery:
@@ -201,4 +213,15 @@ def discover_pairs(
             f"in layout {layout}; expected e.g. images/ + masks/ folders or an ISIC/PH2 layout",
             root,
         )
-    return best
+    return _without_broken_links(best)
+
+
+def _without_broken_links(found: Discovery) -> Discovery:
+    """A pair whose image or mask is a link to nothing (or a link loop) is skipped and reported, like any other
+    unreadable pair, instead of stopping the whole run where its file is first touched."""
+    broken = [next((f for f in (p.image, p.mask) if not f.exists()), None) for p in found.pairs]
+    if not any(broken):
+        return found
+    pairs = [pair for pair, path in zip(found.pairs, broken, strict=True) if path is None]
+    problems = [(path, "a link to nothing, or a link loop") for path in broken if path is not None]
+    return replace(found, pairs=pairs, problems=[*found.problems, *problems])

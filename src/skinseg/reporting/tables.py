@@ -8,9 +8,15 @@ from rich.markup import escape
 from rich.table import Table
 
 
+def literal(text: str) -> str:
+    """Text printed as it is: no Rich markup taken from it, and no line break in it (a file name with a newline
+    cannot forge a line of the tool's own)."""
+    return escape(text).replace("\n", "\\n").replace("\r", "\\r")
+
+
 def prepare_summary(result) -> Table:
     table = Table(
-        title=escape(f"Prepared {result.out_dir}") + (" (cache reused)" if result.reused else ""), show_header=True
+        title=literal(f"Prepared {result.out_dir}") + (" (cache reused)" if result.reused else ""), show_header=True
     )
     table.add_column("item")
     table.add_column("value", justify="right")
@@ -21,19 +27,19 @@ def prepare_summary(result) -> Table:
     if result.groups:
         groups = result.groups
         table.add_row(
-            "split by", escape(f"{groups['column']} of {Path(groups['file']).name} ({groups['count']} groups)")
+            "split by", literal(f"{groups['column']} of {Path(groups['file']).name} ({groups['count']} groups)")
         )
     table.add_row("skipped", str(len(result.skipped)))
     table.add_row("seconds", f"{result.seconds:.2f}")
     for path, reason in result.skipped[:20]:
-        table.add_row(f"[yellow]skipped[/] {escape(str(path))}", escape(reason))
+        table.add_row(f"[yellow]skipped[/] {literal(str(path))}", literal(reason))
     if len(result.skipped) > 20:
         table.add_row(f"... and {len(result.skipped) - 20} more", "see manifest.json")
     return table
 
 
 def metrics_table(report) -> Table:
-    table = Table(title=escape(f"{report.title} ({len(report.per_image)} images)"))
+    table = Table(title=literal(f"{report.title} ({len(report.per_image)} images)"))
     table.add_column("metric")
     for column in ("mean", "std", "median", "min", "max"):
         table.add_column(column, justify="right")
@@ -51,7 +57,7 @@ def sets_table(reports) -> Table:
     for report in reports:
         summary = report.summary
         table.add_row(
-            escape(report.name),
+            literal(report.name),
             str(len(report.per_image)),
             f"{summary['dice']['mean']:.4f}",
             f"{summary['dice']['ci95_low']:.4f}-{summary['dice']['ci95_high']:.4f}",
@@ -63,7 +69,7 @@ def sets_table(reports) -> Table:
 
 def training_summary(result) -> Table:
     """The final table of `skinseg train`: the best and the last epoch, time, where the weights are."""
-    table = Table(title=escape(f"Run {result.run_dir}") + (" (stopped early)" if result.stopped_early else ""))
+    table = Table(title=literal(f"Run {result.run_dir}") + (" (stopped early)" if result.stopped_early else ""))
     table.add_column("epoch", justify="right")
     for column in ("train loss", "train Dice", "val loss", "val Dice", "val accuracy"):
         table.add_column(column, justify="right")
@@ -79,7 +85,7 @@ def training_summary(result) -> Table:
             *(f"{row[k]:.4f}" for k in ("train_loss", "train_dice", "val_loss", "val_dice", "val_accuracy")),
         )
     minutes = sum(row["seconds"] for row in result.history) / 60
-    table.caption = escape(
+    table.caption = literal(
         f"{len(result.history)} epochs, {minutes:.1f} min; best weights in {result.run_dir / 'best.safetensors'}"
     )
     return table
@@ -90,4 +96,4 @@ def print_notes(console, notes: list[str] | tuple[str, ...]) -> None:
     if console is None:
         return
     for note in notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {literal(note)}", highlight=False, soft_wrap=True)
