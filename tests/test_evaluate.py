@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,7 @@ def test_a_raw_folder_is_scored_whole_or_on_a_split_train_used(raw_dir, tiny_mod
     whole = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu"))
     assert len(whole.per_image) == 30 and whole.settings and whole.settings["split"] == "all"  # issue #21, as the docs
     assert not (tmp_path / "cache").exists()  # a raw folder scored whole needs no cache
+    assert f"on the whole of {raw_dir} (30 pairs)" in whole.title
     report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw_dir, device="cpu", split="test"))
     prepared = ensure_prepared(raw_dir, 48, split_seed=0)
     test_ids = {item["id"] for item in prepared.manifest["items"] if item["split"] == "test"}
@@ -69,3 +71,29 @@ def test_an_unknown_split_lists_the_choices(raw_dir):
 
     with pytest.raises(SkinsegError, match="unknown split 'bogus'; choose one of train, val, test, all"):
         EvaluateConfig(model=None, data=raw_dir, split="bogus")
+
+
+def test_a_raw_folder_scored_whole_says_what_it_left_out(raw_dir, tiny_model_path, tmp_path):
+    """#21's attacker trial: with one mask removed, evaluate --data RAW scored 11 images without a word."""
+    import shutil
+
+    from skinseg.evaluation.config import EvaluateConfig
+    from skinseg.evaluation.scoring import evaluate_model
+
+    raw = Path(shutil.copytree(raw_dir, tmp_path / "raw"))
+    (raw / "masks" / "case_003_segmentation.png").unlink()
+    report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=raw, device="cpu"))
+    assert len(report.per_image) == 29
+    assert "(29 pairs; 1 files left out, first" in report.title and "case_003" in report.title
+
+
+def test_two_masks_for_one_image_are_refused(tmp_path):
+    """#21's attacker trial: f_segmentation.png beside f_mask.png was resolved to one of them without a word."""
+    from PIL import Image
+
+    for folder in ("pred", "truth"):
+        (tmp_path / folder).mkdir()
+        Image.new("L", (8, 8)).save(tmp_path / folder / "f_segmentation.png")
+    Image.new("L", (8, 8)).save(tmp_path / "pred" / "f_mask.png")
+    with pytest.raises(SkinsegError, match=r"two masks for f: f_mask\.png and f_segmentation\.png"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "truth")

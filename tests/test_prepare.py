@@ -295,6 +295,19 @@ def test_an_empty_split_is_said(raw_dir, tmp_path):
     assert run(raw_dir, tmp_path / "q", size=32).notes == []
 
 
+def test_a_split_file_that_names_no_image_or_contradicts_itself_is_refused(tmp_path):
+    """#21's attacker trial: ids with their extension matched nothing and the hash split was used without a word;
+    an id in both train and test went through."""
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"test": ["a.png", "b.png"]}))
+    with pytest.raises(SkinsegError, match=r"none of the split file's 2 ids names an image here \(first: a.png"):
+        assign_splits(["a", "b", "c"], (0.6, 0.2, 0.2), 0, named)
+    both = tmp_path / "both.csv"
+    both.write_text("id,split\na,train\nb,val\na,test\n")
+    with pytest.raises(SkinsegError, match="split file puts a in both train and test"):
+        read_split_file(both)
+
+
 @pytest.mark.parametrize(
     "name,content",
     [

@@ -30,7 +30,12 @@ def split_pairs(data: Path, split: str | None, size: int = 256, split_seed: int 
     where = f"{split} split of {data}"
     if manifest is None:
         if split == "all":
-            return discover_pairs(data).pairs, f"all pairs in {data}"
+            found = discover_pairs(data)
+            left = ""
+            if found.problems:
+                (first, reason), count = found.problems[0], len(found.problems)
+                left = f"; {count} files left out, first {first}: {reason}"
+            return found.pairs, f"whole of {data} ({len(found.pairs)} pairs{left})"
         prepared = ensure_prepared(data, size, split_seed)
         manifest, root, where = (
             prepared.manifest,

@@ -51,20 +51,24 @@ def read_split_file(path: str | Path) -> dict[str, str]:
         raise SkinsegError(f"cannot read split file ({exc.strerror})", path) from None
     except UnicodeDecodeError:
         raise SkinsegError("split file is not UTF-8 text (save it as UTF-8 CSV or JSON)", path) from None
-    mapping: dict[str, str] = {}
+    rows: list[tuple[str, str]] = []
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SkinsegError(f"split file is not valid JSON ({exc.msg})", path) from None
         if isinstance(data, dict) and set(data) <= set(SPLITS) and all(isinstance(v, list) for v in data.values()):
-            mapping = {str(i): split for split, ids in data.items() for i in ids}
+            rows = [(str(i), split) for split, ids in data.items() for i in ids]
         elif isinstance(data, dict):
-            mapping = {str(k): str(v) for k, v in data.items()}
+            rows = [(str(k), str(v)) for k, v in data.items()]
     else:
         for row in csv.reader(text.splitlines()):
             if len(row) >= 2 and row[0].strip() and row[0].strip().lower() not in ("id", "image", "image_id"):
-                mapping[row[0].strip()] = row[1].strip().lower()
+                rows.append((row[0].strip(), row[1].strip().lower()))
+    mapping: dict[str, str] = {}
+    for image_id, split in rows:
+        if mapping.setdefault(image_id, split) != split:
+            raise SkinsegError(f"split file puts {image_id} in both {mapping[image_id]} and {split}", path)
     bad = {i: s for i, s in mapping.items() if s not in SPLITS}
     if not mapping:
         raise SkinsegError("split file must map ids to train/val/test (no rows found)", path)
@@ -117,6 +121,12 @@ def assign_splits(
     """The split of each id: from the split file where it names the id, else by the seeded hash of its group
     (of the id itself where it has none)."""
     given = read_split_file(split_file) if split_file else {}
+    if given and not given.keys() & set(ids):
+        raise SkinsegError(
+            f"none of the split file's {len(given)} ids names an image here (first: {next(iter(given))}; an id is"
+            f" the image's file name without its extension, e.g. {ids[0] if ids else '?'})",
+            split_file,
+        )
     groups = groups or {}
     train, val, _ = fractions
     result = []

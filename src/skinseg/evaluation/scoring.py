@@ -119,11 +119,13 @@ def _mask_files_by_id(folder: Path) -> dict[str, Path]:
     """The masks in a folder by image id; segment's overlays and probability maps beside them are no masks."""
     if not folder.is_dir():
         raise SkinsegError("folder not found", folder)
-    found = {}
+    found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         picture = path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
         if picture and not EXTRA_OUTPUTS.search(path.stem):
             image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
+            if image_id in found:
+                raise SkinsegError(f"two masks for {image_id}: {found[image_id].name} and {path.name}", folder)
             found[image_id] = path
     return found
 
