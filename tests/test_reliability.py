@@ -608,3 +608,26 @@ def test_evaluate_figures_never_go_into_an_input_folder(tmp_path):
         result = invoke("evaluate", "--pred", pred, "--truth", truth, "--figures", figures)
         assert result.exit_code == 1 and "give --figures a folder of its own" in result.output
     assert sorted(p.name for p in pred.iterdir()) == ["a.png"] and sorted(p.name for p in truth.iterdir()) == ["a.png"]
+
+
+def test_a_mistyped_data_folder_leaves_the_run_that_overwrite_would_replace(trained_run, tmp_path):
+    """Issue #20 case 1: `train --out RUN --overwrite` with a mistyped --data deleted the finished run, then said
+    that the data folder was not found."""
+    import shutil
+
+    run = Path(shutil.copytree(trained_run.run_dir, tmp_path / "run"))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = invoke("train", "--data", tmp_path / "typo", "--out", run, "--overwrite")
+    assert result.exit_code == 1 and "typo: data folder not found" in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_segment_never_writes_over_its_model(tiny_model_path, tmp_path):
+    """Issue #20 case 5: `--summary` or `--report` naming the model file replaced it with --overwrite."""
+    import shutil
+
+    model = Path(shutil.copy(tiny_model_path, tmp_path / "m.json"))  # a model file that a summary could be named
+    (source,) = _images(tmp_path / "in", ("a.png",))
+    before = model.read_bytes()
+    result = invoke("segment", source, "-o", tmp_path / "o.png", "--model", model, "--summary", model, "--overwrite")
+    assert result.exit_code == 1 and "is an input of this command" in result.output and model.read_bytes() == before

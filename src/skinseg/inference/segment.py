@@ -98,7 +98,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     if report and summary and os.path.realpath(report) == os.path.realpath(summary):
         raise SkinsegError("--report and --summary name one file", summary)
     for path in filter(None, (report, summary)):
-        check_output(path, config.overwrite, inputs)  # before the work, not after it
+        model = [config.model] if config.model and str(config.model) != "bundled" else []
+        check_output(path, config.overwrite, [*inputs, *model])  # before the work; the model is an input too
     todo: list[tuple[Path, Path]] = []
     kept: set[Path] = set()
     for source, target in pairs:

@@ -131,11 +131,15 @@ RESUME_CHANGES = ("epochs", "time_budget", "device", "precision")  # what a resu
 def check_run_folder(out: Path, overwrite: bool = False, config: TrainConfig | None = None) -> None:
     """A new run does not write into a folder that holds a finished or started run: that takes --resume (to
     continue it) or --overwrite (to replace it); nor into its data, nor over the weights it starts from
-    (`config`'s). The folder is made here, so that one that cannot be is an error before the work."""
+    (`config`'s), whose data must exist. The folder is made here, so that one that cannot be is an error
+    before the work."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SkinsegError("is a file; --out takes a folder for the run", out)
     if config is not None:
+        missing = [d for d in config.data_sets if not d.exists()]
+        if missing:  # said before a run that --overwrite replaces is cleared
+            raise SkinsegError("data folder not found", missing[0])
         data = [d for d in config.data_sets if d.is_dir()]
         if inside(out, data) or any(inside(d, [out]) for d in data):
             raise SkinsegError("--out and a --data folder overlap: give the run a folder of its own", out)
