@@ -59,16 +59,9 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
     copies of the predictions for the figures."""
     from rich.console import Console
 
-    from skinseg.inference.segmenter import Segmenter
+    from skinseg.inference.segmenter import segmenter_for
 
-    segmenter = Segmenter(
-        config.model,
-        device=config.device,
-        threshold=config.threshold,
-        tta=config.tta,
-        postprocess=config.postprocess,
-        precision=config.precision,
-    )
+    segmenter = segmenter_for(config)
     print_notes(console, segmenter.notes)
     pairs, where = split_pairs(Path(config.data), config.split, segmenter.info.input_size, config.split_seed)
     rows: list[dict] = []

@@ -17,7 +17,7 @@ from skinseg.data.images import load_rgb, save_mask_png, save_png
 from skinseg.errors import SkinsegError
 from skinseg.fileio import check_output
 from skinseg.inference.config import SegmentConfig
-from skinseg.inference.segmenter import Segmenter
+from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, summary_row
 from skinseg.inputs import collect_inputs, output_paths, real_path
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -129,15 +129,7 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
 
     result = SegmentResult(config.output)
     plan = plan_segmentation(config, result)
-    segmenter = Segmenter(
-        config.model,
-        device=config.device,
-        threshold=config.threshold,
-        tta=config.tta,
-        postprocess=config.postprocess,
-        backend=config.backend,
-        precision=config.precision,
-    )
+    segmenter = segmenter_for(config)
     print_notes(console, segmenter.notes)
     cases = ReportCases(config.report_max_cases) if plan.report else None
     failed_before = len(result.failed)  # outputs that exist: reported, not segmented

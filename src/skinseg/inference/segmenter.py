@@ -21,6 +21,19 @@ from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import resolve_precision
 
 
+def segmenter_for(config: Any) -> Segmenter:
+    """The Segmenter a command's settings ask for: `segment`'s and `evaluate`'s configs name them alike."""
+    return Segmenter(
+        config.model,
+        device=config.device,
+        threshold=config.threshold,
+        tta=config.tta,
+        postprocess=config.postprocess,
+        backend=getattr(config, "backend", "torch"),
+        precision=config.precision,
+    )
+
+
 class Segmenter:
     """A loaded model with its preprocessing: uint8 RGB arrays (or files) in, probability maps and masks out."""
 
