@@ -63,6 +63,16 @@ def test_weights_with_nan_or_inf_are_refused(tmp_path, bad):
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_missing_metadata_entry_is_named(tmp_path):
+    """The attacker trial of issue #21: a missing entry said "('config')"."""
+    metadata = json.loads(ModelInfo(config=CONFIG, input_size=32, mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0)).to_json())
+    del metadata["config"]
+    path = tmp_path / "m.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"skinseg": json.dumps(metadata)})
+    with pytest.raises(SkinsegError, match="the entry 'config' is missing"):
+        read_info(path)
+
+
 @pytest.mark.parametrize(
     ("meta", "config", "words"),
     [
@@ -80,6 +90,15 @@ def test_weights_with_nan_or_inf_are_refused(tmp_path, bad):
         (None, {"depth": 3.5}, "depth must be a whole number"),
         (None, {"in_channels": 4}, "expected 3 input channels"),
         (None, {"base_filters": 0}, "base_filters must be between"),
+        # the attacker trial of issue #21: these said "'<=' not supported between ...", "('config')", "not enough
+        # values to unpack", or were accepted (a threshold given as a string)
+        (None, {"base_filters": "16"}, "config base_filters must be a whole number, got '16'"),
+        (None, {"dropout": "0.3"}, "config dropout must be a number, got '0.3'"),
+        ({"threshold": "0.5"}, None, "threshold must be a number, got '0.5'"),
+        ({"normalisation": {"mean": [1], "std": [1, 1, 1]}}, None, "normalisation mean must be a list of three"),
+        ({"normalisation": {"mean": 5, "std": [1, 1, 1]}}, None, "normalisation mean must be a list of three"),
+        ({"normalisation": {"mean": [1, 2, 3]}}, None, "normalisation std must be a list of three numbers, got None"),
+        ({"normalisation": [1, 2]}, None, "config and normalisation must be JSON objects"),
     ],
 )
 def test_metadata_out_of_range_is_refused_before_the_model_is_built(tmp_path, monkeypatch, meta, config, words):

@@ -118,9 +118,33 @@ def _skinseg_metadata(path: Path, header: dict) -> str:
     return meta_text
 
 
-def _three_floats(values) -> tuple[float, float, float]:
-    first, second, third = (float(v) for v in values)  # ValueError unless exactly three numbers
+def _three_floats(values, name: str) -> tuple[float, float, float]:
+    if not isinstance(values, list) or len(values) != 3 or not all(_is_number(v) for v in values):
+        raise ValueError(f"{name} must be a list of three numbers, got {values!r}")
+    first, second, third = (float(v) for v in values)
     return first, second, third
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _entries(meta: dict) -> tuple[dict, dict]:
+    """The metadata's config and normalisation, each entry of the type it must have (no Python error text)."""
+    missing = [key for key in ("config", "normalisation", "input_size", "threshold") if key not in meta]
+    if missing:
+        raise ValueError(f"the entry '{missing[0]}' is missing")
+    config, norm = meta["config"], meta["normalisation"]
+    if not isinstance(config, dict) or not isinstance(norm, dict):
+        raise ValueError("config and normalisation must be JSON objects")
+    for name, value in config.items():
+        whole = name in ("in_channels", "out_channels", "base_filters", "depth", "segmentation_levels")
+        wrong_whole = whole and (not isinstance(value, int) or isinstance(value, bool))
+        if wrong_whole or (name == "dropout" and not _is_number(value)):
+            raise ValueError(f"config {name} must be a {'whole number' if whole else 'number'}, got {value!r}")
+    if not _is_number(meta["threshold"]):
+        raise ValueError(f"threshold must be a number, got {meta['threshold']!r}")
+    return config, norm
 
 
 def info_from_json(meta_text: str, path: Path) -> ModelInfo:
@@ -143,15 +167,15 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
             f"model architecture is '{meta.get('architecture')}'; this skinseg knows {', '.join(ARCHITECTURES)}", path
         )
     try:
-        norm = meta["normalisation"]
-        config = ModelConfig.from_dict({"architecture": architecture, **meta["config"]})
+        config_entries, norm = _entries(meta)
+        config = ModelConfig.from_dict({"architecture": architecture, **config_entries})
         if config.architecture != architecture:
             raise ValueError(f"the metadata names two architectures ({architecture}, {config.architecture})")
         info = ModelInfo(
             config=config,
             input_size=_whole_number(meta["input_size"]),
-            mean=_three_floats(norm["mean"]),
-            std=_three_floats(norm["std"]),
+            mean=_three_floats(norm.get("mean"), "normalisation mean"),
+            std=_three_floats(norm.get("std"), "normalisation std"),
             threshold=float(meta["threshold"]),
             version=str(meta.get("skinseg_version", "?")),
             training=dict(meta.get("training") or {}),
