@@ -147,7 +147,7 @@ class Thumbnails:
         self._masks: dict[str, tuple[tuple[int, int], np.ndarray]] = {}
 
     def add(self, image_id: str, mask: np.ndarray) -> None:
-        small = shrink(mask.astype(bool), self.side)
+        small = shrink(np.asarray(mask, dtype=bool), self.side)  # no copy of a mask that is bool already
         self._masks[image_id] = (small.shape[:2], np.packbits(small))
 
     def __getitem__(self, image_id: str) -> np.ndarray:
