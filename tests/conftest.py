@@ -8,7 +8,6 @@ import os
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 os.environ.update(THREAD_ENV)
 
-import fcntl  # noqa: E402
 import pickle  # noqa: E402
 import shutil  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -16,6 +15,7 @@ from pathlib import Path  # noqa: E402
 from typing import TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 from skinseg.data.config import PrepareConfig  # noqa: E402
 from skinseg.data.prepare import prepare_dataset  # noqa: E402
@@ -64,8 +64,7 @@ def made_once(tmp_path_factory, name: str, make: Callable[[Path], T]) -> T:
         return make(tmp_path_factory.mktemp(name))
     root = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
     folder, result = root / name, root / f"{name}.pickle"
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    with FileLock(root / f"{name}.lock"):
         if not result.is_file():
             shutil.rmtree(folder, ignore_errors=True)  # what another worker left when it failed
             folder.mkdir()

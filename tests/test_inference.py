@@ -73,7 +73,7 @@ def test_existing_outputs_are_kept_unless_overwrite(tiny_model_path, tmp_path):
 def test_input_is_never_overwritten(tiny_model_path, tmp_path):
     source = _image(tmp_path / "a.png")
     before = source.read_bytes()
-    with pytest.raises(SkinsegError, match="refusing to overwrite an input"):
+    with pytest.raises(SkinsegError, match="an input of this command: refusing to write over it"):
         segment_paths(
             SegmentConfig(inputs=(source,), output=source, model=tiny_model_path, device="cpu", overwrite=True)
         )

@@ -426,7 +426,7 @@ def test_evaluate_never_writes_over_an_input_or_an_existing_file(tmp_path):
     assert invoke(*scoring, "--csv", victim, "--overwrite").exit_code == 1  # a mask is not a .csv
     (truth / "old.json").write_text("{}")
     result = invoke(*scoring, "--json", truth / "old.json", "--overwrite")
-    assert result.exit_code == 1 and "input folder" in result.output
+    assert result.exit_code == 1 and "an input of this command" in result.output
     report = tmp_path / "r.json"
     report.write_text("keep")
     result = invoke(*scoring, "--json", report)
@@ -460,11 +460,11 @@ def test_evaluate_report_is_checked_like_every_report_before_the_scoring(tiny_mo
     scoring_model = ("evaluate", "--model", model, "--data", prepared, "--device", "cpu")
     cases = [
         ((*scoring, "--report", pred / "a.png", "--overwrite"), "--report writes HTML: name the file .html"),
-        ((*scoring, "--report", pred / "page.html"), "lies in an input folder"),
-        ((*scoring, "--csv", truth / "new.csv"), "lies in an input folder"),
+        ((*scoring, "--report", pred / "page.html"), "an input of this command"),
+        ((*scoring, "--csv", truth / "new.csv"), "an input of this command"),
         ((*scoring, "--report", tmp_path / "r.txt"), "--report writes HTML"),
         ((*scoring_model, "--report", prepared / "manifest.json", "--overwrite"), "--report writes HTML"),
-        ((*scoring_model, "--report", prepared / "r.html"), "lies in an input folder"),
+        ((*scoring_model, "--report", prepared / "r.html"), "an input of this command"),
         ((*scoring_model, "--report", model.with_suffix(".html").mkdir() or model.with_suffix(".html")), "is a folder"),
     ]
     for command, words in cases:
@@ -565,9 +565,9 @@ def test_prepare_writes_only_a_folder_of_its_own(raw_dir, tmp_path):
     before = {p: p.read_bytes() for p in [*raw.rglob("*.png"), *user.iterdir()]}
     cases = [
         (user, "holds files that are not a skinseg cache"),
-        (raw, "--out and the data"),
-        (raw / "images", "--out and the data"),
-        (tmp_path, "--out and the data"),  # the data inside --out
+        (raw, "is the data folder, an input of this command"),
+        (raw / "images", "lies in the data folder"),
+        (tmp_path, "holds the data folder"),  # the data inside --out
     ]
     for out, words in cases:
         result = invoke("prepare", "--data", raw, "--out", out, "--size", "32", "--workers", "1")
@@ -588,12 +588,12 @@ def test_train_never_writes_into_its_data_or_over_its_init_weights(prepared_dir,
     prepared = Path(shutil.copytree(prepared_dir, tmp_path / "prep"))
     for out in (prepared, prepared / "run", tmp_path):
         result = invoke("train", "--data", prepared, "--out", out, "--epochs", "1")
-        assert result.exit_code == 1 and "--out and a --data folder overlap" in result.output, result.output
+        assert result.exit_code == 1 and "an input of this command" in result.output, result.output
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_model_path, run / "best.safetensors")
     result = invoke("train", "--data", prepared, "--out", run, "--init", run / "best.safetensors", "--overwrite")
-    assert result.exit_code == 1 and "the --init weights lie in --out" in result.output
+    assert result.exit_code == 1 and "holds the --init weights" in result.output
     assert (run / "best.safetensors").read_bytes() == Path(tiny_model_path).read_bytes()
     assert sorted(p.name for p in prepared.iterdir()) == sorted(p.name for p in Path(prepared_dir).iterdir())
 
@@ -606,7 +606,7 @@ def test_evaluate_figures_never_go_into_an_input_folder(tmp_path):
         mask_for(SIZE).save(folder / "a.png")
     for figures in (pred, truth, pred / "figs"):
         result = invoke("evaluate", "--pred", pred, "--truth", truth, "--figures", figures)
-        assert result.exit_code == 1 and "give --figures a folder of its own" in result.output
+        assert result.exit_code == 1 and "an input of this command" in result.output
     assert sorted(p.name for p in pred.iterdir()) == ["a.png"] and sorted(p.name for p in truth.iterdir()) == ["a.png"]
 
 
@@ -630,4 +630,4 @@ def test_segment_never_writes_over_its_model(tiny_model_path, tmp_path):
     (source,) = _images(tmp_path / "in", ("a.png",))
     before = model.read_bytes()
     result = invoke("segment", source, "-o", tmp_path / "o.png", "--model", model, "--summary", model, "--overwrite")
-    assert result.exit_code == 1 and "is an input of this command" in result.output and model.read_bytes() == before
+    assert result.exit_code == 1 and "an input of this command" in result.output and model.read_bytes() == before

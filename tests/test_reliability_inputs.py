@@ -3,7 +3,6 @@ what it cannot use is said in one line naming the file, never passed on silently
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import shutil
@@ -14,13 +13,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 from safetensors.torch import save_file
 
 from skinseg.data import layouts
+from skinseg.data.cache import MANIFEST, MARKER
 from skinseg.data.config import PrepareConfig
 from skinseg.data.dataset import open_prepared
-from skinseg.data.prepare import LOCK, MANIFEST, prepare_dataset
+from skinseg.data.prepare import prepare_dataset
 from skinseg.data.sources import split_pairs
 from skinseg.errors import SkinsegError
 from skinseg.evaluation.scoring import evaluate_folders
@@ -240,28 +241,43 @@ def test_a_changed_source_image_makes_evaluate_say_the_cache_is_stale(own_raw, t
 def test_prepare_is_refused_while_another_run_holds_the_folder(raw_dir, tmp_path):
     out = tmp_path / "prepared"
     out.mkdir()
-    with open(out / LOCK, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(SkinsegError, match="another `skinseg prepare` is writing this folder"):
-            prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))
+    refused = pytest.raises(SkinsegError, match="another skinseg command is writing it now")
+    with FileLock(out / ".lock"), refused:  # what another process's prepare holds
+        prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))
     assert not (out / MANIFEST).exists()
     prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))  # once it is released
     assert open_prepared(out).size == 32
 
 
 def test_prepare_uses_unique_temp_names_and_removes_a_killed_runs_leftovers(raw_dir, tmp_path, monkeypatch):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / MARKER).touch()  # a killed run leaves its marker and its temporary arrays
+    (out / ".images.tmp.npy").write_bytes(b"left by a killed run")
+    prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))
+    assert not list(out.glob(".*.npy"))
+    assert open_prepared(out).size == 32
+
+
+def test_an_interrupted_prepare_leaves_no_temporaries_and_the_previous_cache_whole(raw_dir, tmp_path, monkeypatch):
+    """Issue #20: a killed prepare of 3,200 pairs left ~840 MB of hidden temporaries and had already removed the
+    previous valid cache. Now the old cache stays whole until the new one replaces it in one step, and an
+    interrupt (Ctrl-C, SIGTERM) removes the temporaries on the way out."""
     from skinseg.data import prepare
 
     out = tmp_path / "prepared"
-    out.mkdir()
-    (out / LOCK).touch()  # a killed run leaves its lock file (unlocked) and its temporary arrays
-    (out / ".images.tmp.npy").write_bytes(b"left by a killed run")
-    made = []
-    real = prepare._temp_file
-    monkeypatch.setattr(prepare, "_temp_file", lambda folder, name: made.append(real(folder, name)) or made[-1])
     prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=32, workers=1))
-    assert len({p.name for p in made}) == 2 and ".images.tmp.npy" not in {p.name for p in made}
-    assert not list(out.glob(".*.npy"))
+    before = {name: (out / name).read_bytes() for name in ("manifest.json", "images.npy", "masks.npy")}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare, "_channel_stats", interrupted)  # after every pair is decoded
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(PrepareConfig(data=raw_dir, out=out, size=40, workers=1))
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".npy") and p.name.startswith(".")]
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert open_prepared(out).size == 32  # still the whole previous cache
 
 
 def test_arrays_of_another_size_than_the_manifest_says_are_refused(prepared_dir, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 from skinseg.data.images import IMAGE_SUFFIXES, MASK_FORMATS
 from skinseg.data.layouts import MASK_SUFFIXES
 from skinseg.errors import SkinsegError
+from skinseg.fileio import real_path
 
 MASK_SUFFIX = "_segmentation.png"
 
@@ -92,15 +93,3 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
             raise SkinsegError(f"two inputs would write the same mask ({seen[target]} and {source})", target)
         seen[target] = source
     return targets
-
-
-def real_path(path: str | Path, folders: dict[str, str]) -> str:
-    """`os.path.realpath(path)`, with each folder resolved once (`folders` remembers them): the same answer for a
-    folder of 10000 images without a stat of every folder above each of them."""
-    parent, name = os.path.split(os.fspath(path))
-    if name in ("", ".", ".."):
-        return os.path.realpath(path)
-    if parent not in folders:
-        folders[parent] = os.path.realpath(parent or ".")
-    joined = os.path.join(folders[parent], name)
-    return os.path.realpath(joined) if os.path.islink(joined) else joined

@@ -66,47 +66,73 @@ def evaluate(
     from skinseg.data.dataset import data_set_name
     from skinseg.errors import SkinsegError
     from skinseg.evaluation.config import EvaluateConfig
-    from skinseg.evaluation.reports import check_report_paths, html_page_path, write_reports
-    from skinseg.evaluation.scoring import evaluate_folders, evaluate_model
-    from skinseg.reporting.html import ReportCases
-    from skinseg.reporting.tables import metrics_table, print_notes, sets_table
+    from skinseg.evaluation.reports import plan_evaluation, write_reports
 
     if pred is not None or truth is not None:
         if pred is None or truth is None:
             raise SkinsegError("--pred and --truth go together")
         if data or model is not None:
             raise SkinsegError("--pred/--truth score masks already made: --data and --model do not apply to them")
-        check_report_paths(json_file, csv_file, figures, [pred.name], [pred, truth], overwrite, html)
-        reports = [evaluate_folders(pred, truth, ReportCases(report_max_cases) if html else None)]
+        names = [pred.name]
+    elif not data:
+        raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
     else:
-        if not data:
-            raise SkinsegError("give --data (a prepared or raw dataset), or --pred with --truth")
         names = [data_set_name(d) for d in data]
         if len(set(names)) < len(names):
             raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
-        check_report_paths(json_file, csv_file, figures, names, [*data, *([model] if model else [])], overwrite, html)
-        config = EvaluateConfig(
-            model=model,
-            data=data[0],
-            split=split,
-            device=device,
-            batch_size=batch_size,
-            threshold=threshold,
-            tta=tta,
-            postprocess=postprocess,
-            precision=precision,
-            split_seed=split_seed,
+    config = EvaluateConfig(
+        model=model,
+        data=data[0] if data else None,
+        more_data=tuple(data[1:]) if data else (),
+        pred=pred,
+        truth=truth,
+        json_file=json_file,
+        csv_file=csv_file,
+        figures=figures,
+        report=html,
+        report_max_cases=report_max_cases,
+        overwrite=overwrite,
+        split=split,
+        device=device,
+        batch_size=batch_size,
+        threshold=threshold,
+        tta=tta,
+        postprocess=postprocess,
+        precision=precision,
+        split_seed=split_seed,
+    )
+    plan = plan_evaluation(config, names)
+    plan.check()  # before any scoring
+    with plan.hold():  # another evaluate writing these reports refuses this one at once
+        reports = _score(config)
+        write_reports(
+            reports, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite
         )
-        reports = [
-            evaluate_model(
-                dataclasses.replace(config, data=d),
-                console=console,
-                cases=ReportCases(report_max_cases) if html else None,
-            )
-            for d in data
-        ]
-    write_reports(reports, json_file=json_file, csv_file=csv_file, figures=figures, html_file=html, overwrite=overwrite)
-    if figures and pred is not None:
+    _print_results(config, reports)
+
+
+def _score(config) -> list:
+    """The report of every data set of `config` (or of its --pred against --truth)."""
+    from skinseg.evaluation.scoring import evaluate_folders, evaluate_model
+    from skinseg.reporting.html import ReportCases
+
+    def cases() -> ReportCases | None:
+        return ReportCases(config.report_max_cases) if config.report else None
+
+    if config.pred is not None:
+        return [evaluate_folders(config.pred, config.truth, cases())]
+    return [
+        evaluate_model(dataclasses.replace(config, data=d, more_data=()), console=console, cases=cases())
+        for d in config.data_sets
+    ]
+
+
+def _print_results(config, reports: list) -> None:
+    """The metrics of each set (and a table of the sets), notes on what was not scored, and the pages written."""
+    from skinseg.evaluation.reports import html_page_path
+    from skinseg.reporting.tables import metrics_table, print_notes, sets_table
+
+    if config.figures and config.pred is not None:
         note = "--pred/--truth give masks without their images: --figures draws the Dice histogram only"
         print_notes(console, [note])
     for report in reports:
@@ -117,8 +143,8 @@ def evaluate(
             )
     if len(reports) > 1:
         out.print(sets_table(reports))
-    if html:
-        for page in (html_page_path(html, r.name, len(reports) > 1) for r in reports):
+    if config.report:
+        for page in (html_page_path(config.report, r.name, len(reports) > 1) for r in reports):
             out.print(
                 f"wrote {literal(str(page))} ({page.stat().st_size / 1e6:.1f} MB)", soft_wrap=True, highlight=False
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -151,11 +152,9 @@ def train(
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     options = {name: value for name, value in locals().items() if name not in COMMAND_ONLY}  # None: not given
     from skinseg.errors import SkinsegError
-    from skinseg.reporting.progress import training_display
-    from skinseg.reporting.tables import print_notes, training_summary
+    from skinseg.reporting.tables import training_summary
     from skinseg.runtime.distributed import is_main_process
     from skinseg.training.config import parse_duration, train_config
-    from skinseg.training.loop import train as run_training
     from skinseg.training.runs import check_run_folder, clear_run_folder, load_run
 
     options["time_budget"] = parse_duration(time_budget) if time_budget is not None else None
@@ -168,16 +167,12 @@ def train(
             raise SkinsegError("give --data: a prepared or raw data set (repeat it for several), or --resume RUN")
         out_dir = out_dir or default_value("out")
         config = train_config(data, preset or DEFAULT_PRESET, out=out_dir, **options)  # every setting checked first
-        check_run_folder(out_dir, overwrite, config)  # then the folder: before any data is prepared or loaded
-        if overwrite and is_main_process():
-            clear_run_folder(out_dir)
-
-    def on_start(line: str, notes: list[str]) -> None:
-        console.print(line, highlight=False, soft_wrap=True)
-        print_notes(console, notes)
-
-    with training_display(console, None if config.time_budget else config.epochs) as (on_step, on_epoch):
-        result = run_training(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
+    plan = check_run_folder(config, overwrite)  # then the files: before any data is prepared or loaded
+    main = is_main_process()
+    with plan.hold() if main else contextlib.nullcontext():  # a second train into this run is refused at once
+        if overwrite and main:
+            clear_run_folder(config.out)
+        result = _train(config)
     if not result.is_main:
         return
     if result.history:
@@ -190,3 +185,17 @@ def train(
         soft_wrap=True,
         highlight=False,
     )
+
+
+def _train(config):
+    """The run, with its start-up line and notes, and its progress on the terminal."""
+    from skinseg.reporting.progress import training_display
+    from skinseg.reporting.tables import print_notes
+    from skinseg.training.loop import train as run_training
+
+    def on_start(line: str, notes: list[str]) -> None:
+        console.print(line, highlight=False, soft_wrap=True)
+        print_notes(console, notes)
+
+    with training_display(console, None if config.time_budget else config.epochs) as (on_step, on_epoch):
+        return run_training(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)

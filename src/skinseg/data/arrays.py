@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -56,11 +54,7 @@ def _rows_to_tensor(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
 
 
 def available_memory() -> int:
-    """Bytes of memory available to this process (MemAvailable on Linux), or 8 GiB where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * 2**30
+    """Bytes of memory available to this process, as the OS counts it (psutil: Linux, macOS and Windows alike)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)

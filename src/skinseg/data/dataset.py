@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skinseg.data.cache import MARKER, load_manifest
 from skinseg.data.config import PrepareConfig
-from skinseg.data.prepare import LOCK, load_manifest, prepare_dataset
+from skinseg.data.prepare import prepare_dataset
 from skinseg.errors import SkinsegError
 from skinseg.fileio import NAMES_AS_THEY_ARE, cache_root
 
@@ -50,7 +51,7 @@ def open_prepared(root: str | Path, manifest: dict | None = None) -> PreparedDat
     root = Path(root)
     manifest = manifest or load_manifest(root)
     if manifest is None:
-        if any(root.glob(".images.*.tmp.npy")) or (root / LOCK).exists():
+        if any(root.glob(".images.*.tmp.npy")) or (root / MARKER).exists():
             raise SkinsegError(
                 "a `skinseg prepare` into this folder did not finish (no manifest.json, its temporary files are"
                 " there): run the same prepare again",

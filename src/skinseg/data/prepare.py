@@ -8,12 +8,10 @@ made from other inputs or settings, is never taken for a finished cache.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,15 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from skinseg import __version__
+from skinseg.data.cache import (
+    CACHE_FORMAT,
+    MANIFEST,
+    MARKER,
+    check_out_folder,
+    group_file,
+    load_manifest,
+    plan_prepare,
+)
 from skinseg.data.config import PrepareConfig
 from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_grey, resize_mask
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, inside, usual_permissions, write_text
-
-MANIFEST = "manifest.json"
-CACHE_FORMAT = "skinseg-prepared/1"
+from skinseg.fileio import NAMES_AS_THEY_ARE, interrupts_held, usual_permissions, write_text
 
 
 @dataclass
@@ -142,86 +146,20 @@ def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
     return results
 
 
-def load_manifest(out_dir: str | Path) -> dict | None:
-    """A folder's prepared-set manifest, or None where it has none. One that claims to be skinseg's but lacks
-    what the readers need is an error naming it, not a traceback later."""
-    path = Path(out_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
-        return None
-    shapes = {"items": list, "split_sizes": dict, "count": int, "size": int}
-    wrong = [key for key, kind in shapes.items() if not isinstance(manifest.get(key), kind)]
-    wrong += [] if wrong else [f"items[{i}]" for i, item in enumerate(manifest["items"]) if not _item_ok(item)][:1]
-    if wrong:
-        raise SkinsegError(
-            f"damaged prepared set: {wrong[0]} is missing or malformed; run `skinseg prepare` again", path
-        )
-    return manifest
-
-
-def _item_ok(item: object) -> bool:
-    return isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("id", "image", "mask", "split"))
-
-
-LOCK = ".lock"
-
-
-@contextlib.contextmanager
-def _locked(out: Path, wait: bool) -> Iterator[None]:
-    """Hold OUT/.lock for the whole run, so that two runs into one folder never interleave (a second run
-    waits, with `wait`, or is refused). The lock goes with the process: a crashed run leaves none behind."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / LOCK).touch()
-    except OSError as exc:
-        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", out) from None
-    with open(out / LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SkinsegError(
-                "another `skinseg prepare` is writing this folder; wait for it to finish or choose another --out", out
-            ) from None
-        for stale in out.glob(".*.tmp*.npy"):  # what a killed run left; no run can be writing it now
-            stale.unlink(missing_ok=True)
-        yield
-
-
 def prepare_dataset(
     config: PrepareConfig, progress: Callable[[int, int], None] | None = None, wait: bool = False
 ) -> PrepareResult:
     """Build (or reuse) the cache for `config.data` in `config.out`. Another run building the same folder is
     waited for (`wait`) or refused."""
+    plan = plan_prepare(config)
+    plan.check()
     check_out_folder(config)
-    with _locked(Path(config.out), wait):
+    with plan.hold(wait):
+        out = Path(config.out)
+        (out / MARKER).touch()
+        for stale in out.glob(".*.tmp*.npy"):  # what a killed run left; no run can be writing it now
+            stale.unlink(missing_ok=True)
         return _prepare(config, progress)
-
-
-# What prepare itself writes into --out: anything else there is the user's, and the folder is refused.
-OWN_NAMES = re.compile(r"manifest\.json|images\.npy|masks\.npy|\.lock|unzipped|\.(images|masks)\..*\.npy")
-
-
-def check_out_folder(config: PrepareConfig) -> None:
-    """Before anything is written: --out is not the data nor inside it, and holds nothing but a skinseg cache,
-    of this data set (another's is replaced only with --force)."""
-    out, data = Path(config.out), Path(config.data)
-    if inside(out, [data] if data.is_dir() else []) or inside(data, [out]):
-        raise SkinsegError(f"--out and the data ({data}) overlap: write the cache to a folder of its own", out)
-    if out.exists() and not out.is_dir():
-        raise SkinsegError("is a file; --out takes a folder for the cache", out)
-    names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
-    foreign = [name for name in names if not OWN_NAMES.fullmatch(name)]
-    if names and (foreign or not (out / LOCK).exists()):
-        first = (foreign or names)[0]
-        words = f"holds files that are not a skinseg cache (first: {first}): give a new or empty folder"
-        raise SkinsegError(words, out)
-    manifest = load_manifest(out)
-    source = manifest.get("source") if manifest else None
-    if source and source != str(data.resolve()) and not config.force:
-        raise SkinsegError(f"holds the prepared set of {source}: give another --out, or --force to replace it", out)
 
 
 def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None) -> PrepareResult:
@@ -237,8 +175,33 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     previous = load_manifest(out)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
         return _reused(out, discovery.layout, previous, time.perf_counter() - start)
-    (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder is not a finished cache
-    entries, skipped, (images_tmp, masks_tmp) = _decode_all(config, discovery, progress)
+    with _temporary_arrays(out) as arrays:
+        entries, skipped = _decode_all(config, discovery, progress, arrays)
+        manifest = _manifest(config, discovery.layout, entries, skipped, fingerprint, (group_file, group_column))
+        _replace_cache(out, arrays, json.dumps(manifest, indent=1))
+    return PrepareResult(
+        out,
+        discovery.layout,
+        len(entries),
+        manifest["split_sizes"],
+        skipped,
+        seconds=time.perf_counter() - start,
+        groups=manifest["groups"],
+        manifest=manifest,
+    )
+
+
+def _manifest(
+    config: PrepareConfig,
+    layout: str,
+    entries: list[dict],
+    skipped: list,
+    fingerprint: str,
+    grouping: tuple[Path | None, str | None],
+) -> dict:
+    """The cache's manifest: its items with their splits, the normalisation of its training split, and what
+    was skipped."""
+    group_file, group_column = grouping
     ids = [e["id"] for e in entries]
     groups = read_groups(group_file, group_column, ids) if group_file and group_column else {}
     splits = assign_splits(ids, config.split, config.seed, config.split_file, groups)
@@ -249,35 +212,56 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     mean, std = _channel_stats(entries, [s == "train" for s in splits], config.size**2)
     for entry in entries:
         del entry["channel_sum"], entry["channel_sq_sum"]
-    for tmp, name in ((images_tmp, "images.npy"), (masks_tmp, "masks.npy")):
-        usual_permissions(tmp)
-        os.replace(tmp, out / name)
-    split_sizes = {name: splits.count(name) for name in ("train", "val", "test")}
     group_info = (
         {"file": str(group_file), "column": group_column, "count": len({groups[i] for i in ids if i in groups})}
         if groups
         else None
     )
-    manifest = {
+    return {
         "format": CACHE_FORMAT,
         "skinseg_version": __version__,
         "fingerprint": fingerprint,
         "settings": config.cache_settings(),
         "source": str(Path(config.data).resolve()),
-        "layout": discovery.layout,
+        "layout": layout,
         "size": config.size,
         "count": len(entries),
-        "split_sizes": split_sizes,
+        "split_sizes": {name: splits.count(name) for name in ("train", "val", "test")},
         "groups": group_info,
         "normalisation": {"mean": mean, "std": std},
         "skipped": skipped,
         "items": entries,
     }
-    write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    seconds = time.perf_counter() - start
-    return PrepareResult(
-        out, discovery.layout, len(entries), split_sizes, skipped, seconds=seconds, groups=group_info, manifest=manifest
-    )
+
+
+@contextlib.contextmanager
+def _temporary_arrays(out: Path) -> Iterator[tuple[Path, Path]]:
+    """Two unique hidden .npy files in `out` for the new images and masks; whatever becomes of the run (an
+    error, Ctrl-C, SIGTERM), those not renamed into the cache are removed on the way out."""
+    made: list[Path] = []
+    try:
+        for name in ("images", "masks"):
+            fd, name_made = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.npy", dir=out)
+            os.close(fd)
+            made.append(Path(name_made))
+        yield made[0], made[1]
+    finally:
+        with interrupts_held():
+            for tmp in made:
+                tmp.unlink(missing_ok=True)
+                tmp.with_suffix(".compact.npy").unlink(missing_ok=True)
+
+
+def _replace_cache(out: Path, arrays: tuple[Path, Path], manifest: str) -> None:
+    """The new arrays and manifest in place of the old cache, in one step that an interrupt waits for: until
+    here the previous cache was whole and usable; without its manifest for these few renames, a folder is
+    never taken for a finished cache (a kill -9 in between leaves one that the next prepare rebuilds)."""
+    with interrupts_held():
+        (out / MANIFEST).unlink(missing_ok=True)
+        for tmp, name in zip(arrays, ("images.npy", "masks.npy"), strict=True):
+            usual_permissions(tmp)
+            os.replace(tmp, out / name)
+        write_text(out / MANIFEST, manifest)
 
 
 def _reused(out: Path, layout: str, manifest: dict, seconds: float) -> PrepareResult:
@@ -297,12 +281,15 @@ def _reused(out: Path, layout: str, manifest: dict, seconds: float) -> PrepareRe
 
 
 def _decode_all(
-    config: PrepareConfig, discovery: Discovery, progress: Callable[[int, int], None] | None
-) -> tuple[list[dict], list, tuple[Path, Path]]:
-    """Decode and resize every pair into temporary arrays in `config.out` (compacted when pairs were skipped):
-    the items kept, the pairs skipped with their reasons, and the two temporary files."""
-    out, size, count = Path(config.out), config.size, len(discovery.pairs)
-    images_tmp, masks_tmp = _temp_file(out, "images"), _temp_file(out, "masks")  # a failed run's: removed by the next
+    config: PrepareConfig,
+    discovery: Discovery,
+    progress: Callable[[int, int], None] | None,
+    arrays: tuple[Path, Path],
+) -> tuple[list[dict], list]:
+    """Decode and resize every pair into the temporary `arrays` (compacted when pairs were skipped): the items
+    kept, and the pairs skipped with their reasons."""
+    size, count = config.size, len(discovery.pairs)
+    images_tmp, masks_tmp = arrays
     np.lib.format.open_memmap(images_tmp, "w+", np.uint8, (count, size, size, 3)).flush()
     np.lib.format.open_memmap(masks_tmp, "w+", np.uint8, (count, size, size)).flush()
     jobs = [(i, pair, size, str(images_tmp), str(masks_tmp)) for i, pair in enumerate(discovery.pairs)]
@@ -324,8 +311,6 @@ def _decode_all(
     skipped += errors
     kept = [(i, info) for i, info, _ in results if info is not None]
     if not kept:
-        images_tmp.unlink(missing_ok=True)
-        masks_tmp.unlink(missing_ok=True)
         raise SkinsegError(
             f"no usable image/mask pairs ({len(skipped)} skipped; first: {skipped[0][0]}: {skipped[0][1]})", config.data
         )
@@ -334,14 +319,7 @@ def _decode_all(
         for tmp in (images_tmp, masks_tmp):
             np.save(tmp.with_suffix(".compact.npy"), np.load(tmp, mmap_mode="r")[keep])
             os.replace(tmp.with_suffix(".compact.npy"), tmp)
-    return [info for _, info in kept], skipped, (images_tmp, masks_tmp)
-
-
-def _temp_file(out: Path, name: str) -> Path:
-    """A unique temporary .npy file in `out`, renamed over NAME.npy when whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp.npy", dir=out)
-    os.close(fd)
-    return Path(tmp)
+    return [info for _, info in kept], skipped
 
 
 def _grouping(config: PrepareConfig, discovery: Discovery) -> tuple[Path | None, str | None]:
@@ -351,12 +329,10 @@ def _grouping(config: PrepareConfig, discovery: Discovery) -> tuple[Path | None,
         return None, None
     if config.group_by is None:
         return discovery.group_file, discovery.group_column
-    path, column = parse_group_by(config.group_by)
-    if not path.is_absolute() and not path.exists() and (Path(config.data) / path).exists():
-        path = Path(config.data) / path
-    if not path.is_file():
+    path = group_file(config)
+    if path is None or not path.is_file():
         raise SkinsegError("grouping file not found (--group-by FILE:COLUMN)", path)
-    return path, column
+    return path, parse_group_by(config.group_by)[1]
 
 
 def _channel_stats(entries: list[dict], rows: list[bool], pixels_per_image: int) -> tuple[list[float], list[float]]:

@@ -10,9 +10,11 @@ import numpy as np
 
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.errors import SkinsegError
+from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES
 from skinseg.evaluation.scoring import EvalReport
-from skinseg.fileio import check_output, inside, refuse_existing, write_csv, write_text
+from skinseg.fileio import write_csv, write_text
+from skinseg.plan import Plan
 from skinseg.reporting.html import HTML_SUFFIXES
 
 FIGURE_FILES = ("dice_histogram.png", "cases.png")
@@ -26,37 +28,43 @@ def figure_folders(figures: Path, set_names: list[str]) -> list[Path]:
 REPORT_SUFFIXES = {"--json": (".json",), "--csv": (".csv",), "--report": HTML_SUFFIXES}
 
 
-def check_report_paths(
+def plan_evaluation(config: EvaluateConfig, set_names: list[str]) -> Plan:
+    """What an evaluation reads (the model, the data sets or --pred and --truth) and writes (each report file,
+    the figures): checked before any scoring."""
+    plan = Plan("evaluate", config.overwrite)
+    if config.pred is not None and config.truth is not None:
+        plan.read(config.pred, "--pred folder", folder=True)
+        plan.read(config.truth, "--truth folder", folder=True)
+    for data in config.data_sets:
+        plan.read(data, "data folder", folder=data.is_dir() or not data.suffix)
+    if config.model is not None and str(config.model) != "bundled":
+        plan.read(config.model, "model")
+    _plan_reports(plan, config.json_file, config.csv_file, config.figures, config.report, set_names)
+    return plan
+
+
+def _plan_reports(
+    plan: Plan,
     json_file: Path | None,
     csv_file: Path | None,
     figures: Path | None,
+    html_file: Path | None,
     set_names: list[str],
-    inputs: list[Path],
-    overwrite: bool = False,
-    html_file: Path | None = None,
 ) -> None:
-    """Before any scoring: each report file (the HTML page of every set) has its format's suffix, is neither an
-    input nor in an input folder (refused even with `overwrite`), is no folder, and exists only with `overwrite`;
-    `figures` is a folder whose figures exist only with `overwrite`."""
-    input_folders = [p for p in inputs if p.is_dir()]
+    """The report files of `set_names`, each with its format's suffix (the HTML page of every set), and the
+    figures folder with its figures (a subfolder per set when there are several)."""
     pages = [html_page_path(html_file, name, len(set_names) > 1) for name in set_names] if html_file else []
     named = [("--json", json_file), ("--csv", csv_file), *(("--report", page) for page in pages)]
     for option, path in ((option, path) for option, path in named if path is not None):
         if path.suffix.lower() not in REPORT_SUFFIXES[option]:
             kind = REPORT_SUFFIXES[option][0]
             raise SkinsegError(f"{option} writes {kind[1:].upper()}: name the file {kind}", path)
-        if inside(path, input_folders):
-            raise SkinsegError("lies in an input folder of this evaluation: refusing to write there", path)
-        check_output(path, overwrite, [p for p in inputs if not p.is_dir()])
+        plan.write(path, option, lock=True)
     if figures is not None:
-        if figures.exists() and not figures.is_dir():
-            raise SkinsegError("--figures takes a folder, and this is a file", figures)
-        if inside(figures, input_folders):
-            words = "lies in an input folder of this evaluation: give --figures a folder of its own"
-            raise SkinsegError(words, figures)
+        plan.write(figures, "--figures", folder=True, lock=True)
         for folder in figure_folders(figures, set_names):
             for name in FIGURE_FILES:
-                refuse_existing(folder / name, overwrite)
+                plan.write(folder / name, "figure")
 
 
 def write_reports(
@@ -69,11 +77,13 @@ def write_reports(
 ) -> None:
     """One report as before; several (one per data set) kept apart: a JSON list under "sets", a `set` column
     in the CSV, a figures folder and an HTML page (REPORT-<set>.html) per set. `html_file` needs the reports
-    made with `cases`; an existing file is kept unless `overwrite` (check_report_paths says so before the
+    made with `cases`; an existing file is kept unless `overwrite` (plan_evaluation says so before the
     scoring)."""
     several = isinstance(reports, list) and len(reports) > 1
     reports = reports if isinstance(reports, list) else [reports]
-    check_report_paths(json_file, csv_file, figures, [r.name for r in reports], [], overwrite, html_file)
+    plan = Plan("evaluate", overwrite)
+    _plan_reports(plan, json_file, csv_file, figures, html_file, [r.name for r in reports])
+    plan.check()
     if html_file:
         from skinseg.reporting.html import evaluation_page, write_page
 

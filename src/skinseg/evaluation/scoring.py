@@ -61,9 +61,12 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
 
     from skinseg.inference.segmenter import segmenter_for
 
+    if config.data is None:
+        raise SkinsegError("give the data set to score (--data)")
+    data = Path(config.data)
     segmenter = segmenter_for(config)
     print_notes(console, segmenter.notes)
-    pairs, where = split_pairs(Path(config.data), config.split, segmenter.info.input_size, config.split_seed)
+    pairs, where = split_pairs(data, config.split, segmenter.info.input_size, config.split_seed)
     rows: list[dict] = []
     thumbnails = Thumbnails()
     with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
@@ -88,7 +91,7 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
     return EvalReport(
         f"{model_name} on the {where}{options}, {segmenter.precision.name}",
-        data_set_name(Path(config.data)),
+        data_set_name(data),
         rows,
         summarise(rows),
         {p.id: p for p in pairs},
@@ -97,8 +100,8 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
         cases,
         settings={
             "model": model_name,
-            "data": str(Path(config.data).resolve()),
-            "split": config.split or default_split(load_manifest(Path(config.data))),
+            "data": str(data.resolve()),
+            "split": config.split or default_split(load_manifest(data)),
             "threshold": segmenter.threshold,
             "tta": config.tta,
             "postprocess": config.postprocess,

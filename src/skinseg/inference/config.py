@@ -31,3 +31,13 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The settings of `skinseg export`: the model (None: the bundled one) written as ONNX to `out`."""
+
+    model: Path | None
+    out: Path
+    opset: int = 18
+    overwrite: bool = False

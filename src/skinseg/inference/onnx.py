@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, cache_root, check_output
+from skinseg.fileio import atomic_path, cache_root
+from skinseg.inference.config import ExportConfig
 from skinseg.models.weights import ModelInfo, info_from_json, load_model, model_file
+from skinseg.plan import Plan
 
 METADATA_KEY = "skinseg"
 
@@ -44,15 +46,32 @@ def quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def plan_export(config: ExportConfig) -> Plan:
+    """The model read; the .onnx file written (locked while it is)."""
+    plan = Plan("export", config.overwrite)
+    if config.model is not None and str(config.model) != "bundled":
+        plan.read(config.model, "model")
+    if Path(config.out).suffix.lower() != ".onnx":
+        raise SkinsegError("an ONNX export is named .onnx", config.out)
+    plan.write(config.out, "--output", lock=True)
+    return plan
+
+
 def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18, overwrite: bool = False) -> Path:
     """Write the model (bundled when `model_path` is None) as ONNX with dynamic batch, height and width. `out`
-    is checked first: named .onnx, not the model file, and an existing file replaced only with `overwrite`."""
+    is checked first (plan_export): named .onnx, not the model file, and an existing file replaced only with
+    `overwrite`."""
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
-        raise SkinsegError("an ONNX export is named .onnx", out)
-    check_output(out, overwrite, [model_path] if model_path is not None else [])
+    plan = plan_export(ExportConfig(Path(model_path) if model_path is not None else None, out, opset, overwrite))
+    plan.check()
     onnx = _import_onnx_package("onnx")
     _import_onnx_package("onnxscript")
+    with plan.hold():
+        _export(model_path, out, opset, onnx)
+    return out
+
+
+def _export(model_path: str | Path | None, out: Path, opset: int, onnx) -> None:
     model, info = load_model(model_path, "cpu")
     example = torch.zeros(1, 3, info.input_size, info.input_size)
     dims = {
@@ -84,7 +103,6 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18,
     entry.key, entry.value = METADATA_KEY, info.to_json()
     with atomic_path(out, suffix=".onnx") as tmp:
         onnx.save(graph, str(tmp))
-    return out
 
 
 def read_onnx_info(path: Path) -> ModelInfo:

@@ -15,11 +15,12 @@ import numpy as np
 
 from skinseg.data.images import load_rgb, save_mask_png, save_png
 from skinseg.errors import SkinsegError
-from skinseg.fileio import check_output
+from skinseg.fileio import interrupts_held
 from skinseg.inference.config import SegmentConfig
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, summary_row
-from skinseg.inputs import collect_inputs, output_paths, real_path
+from skinseg.inputs import collect_inputs, output_paths
+from skinseg.plan import Plan
 from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
 
@@ -77,6 +78,32 @@ class SegmentPlan:
     summary: Path | None
     report: Path | None
     kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (--skip-existing)
+    files: Plan = field(default_factory=lambda: Plan("segment"))  # every file read and written, checked
+
+
+def _files_plan(
+    config: SegmentConfig,
+    inputs: list[Path],
+    pairs: list[tuple[Path, Path]],
+    summary: Path | None,
+    report: Path | None,
+) -> Plan:
+    """The images and the model read; the summary (continued by --skip-existing), the report and every
+    image's outputs written. Whether an image's existing outputs are replaced, kept or reported is decided
+    image by image (plan_segmentation), so the plan judges only that none is an input."""
+    plan = Plan("segment", config.overwrite)
+    for path in inputs:
+        plan.read(path, "input image")
+    if config.model is not None and str(config.model) != "bundled":
+        plan.read(config.model, "model")
+    if summary is not None:
+        plan.write(summary, "--summary", continued=config.skip_existing, lock=True)
+    if report is not None:
+        plan.write(report, "--report", lock=True)
+    for source, target in pairs:
+        for path in _outputs_of(config, source, target):
+            plan.write(path, "mask" if path == target else "output", continued=True)
+    return plan
 
 
 def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPlan:
@@ -86,8 +113,6 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         raise SkinsegError("--skip-existing and --overwrite exclude each other: give one")
     inputs = collect_inputs(config.inputs, result.ignored)
     targets = output_paths(inputs, config.output)
-    folders: dict[str, str] = {}
-    resolved_inputs = {real_path(p, folders) for p in inputs}  # realpath, unlike resolve, survives link loops
     pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
     report = _rank_path(config.report, rank, world) if config.report else None
     summary = _rank_path(config.summary, rank, world) if config.summary else None
@@ -95,18 +120,12 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
     if report and report.suffix.lower() not in HTML_SUFFIXES:
         raise SkinsegError("--report writes HTML: name the file .html", report)
-    if report and summary and os.path.realpath(report) == os.path.realpath(summary):
-        raise SkinsegError("--report and --summary name one file", summary)
-    for path in filter(None, (report, summary)):
-        model = [config.model] if config.model and str(config.model) != "bundled" else []
-        check_output(path, config.overwrite, [*inputs, *model])  # before the work; the model is an input too
+    files = _files_plan(config, inputs, pairs, summary, report)
+    files.check()
     todo: list[tuple[Path, Path]] = []
     kept: set[Path] = set()
     for source, target in pairs:
         outputs = _outputs_of(config, source, target)
-        taken = [p for p in outputs if real_path(p, folders) in resolved_inputs]
-        if taken:
-            raise SkinsegError("refusing to overwrite an input image with an output", taken[0])
         there = [p for p in outputs if p.exists()]
         if config.skip_existing and len(there) == len(outputs):
             result.existing.append(source)
@@ -116,7 +135,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         else:
             todo.append((source, target))
             kept.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
-    return SegmentPlan(todo, summary, report, kept)
+    return SegmentPlan(todo, summary, report, kept, files)
 
 
 def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
@@ -135,15 +154,17 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     failed_before = len(result.failed)  # outputs that exist: reported, not segmented
     whole = config.overlay or plan.report is not None  # the whole image is read for these
     with (
-        SummaryWriter(plan.summary) as rows_out,
+        plan.files.hold(),  # a second segment writing this summary or report is refused at once
+        SummaryWriter(plan.summary, continued=config.skip_existing) as rows_out,
         progress_bar(console or Console(quiet=True), "Segmenting") as advance,
         contextlib.closing(_segmented(segmenter, plan.todo, config, whole, result)) as segmented,  # ends its threads
     ):
         for source, target, image, prob, mask, seconds in segmented:
-            _write_outputs(plan, config, source, target, image, prob, mask)
+            with interrupts_held():  # a mask is never written without its summary row
+                _write_outputs(plan, config, source, target, image, prob, mask)
+                result.rows.append(summary_row(source, target, mask, prob, seconds))
+                rows_out.add(result.rows[-1])
             (result.completed if target in plan.kept else result.written).append(target)
-            result.rows.append(summary_row(source, target, mask, prob, seconds))
-            rows_out.add(result.rows[-1])
             if cases is not None:
                 cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
             advance(len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo))

@@ -49,25 +49,35 @@ def summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, 
 
 class SummaryWriter:
     """Per-image rows written to CSV (or a JSON list, by suffix) as they come and flushed each time, so that an
-    interrupted batch keeps the rows of the images it finished (the JSON list is closed on the way out)."""
+    interrupted batch keeps the rows of the images it finished (the JSON list is closed on the way out).
+    `continued`: a summary that exists is continued (segment --skip-existing): its rows are kept and the new
+    ones appended, provided it has segment's columns."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, continued: bool = False):
         self.path = path
         self.file: TextIO | None = None
         self.json = path is not None and path.suffix.lower() == ".json"
+        self.continued = continued and path is not None and path.exists()
         self.count = 0
 
     def __enter__(self) -> SummaryWriter:
         if self.path is None:
             return self
+        kept = _rows_kept(self.path, self.json) if self.continued else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if kept:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
+                with open(self.path, "r+b") as whole:
+                    whole.truncate(kept[0])
             self.file = open(  # closed in __exit__
-                self.path, "w", encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline=""
+                self.path, "a" if kept else "w", encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline=""
             )
         except OSError as exc:
             raise SkinsegError(f"cannot write the summary: {exc.strerror or exc}", self.path) from None
-        self._write("[" if self.json else ",".join(SUMMARY_COLUMNS) + "\r\n")
+        if kept:
+            self.count = kept[1]
+        else:
+            self._write("[" if self.json else ",".join(SUMMARY_COLUMNS) + "\r\n")
         return self
 
     def _write(self, text: str) -> None:
@@ -98,3 +108,27 @@ class SummaryWriter:
                     self._write("\n]\n")
             finally:
                 self.file.close()
+
+
+def _rows_kept(path: Path, as_json: bool) -> tuple[int, int]:
+    """Where a summary being continued ends (in bytes) and how many rows it holds; one without segment's
+    columns is refused, so that rows of two kinds never mix."""
+    try:
+        text = path.read_text(encoding="utf-8", errors=NAMES_AS_THEY_ARE)
+    except OSError as exc:
+        raise SkinsegError(f"cannot read the summary to continue it: {exc.strerror or exc}", path) from None
+    refuse = SkinsegError("is not a summary of segment's (its columns differ): give another --summary", path)
+    if as_json:
+        body = text.rstrip().removesuffix("]").rstrip()
+        try:
+            rows = json.loads(body + "]")
+        except ValueError:
+            raise refuse from None
+        if not isinstance(rows, list) or any(not isinstance(r, dict) or tuple(r) != SUMMARY_COLUMNS for r in rows):
+            raise refuse
+        return len(body.encode("utf-8", NAMES_AS_THEY_ARE)), len(rows)
+    whole = text[: text.rfind("\n") + 1]  # a last row without its line end was cut short: dropped
+    lines = whole.splitlines()
+    if not lines or lines[0] != ",".join(SUMMARY_COLUMNS):
+        raise refuse
+    return len(whole.encode("utf-8", NAMES_AS_THEY_ARE)), len(lines) - 1

@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, inside, interrupts_held, write_csv, write_text
+from skinseg.fileio import atomic_path, interrupts_held, write_csv, write_text
 from skinseg.models.weights import ModelInfo, save_model
+from skinseg.plan import Plan
 from skinseg.training.config import TrainConfig
 from skinseg.training.engine import Engine
 
@@ -128,32 +129,39 @@ RUN_OUTPUTS = (*RUN_FILES, "state.safetensors", "metrics.csv", "curves.png", "co
 RESUME_CHANGES = ("epochs", "time_budget", "device", "precision")  # what a resumed run may be given anew
 
 
-def check_run_folder(out: Path, overwrite: bool = False, config: TrainConfig | None = None) -> None:
-    """A new run does not write into a folder that holds a finished or started run: that takes --resume (to
-    continue it) or --overwrite (to replace it); nor into its data, nor over the weights it starts from
-    (`config`'s), whose data must exist. The folder is made here, so that one that cannot be is an error
-    before the work."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SkinsegError("is a file; --out takes a folder for the run", out)
-    if config is not None:
-        missing = [d for d in config.data_sets if not d.exists()]
-        if missing:  # said before a run that --overwrite replaces is cleared
-            raise SkinsegError("data folder not found", missing[0])
-        data = [d for d in config.data_sets if d.is_dir()]
-        if inside(out, data) or any(inside(d, [out]) for d in data):
-            raise SkinsegError("--out and a --data folder overlap: give the run a folder of its own", out)
-        if config.init and str(config.init) != "bundled" and inside(config.init, [out]):
-            raise SkinsegError("the --init weights lie in --out, which the new run writes: copy them elsewhere", out)
+def plan_training(config: TrainConfig, overwrite: bool = False) -> Plan:
+    """What a run reads (its data sets, the weights it fine-tunes) and writes (its folder, locked while it
+    trains, and every file in it); a resumed run continues its own files."""
+    plan = Plan("train", overwrite)
+    for data in config.data_sets:
+        plan.read(data, "data folder", folder=data.is_dir() or not data.suffix)
+    if config.init and str(config.init) != "bundled" and not config.resume:
+        plan.read(config.init, "--init weights")
+    run_dir = Path(config.resume or config.out)
+    plan.write(run_dir, "--resume" if config.resume else "--out", owned=True, lock=True)
+    for name in RUN_OUTPUTS:
+        plan.write(run_dir / name, "run file", continued=config.resume is not None)
+    return plan
+
+
+def check_run_folder(config: TrainConfig, overwrite: bool = False) -> Plan:
+    """The run's plan, checked before any data is prepared or loaded: a new run does not write into a folder
+    that holds a run (that takes --resume to continue it or --overwrite to replace it), nor over anything of
+    the user's without --overwrite, nor into its data or over the weights it starts from. The folder is made
+    here, so that one that cannot be is an error before the work."""
+    plan = plan_training(config, overwrite)
+    out = Path(config.resume or config.out)
     found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not overwrite:
+    if found and not overwrite and not config.resume:
         raise SkinsegError(
             f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
         )
+    plan.check()
     try:
-        out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is said before the data is loaded
+        out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SkinsegError(f"cannot make the run folder: {exc.strerror or exc}", out) from None
+    return plan
 
 
 def clear_run_folder(out: Path) -> None:

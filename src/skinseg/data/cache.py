@@ -1,0 +1,93 @@
+"""A prepared set's folder: its manifest, what prepare may find there, and the plan of a prepare into it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from skinseg.data.config import PrepareConfig
+from skinseg.data.splits import parse_group_by
+from skinseg.errors import SkinsegError
+from skinseg.plan import Plan
+
+MANIFEST = "manifest.json"
+CACHE_FORMAT = "skinseg-prepared/1"
+
+
+def load_manifest(out_dir: str | Path) -> dict | None:
+    """A folder's prepared-set manifest, or None where it has none. One that claims to be skinseg's but lacks
+    what the readers need is an error naming it, not a traceback later."""
+    path = Path(out_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
+        return None
+    shapes = {"items": list, "split_sizes": dict, "count": int, "size": int}
+    wrong = [key for key, kind in shapes.items() if not isinstance(manifest.get(key), kind)]
+    wrong += [] if wrong else [f"items[{i}]" for i, item in enumerate(manifest["items"]) if not _item_ok(item)][:1]
+    if wrong:
+        raise SkinsegError(
+            f"damaged prepared set: {wrong[0]} is missing or malformed; run `skinseg prepare` again", path
+        )
+    return manifest
+
+
+def _item_ok(item: object) -> bool:
+    return isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("id", "image", "mask", "split"))
+
+
+MARKER = ".skinseg-cache"  # made when prepare first writes a folder: the folder is a cache, not the user's
+LEGACY_MARKER = ".lock"  # what older versions left in every cache they made
+
+
+def plan_prepare(config: PrepareConfig) -> Plan:
+    """What prepare reads (the data folder or zip, a split file, a grouping file) and writes (the cache folder
+    and its three files, locked while they are written)."""
+    plan = Plan("prepare", overwrite=config.force)
+    data, out = Path(config.data), Path(config.out)
+    plan.read(data, "data folder", folder=data.is_dir() or not data.suffix)
+    if config.split_file is not None:
+        plan.read(config.split_file, "split file")
+    if (grouping := group_file(config)) is not None:
+        plan.read(grouping, "grouping file")
+    plan.write(out, "--out", owned=True, lock=True)
+    for name in OWN_FILES:  # prepare's own, replaced when its data or settings change (check_out_folder)
+        plan.write(out / name, "cache file", continued=True)
+    return plan
+
+
+OWN_FILES = (MANIFEST, "images.npy", "masks.npy")
+# What prepare itself writes into --out: anything else there is the user's, and the folder is refused.
+OWN_NAMES = re.compile(
+    rf"manifest\.json|images\.npy|masks\.npy|{re.escape(MARKER)}|\.lock|unzipped|\.(images|masks)\..*\.npy"
+)
+
+
+def check_out_folder(config: PrepareConfig) -> None:
+    """Before anything is written: --out holds nothing but a skinseg cache (one prepare made: its marker, or
+    a manifest of skinseg's), of this data set (another's is replaced only with --force)."""
+    out, data = Path(config.out), Path(config.data)
+    names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
+    foreign = [name for name in names if not OWN_NAMES.fullmatch(name)]
+    ours = any((out / name).exists() for name in (MARKER, LEGACY_MARKER)) or load_manifest(out) is not None
+    if names and (foreign or not ours):
+        first = (foreign or names)[0]
+        words = f"holds files that are not a skinseg cache (first: {first}): give a new or empty folder"
+        raise SkinsegError(words, out)
+    manifest = load_manifest(out)
+    source = manifest.get("source") if manifest else None
+    if source and source != str(data.resolve()) and not config.force:
+        raise SkinsegError(f"holds the prepared set of {source}: give another --out, or --force to replace it", out)
+
+
+def group_file(config: PrepareConfig) -> Path | None:
+    """The file of --group-by FILE:COLUMN; a relative one is looked up in the data folder too."""
+    if config.group_by in (None, "none"):
+        return None
+    path = parse_group_by(config.group_by)[0]
+    if not path.is_absolute() and not path.exists() and (Path(config.data) / path).exists():
+        path = Path(config.data) / path
+    return path

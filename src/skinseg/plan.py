@@ -1,0 +1,184 @@
+"""What a command reads and writes, checked whole before any work: the one rule for every file skinseg writes.
+
+Every command builds a Plan: its inputs (files it reads, folders whose contents it reads: images, masks, the
+model, data folders and caches, a run it fine-tunes from) and its outputs (every file and folder it writes: a
+run, a cache, masks, summaries, reports, figures, exports). `check()` applies the rule to the whole plan before
+anything is loaded or written; `hold()` then locks the outputs that two processes could share, for as long as
+the command works. The rule (docs/reliability.md):
+
+- an input exists; no output is an input, lies in an input folder, or (being a folder) holds an input; this
+  holds even with --overwrite;
+- a file output that exists is replaced only with --overwrite; the exceptions are the ones the plan
+  continues: a resumed run's own files, and the summary that `segment --skip-existing` continues;
+- a file output is not a folder, a folder output is not a file, and no two outputs name one file;
+- a locked output held by another skinseg process refuses this one at once (or is waited for, where the
+  plan says so: a cache prepared on the fly).
+
+The lock files are hidden (`.NAME.lock` beside a file, removed when the command ends; `.lock` inside a run or
+a cache)
+and taken with `filelock`, which works alike on Linux, macOS and Windows; a lock goes with its process, so a
+killed command holds none (it may leave the empty file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from skinseg.errors import SkinsegError
+from skinseg.fileio import real_path, refuse_existing
+
+
+@dataclass(frozen=True)
+class Input:
+    path: Path
+    what: str  # how errors name it: "data folder", "model", "image"
+    folder: bool = False  # its whole content is read: nothing may be written into it
+
+
+@dataclass(frozen=True)
+class Output:
+    path: Path
+    what: str  # how errors name it: "--summary", "run folder"
+    folder: bool = False  # a folder the command writes files into
+    owned: bool = False  # a folder of the command's own (a run, a cache): it may clear it, so it holds no input
+    continued: bool = False  # an existing file is continued, not replaced: no --overwrite needed
+    lock: bool = False  # another process writing it refuses this one (or is waited for)
+
+
+@dataclass
+class Plan:
+    """One command's inputs and outputs; `check()` them before any work, `hold()` the locks while working."""
+
+    command: str
+    overwrite: bool = False
+    inputs: list[Input] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
+
+    def read(self, path: str | Path, what: str, *, folder: bool = False) -> Path:
+        self.inputs.append(Input(Path(path), what, folder))
+        return Path(path)
+
+    def write(
+        self,
+        path: str | Path,
+        what: str,
+        *,
+        folder: bool = False,
+        owned: bool = False,
+        continued: bool = False,
+        lock: bool = False,
+    ) -> Path:
+        self.outputs.append(Output(Path(path), what, folder or owned, owned, continued, lock))
+        return Path(path)
+
+    @property
+    def paths(self) -> set[Path]:
+        """Every path the plan names, read or written."""
+        return {i.path for i in self.inputs} | {o.path for o in self.outputs}
+
+    def check(self) -> None:
+        """The rule, for the whole plan: the first problem is one error naming its path."""
+        folders: dict[str, str] = {}  # real_path's memory: one realpath per folder, not per file
+        for source in self.inputs:
+            if not os.path.lexists(source.path):
+                raise SkinsegError(f"{source.what} not found", source.path)
+        files = {real_path(i.path, folders): i for i in self.inputs if not i.folder}
+        input_folders = [(os.path.realpath(i.path), i) for i in self.inputs if i.folder]
+        written: dict[str, Output] = {}
+        for output in self.outputs:
+            real = real_path(output.path, folders)
+            _check_against_inputs(output, real, files, input_folders)
+            if output.folder:
+                if output.path.exists() and not output.path.is_dir():
+                    raise SkinsegError(f"{output.what} takes a folder, and this is a file", output.path)
+                continue
+            if real in written:
+                raise SkinsegError(f"{written[real].what} and {output.what} name one file", output.path)
+            written[real] = output
+            if output.path.is_dir():
+                raise SkinsegError(f"is a folder; {output.what} takes a file name", output.path)
+            if not output.continued:
+                refuse_existing(output.path, self.overwrite)
+
+    @contextlib.contextmanager
+    def hold(self, wait: bool = False) -> Iterator[None]:
+        """Lock every output marked `lock` until the block ends: held by another process, each one refuses
+        this command at once, or (`wait`) is waited for."""
+        with contextlib.ExitStack() as stack:
+            for item in self.outputs:
+                if item.lock:
+                    stack.enter_context(_locked(item, wait))
+            yield
+
+
+def lock_file(output: Output) -> Path:
+    """Where an output's lock lives: `.lock` inside a folder of the command's own (a run, a cache), else
+    `.NAME.lock` beside it."""
+    path = output.path
+    return path / ".lock" if output.owned else path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def _locked(output: Output, wait: bool) -> Iterator[None]:
+    path = lock_file(output)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
+    lock = FileLock(path, timeout=-1 if wait else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SkinsegError(
+            f"another skinseg command is writing it now: wait for it to finish, or give another {output.what}",
+            output.path,
+        ) from None
+    except OSError as exc:
+        raise SkinsegError(f"cannot lock: {exc.strerror or exc}", path) from None
+    try:
+        yield
+    finally:
+        if not output.owned:  # no lock is left beside the user's files (one in a run or cache is hidden in it)
+            path.unlink(missing_ok=True)
+        lock.release()
+
+
+_OWN_PLACE = "refusing to write there; give it a place of its own"
+
+
+def _check_against_inputs(
+    output: Output, real: str, files: dict[str, Input], input_folders: list[tuple[str, Input]]
+) -> None:
+    """No output is an input file, an input folder or in one; no folder of the command's own holds an input."""
+    if real in files:
+        raise SkinsegError(
+            f"is the {files[real].what}, an input of this command: refusing to write over it", output.path
+        )
+    for folder, source in input_folders:
+        if real == folder:
+            raise SkinsegError(f"is the {source.what}, an input of this command: {_OWN_PLACE}", output.path)
+        if _within(real, folder):
+            words = f"lies in the {source.what} {source.path}, an input of this command: {_OWN_PLACE}"
+            raise SkinsegError(words, output.path)
+        if output.owned and _within(folder, real):
+            words = f"holds the {source.what} {source.path}, an input of this command: {_OWN_PLACE}"
+            raise SkinsegError(words, output.path)
+    if output.owned:
+        inside = next((i for r, i in files.items() if _within(r, real)), None)
+        if inside is not None:
+            raise SkinsegError(
+                f"holds the {inside.what} {inside.path}, an input of this command, which it could replace: move that"
+                " elsewhere",
+                output.path,
+            )
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path `path` is `folder` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
