@@ -96,6 +96,8 @@ def _files_plan(
         plan.read(path, "input image")
     if config.model is not None and str(config.model) != "bundled":
         plan.read(config.model, "model")
+    if config.output not in [target for _, target in pairs]:  # a folder of masks
+        plan.write(config.output, "--output", folder=True)
     if summary is not None:
         plan.write(summary, "--summary", continued=config.skip_existing, lock=True)
     if report is not None:

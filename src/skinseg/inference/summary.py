@@ -114,7 +114,8 @@ def _rows_kept(path: Path, as_json: bool) -> tuple[int, int]:
     """Where a summary being continued ends (in bytes) and how many rows it holds; one without segment's
     columns is refused, so that rows of two kinds never mix."""
     try:
-        text = path.read_text(encoding="utf-8", errors=NAMES_AS_THEY_ARE)
+        with open(path, encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline="") as handle:  # \r\n kept: counted
+            text = handle.read()
     except OSError as exc:
         raise SkinsegError(f"cannot read the summary to continue it: {exc.strerror or exc}", path) from None
     refuse = SkinsegError("is not a summary of segment's (its columns differ): give another --summary", path)

@@ -1,0 +1,329 @@
+"""skinseg.plan: the one rule for what a command reads and writes (issue #20), and each command's plan of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pkgutil
+import shutil
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import skinseg
+from cases import IMAGE_CASES
+from skinseg.cli import app
+from skinseg.data.cache import plan_prepare
+from skinseg.data.config import PrepareConfig
+from skinseg.errors import SkinsegError
+from skinseg.evaluation.config import EvaluateConfig
+from skinseg.evaluation.reports import plan_evaluation
+from skinseg.inference.config import ExportConfig, SegmentConfig
+from skinseg.inference.onnx import plan_export
+from skinseg.inference.segment import SegmentResult, plan_segmentation
+from skinseg.inference.summary import SUMMARY_COLUMNS
+from skinseg.plan import Output, Plan, lock_file
+from skinseg.training.config import TrainConfig
+from skinseg.training.runs import plan_training
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
+def _images(folder: Path, names=("a.png", "b.png")) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        IMAGE_CASES["grey_png"][1](folder / name)
+    return [folder / name for name in names]
+
+
+# ------------------------------------------------------------------------------------------------ the rule
+def test_an_input_is_never_written_not_even_with_overwrite(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.png").write_bytes(b"image")
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(b"weights")
+    (tmp_path / "link.json").symlink_to(model)
+    cases = [
+        (model, {}, "is the model, an input of this command"),
+        (tmp_path / "link.json", {}, "is the model, an input of this command"),  # through a link
+        (data / "new.csv", {}, "lies in the data folder"),
+        (data, {"folder": True}, "is the data folder"),
+        (tmp_path, {"owned": True}, "holds the data folder"),
+    ]
+    for path, kind, words in cases:
+        plan = Plan("test", overwrite=True)
+        plan.read(data, "data folder", folder=True)
+        plan.read(model, "model")
+        plan.write(path, "--out", **kind)
+        with pytest.raises(SkinsegError, match=words):
+            plan.check()
+    assert model.read_bytes() == b"weights" and (data / "a.png").read_bytes() == b"image"
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite_or_when_the_plan_continues_it(tmp_path):
+    existing = tmp_path / "s.csv"
+    existing.write_text("mine")
+    plan = Plan("test")
+    plan.write(existing, "--summary")
+    with pytest.raises(SkinsegError, match="exists \\(use --overwrite"):
+        plan.check()
+    Plan("test", overwrite=True, outputs=[Output(existing, "--summary")]).check()
+    Plan("test", outputs=[Output(existing, "--summary", continued=True)]).check()
+
+
+def test_outputs_that_are_missing_inputs_folders_files_or_named_twice_are_one_line(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    plans = [
+        (Plan("t", inputs=[]), lambda p: p.read(tmp_path / "typo", "data folder"), "typo: data folder not found"),
+        (Plan("t"), lambda p: p.write(tmp_path / "folder", "--report"), "is a folder; --report takes a file name"),
+        (Plan("t"), lambda p: p.write(tmp_path / "file", "--figures", folder=True), "--figures takes a folder"),
+        (
+            Plan("t"),
+            lambda p: (p.write(tmp_path / "r.html", "--report"), p.write(tmp_path / "r.html", "--summary")),
+            "--report and --summary name one file",
+        ),
+    ]
+    for plan, build, words in plans:
+        build(plan)
+        with pytest.raises(SkinsegError, match=words):
+            plan.check()
+
+
+def test_a_held_output_refuses_a_second_command_at_once_and_leaves_no_lock_beside_the_users_files(tmp_path):
+    report = tmp_path / "r.html"
+    first, second = Plan("first"), Plan("second")
+    for plan in (first, second):
+        plan.write(report, "--report", lock=True)
+    refused = pytest.raises(SkinsegError, match=r"another skinseg command is writing it now.*another --report")
+    with first.hold(), refused, second.hold():
+        pass
+    with second.hold():  # released
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert lock_file(Output(tmp_path / "run", "--out", folder=True, owned=True)) == tmp_path / "run" / ".lock"
+
+
+# ------------------------------------------------------------------------------ every command's plan
+PLANNERS = {
+    PrepareConfig: lambda c: plan_prepare(c),
+    TrainConfig: lambda c: plan_training(c),
+    SegmentConfig: lambda c: plan_segmentation(c, SegmentResult(c.output)).files,
+    EvaluateConfig: lambda c: plan_evaluation(c, ["data"]),
+    ExportConfig: lambda c: plan_export(c),
+}
+
+
+def _path_fields(cls) -> list[tuple[str, bool]]:
+    """(name, is a tuple of paths) of each field of `cls` that holds a path."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for field in dataclasses.fields(cls):
+        text = str(hints[field.name])
+        if "Path" in text:
+            found.append((field.name, text.startswith("tuple")))
+    return found
+
+
+def _config_classes() -> set[type]:
+    """Every frozen config dataclass in skinseg with a path field."""
+    found = set()
+    for module_info in pkgutil.walk_packages(skinseg.__path__, "skinseg."):
+        if module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and dataclasses.is_dataclass(value)
+                and value.__name__.endswith("Config")
+                and value.__module__ == module.__name__
+                and _path_fields(value)
+            ):
+                found.add(value)
+    return found
+
+
+def test_every_command_config_has_a_plan():
+    assert _config_classes() == set(PLANNERS)
+
+
+@pytest.mark.parametrize("cls", list(PLANNERS), ids=lambda c: c.__name__)
+def test_every_path_field_of_every_config_is_an_input_or_an_output(cls, tmp_path):
+    """Issue #20: a path option that the plan does not know is an output nobody checks."""
+    (image,) = _images(tmp_path / "images", ("a.png",))
+    base = {
+        PrepareConfig: dict(data=tmp_path / "raw", out=tmp_path / "cache"),
+        TrainConfig: dict(data=tmp_path / "prep"),
+        SegmentConfig: dict(inputs=(image,), output=tmp_path / "masks"),
+        EvaluateConfig: dict(data=tmp_path / "prep"),
+        ExportConfig: dict(model=None, out=tmp_path / "m.onnx"),
+    }[cls]
+    (tmp_path / "model-x").write_bytes(b"")  # segment checks its plan as it makes it
+    for name, several in _path_fields(cls):
+        value = image if name == "inputs" else tmp_path / _NAMES.get((cls, name), _NAMES.get(name, f"{name}-x"))
+        changes = {name: (value,) if several else value}
+        if name in ("pred", "truth"):  # they go together
+            changes = {"data": None, "pred": tmp_path / "pred-x", "truth": tmp_path / "truth-x"}
+        config = cls(**{**base, **changes})
+        assert value in PLANNERS[cls](config).paths, f"{cls.__name__}.{name} is neither an input nor an output"
+
+
+_NAMES = {
+    "report": "r.html",
+    "csv_file": "e.csv",
+    "json_file": "e.json",
+    "summary": "t.csv",
+    "split_file": "s.csv",
+    (ExportConfig, "out"): "e.onnx",
+}
+
+
+# ----------------------------------------------------------------------------- the cases of issue #20
+def test_train_leaves_the_users_own_files_in_out_without_overwrite(prepared_dir, tmp_path):
+    """Case 2: a folder with the user's config.json, metrics.csv and curves.png (no weights) was overwritten."""
+    out = tmp_path / "userrun"
+    out.mkdir()
+    mine = {name: f"mine: {name}" for name in ("config.json", "metrics.csv", "curves.png")}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    result = invoke("train", "--data", prepared_dir, "--out", out, "--epochs", "1", "--device", "cpu")
+    assert result.exit_code == 1 and "exists (use --overwrite to replace it)" in result.output
+    assert {name: (out / name).read_text() for name in mine} == mine
+
+
+def test_a_second_train_into_a_run_being_trained_is_refused_at_once(trained_run, prepared_dir, tmp_path):
+    """Case 8: two trains (or a --resume while the run trains) into one folder mixed their files."""
+    run = Path(shutil.copytree(trained_run.run_dir, tmp_path / "run"))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with plan_training(TrainConfig(data=prepared_dir, out=run, resume=run)).hold():  # another process trains it
+        for extra in (["--resume", run, "--epochs", "6"], ["--data", prepared_dir, "--out", run, "--overwrite"]):
+            result = invoke("train", *extra, "--device", "cpu")
+            assert result.exit_code == 1 and "another skinseg command is writing it now" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name in before} == before
+
+
+def test_a_second_segment_into_one_summary_is_refused_at_once(tiny_model_path, tmp_path):
+    """Case 7: two segments with one --summary both exited 0, their rows lost and interleaved."""
+    images = _images(tmp_path / "in")
+    summary = tmp_path / "s.csv"
+    holder = Plan("segment")
+    holder.write(summary, "--summary", lock=True)
+    with holder.hold():
+        result = invoke("segment", *images, "-o", tmp_path / "o", "--model", tiny_model_path, "--summary", summary)
+    assert result.exit_code == 1 and "another skinseg command is writing it now" in result.output
+    assert not summary.exists() and not (tmp_path / "o").exists()
+
+
+def test_a_second_evaluate_into_one_report_is_refused_at_once(tmp_path):
+    from cases import SIZE, mask_for
+
+    for folder in ("truth", "pred"):
+        (tmp_path / folder).mkdir()
+        mask_for(SIZE).save(tmp_path / folder / "a.png")
+    holder = Plan("evaluate")
+    holder.write(tmp_path / "e.json", "--json", lock=True)
+    with holder.hold():
+        result = invoke(
+            "evaluate", "--pred", tmp_path / "pred", "--truth", tmp_path / "truth", "--json", tmp_path / "e.json"
+        )
+    assert result.exit_code == 1 and "another skinseg command is writing it now" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_skip_existing_continues_the_summary(suffix, tiny_model_path, tmp_path):
+    """Case 9: after an interrupted `segment --summary`, --skip-existing could not continue the summary."""
+    images = _images(tmp_path / "in", ("a.png", "b.png", "c.png"))
+    summary, masks = tmp_path / f"s{suffix}", tmp_path / "o"
+    common = ("-o", masks, "--model", tiny_model_path, "--device", "cpu", "--summary", summary)
+    assert invoke("segment", *images[:2], *common).exit_code == 0
+    if suffix == ".json":  # as a kill -9 leaves it: the list not closed
+        summary.write_text(summary.read_text().rstrip().removesuffix("]"))
+    result = invoke("segment", *images, *common, "--skip-existing")
+    assert result.exit_code == 0, result.output
+    rows = _summary_rows(summary)
+    assert [Path(r["image"]).name for r in rows] == ["a.png", "b.png", "c.png"]
+    assert all(tuple(r) == SUMMARY_COLUMNS for r in rows)
+
+
+def _summary_rows(path: Path) -> list[dict]:
+    import csv
+
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_skip_existing_refuses_a_summary_with_other_columns(tiny_model_path, tmp_path):
+    images = _images(tmp_path / "in")
+    summary = tmp_path / "s.csv"
+    summary.write_text("name,score\nx,1\n")
+    result = invoke(
+        "segment", *images, "-o", tmp_path / "o", "--model", tiny_model_path, "--summary", summary, "--skip-existing"
+    )
+    assert result.exit_code == 1 and "is not a summary of segment's" in result.output
+    assert summary.read_text() == "name,score\nx,1\n" and not (tmp_path / "o").exists()
+
+
+def test_a_mask_is_never_written_without_its_summary_row(tiny_model_path, tmp_path, monkeypatch):
+    """Case 9: Ctrl-C between a mask and its row left a mask that no summary lists."""
+    import signal
+
+    from skinseg.fileio import raise_interrupt
+    from skinseg.inference import segment
+
+    images = _images(tmp_path / "in", ("a.png", "b.png"))
+    real_row = segment.summary_row
+
+    def interrupted_after_the_mask(*args, **kwargs):
+        raise_interrupt(signal.SIGINT, None)  # Ctrl-C, as the CLI's handler takes it
+        return real_row(*args, **kwargs)
+
+    monkeypatch.setattr(segment, "summary_row", interrupted_after_the_mask)
+    config = SegmentConfig(
+        inputs=tuple(images), output=tmp_path / "o", model=tiny_model_path, device="cpu", summary=tmp_path / "s.csv"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        segment.segment_paths(config)
+    written = sorted(p.name.removesuffix("_segmentation.png") for p in (tmp_path / "o").glob("*_segmentation.png"))
+    listed = sorted(Path(r["image"]).stem for r in _summary_rows(tmp_path / "s.csv"))
+    assert written == listed == ["a"]
+
+
+# ----------------------------------------------------------------------------------- without POSIX
+def test_skinseg_imports_and_locks_without_posix_only_modules(tmp_path):
+    """Windows has no fcntl (data/prepare.py imported it: every command that prepares failed on import) and no
+    /proc/meminfo. Every module imports, a lock is taken and released, and the free memory is known."""
+    script = f"""
+import sys
+for name in ("fcntl", "termios", "pwd", "grp"):
+    sys.modules[name] = None  # import fails, as on Windows
+import importlib, pkgutil, skinseg
+for info in pkgutil.walk_packages(skinseg.__path__, "skinseg."):
+    if not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+from pathlib import Path
+from skinseg.plan import Plan
+from skinseg.data.arrays import available_memory
+plan = Plan("t")
+plan.write(Path({str(tmp_path / "r.html")!r}), "--report", lock=True)
+with plan.hold():
+    pass
+assert available_memory() > 0
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
