@@ -327,3 +327,41 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------- failures leave no trace
+def test_a_train_or_prepare_that_fails_leaves_no_folder_behind(prepared_dir, tmp_path):
+    """#20's trial: a failed `train --init BAD` left config.json (then `--out` was refused as the user's), and a
+    failed prepare left its --out with a lock file in it."""
+    run, bad = tmp_path / "r", tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights")
+    result = invoke("train", "--data", prepared_dir, "--out", run, "--init", bad, "--device", "cpu", "--epochs", "1")
+    assert result.exit_code == 1 and "bad.safetensors" in result.output, result.output
+    assert not run.exists()
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "masks").mkdir()
+    IMAGE_CASES["grey_png"][1](raw / "images" / "a.png")
+    from cases import SIZE, mask_for
+
+    mask_for(SIZE, "zeros").save(raw / "masks" / "a_segmentation.png")
+    result = invoke("prepare", "--data", raw, "--out", tmp_path / "p", "--size", "16", "--workers", "1")
+    assert result.exit_code == 1 and "no usable image/mask pairs" in result.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_run_interrupted_in_its_first_epoch_can_be_started_again_with_the_same_command(
+    prepared_dir, tmp_path, monkeypatch
+):
+    from skinseg.errors import TrainingInterrupted
+    from skinseg.training import loop
+
+    def interrupted(config, **kwargs):
+        (Path(config.out) / "config.json").write_text("{}")  # what a run writes before its first epoch
+        raise TrainingInterrupted("training interrupted in its first epoch: start it again with the same command")
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    command = ("train", "--data", prepared_dir, "--out", tmp_path / "r", "--device", "cpu")
+    first = invoke(*command)
+    assert first.exit_code == 130 and not (tmp_path / "r").exists()
+    assert "start it again" in invoke(*command).output  # not refused: nothing of the first run is left

@@ -109,12 +109,31 @@ class Plan:
     @contextlib.contextmanager
     def hold(self, wait: bool = False) -> Iterator[None]:
         """Lock every output marked `lock` until the block ends: held by another process, each one refuses
-        this command at once, or (`wait`) is waited for."""
-        with contextlib.ExitStack() as stack:
-            for item in self.outputs:
-                if item.lock:
-                    stack.enter_context(_locked(item, wait))
-            yield
+        this command at once, or (`wait`) is waited for. A folder of the command's own that this makes (for
+        its lock) and that the failed block left empty is removed: a failed command leaves no trace."""
+        made = [o.path for o in self.outputs if o.lock and o.owned and not o.path.exists()]
+        try:
+            with contextlib.ExitStack() as stack:
+                for item in self.outputs:
+                    if item.lock:
+                        stack.enter_context(_locked(item, wait))
+                yield
+        except BaseException:
+            for folder in made:
+                _remove_if_only_locks(folder)
+            raise
+
+
+MARKERS = (".lock", ".skinseg-cache")  # a folder's lock, and the mark of a prepared cache (data.cache)
+
+
+def _remove_if_only_locks(folder: Path) -> None:
+    """Remove a folder that holds nothing but skinseg's hidden lock and marker."""
+    with contextlib.suppress(OSError):
+        if all(entry.name in MARKERS for entry in folder.iterdir()):
+            for name in MARKERS:
+                (folder / name).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def lock_file(output: Output) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -155,7 +154,7 @@ def train(
     from skinseg.reporting.tables import training_summary
     from skinseg.runtime.distributed import is_main_process
     from skinseg.training.config import parse_duration, train_config
-    from skinseg.training.runs import check_run_folder, clear_run_folder, load_run
+    from skinseg.training.runs import load_run, run_folder
 
     options["time_budget"] = parse_duration(time_budget) if time_budget is not None else None
     if resume:
@@ -167,11 +166,8 @@ def train(
             raise SkinsegError("give --data: a prepared or raw data set (repeat it for several), or --resume RUN")
         out_dir = out_dir or default_value("out")
         config = train_config(data, preset or DEFAULT_PRESET, out=out_dir, **options)  # every setting checked first
-    plan = check_run_folder(config, overwrite)  # then the files: before any data is prepared or loaded
-    main = is_main_process()
-    with plan.hold() if main else contextlib.nullcontext():  # a second train into this run is refused at once
-        if overwrite and main:
-            clear_run_folder(config.out)
+    # Then the files, before any data is prepared or loaded; a second train into this run is refused at once.
+    with run_folder(config, overwrite, writer=is_main_process()):
         result = _train(config)
     if not result.is_main:
         return

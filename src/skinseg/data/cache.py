@@ -9,7 +9,7 @@ from pathlib import Path
 from skinseg.data.config import PrepareConfig
 from skinseg.data.splits import parse_group_by
 from skinseg.errors import SkinsegError
-from skinseg.plan import Plan
+from skinseg.plan import MARKERS, Plan
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "skinseg-prepared/1"
@@ -39,7 +39,7 @@ def _item_ok(item: object) -> bool:
     return isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("id", "image", "mask", "split"))
 
 
-MARKER = ".skinseg-cache"  # made when prepare first writes a folder: the folder is a cache, not the user's
+MARKER = MARKERS[1]  # made when prepare first writes a folder: the folder is a cache, not the user's
 LEGACY_MARKER = ".lock"  # what older versions left in every cache they made
 
 

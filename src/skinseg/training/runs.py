@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,7 @@ def plan_training(config: TrainConfig, overwrite: bool = False) -> Plan:
 def check_run_folder(config: TrainConfig, overwrite: bool = False) -> Plan:
     """The run's plan, checked before any data is prepared or loaded: a new run does not write into a folder
     that holds a run (that takes --resume to continue it or --overwrite to replace it), nor over anything of
-    the user's without --overwrite, nor into its data or over the weights it starts from. The folder is made
-    here, so that one that cannot be is an error before the work."""
+    the user's without --overwrite, nor into its data or over the weights it starts from."""
     plan = plan_training(config, overwrite)
     out = Path(config.resume or config.out)
     found = [name for name in RUN_FILES if (out / name).exists()]
@@ -157,11 +157,26 @@ def check_run_folder(config: TrainConfig, overwrite: bool = False) -> Plan:
             f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
         )
     plan.check()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SkinsegError(f"cannot make the run folder: {exc.strerror or exc}", out) from None
     return plan
+
+
+@contextlib.contextmanager
+def run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True) -> Iterator[None]:
+    """The run's folder for the block that trains: checked first (check_run_folder); for the process that
+    writes it (`writer`: not the other torchrun ranks), locked while the run trains, and cleared first with
+    `overwrite`. A new run that ends before its first epoch is saved (an error, Ctrl-C) leaves nothing behind:
+    the files it wrote are removed (and the folder, if it made it: Plan.hold)."""
+    out = Path(config.resume or config.out)
+    plan = check_run_folder(config, overwrite)
+    with plan.hold() if writer else contextlib.nullcontext():
+        try:
+            if overwrite and writer:
+                clear_run_folder(out)
+            yield
+        except BaseException:
+            if writer and not config.resume and not (out / "last.safetensors").exists():
+                clear_run_folder(out)
+            raise
 
 
 def clear_run_folder(out: Path) -> None:
