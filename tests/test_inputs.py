@@ -81,3 +81,13 @@ def test_webp_and_gif_are_taken_from_folders_as_by_name(tmp_path):
     for name in ("a.webp", "b.gif", "c.png"):
         (tmp_path / name).touch()
     assert [p.name for p in collect_inputs([tmp_path])] == ["a.webp", "b.gif", "c.png"]
+
+
+def test_a_glob_leaves_out_masks_and_segments_own_outputs_like_a_folder(tmp_path):
+    """#21's trial: `segment 'DIR/*.png' -o DIR` run twice took its own masks as images to segment."""
+    for name in ("a.png", "a_segmentation.png", "a_overlay.png", "b_mask.png"):
+        (tmp_path / name).write_bytes(b"")
+    ignored: list[Path] = []
+    assert collect_inputs([tmp_path / "*.png"], ignored) == [tmp_path / "a.png"]
+    assert len(ignored) == 3
+    assert collect_inputs([tmp_path / "a_segmentation.png"]) == [tmp_path / "a_segmentation.png"]  # named itself

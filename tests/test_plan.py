@@ -365,3 +365,14 @@ def test_a_run_interrupted_in_its_first_epoch_can_be_started_again_with_the_same
     first = invoke(*command)
     assert first.exit_code == 130 and not (tmp_path / "r").exists()
     assert "start it again" in invoke(*command).output  # not refused: nothing of the first run is left
+
+
+def test_a_file_where_a_folder_belongs_is_one_line_before_the_work(tmp_path):
+    """#21's trial: `evaluate --pred FILE` said "folder not found", and `export -o afile/x.onnx` said "cannot write
+    here: File exists"."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "truth").mkdir()
+    result = invoke("evaluate", "--pred", tmp_path / "afile", "--truth", tmp_path / "truth")
+    assert result.exit_code == 1 and "afile: is a file, but the --pred folder must be a folder" in result.output
+    result = invoke("export", "-o", tmp_path / "afile" / "x.onnx")
+    assert result.exit_code == 1 and f"cannot write here: {tmp_path / 'afile'} is a file, not a folder" in result.output

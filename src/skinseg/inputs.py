@@ -24,9 +24,9 @@ LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
 
 def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None) -> list[Path]:
     """Image files from files, folders (not recursive) and glob patterns, in order, each file once (by its real
-    path). In a folder,
-    mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out
-    (and added to `ignored`): `segment DIR -o DIR` run twice does not take its own masks as inputs."""
+    path). In a folder or a pattern, mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and
+    probability maps are left out (and added to `ignored`): `segment DIR -o DIR` (or `'DIR/*.png'`) run twice
+    does not take its own masks as inputs. A file named on its own is always an input."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -46,7 +46,11 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | 
         elif item.exists():
             found.append(item)
         elif any(ch in str(item) for ch in "*?["):
-            found += sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            for path in sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES):
+                if not _NOT_INPUTS.search(path.stem):
+                    found.append(path)
+                elif ignored is not None:
+                    ignored.append(path)
         else:
             raise SkinsegError("input not found", item)
     folders: dict[str, str] = {}

@@ -64,6 +64,11 @@ class Plan:
         self.inputs.append(Input(Path(path), what, folder))
         return Path(path)
 
+    def read_data_set(self, path: str | Path) -> Path:
+        """A data set: a folder (raw or prepared), or a .zip file."""
+        path = Path(path)
+        return self.read(path, "data folder", folder=path.is_dir() or path.suffix.lower() != ".zip")
+
     def write(
         self,
         path: str | Path,
@@ -88,12 +93,16 @@ class Plan:
         for source in self.inputs:
             if not os.path.lexists(source.path):
                 raise SkinsegError(f"{source.what} not found", source.path)
+            if source.folder and not source.path.is_dir():
+                raise SkinsegError(f"is a file, but the {source.what} must be a folder", source.path)
         files = {real_path(i.path, folders): i for i in self.inputs if not i.folder}
         input_folders = [(os.path.realpath(i.path), i) for i in self.inputs if i.folder]
         written: dict[str, Output] = {}
+        parents: set[Path] = set()  # those known to be folders or absent
         for output in self.outputs:
             real = real_path(output.path, folders)
             _check_against_inputs(output, real, files, input_folders)
+            _check_parent(output, parents)
             if output.folder:
                 if output.path.exists() and not output.path.is_dir():
                     raise SkinsegError(f"{output.what} takes a folder, and this is a file", output.path)
@@ -166,6 +175,16 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
         if not output.owned:  # no lock is left beside the user's files (one in a run or cache is hidden in it)
             path.unlink(missing_ok=True)
         lock.release()
+
+
+def _check_parent(output: Output, known: set[Path]) -> None:
+    """No folder above an output is a file (the error would otherwise come from the OS, mid-work)."""
+    for parent in output.path.parents:
+        if parent in known:
+            return
+        if parent.exists() and not parent.is_dir():
+            raise SkinsegError(f"cannot write here: {parent} is a file, not a folder", output.path)
+        known.add(parent)
 
 
 _OWN_PLACE = "refusing to write there; give it a place of its own"

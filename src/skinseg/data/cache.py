@@ -48,7 +48,7 @@ def plan_prepare(config: PrepareConfig) -> Plan:
     and its three files, locked while they are written)."""
     plan = Plan("prepare", overwrite=config.force)
     data, out = Path(config.data), Path(config.out)
-    plan.read(data, "data folder", folder=data.is_dir() or not data.suffix)
+    plan.read_data_set(data)
     if config.split_file is not None:
         plan.read(config.split_file, "split file")
     if (grouping := group_file(config)) is not None:

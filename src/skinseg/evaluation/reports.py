@@ -36,7 +36,7 @@ def plan_evaluation(config: EvaluateConfig, set_names: list[str]) -> Plan:
         plan.read(config.pred, "--pred folder", folder=True)
         plan.read(config.truth, "--truth folder", folder=True)
     for data in config.data_sets:
-        plan.read(data, "data folder", folder=data.is_dir() or not data.suffix)
+        plan.read_data_set(data)
     if config.model is not None and str(config.model) != "bundled":
         plan.read(config.model, "model")
     _plan_reports(plan, config.json_file, config.csv_file, config.figures, config.report, set_names)

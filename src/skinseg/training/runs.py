@@ -135,7 +135,7 @@ def plan_training(config: TrainConfig, overwrite: bool = False) -> Plan:
     trains, and every file in it); a resumed run continues its own files."""
     plan = Plan("train", overwrite)
     for data in config.data_sets:
-        plan.read(data, "data folder", folder=data.is_dir() or not data.suffix)
+        plan.read_data_set(data)
     if config.init and str(config.init) != "bundled" and not config.resume:
         plan.read(config.init, "--init weights")
     run_dir = Path(config.resume or config.out)
