@@ -44,7 +44,7 @@ class Input:
 @dataclass(frozen=True)
 class Output:
     path: Path
-    what: str  # how errors name it: "--summary", "run folder"
+    what: str  # how errors name it: "--summary", "--out", "figure"
     folder: bool = False  # a folder the command writes files into
     owned: bool = False  # a folder of the command's own (a run, a cache): it may clear it, so it holds no input
     continued: bool = False  # an existing file is continued, not replaced: no --overwrite needed
