@@ -376,3 +376,73 @@ def test_a_file_where_a_folder_belongs_is_one_line_before_the_work(tmp_path):
     assert result.exit_code == 1 and "afile: is a file, but the --pred folder must be a folder" in result.output
     result = invoke("export", "-o", tmp_path / "afile" / "x.onnx")
     assert result.exit_code == 1 and f"cannot write here: {tmp_path / 'afile'} is a file, not a folder" in result.output
+
+
+# ------------------------------------------------------------------------------------- found by review
+def test_a_refused_command_leaves_the_holders_lock_and_folder(tmp_path):
+    """A second command refused on a folder that the first had just made must not clean that folder up."""
+    out = tmp_path / "new"
+    first, second = Plan("first"), Plan("second")
+    for plan in (first, second):
+        plan.write(out, "--out", owned=True, lock=True)
+    refused = pytest.raises(SkinsegError, match="another skinseg command")
+    with first.hold():
+        with refused, second.hold():
+            pass
+        assert (out / ".lock").exists()
+        with refused, second.hold():  # the lock is still held: the first refusal did not remove it
+            pass
+    failing = Plan("failing")
+    failing.write(tmp_path / "fresh", "--out", owned=True, lock=True)
+    with pytest.raises(RuntimeError), failing.hold():
+        raise RuntimeError
+    assert not (tmp_path / "fresh").exists()  # made by this command, left with only its lock: removed
+
+
+def test_a_lock_file_that_cannot_be_removed_while_held_is_no_error(tmp_path, monkeypatch):
+    """Windows refuses to delete an open lock file (filelock removes it on release there)."""
+    real_unlink = Path.unlink
+
+    def windows_unlink(self, *args, **kwargs):
+        if self.name.endswith(".lock"):
+            raise PermissionError(13, "The process cannot access the file", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", windows_unlink)
+    plan = Plan("t")
+    plan.write(tmp_path / "r.html", "--report", lock=True)
+    with plan.hold():
+        pass
+    with plan.hold():  # released all the same
+        pass
+
+
+def test_figures_in_the_current_folder_can_be_locked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert lock_file(Output(Path("."), "--figures", folder=True)) == tmp_path.parent / f".{tmp_path.name}.lock"
+
+
+def test_a_run_killed_before_its_first_epoch_is_replaced_by_the_same_command(trained_run, prepared_dir, tmp_path):
+    """kill -9 in the first epoch leaves skinseg's config.json and no weights: the run's own message says to
+    start it again with the same command, which must not be refused as the user's file."""
+    from skinseg.training.runs import check_run_folder
+
+    run = tmp_path / "r"
+    run.mkdir()
+    shutil.copy(trained_run.run_dir / "config.json", run / "config.json")
+    check_run_folder(TrainConfig(data=prepared_dir, out=run))  # no error
+    (run / "config.json").write_text('{"mine": true}')
+    with pytest.raises(SkinsegError, match="exists"):
+        check_run_folder(TrainConfig(data=prepared_dir, out=run))
+
+
+def test_a_json_summary_cut_inside_its_last_row_is_continued_without_it(tmp_path):
+    from skinseg.inference.summary import rows_kept
+
+    row = json.dumps(dict.fromkeys(SUMMARY_COLUMNS, 1))
+    path = tmp_path / "s.json"
+    path.write_text(f"[\n {row},\n {row[:20]}")
+    length, count = rows_kept(path, as_json=True)
+    assert count == 1 and path.read_bytes()[:length].decode() == f"[\n {row}"
+    path.write_text("")
+    assert rows_kept(path, as_json=True) is None  # empty: written anew

@@ -249,7 +249,7 @@ def test_prepare_is_refused_while_another_run_holds_the_folder(raw_dir, tmp_path
     assert open_prepared(out).size == 32
 
 
-def test_prepare_uses_unique_temp_names_and_removes_a_killed_runs_leftovers(raw_dir, tmp_path, monkeypatch):
+def test_prepare_removes_a_killed_runs_leftovers(raw_dir, tmp_path, monkeypatch):
     out = tmp_path / "prepared"
     out.mkdir()
     (out / MARKER).touch()  # a killed run leaves its marker and its temporary arrays

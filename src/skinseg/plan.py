@@ -118,43 +118,37 @@ class Plan:
     @contextlib.contextmanager
     def hold(self, wait: bool = False) -> Iterator[None]:
         """Lock every output marked `lock` until the block ends: held by another process, each one refuses
-        this command at once, or (`wait`) is waited for. A folder of the command's own that this makes (for
-        its lock) and that the failed block left empty is removed: a failed command leaves no trace."""
-        made = [o.path for o in self.outputs if o.lock and o.owned and not o.path.exists()]
-        try:
-            with contextlib.ExitStack() as stack:
-                for item in self.outputs:
-                    if item.lock:
-                        stack.enter_context(_locked(item, wait))
-                yield
-        except BaseException:
-            for folder in made:
-                _remove_if_only_locks(folder)
-            raise
+        this command at once, or (`wait`) is waited for. A folder of the command's own that this process made
+        and locked, and that the failed block left with nothing but its lock and marker, is removed: a failed
+        command leaves no trace."""
+        with contextlib.ExitStack() as stack:
+            for item in self.outputs:
+                if item.lock:
+                    stack.enter_context(_locked(item, wait))
+            yield
 
 
 MARKERS = (".lock", ".skinseg-cache")  # a folder's lock, and the mark of a prepared cache (data.cache)
 
 
-def _remove_if_only_locks(folder: Path) -> None:
-    """Remove a folder that holds nothing but skinseg's hidden lock and marker."""
-    with contextlib.suppress(OSError):
-        if all(entry.name in MARKERS for entry in folder.iterdir()):
-            for name in MARKERS:
-                (folder / name).unlink(missing_ok=True)
-            folder.rmdir()
+def _only_markers(folder: Path) -> bool:
+    try:
+        return all(entry.name in MARKERS for entry in folder.iterdir())
+    except OSError:
+        return False
 
 
 def lock_file(output: Output) -> Path:
     """Where an output's lock lives: `.lock` inside a folder of the command's own (a run, a cache), else
     `.NAME.lock` beside it."""
     path = output.path
-    return path / ".lock" if output.owned else path.with_name(f".{path.name}.lock")
+    return path / ".lock" if output.owned else path.absolute().with_name(f".{path.absolute().name}.lock")
 
 
 @contextlib.contextmanager
 def _locked(output: Output, wait: bool) -> Iterator[None]:
     path = lock_file(output)
+    made = output.owned and not output.path.exists()  # a folder this command makes for its lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -169,12 +163,21 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
         ) from None
     except OSError as exc:
         raise SkinsegError(f"cannot lock: {exc.strerror or exc}", path) from None
+    remove_folder = False
     try:
         yield
+    except BaseException:
+        remove_folder = made and _only_markers(output.path)
+        raise
     finally:
-        if not output.owned:  # no lock is left beside the user's files (one in a run or cache is hidden in it)
-            path.unlink(missing_ok=True)
+        if remove_folder or not output.owned:  # no lock is left beside the user's files
+            for name in (*MARKERS[1:], path.name) if remove_folder else (path.name,):
+                with contextlib.suppress(OSError):  # removed while held (POSIX); Windows: on release
+                    (path.parent / name).unlink()
         lock.release()
+        if remove_folder:
+            with contextlib.suppress(OSError):
+                output.path.rmdir()
 
 
 def _check_parent(output: Output, known: set[Path]) -> None:

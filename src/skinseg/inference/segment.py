@@ -18,7 +18,7 @@ from skinseg.errors import SkinsegError
 from skinseg.fileio import interrupts_held
 from skinseg.inference.config import SegmentConfig
 from skinseg.inference.segmenter import Segmenter, segmenter_for
-from skinseg.inference.summary import SummaryWriter, summary_row
+from skinseg.inference.summary import SummaryWriter, rows_kept, summary_row
 from skinseg.inputs import collect_inputs, output_paths
 from skinseg.plan import Plan
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -124,6 +124,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         raise SkinsegError("--report writes HTML: name the file .html", report)
     files = _files_plan(config, inputs, pairs, summary, report)
     files.check()
+    if summary is not None and config.skip_existing and summary.exists():
+        rows_kept(summary, summary.suffix.lower() == ".json")  # one that cannot be continued: said now
     todo: list[tuple[Path, Path]] = []
     kept: set[Path] = set()
     for source, target in pairs:
@@ -150,32 +152,40 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
 
     result = SegmentResult(config.output)
     plan = plan_segmentation(config, result)
-    segmenter = segmenter_for(config)
-    print_notes(console, segmenter.notes)
-    cases = ReportCases(config.report_max_cases) if plan.report else None
-    failed_before = len(result.failed)  # outputs that exist: reported, not segmented
-    whole = config.overlay or plan.report is not None  # the whole image is read for these
-    with (
-        plan.files.hold(),  # a second segment writing this summary or report is refused at once
-        SummaryWriter(plan.summary, continued=config.skip_existing) as rows_out,
-        progress_bar(console or Console(quiet=True), "Segmenting") as advance,
-        contextlib.closing(_segmented(segmenter, plan.todo, config, whole, result)) as segmented,  # ends its threads
-    ):
-        for source, target, image, prob, mask, seconds in segmented:
-            with interrupts_held():  # a mask is never written without its summary row
-                _write_outputs(plan, config, source, target, image, prob, mask)
-                result.rows.append(summary_row(source, target, mask, prob, seconds))
-                rows_out.add(result.rows[-1])
-            (result.completed if target in plan.kept else result.written).append(target)
-            if cases is not None:
-                cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
-            advance(len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo))
-        advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
-    if plan.report and cases is not None:
-        facts = [("inputs", " ".join(map(str, config.inputs))), ("masks", config.output), ("backend", config.backend)]
-        model_name = str(config.model) if config.model else None
-        page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
-        write_page(plan.report, page, config.overwrite)
+    with plan.files.hold():  # a second segment writing this summary or report: refused before the model loads
+        segmenter = segmenter_for(config)
+        print_notes(console, segmenter.notes)
+        cases = ReportCases(config.report_max_cases) if plan.report else None
+        failed_before = len(result.failed)  # outputs that exist: reported, not segmented
+        whole = config.overlay or plan.report is not None  # the whole image is read for these
+        with (
+            SummaryWriter(plan.summary, continued=config.skip_existing) as rows_out,
+            progress_bar(console or Console(quiet=True), "Segmenting") as advance,
+            contextlib.closing(
+                _segmented(segmenter, plan.todo, config, whole, result)
+            ) as segmented,  # ends its threads
+        ):
+            for source, target, image, prob, mask, seconds in segmented:
+                with interrupts_held():  # a mask is never written without its summary row
+                    _write_outputs(plan, config, source, target, image, prob, mask)
+                    result.rows.append(summary_row(source, target, mask, prob, seconds))
+                    rows_out.add(result.rows[-1])
+                (result.completed if target in plan.kept else result.written).append(target)
+                if cases is not None:
+                    cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
+                advance(
+                    len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo)
+                )
+            advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
+        if plan.report and cases is not None:
+            facts = [
+                ("inputs", " ".join(map(str, config.inputs))),
+                ("masks", config.output),
+                ("backend", config.backend),
+            ]
+            model_name = str(config.model) if config.model else None
+            page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
+            write_page(plan.report, page, config.overwrite)
     return result
 
 

@@ -63,7 +63,7 @@ class SummaryWriter:
     def __enter__(self) -> SummaryWriter:
         if self.path is None:
             return self
-        kept = _rows_kept(self.path, self.json) if self.continued else None
+        kept = rows_kept(self.path, self.json) if self.continued else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if kept:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
@@ -110,22 +110,21 @@ class SummaryWriter:
                 self.file.close()
 
 
-def _rows_kept(path: Path, as_json: bool) -> tuple[int, int]:
-    """Where a summary being continued ends (in bytes) and how many rows it holds; one without segment's
-    columns is refused, so that rows of two kinds never mix."""
+def rows_kept(path: Path, as_json: bool) -> tuple[int, int] | None:
+    """Where a summary being continued ends (in bytes) and how many rows it holds (None: it is empty, and is
+    written anew); a row that a kill -9 cut short is dropped. One without segment's columns is refused, so
+    that rows of two kinds never mix."""
     try:
         with open(path, encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline="") as handle:  # \r\n kept: counted
             text = handle.read()
     except OSError as exc:
         raise SkinsegError(f"cannot read the summary to continue it: {exc.strerror or exc}", path) from None
+    if not text.strip():
+        return None
     refuse = SkinsegError("is not a summary of segment's (its columns differ): give another --summary", path)
     if as_json:
-        body = text.rstrip().removesuffix("]").rstrip()
-        try:
-            rows = json.loads(body + "]")
-        except ValueError:
-            raise refuse from None
-        if not isinstance(rows, list) or any(not isinstance(r, dict) or tuple(r) != SUMMARY_COLUMNS for r in rows):
+        rows, body = _json_rows(text)
+        if rows is None or any(not isinstance(r, dict) or tuple(r) != SUMMARY_COLUMNS for r in rows):
             raise refuse
         return len(body.encode("utf-8", NAMES_AS_THEY_ARE)), len(rows)
     whole = text[: text.rfind("\n") + 1]  # a last row without its line end was cut short: dropped
@@ -133,3 +132,16 @@ def _rows_kept(path: Path, as_json: bool) -> tuple[int, int]:
     if not lines or lines[0] != ",".join(SUMMARY_COLUMNS):
         raise refuse
     return len(whole.encode("utf-8", NAMES_AS_THEY_ARE)), len(lines) - 1
+
+
+def _json_rows(text: str) -> tuple[list | None, str]:
+    """The rows of a JSON summary (closed, or left open by a kill -9, perhaps inside its last row: one row a
+    line) and the text up to the end of its last whole row."""
+    body = text.rstrip().removesuffix("]").rstrip()
+    for candidate in (body, body[: body.rfind("\n")].rstrip().removesuffix(",")):
+        try:
+            rows = json.loads(candidate + "]")
+        except ValueError:
+            continue
+        return (rows, candidate) if isinstance(rows, list) else (None, candidate)
+    return None, body

@@ -140,19 +140,35 @@ def plan_training(config: TrainConfig, overwrite: bool = False) -> Plan:
         plan.read(config.init, "--init weights")
     run_dir = Path(config.resume or config.out)
     plan.write(run_dir, "--resume" if config.resume else "--out", owned=True, lock=True)
+    continued = config.resume is not None or unstarted_run(run_dir)
     for name in RUN_OUTPUTS:
-        plan.write(run_dir / name, "run file", continued=config.resume is not None)
+        plan.write(run_dir / name, "run file", continued=continued)
     return plan
 
 
-def check_run_folder(config: TrainConfig, overwrite: bool = False) -> Plan:
+def unstarted_run(run_dir: Path) -> bool:
+    """A run that was killed (kill -9, power loss) before its first epoch was saved: skinseg's config.json and
+    no weights. Starting again with the same command replaces it, as that run's message says."""
+    if any((run_dir / name).exists() for name in RUN_FILES):
+        return False
+    try:
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and {"data", "out", "resolved"} <= saved.keys()
+
+
+def check_run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True) -> Plan:
     """The run's plan, checked before any data is prepared or loaded: a new run does not write into a folder
     that holds a run (that takes --resume to continue it or --overwrite to replace it), nor over anything of
-    the user's without --overwrite, nor into its data or over the weights it starts from."""
-    plan = plan_training(config, overwrite)
+    the user's without --overwrite, nor into its data or over the weights it starts from. Whether its files
+    exist is the writer's to judge: the other torchrun ranks may find rank 0's config.json there already."""
+    if config.resume and overwrite:
+        raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")
+    plan = plan_training(config, overwrite or not writer)
     out = Path(config.resume or config.out)
     found = [name for name in RUN_FILES if (out / name).exists()]
-    if found and not overwrite and not config.resume:
+    if found and not overwrite and not config.resume and writer:
         raise SkinsegError(
             f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
         )
@@ -167,7 +183,7 @@ def run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True
     `overwrite`. A new run that ends before its first epoch is saved (an error, Ctrl-C) leaves nothing behind:
     the files it wrote are removed (and the folder, if it made it: Plan.hold)."""
     out = Path(config.resume or config.out)
-    plan = check_run_folder(config, overwrite)
+    plan = check_run_folder(config, overwrite, writer)
     with plan.hold() if writer else contextlib.nullcontext():
         try:
             if overwrite and writer:
