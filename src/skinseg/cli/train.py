@@ -188,10 +188,12 @@ def _train(config):
     from skinseg.reporting.progress import training_display
     from skinseg.reporting.tables import print_notes
     from skinseg.training.loop import train as run_training
+    from skinseg.training.runs import first_epoch
 
     def on_start(line: str, notes: list[str]) -> None:
         console.print(line, highlight=False, soft_wrap=True)
         print_notes(console, notes)
 
-    with training_display(console, None if config.time_budget else config.epochs) as (on_step, on_epoch):
+    epochs = None if config.time_budget else config.epochs
+    with training_display(console, epochs, first_epoch(config)) as (on_step, on_epoch):
         return run_training(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)

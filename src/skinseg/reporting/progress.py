@@ -63,14 +63,14 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, 
 
 
 @contextlib.contextmanager
-def training_display(console: Console, epochs: int | None) -> Iterator[tuple[Callable, Callable]]:
+def training_display(console: Console, epochs: int | None, first_epoch: int = 1) -> Iterator[tuple[Callable, Callable]]:
     """Yields (on_step, on_epoch): a bar over the steps of the epoch with the live loss and training Dice, and
     a line per epoch (with each data set's validation Dice when there are several). `epochs`: None for a run
     on a time budget. Where the console is not a terminal (a log file), the bar cannot redraw: a plain line
-    every LOG_EVERY seconds says where the epoch stands instead."""
+    every LOG_EVERY seconds says where the epoch stands instead. `first_epoch`: where a resumed run goes on."""
     with _shown(console) as progress:
-        task = progress.add_task("epoch 1", total=None, info="")
-        state: dict[str, Any] = {"epoch": 1, "loss": None, "logged": time.monotonic()}
+        task = progress.add_task(f"epoch {first_epoch}", total=None, info="")
+        state: dict[str, Any] = {"epoch": first_epoch, "loss": None, "logged": time.monotonic()}
 
         def on_step(step: int, steps: int, loss: float, dice: float) -> None:
             state["loss"] = loss if state["loss"] is None else 0.9 * state["loss"] + 0.1 * loss

@@ -248,6 +248,13 @@ def _check_new_total(run_dir: Path, restored: TrainConfig, changes: dict) -> Non
         )
 
 
+def first_epoch(config: TrainConfig) -> int:
+    """The epoch a run starts with: 1, or for a resumed run the one after its last saved epoch."""
+    if not config.resume:
+        return 1
+    return int(_read_json(Path(config.resume) / "state.json", "the resume state").get("epoch", 0)) + 1
+
+
 def _read_json(path: Path, what: str) -> dict:
     """A run's JSON file, or one line saying that it is damaged."""
     try:
