@@ -442,7 +442,7 @@ def test_a_json_summary_cut_inside_its_last_row_is_continued_without_it(tmp_path
     row = json.dumps(dict.fromkeys(SUMMARY_COLUMNS, 1))
     path = tmp_path / "s.json"
     path.write_text(f"[\n {row},\n {row[:20]}")
-    length, count = rows_kept(path, as_json=True)
+    length, count = rows_kept(path)
     assert count == 1 and path.read_bytes()[:length].decode() == f"[\n {row}"
     path.write_text("")
-    assert rows_kept(path, as_json=True) is None  # empty: written anew
+    assert rows_kept(path) is None  # empty: written anew

@@ -38,19 +38,12 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | 
                     and not entry.name.startswith(".")
                     and not _is_dir(entry)
                 )
-            for name in names:
-                if not _NOT_INPUTS.search(os.path.splitext(name)[0]):
-                    found.append(item / name)
-                elif ignored is not None:
-                    ignored.append(item / name)
+            _images_only([item / name for name in names], found, ignored)
         elif item.exists():
             found.append(item)
         elif any(ch in str(item) for ch in "*?["):
-            for path in sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES):
-                if not _NOT_INPUTS.search(path.stem):
-                    found.append(path)
-                elif ignored is not None:
-                    ignored.append(path)
+            matches = sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            _images_only(matches, found, ignored)
         else:
             raise SkinsegError("input not found", item)
     folders: dict[str, str] = {}
@@ -61,6 +54,15 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | 
     if not unique:
         raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return unique
+
+
+def _images_only(paths: list[Path], found: list[Path], ignored: list[Path] | None) -> None:
+    """`paths` to `found`, but masks and segment's own outputs to `ignored` (where it is kept)."""
+    for path in paths:
+        if not _NOT_INPUTS.search(path.stem):
+            found.append(path)
+        elif ignored is not None:
+            ignored.append(path)
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

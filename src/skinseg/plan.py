@@ -141,8 +141,10 @@ def _only_markers(folder: Path) -> bool:
 def lock_file(output: Output) -> Path:
     """Where an output's lock lives: `.lock` inside a folder of the command's own (a run, a cache), else
     `.NAME.lock` beside it."""
-    path = output.path
-    return path / ".lock" if output.owned else path.absolute().with_name(f".{path.absolute().name}.lock")
+    if output.owned:
+        return output.path / MARKERS[0]
+    path = output.path.absolute()  # "." has no name of its own
+    return path.with_name(f".{path.name}.lock")
 
 
 @contextlib.contextmanager
@@ -170,10 +172,12 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
         remove_folder = made and _only_markers(output.path)
         raise
     finally:
-        if remove_folder or not output.owned:  # no lock is left beside the user's files
-            for name in (*MARKERS[1:], path.name) if remove_folder else (path.name,):
-                with contextlib.suppress(OSError):  # removed while held (POSIX); Windows: on release
-                    (path.parent / name).unlink()
+        # No lock is left beside the user's files, nor the marks in a folder about to be removed. Removed while
+        # held (POSIX); Windows refuses that, and filelock removes the file on release there.
+        leftovers = [path.parent / name for name in MARKERS] if remove_folder else [] if output.owned else [path]
+        for leftover in leftovers:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         lock.release()
         if remove_folder:
             with contextlib.suppress(OSError):

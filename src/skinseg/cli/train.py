@@ -154,12 +154,11 @@ def train(
     from skinseg.reporting.tables import training_summary
     from skinseg.runtime.distributed import is_main_process
     from skinseg.training.config import parse_duration, train_config
-    from skinseg.training.runs import load_run, run_folder
+    from skinseg.training.runs import load_run, refuse_resume_with_overwrite, run_folder
 
     options["time_budget"] = parse_duration(time_budget) if time_budget is not None else None
     if resume:
-        if overwrite:
-            raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")
+        refuse_resume_with_overwrite(resume, overwrite)  # before the run is read
         config = load_run(resume, data=data, out=out_dir, preset=preset, **options)
     else:
         if not data:

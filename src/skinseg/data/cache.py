@@ -39,8 +39,8 @@ def _item_ok(item: object) -> bool:
     return isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("id", "image", "mask", "split"))
 
 
-MARKER = MARKERS[1]  # made when prepare first writes a folder: the folder is a cache, not the user's
-LEGACY_MARKER = ".lock"  # what older versions left in every cache they made
+LOCK, MARKER = MARKERS  # the folder's lock (which older versions left in every cache), and the mark that
+# prepare makes when it first writes a folder: the folder is a cache, not the user's
 
 
 def plan_prepare(config: PrepareConfig) -> Plan:
@@ -61,9 +61,7 @@ def plan_prepare(config: PrepareConfig) -> Plan:
 
 OWN_FILES = (MANIFEST, "images.npy", "masks.npy")
 # What prepare itself writes into --out: anything else there is the user's, and the folder is refused.
-OWN_NAMES = re.compile(
-    rf"manifest\.json|images\.npy|masks\.npy|{re.escape(MARKER)}|\.lock|unzipped|\.(images|masks)\..*\.npy"
-)
+OWN_NAMES = re.compile("|".join(map(re.escape, (*OWN_FILES, *MARKERS, "unzipped"))) + r"|\.(images|masks)\..*\.npy")
 
 
 def check_out_folder(config: PrepareConfig) -> None:
@@ -72,12 +70,12 @@ def check_out_folder(config: PrepareConfig) -> None:
     out, data = Path(config.out), Path(config.data)
     names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
     foreign = [name for name in names if not OWN_NAMES.fullmatch(name)]
-    ours = any((out / name).exists() for name in (MARKER, LEGACY_MARKER)) or load_manifest(out) is not None
+    manifest = load_manifest(out)
+    ours = any((out / name).exists() for name in MARKERS) or manifest is not None
     if names and (foreign or not ours):
         first = (foreign or names)[0]
         words = f"holds files that are not a skinseg cache (first: {first}): give a new or empty folder"
         raise SkinsegError(words, out)
-    manifest = load_manifest(out)
     source = manifest.get("source") if manifest else None
     if source and source != str(data.resolve()) and not config.force:
         raise SkinsegError(f"holds the prepared set of {source}: give another --out, or --force to replace it", out)

@@ -125,7 +125,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     files = _files_plan(config, inputs, pairs, summary, report)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
-        rows_kept(summary, summary.suffix.lower() == ".json")  # one that cannot be continued: said now
+        rows_kept(summary)  # one that cannot be continued: said now
     todo: list[tuple[Path, Path]] = []
     kept: set[Path] = set()
     for source, target in pairs:

@@ -56,14 +56,14 @@ class SummaryWriter:
     def __init__(self, path: Path | None, continued: bool = False):
         self.path = path
         self.file: TextIO | None = None
-        self.json = path is not None and path.suffix.lower() == ".json"
+        self.json = path is not None and _is_json(path)
         self.continued = continued and path is not None and path.exists()
         self.count = 0
 
     def __enter__(self) -> SummaryWriter:
         if self.path is None:
             return self
-        kept = rows_kept(self.path, self.json) if self.continued else None
+        kept = rows_kept(self.path) if self.continued else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if kept:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
@@ -110,7 +110,12 @@ class SummaryWriter:
                 self.file.close()
 
 
-def rows_kept(path: Path, as_json: bool) -> tuple[int, int] | None:
+def _is_json(path: Path) -> bool:
+    """A summary is a JSON list or CSV, by its suffix."""
+    return path.suffix.lower() == ".json"
+
+
+def rows_kept(path: Path) -> tuple[int, int] | None:
     """Where a summary being continued ends (in bytes) and how many rows it holds (None: it is empty, and is
     written anew); a row that a kill -9 cut short is dropped. One without segment's columns is refused, so
     that rows of two kinds never mix."""
@@ -122,7 +127,7 @@ def rows_kept(path: Path, as_json: bool) -> tuple[int, int] | None:
     if not text.strip():
         return None
     refuse = SkinsegError("is not a summary of segment's (its columns differ): give another --summary", path)
-    if as_json:
+    if _is_json(path):
         rows, body = _json_rows(text)
         if rows is None or any(not isinstance(r, dict) or tuple(r) != SUMMARY_COLUMNS for r in rows):
             raise refuse

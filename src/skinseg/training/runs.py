@@ -158,13 +158,17 @@ def unstarted_run(run_dir: Path) -> bool:
     return isinstance(saved, dict) and {"data", "out", "resolved"} <= saved.keys()
 
 
+def refuse_resume_with_overwrite(resume: Path | None, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")
+
+
 def check_run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True) -> Plan:
     """The run's plan, checked before any data is prepared or loaded: a new run does not write into a folder
     that holds a run (that takes --resume to continue it or --overwrite to replace it), nor over anything of
     the user's without --overwrite, nor into its data or over the weights it starts from. Whether its files
     exist is the writer's to judge: the other torchrun ranks may find rank 0's config.json there already."""
-    if config.resume and overwrite:
-        raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")
+    refuse_resume_with_overwrite(config.resume, overwrite)
     plan = plan_training(config, overwrite or not writer)
     out = Path(config.resume or config.out)
     found = [name for name in RUN_FILES if (out / name).exists()]
