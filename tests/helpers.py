@@ -156,3 +156,20 @@ def end_processes(processes) -> None:
         if process.is_alive():
             process.kill()
         process.join()
+
+
+def ham10000_tree(root: Path, count: int = 12, size: int = 48) -> Path:
+    """HAM10000's layout: images, masks and a metadata CSV whose dx alternates melanoma and naevus, one image a
+    lesion."""
+    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    for i in range(count):
+        image_id = f"ISIC_{i:07d}"
+        write_pair(
+            root / "HAM10000_images" / f"{image_id}.jpg",
+            root / "HAM10000_segmentations_lesion_tschandl" / f"{image_id}_segmentation.png",
+            size,
+            i,
+        )
+        rows.append(f"HAM_{i:07d},{image_id},{'mel' if i % 2 else 'nv'},histo,50.0,male,back")
+    (root / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
+    return root

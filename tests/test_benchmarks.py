@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO, TINY
-from helpers import isic2018_tree, write_pair
+from helpers import ham10000_tree, isic2018_tree, write_pair
 
 BENCHMARKS = REPO / "benchmarks"
 TINY_MODEL = ["--base-filters", str(TINY["model"].base_filters), "--depth", str(TINY["model"].depth)]
@@ -68,9 +68,12 @@ SMOKE_TESTS = {
     "gpu_data.py": ["test_gpu_data_copies_the_isic_2018_layout"],
     "gpu_check.sh": ["test_gpu_check_sh_plumbing_with_a_stand_in_python"],
     "link_split.py": ["test_link_split"],
+    "measure_ham10000.py": ["test_measure_ham10000"],
+    "measure_speed.py": ["test_measure_speed"],
     "precision.py": ["test_precision_table", "test_precision_agreement"],
     "prepare_speed.py": ["test_prepare_speed"],
     "recipe_ablation.py": ["test_recipe_ablation"],
+    "skin_reference.py": ["test_skin_reference"],
     "threshold_sweep.py": ["test_threshold_sweep"],
     "train_speed.py": ["test_train_speed"],
 }
@@ -249,6 +252,46 @@ def test_link_split(prepared_dir, tmp_path, capsys):
     assert (
         capsys.readouterr().out.splitlines() == [f"linked {len(val)} val pairs into {out}/images and {out}/masks"] * 2
     )
+
+
+def test_measure_ham10000(tiny_model_path, tmp_path):
+    out = tmp_path / "ham.json"
+    ham = ham10000_tree(tmp_path / "ham")
+    load("measure_ham10000").main(
+        args("--ham", ham, "--split", "all", "--model-masks", "--model", tiny_model_path, "--json", out)
+    )
+    report = json.loads(out.read_text())
+    assert (report["images"], report["melanoma"], report["naevi"]) == (12, 6, 6)
+    assert all(0.0 <= v <= 1.0 for v in report["auc_true_masks"].values())
+    assert set(report["auc_true_masks"]) >= {"asymmetry", "border_irregularity", "colour_count", "diameter_px"}
+    assert set(report["auc_baselines"]) >= {"baseline_shape_fold", "baseline_colour_blue_grey"}
+    assert set(report["auc_model_masks"]) == set(report["auc_true_masks"])  # NaN where the tiny model found none
+    assert report["presence_by_dx"]["mel"]["images"] == 6
+
+
+def test_measure_speed(tiny_model_path, tmp_path):
+    out = tmp_path / "speed.json"
+    images = tmp_path / "jpegs"
+    for i in range(3):
+        write_pair(images / f"ISIC_{i:07d}.jpg", tmp_path / "masks" / f"{i}.png", size=48, seed=i)
+    load("measure_speed").main(
+        args("--images", images, "--count", 2, "--rounds", 1, "--threads", 1, "--model", tiny_model_path, "--json", out)
+    )
+    report = json.loads(out.read_text())
+    assert (report["images"], report["image_size"], report["measured_rows"]) == (2, [48, 48], 2)
+    assert report["measure_ms_per_image"] > 0 and report["segment_ms_per_image"] > 0
+    assert report["added_ms_per_image"] == pytest.approx(
+        report["measure_ms_per_image"] - report["segment_ms_per_image"], abs=0.11
+    )
+
+
+def test_skin_reference(tmp_path, capsys):
+    load("skin_reference").main(args("--isic", isic2018_tree(tmp_path / "isic", count=3, size=48)))
+    printed = capsys.readouterr().out
+    colour = re.fullmatch(r"3 images: median skin sRGB \((0\.\d+), (0\.\d+), (0\.\d+)\)\n", printed)
+    assert colour, printed
+    red, green, blue = map(float, colour.groups())
+    assert red > green > blue  # skin-toned, as the synthetic images are
 
 
 @pytest.mark.parametrize("device", DEVICES)

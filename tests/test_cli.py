@@ -38,11 +38,12 @@ def invoke(*args):
         return CliRunner().invoke(cli.app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
 
 
-def test_help_lists_the_five_commands():
+def test_help_lists_the_six_commands():
     result = skinseg("--help")
     assert result.returncode == 0
     listed = result.stdout.split("Commands:")[1].splitlines()
-    assert [line.split()[0] for line in listed if line.strip()] == ["prepare", "train", "evaluate", "segment", "export"]
+    commands = [line.split()[0] for line in listed if line.strip()]
+    assert commands == ["prepare", "train", "evaluate", "segment", "measure", "export"]
 
 
 def test_version():

@@ -23,7 +23,8 @@ from skinseg.data.config import PrepareConfig
 from skinseg.errors import SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.reports import plan_evaluation
-from skinseg.inference.config import ExportConfig, SegmentConfig
+from skinseg.inference.config import ExportConfig, MeasureConfig, SegmentConfig
+from skinseg.inference.measure import MeasureResult, plan_measurement
 from skinseg.inference.onnx import plan_export
 from skinseg.inference.segment import SegmentResult, plan_segmentation
 from skinseg.inference.summary import SUMMARY_COLUMNS
@@ -123,6 +124,7 @@ PLANNERS = {
     SegmentConfig: lambda c: plan_segmentation(c, SegmentResult(c.output)).files,
     EvaluateConfig: lambda c: plan_evaluation(c, ["data"]),
     ExportConfig: lambda c: plan_export(c),
+    MeasureConfig: lambda c: plan_measurement(c, MeasureResult()).files,
 }
 
 
@@ -170,8 +172,10 @@ def test_every_path_field_of_every_config_is_an_input_or_an_output(cls, tmp_path
         SegmentConfig: dict(inputs=(image,), output=tmp_path / "masks"),
         EvaluateConfig: dict(data=tmp_path / "prep"),
         ExportConfig: dict(model=None, out=tmp_path / "m.onnx"),
+        MeasureConfig: dict(inputs=(image,), csv_file=tmp_path / "m.csv"),
     }[cls]
-    (tmp_path / "model-x").write_bytes(b"")  # segment checks its plan as it makes it
+    (tmp_path / "model-x").write_bytes(b"")  # segment and measure check their plans as they make them
+    (tmp_path / "masks-x").mkdir()
     for name, several in _path_fields(cls):
         value = image if name == "inputs" else tmp_path / _NAMES.get((cls, name), _NAMES.get(name, f"{name}-x"))
         changes = {name: (value,) if several else value}

@@ -99,3 +99,19 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
             raise SkinsegError(f"two inputs would write the same mask ({seen[target]} and {source})", target)
         seen[target] = source
     return targets
+
+
+def mask_files_by_id(folder: Path) -> dict[str, Path]:
+    """The masks in a folder by image id (`<id>_segmentation.png`, `_mask`, `_lesion`, or the id alone), as the
+    official scorer pairs them; segment's overlays and probability maps beside them are no masks."""
+    if not folder.is_dir():
+        raise SkinsegError("folder not found", folder)
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        picture = path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+        if picture and not EXTRA_OUTPUTS.search(path.stem):
+            image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
+            if image_id in found:
+                raise SkinsegError(f"two masks for {image_id}: {found[image_id].name} and {path.name}", folder)
+            found[image_id] = path
+    return found

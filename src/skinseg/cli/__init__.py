@@ -1,13 +1,14 @@
 """The command line: thin Typer commands, each turning its options into a frozen config and calling one
 library function (docs/architecture.md). `skinseg.cli:main` is the `skinseg` command."""
 
-from skinseg.cli import evaluate, export, prepare, segment, train
+from skinseg.cli import evaluate, export, measure, prepare, segment, train
 from skinseg.cli.base import MetavarCommand, app, main
 
 app.command()(prepare.prepare)
 app.command()(train.train)
 app.command()(evaluate.evaluate)
 app.command(cls=MetavarCommand)(segment.segment)
+app.command(cls=MetavarCommand)(measure.measure)
 app.command(cls=MetavarCommand)(export.export)
 
 __all__ = ["app", "main"]

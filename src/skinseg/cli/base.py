@@ -50,6 +50,22 @@ PrecisionOption = Annotated[
     str, typer.Option(help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32 or bf16.")
 ]
 
+# The model's options, shared by segment, measure and evaluate.
+ModelOption = Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")]
+ThresholdOption = Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")]
+TtaOption = Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")]
+PostprocessOption = Annotated[
+    bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
+]
+BatchSizeOption = Annotated[int, typer.Option(help="Images per forward pass.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a .safetensors model is exported once"
+        " into the cache)."
+    ),
+]
+
 ReportOption = Annotated[
     Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
 ]

@@ -9,10 +9,15 @@ from typing import Annotated
 import typer
 
 from skinseg.cli.base import (
+    BatchSizeOption,
     DeviceOption,
+    ModelOption,
+    PostprocessOption,
     PrecisionOption,
     ReportMaxCasesOption,
     ReportOption,
+    ThresholdOption,
+    TtaOption,
     console,
     out,
     report_errors,
@@ -30,7 +35,7 @@ def evaluate(
             " several data sets, each on its own row.",
         ),
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
+    model: ModelOption = None,
     split: Annotated[
         str | None,
         typer.Option(
@@ -45,12 +50,10 @@ def evaluate(
     figures: Annotated[
         Path | None, typer.Option(help="Folder for best/median/worst grids and a Dice histogram.")
     ] = None,
-    threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
-    tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
-    postprocess: Annotated[
-        bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
-    ] = True,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 16,
+    threshold: ThresholdOption = None,
+    tta: TtaOption = False,
+    postprocess: PostprocessOption = True,
+    batch_size: BatchSizeOption = 16,
     split_seed: Annotated[
         int, typer.Option(help="When --data is a raw folder: the seed it is split with (as `train --split-seed`).")
     ] = 0,

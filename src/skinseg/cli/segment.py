@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 
 from skinseg.cli.base import (
+    BackendOption,
+    BatchSizeOption,
     DeviceOption,
+    ModelOption,
+    PostprocessOption,
     PrecisionOption,
     ReportMaxCasesOption,
     ReportOption,
+    ThresholdOption,
+    TtaOption,
     console,
     out,
     report_errors,
@@ -26,18 +32,16 @@ def segment(
         typer.Argument(metavar="IMAGES...", help="Image files, folders or glob patterns.", show_default=False),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Mask file for one input, folder for many.")],
-    model: Annotated[Path | None, typer.Option(help="Model weights [default: the bundled model].")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Probability threshold [default: the model's].")] = None,
+    model: ModelOption = None,
+    threshold: ThresholdOption = None,
     overlay: Annotated[
         bool, typer.Option(help="Also write the image with the lesion outline (<stem>_overlay.png).")
     ] = False,
     probabilities: Annotated[
         bool, typer.Option(help="Also write the probability map (<stem>_probability.png, 0-255).")
     ] = False,
-    tta: Annotated[bool, typer.Option(help="Average the predictions of the image and its flips.")] = False,
-    postprocess: Annotated[
-        bool, typer.Option(help="Keep the largest lesion and fill its holes (measured to help on ISIC 2018).")
-    ] = True,
+    tta: TtaOption = False,
+    postprocess: PostprocessOption = True,
     summary: Annotated[
         Path | None,
         typer.Option(
@@ -52,14 +56,8 @@ def segment(
             help="Leave outputs that exist (counted, not failures) and write only the missing ones: resume a batch."
         ),
     ] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 8,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a "
-            ".safetensors model is exported once into the cache)."
-        ),
-    ] = "torch",
+    batch_size: BatchSizeOption = 8,
+    backend: BackendOption = "torch",
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
     report: ReportOption = None,
@@ -108,12 +106,12 @@ def segment(
         soft_wrap=True,
         highlight=False,
     )
-    _report_skipped(result.failed)
+    report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)
 
 
-def _report_skipped(skipped: list, shown: int = 20) -> None:
+def report_skipped(skipped: list, shown: int = 20) -> None:
     """One line per skipped file, the first `shown` of them."""
     for path, reason in skipped[:shown]:
         console.print(f"[yellow]skipped[/] {literal(str(path))}: {literal(reason)}", highlight=False, soft_wrap=True)

@@ -7,21 +7,20 @@ file (binarised by the ISIC rule), so the figures match the official scorer run 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skinseg import __version__
 from skinseg.data.dataset import data_set_name
-from skinseg.data.images import IMAGE_SUFFIXES, load_mask, load_rgb
-from skinseg.data.layouts import MASK_SUFFIXES, Pair
+from skinseg.data.images import load_mask, load_rgb
+from skinseg.data.layouts import Pair
 from skinseg.data.prepare import load_manifest
 from skinseg.data.sources import default_split, split_pairs
 from skinseg.errors import SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
-from skinseg.inputs import EXTRA_OUTPUTS
+from skinseg.inputs import mask_files_by_id
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
 from skinseg.reporting.progress import progress_bar
@@ -111,24 +110,9 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
     )
 
 
-def _mask_files_by_id(folder: Path) -> dict[str, Path]:
-    """The masks in a folder by image id; segment's overlays and probability maps beside them are no masks."""
-    if not folder.is_dir():
-        raise SkinsegError("folder not found", folder)
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        picture = path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-        if picture and not EXTRA_OUTPUTS.search(path.stem):
-            image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
-            if image_id in found:
-                raise SkinsegError(f"two masks for {image_id}: {found[image_id].name} and {path.name}", folder)
-            found[image_id] = path
-    return found
-
-
 def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) -> EvalReport:
     """Score predicted masks against true masks, matched by image id (as the official scorer does)."""
-    truths, preds = _mask_files_by_id(Path(truth)), _mask_files_by_id(Path(pred))
+    truths, preds = mask_files_by_id(Path(truth)), mask_files_by_id(Path(pred))
     if not truths:
         raise SkinsegError("no mask files found", truth)
     missing = [i for i in truths if i not in preds]

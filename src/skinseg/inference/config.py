@@ -41,3 +41,35 @@ class ExportConfig:
     out: Path
     opset: int = 18
     overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """The settings of `skinseg measure`: the lesions of `inputs` measured on the masks in `masks` (paired by
+    name), or on the model's masks when it is None; the rows written to `csv_file` and/or `json_file`."""
+
+    inputs: tuple[Path, ...]
+    masks: Path | None = None
+    pixel_size: float | None = None  # mm per pixel: the _mm columns
+    csv_file: Path | None = None
+    json_file: Path | None = None
+    report: Path | None = None
+    report_max_cases: int = 500
+    overwrite: bool = False
+    # the model's settings, as segment's (used without masks)
+    model: Path | None = None
+    threshold: float | None = None
+    device: str = "auto"
+    batch_size: int = 8
+    tta: bool = False
+    postprocess: bool = True
+    backend: str = "torch"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_setting(self.csv_file is not None or self.json_file is not None, "give --csv or --json (or both)")
+        check_setting(
+            self.pixel_size is None or self.pixel_size > 0, f"--pixel-size must be > 0 mm, got {self.pixel_size}"
+        )
+        check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")

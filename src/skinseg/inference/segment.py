@@ -162,10 +162,12 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
             SummaryWriter(plan.summary, continued=config.skip_existing) as rows_out,
             progress_bar(console or Console(quiet=True), "Segmenting") as advance,
             contextlib.closing(
-                _segmented(segmenter, plan.todo, config, whole, result)
+                segmented_images(segmenter, [s for s, _ in plan.todo], config.batch_size, whole, result.failed)
             ) as segmented,  # ends its threads
         ):
-            for source, target, image, prob, mask, seconds in segmented:
+            target_of = dict(plan.todo)
+            for source, image, prob, mask, seconds in segmented:
+                target = target_of[source]
                 with interrupts_held():  # a mask is never written without its summary row
                     _write_outputs(plan, config, source, target, image, prob, mask)
                     result.rows.append(summary_row(source, target, mask, prob, seconds))
@@ -189,28 +191,26 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     return result
 
 
-def _segmented(
-    segmenter: Segmenter, todo: list[tuple[Path, Path]], config: SegmentConfig, whole: bool, result: SegmentResult
-):
-    """(source, target, image or None, probability, mask, seconds per image) for each readable image of `todo`,
-    in batches; the next batch is decoded in threads while the model works on this one. `whole`: the whole
-    image is read too. Unreadable images go to `result.failed`."""
-    batches = [todo[i : i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int, whole: bool, failed: list):
+    """(source, image or None, probability, mask, seconds per image) for each readable image of `sources`, in
+    batches of `batch_size`; the next batch is decoded in threads while the model works on this one. `whole`: the
+    whole image is read too. Unreadable images go to `failed` as (path, reason)."""
+    batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
     read = functools.partial(_read, segmenter=segmenter, whole=whole)
     with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        pending = pool.map(read, [s for s, _ in batches[0]]) if batches else iter(())
-        for index, batch in enumerate(batches):
+        pending = pool.map(read, batches[0]) if batches else iter(())
+        for index in range(len(batches)):
             decoded = list(pending)
             if index + 1 < len(batches):  # decode the next batch while this one is computed
-                pending = pool.map(read, [s for s, _ in batches[index + 1]])
+                pending = pool.map(read, batches[index + 1])
             started = time.perf_counter()
-            ready = [(s, t, d) for (s, d, _), (_, t) in zip(decoded, batch, strict=False) if d is not None]
-            result.failed += [(s, error or "unreadable") for s, d, error in decoded if d is None]
-            probs = segmenter.probabilities_of([d.model_input for _, _, d in ready], [d.shape for _, _, d in ready])
+            ready = [(s, d) for s, d, _ in decoded if d is not None]
+            failed += [(s, error or "unreadable") for s, d, error in decoded if d is None]
+            probs = segmenter.probabilities_of([d.model_input for _, d in ready], [d.shape for _, d in ready])
             masks = segmenter.masks_from(probs)
             seconds = (time.perf_counter() - started) / max(1, len(ready))
-            for (source, target, d), prob, mask in zip(ready, probs, masks, strict=False):
-                yield source, target, d.image, prob, mask, seconds
+            for (source, d), prob, mask in zip(ready, probs, masks, strict=True):
+                yield source, d.image, prob, mask, seconds
 
 
 def _write_outputs(

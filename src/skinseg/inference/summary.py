@@ -51,10 +51,11 @@ class SummaryWriter:
     """Per-image rows written to CSV (or a JSON list, by suffix) as they come and flushed each time, so that an
     interrupted batch keeps the rows of the images it finished (the JSON list is closed on the way out).
     `continued`: a summary that exists is continued (segment --skip-existing): its rows are kept and the new
-    ones appended, provided it has segment's columns."""
+    ones appended, provided it has the same columns. `columns`: segment's summary, or `measure`'s."""
 
-    def __init__(self, path: Path | None, continued: bool = False):
+    def __init__(self, path: Path | None, continued: bool = False, columns: tuple[str, ...] = SUMMARY_COLUMNS):
         self.path = path
+        self.columns = columns
         self.file: TextIO | None = None
         self.json = path is not None and _is_json(path)
         self.continued = continued and path is not None and path.exists()
@@ -63,7 +64,7 @@ class SummaryWriter:
     def __enter__(self) -> SummaryWriter:
         if self.path is None:
             return self
-        kept = rows_kept(self.path) if self.continued else None
+        kept = rows_kept(self.path, self.columns) if self.continued else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if kept:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
@@ -77,7 +78,7 @@ class SummaryWriter:
         if kept:
             self.count = kept[1]
         else:
-            self._write("[" if self.json else ",".join(SUMMARY_COLUMNS) + "\r\n")
+            self._write("[" if self.json else ",".join(self.columns) + "\r\n")
         return self
 
     def _write(self, text: str) -> None:
@@ -95,7 +96,7 @@ class SummaryWriter:
             self._write(("," if self.count else "") + "\n " + json.dumps(row))
         else:
             buffer = io.StringIO()
-            csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS).writerow(row)
+            csv.DictWriter(buffer, fieldnames=self.columns).writerow(row)
             self._write(buffer.getvalue())
         self.count += 1
 
@@ -115,10 +116,10 @@ def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
 
 
-def rows_kept(path: Path) -> tuple[int, int] | None:
+def rows_kept(path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> tuple[int, int] | None:
     """Where a summary being continued ends (in bytes) and how many rows it holds (None: it is empty, and is
-    written anew); a row that a kill -9 cut short is dropped. One without segment's columns is refused, so
-    that rows of two kinds never mix."""
+    written anew); a row that a kill -9 cut short is dropped. One without these `columns` is refused, so that
+    rows of two kinds never mix."""
     try:
         with open(path, encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline="") as handle:  # \r\n kept: counted
             text = handle.read()
@@ -129,12 +130,12 @@ def rows_kept(path: Path) -> tuple[int, int] | None:
     refuse = SkinsegError("is not a summary of segment's (its columns differ): give another --summary", path)
     if _is_json(path):
         rows, body = _json_rows(text)
-        if rows is None or any(not isinstance(r, dict) or tuple(r) != SUMMARY_COLUMNS for r in rows):
+        if rows is None or any(not isinstance(r, dict) or tuple(r) != columns for r in rows):
             raise refuse
         return len(body.encode("utf-8", NAMES_AS_THEY_ARE)), len(rows)
     whole = text[: text.rfind("\n") + 1]  # a last row without its line end was cut short: dropped
     lines = whole.splitlines()
-    if not lines or lines[0] != ",".join(SUMMARY_COLUMNS):
+    if not lines or lines[0] != ",".join(columns):
         raise refuse
     return len(whole.encode("utf-8", NAMES_AS_THEY_ARE)), len(lines) - 1
 

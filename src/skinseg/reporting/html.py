@@ -66,18 +66,24 @@ class ReportCases:
         probability: np.ndarray | None = None,
         threshold: float = 0.5,
         metrics: dict[str, Any] | None = None,
+        measures: dict[str, Any] | None = None,
+        badness: float | None = None,
     ) -> None:
         """One image's row and, if among the `limit` worst so far, its overlay. With a `truth`, `metrics` are the
-        image's ISIC metrics as the scorer computed them (Dice and Jaccard are shown)."""
+        image's ISIC metrics as the scorer computed them (Dice and Jaccard are shown). `measures`: the lesion's
+        measurements, added to the row. `badness`: what ranks the cases, worst first, in place of 1 - Dice (or
+        the probability margin)."""
         row: dict[str, Any] = {"id": image_id, "prediction_area": float(prediction.mean())}
         if truth is not None:
             if metrics is None:
                 raise ValueError("a case with a truth needs its metrics")
             row.update(dice=metrics["dice"], jaccard=metrics["jaccard"], truth_area=float(truth.mean()))
-            badness = 1.0 - metrics["dice"]
+            rank = 1.0 - metrics["dice"]
         else:
             row["margin"] = probability_margin(probability, prediction, threshold) if probability is not None else 0.0
-            badness = 2.0 if not prediction.any() else row["margin"]  # an empty mask first: likely a failure
+            rank = 2.0 if not prediction.any() else row["margin"]  # an empty mask first: likely a failure
+        row.update(measures or {})
+        badness = rank if badness is None else badness
         self.rows.append(row)
         entry = (badness, -len(self.rows), b"")  # ties: the earlier image counts as worse
         if self.limit > 0 and (len(self._worst) < self.limit or entry > self._worst[0]):
@@ -93,10 +99,21 @@ class ReportCases:
 EVALUATE_COLUMNS = (("dice", "Dice", ".4f"), ("jaccard", "Jaccard", ".4f"), ("truth_area", "truth area", "%"),
                     ("prediction_area", "predicted area", "%"))  # fmt: skip
 SEGMENT_COLUMNS = (("prediction_area", "lesion area", "%"), ("margin", "probability margin", "%"))
+# The measurements of `skinseg measure` that a page shows (docs/measure.md defines them).
+MEASURE_COLUMNS = (("diameter_px", "diameter (px)", ".0f"), ("asymmetry", "asymmetry", ".3f"),
+                   ("asymmetry_axes", "asymmetric axes", "d"), ("border_irregularity", "border irregularity", ".2f"),
+                   ("border_abruptness", "border abruptness", ".1f"), ("colour_count", "colours", "d"),
+                   ("confidence", "confidence", ".3f"))  # fmt: skip
 
 
-def _number(value: float, fmt: str) -> str:
+def _number(value: float | None, fmt: str) -> str:
+    if value is None:  # not measured: an empty mask, or no model
+        return "-"
     return f"{value:.1%}" if fmt == "%" else f"{value:{fmt}}"
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return f'<td data-v="{-1 if value is None else format(value, ".6g")}">{_number(value, fmt)}</td>'
 
 
 def _facts_table(facts: Iterable[tuple[str, Any]]) -> str:
@@ -138,7 +155,7 @@ def _cases_table(cases: ReportCases, columns: tuple[tuple[str, str, str], ...], 
     body = []
     for rank, (row, jpeg) in enumerate(cases.worst(), 1):
         image = base64.b64encode(jpeg).decode("ascii")
-        cells = "".join(f'<td data-v="{row[key]:.6g}">{_number(row[key], fmt)}</td>' for key, _, fmt in columns)
+        cells = "".join(_cell(row.get(key), fmt) for key, _, fmt in columns)
         body.append(
             f'<tr data-rank="{rank}"><td data-v="{rank}">{rank}</td><td data-v="{escape(row["id"])}">'
             f'<img src="data:image/jpeg;base64,{image}" alt="{escape(row["id"])}" loading="lazy" decoding="async">'
@@ -246,6 +263,25 @@ def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
         top,
         _cases_table(cases, SEGMENT_COLUMNS, "empty masks first, then the largest probability margin", truth=False),
     )
+
+
+def measure_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]]) -> str:
+    """The page for `skinseg measure`: each lesion's outline and measurements, the most asymmetric first.
+    `facts`: what was measured, on which masks."""
+    measured = [row for row in cases.rows if row.get("asymmetry") is not None]
+    summary = [
+        ("measured", len(measured)),
+        ("no lesion", len(cases.rows) - len(measured)),
+        ("median diameter", f"{np.median([r['diameter_px'] for r in measured]):.0f} px" if measured else None),
+        ("median asymmetry", f"{np.median([r['asymmetry'] for r in measured]):.3f}" if measured else None),
+        ("failed", len(failed)),
+    ]
+    problems = "".join(f"<li>{escape(str(path))}: {escape(reason)}</li>" for path, reason in failed)
+    top = _facts_table([*facts, _made(), *summary])
+    top += "<p>Measurements for research, not a diagnosis: docs/measure.md defines each.</p>"
+    top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
+    columns = (("prediction_area", "lesion area", "%"), *MEASURE_COLUMNS)
+    return _page("skinseg measurements", top, _cases_table(cases, columns, "the most asymmetric first", truth=False))
 
 
 HTML_SUFFIXES = (".html", ".htm")  # what a --report file is named: the page is HTML, whatever the name says

@@ -1,0 +1,91 @@
+"""`skinseg measure`: options -> MeasureConfig -> measure_paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skinseg.cli.base import (
+    BackendOption,
+    BatchSizeOption,
+    DeviceOption,
+    ModelOption,
+    PostprocessOption,
+    PrecisionOption,
+    ReportMaxCasesOption,
+    ReportOption,
+    ThresholdOption,
+    TtaOption,
+    console,
+    out,
+    report_errors,
+)
+from skinseg.cli.segment import report_skipped
+from skinseg.reporting.tables import literal
+
+
+@report_errors
+def measure(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="IMAGES...", help="Image files, folders or glob patterns.", show_default=False),
+    ],
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of masks to measure, paired by name (<id>_segmentation.png or <id>.png) [default: segment"
+            " the images with the model].",
+        ),
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Millimetres per pixel: adds area_mm2, perimeter_mm and diameters in mm.")
+    ] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write one row per image as CSV.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write one row per image as a JSON list.")] = None,
+    report: ReportOption = None,
+    report_max_cases: ReportMaxCasesOption = 500,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    model: ModelOption = None,
+    threshold: ThresholdOption = None,
+    tta: TtaOption = False,
+    postprocess: PostprocessOption = True,
+    batch_size: BatchSizeOption = 8,
+    backend: BackendOption = "torch",
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = "auto",
+) -> None:
+    """Measure each lesion: size, asymmetry, border and colours (docs/measure.md; for research, not a diagnosis)."""
+    from skinseg.inference.config import MeasureConfig
+    from skinseg.inference.measure import measure_paths
+
+    config = MeasureConfig(
+        inputs=tuple(inputs),
+        masks=masks,
+        pixel_size=pixel_size,
+        csv_file=csv_file,
+        json_file=json_file,
+        report=report,
+        report_max_cases=report_max_cases,
+        overwrite=overwrite,
+        model=model,
+        threshold=threshold,
+        device=device,
+        batch_size=batch_size,
+        tta=tta,
+        postprocess=postprocess,
+        backend=backend,
+        precision=precision,
+    )
+    result = measure_paths(config, console=console)
+    written = " and ".join(literal(str(p)) for p in (csv_file, json_file, report) if p is not None)
+    failed = f"; {len(result.failed)} failed" if result.failed else ""
+    empty = f"; {len(result.empty)} without a lesion (a row with area 0)" if result.empty else ""
+    out.print(f"measured {len(result.rows)} image(s) into {written}{empty}{failed}", soft_wrap=True, highlight=False)
+    if result.unmatched_masks:
+        first = literal(str(result.unmatched_masks[0]))
+        console.print(f"{len(result.unmatched_masks)} mask(s) in --masks have no input image (first: {first})")
+    report_skipped(result.failed)
+    if result.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,163 @@
+"""`skinseg measure`: each image's lesion measured (skinseg.measurement) on the mask given for it, or on the
+model's, and written as one row per image to CSV and/or JSON as each image is done."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skinseg.data.images import load_mask, load_rgb
+from skinseg.errors import SkinsegError
+from skinseg.fileio import interrupts_held
+from skinseg.inference.config import MeasureConfig
+from skinseg.inference.summary import SummaryWriter
+from skinseg.inputs import collect_inputs, mask_files_by_id
+from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
+from skinseg.plan import Plan
+from skinseg.reporting.html import HTML_SUFFIXES
+
+# Every column of a row: the measurements, then where the image and its mask came from.
+ROW_COLUMNS = (*MEASURE_COLUMNS, "image", "mask")
+
+
+@dataclass
+class MeasureResult:
+    rows: list[dict] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not measured
+    unmatched_masks: list[Path] = field(default_factory=list)  # masks in --masks without an input image
+
+    @property
+    def empty(self) -> list[str]:
+        """The ids of images with no lesion in their mask."""
+        return [row["id"] for row in self.rows if not row["area_px"]]
+
+
+@dataclass
+class MeasurePlan:
+    images: list[Path]
+    masks: dict[Path, Path]  # image -> its given mask (with --masks)
+    files: Plan
+
+
+def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePlan:
+    """The images, their masks (paired by name, as `evaluate --pred` pairs them), the model, and the files
+    written, checked before any image is read: none is an input, none exists unless `overwrite`."""
+    images = collect_inputs(config.inputs, result.ignored)
+    for path, what, suffixes in (
+        (config.csv_file, "--csv", (".csv",)),
+        (config.json_file, "--json", (".json",)),
+        (config.report, "--report", HTML_SUFFIXES),
+    ):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise SkinsegError(f"{what} writes {suffixes[0][1:].upper()}: name the file {suffixes[0]}", path)
+    files = Plan("measure", config.overwrite)
+    for image in images:
+        files.read(image, "input image")
+    masks: dict[Path, Path] = {}
+    if config.masks is not None:
+        files.read(config.masks, "--masks folder", folder=True)
+        by_id = mask_files_by_id(config.masks)
+        for image in images:
+            if image.stem in by_id:
+                masks[image] = by_id.pop(image.stem)
+            else:
+                result.failed.append((image, f"no mask for it in {config.masks} (<id>_segmentation.png or <id>.png)"))
+        result.unmatched_masks = sorted(by_id.values())
+    elif config.model is not None and str(config.model) != "bundled":
+        files.read(config.model, "model")
+    for path, what in ((config.csv_file, "--csv"), (config.json_file, "--json"), (config.report, "--report")):
+        if path is not None:
+            files.write(path, what, lock=True)
+    files.check()
+    return MeasurePlan([i for i in images if config.masks is None or i in masks], masks, files)
+
+
+def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """(image path, image, mask) for each image whose image and mask can be read and agree in size."""
+    for source in plan.images:
+        try:
+            image, mask = load_rgb(source), load_mask(plan.masks[source])
+        except SkinsegError as exc:
+            result.failed.append((source, str(exc)))
+            continue
+        if image.shape[:2] != mask.shape:
+            size = f"{mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
+            result.failed.append((source, f"its mask {plan.masks[source]} is {size}"))
+            continue
+        yield source, image, mask
+
+
+def measure_paths(config: MeasureConfig, console=None) -> MeasureResult:
+    """Measure the lesion of every input image; unreadable ones are reported and the rest go on."""
+    from rich.console import Console
+
+    from skinseg.reporting.html import ReportCases, measure_page, write_page
+    from skinseg.reporting.progress import progress_bar
+
+    result = MeasureResult()
+    plan = plan_measurement(config, result)
+    cases = ReportCases(config.report_max_cases) if config.report else None
+    with plan.files.hold(), contextlib.ExitStack() as stack:
+        writers = [
+            stack.enter_context(SummaryWriter(path, columns=ROW_COLUMNS))
+            for path in (config.csv_file, config.json_file)
+            if path is not None
+        ]
+        advance = stack.enter_context(progress_bar(console or Console(quiet=True), "Measuring"))
+        facts, lesions = _lesions(config, plan, result, stack)
+        failed_before = len(result.failed)  # images without a mask: not among those measured
+        for source, image, mask, measures in lesions:
+            row = {"id": source.stem, **measures, "image": str(source), "mask": str(plan.masks.get(source, ""))}
+            with interrupts_held():  # a row is written whole to every file
+                for writer in writers:
+                    writer.add(row)
+            result.rows.append(row)
+            if cases is not None:
+                rank = -1.0 if measures["asymmetry"] is None else measures["asymmetry"]  # no lesion: last
+                cases.add(source.stem, mask, image=image, measures=measures, badness=rank)
+            advance(len(result.rows) + len(result.failed) - failed_before, len(plan.images))
+        advance(len(plan.images), len(plan.images))
+        if config.report and cases is not None:
+            page = measure_page(cases, result.failed, [("images", " ".join(map(str, config.inputs))), *facts])
+            write_page(config.report, page, config.overwrite)
+    return result
+
+
+def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, stack: contextlib.ExitStack):
+    """The facts of what the masks are, and (image path, image, mask, measurements) for each image measured."""
+    if config.masks is not None:
+        measured = (
+            (source, image, mask, measure_lesion(image, mask, pixel_size=config.pixel_size))
+            for source, image, mask in _given_masks(plan, result)
+        )
+        return [("masks", str(config.masks))], measured
+    from skinseg.inference.segment import segmented_images
+    from skinseg.inference.segmenter import segmenter_for
+
+    segmenter = segmenter_for(config)
+    segmented = stack.enter_context(
+        contextlib.closing(segmented_images(segmenter, plan.images, config.batch_size, True, result.failed))
+    )
+    measured = (
+        (
+            source,
+            image,
+            mask,
+            measure_lesion(
+                image,
+                mask,
+                pixel_size=config.pixel_size,
+                probability=prob,
+                threshold=segmenter.threshold,
+                one_lesion=config.postprocess,
+            ),
+        )
+        for source, image, prob, mask, _ in segmented
+    )
+    model_name = str(config.model) if config.model else None
+    return [("masks", "the model's"), *segmenter.facts(model_name)], measured

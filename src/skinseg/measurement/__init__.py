@@ -1,0 +1,6 @@
+"""Lesion measurements for research (size, the dermoscopic ABCD rule's asymmetry, border and colours): numbers
+computed from an image and its mask, not a diagnosis. Plain numpy; no model, no files."""
+
+from skinseg.measurement.lesion import MEASURE_COLUMNS, measure_lesion
+
+__all__ = ["MEASURE_COLUMNS", "measure_lesion"]

@@ -1,0 +1,22 @@
+"""How sharply the pigment ends at the lesion's edge (the B of the dermoscopic ABCD rule judges an abrupt cut-off
+of the pigment pattern at the periphery)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def border_abruptness(mask: np.ndarray, lab: np.ndarray) -> float:
+    """The mean colour gradient at the lesion's edge pixels: the CIELAB (CIE76) change per pixel of `lab`. A
+    lesion whose pigment stops abruptly scores high, one that fades into the skin low."""
+    edge = mask & ~ndimage.binary_erosion(mask)
+    if not edge.any():
+        return 0.0
+    smooth = np.stack([ndimage.gaussian_filter(lab[..., i], 1.0) for i in range(3)], -1)
+    padded = np.pad(smooth, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    ys, xs = np.nonzero(edge)
+    ys, xs = ys + 1, xs + 1
+    across = (padded[ys, xs + 1] - padded[ys, xs - 1]) / 2  # central differences at the edge pixels only
+    down = (padded[ys + 1, xs] - padded[ys - 1, xs]) / 2
+    return float(np.sqrt((across**2).sum(-1) + (down**2).sum(-1)).mean())

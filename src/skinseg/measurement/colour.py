@@ -1,0 +1,107 @@
+"""The colours of a lesion: the image is first normalised against the skin around the lesion, then each lesion
+pixel is named by the nearest of the six dermoscopic colours (or skin) in CIELAB.
+
+Normalisation: dermoscopes differ in their light and cameras in their white balance, and the same brown looks
+different on fair and on dark skin. Each image is scaled, channel by channel in linear RGB (a von Kries
+transform), so that the median colour of a ring of skin around the lesion becomes SKIN_REFERENCE, the median
+skin colour of the ISIC 2018 training images. A colour cast that multiplies the channels is undone exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.color import rgb2lab, xyz2lab
+
+# The six colours of the dermoscopic ABCD rule (Stolz et al. 1994; Argenziano et al. 2003) as pure colours, sRGB
+# 0-1, in the table of Kasmi and Mokrani (2016), "Classification of malignant melanoma and benign skin lesions:
+# implementation of automatic ABCD rule", IET Image Processing 10(6). Used as they are (benchmarks), they name
+# 60% of naevi red: the table's red (hue 32 degrees in CIELAB) lies among the browns of real lesions.
+TABLE_COLOURS: dict[str, tuple[float, float, float]] = {
+    "white": (1.0, 1.0, 1.0),
+    "red": (0.8, 0.2, 0.2),
+    "light_brown": (0.6, 0.4, 0.0),
+    "dark_brown": (0.2, 0.0, 0.0),
+    "blue_grey": (0.2, 0.6, 0.6),
+    "black": (0.0, 0.0, 0.0),
+}
+COLOUR_NAMES = tuple(TABLE_COLOURS)
+# The same six colours where they lie in images normalised against the skin (CIELAB, D65; the skin is at
+# L* 70, a* 9, b* 9): white lighter and less chromatic than the skin; red at hue 0 (the median hue of vascular
+# lesions' pixels in HAM10000 is 3 degrees, of naevi's 40); light and dark brown at the hue of naevi, at two
+# lightnesses; blue-grey achromatic at mid lightness; black near L* 0. Placed on the HAM10000 validation split
+# by how often each colour is found per diagnosis (docs/measure.md), never on test images.
+PALETTE: dict[str, tuple[float, float, float]] = {
+    "white": (80.0, 0.0, 3.0),
+    "red": (45.0, 40.0, 0.0),
+    "light_brown": (55.0, 18.0, 26.0),
+    "dark_brown": (35.0, 24.0, 20.0),
+    "blue_grey": (50.0, 0.0, -2.0),
+    "black": (12.0, 3.0, 3.0),
+}
+# The median colour of the skin ring (sRGB, 0-1) over the ISIC 2018 training images, with their expert masks:
+# benchmarks/skin_reference.py.
+SKIN_REFERENCE = (0.765, 0.643, 0.608)
+SKIN_DIFFERENCE = 10.0  # CIE76: a pixel this close to the normalised skin's colour is skin, not one of the six
+PRESENT = 0.03  # a colour counts as present (colour_count) when it covers at least this fraction of the lesion
+RING = (0.05, 0.25)  # the skin ring: from this far to this far outside the lesion, in lesion diameters
+
+
+def linear(srgb: np.ndarray) -> np.ndarray:
+    """sRGB in 0-1 to linear light."""
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+LINEAR = linear(np.arange(256) / 255.0).astype(np.float32)  # uint8 sRGB -> linear light, by lookup
+# linear sRGB (D65) -> CIE XYZ, IEC 61966-2-1
+XYZ_OF_RGB = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], np.float32)
+
+
+def skin_ring(mask: np.ndarray, diameter: float) -> np.ndarray:
+    """The pixels from RING[0] to RING[1] lesion diameters outside the lesion, where the image has them."""
+    distance = ndimage.distance_transform_edt(~mask)
+    return (distance > max(1.0, RING[0] * diameter)) & (distance <= max(3.0, RING[1] * diameter))
+
+
+def skin_colour(image: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The skin's colour in linear RGB (`image` is linear RGB too): the median of the ring, without its darkest
+    quarter (hairs, shadows, the dermoscope's dark corners); the brighter half of everything outside the lesion
+    where the ring is too small, and the whole image's where the lesion fills it."""
+    for region, keep in ((ring, 0.25), (~mask, 0.5), (np.ones_like(mask), 0.5)):
+        if region.sum() >= 20:
+            pixels = image[region]
+            brightness = pixels.sum(1)
+            return np.median(pixels[brightness >= np.quantile(brightness, keep)], axis=0)
+    return linear(np.asarray(SKIN_REFERENCE))
+
+
+def normalised_lab(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of the image (linear RGB) as it would look if its skin had the colour SKIN_REFERENCE."""
+    gain = (linear(np.asarray(SKIN_REFERENCE)) / np.maximum(skin, 1e-4)).astype(np.float32)
+    return xyz2lab(np.clip(image * gain, 0.0, 1.0) @ XYZ_OF_RGB.T)
+
+
+SKIN_LAB = rgb2lab(np.array([[SKIN_REFERENCE]]))[0, 0]
+PALETTE_LAB = np.array(list(PALETTE.values()))
+TABLE_LAB = rgb2lab(np.array([list(TABLE_COLOURS.values())]))[0]
+
+
+def nearest_colours(lab: np.ndarray, palette: np.ndarray = PALETTE_LAB) -> np.ndarray:
+    """For CIELAB pixels (n, 3), the index of their colour: 6 (skin) for those within SKIN_DIFFERENCE of the
+    normalised skin, the others the nearest colour of `palette` (0-5, in the order of COLOUR_NAMES) by CIE76
+    distance."""
+    nearest = ((lab[:, None, :] - palette[None, :, :]) ** 2).sum(-1).argmin(1)
+    skin = ((lab - SKIN_LAB) ** 2).sum(-1) < SKIN_DIFFERENCE**2
+    return np.where(skin, len(COLOUR_NAMES), nearest)
+
+
+def colour_fractions(lab: np.ndarray) -> dict[str, float]:
+    """The fraction of the lesion's pixels (CIELAB, (n, 3)) nearest to each reference colour, and how many of
+    the six cover at least PRESENT of it."""
+    counts = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1)[: len(COLOUR_NAMES)]
+    fractions = counts / max(1, len(lab))
+    result: dict[str, float] = {
+        f"colour_{name}": round(float(f), 4) for name, f in zip(COLOUR_NAMES, fractions, strict=True)
+    }
+    result["colour_count"] = int((fractions >= PRESENT).sum())
+    return result

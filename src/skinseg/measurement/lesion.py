@@ -1,0 +1,91 @@
+"""measure_lesion: every measurement of one lesion, from its image and mask."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from skinseg.measurement.asymmetry import asymmetry_measures
+from skinseg.measurement.border import border_abruptness
+from skinseg.measurement.colour import (
+    COLOUR_NAMES,
+    LINEAR,
+    RING,
+    colour_fractions,
+    normalised_lab,
+    skin_colour,
+    skin_ring,
+)
+from skinseg.measurement.shape import shape_measures
+
+WORK_DIAMETER = 64  # asymmetry, border and colours are measured with the lesion scaled to this diameter (px)
+SIZE_COLUMNS = ("area", "perimeter", "diameter", "equivalent_diameter")
+MEASURE_COLUMNS = (
+    "id",
+    *(f"{name}_px" for name in SIZE_COLUMNS),
+    *(f"{name}_mm2" if name == "area" else f"{name}_mm" for name in SIZE_COLUMNS),
+    "centre_x", "centre_y", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "components",
+    "asymmetry", "asymmetry_axes", "asymmetry_shape", "asymmetry_colour", "asymmetry_structure",
+    "border_irregularity", "border_abruptness",
+    *(f"colour_{name}" for name in COLOUR_NAMES), "colour_count",
+    "confidence",
+)  # fmt: skip
+
+
+def _work_area(image: np.ndarray, mask: np.ndarray, sizes: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The lesion and a skin ring around it, cut from the image and scaled so that the lesion's equivalent
+    diameter is WORK_DIAMETER pixels: (linear RGB, mask)."""
+    diameter = max(1.0, sizes["equivalent_diameter_px"])
+    margin = math.ceil(RING[1] * diameter) + 2
+    y0, x0 = max(0, sizes["bbox_y"] - margin), max(0, sizes["bbox_x"] - margin)
+    y1 = min(mask.shape[0], sizes["bbox_y"] + sizes["bbox_height"] + margin)
+    x1 = min(mask.shape[1], sizes["bbox_x"] + sizes["bbox_width"] + margin)
+    scale = WORK_DIAMETER / diameter
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).resize(size, Image.Resampling.BILINEAR)
+    lesion = Image.fromarray(mask[y0:y1, x0:x1].astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
+    small = np.asarray(lesion) > 127
+    if not small.any():  # a lesion of a pixel or two: its nearest pixel
+        small = np.zeros_like(small)
+        small[
+            min(size[1] - 1, round((sizes["centre_y"] - y0) * scale)),
+            min(size[0] - 1, round((sizes["centre_x"] - x0) * scale)),
+        ] = True
+    return LINEAR[np.asarray(crop)], small
+
+
+def measure_lesion(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    pixel_size: float | None = None,
+    probability: np.ndarray | None = None,
+    threshold: float = 0.5,
+    one_lesion: bool = False,
+) -> dict[str, float | int | None]:
+    """The measurements of MEASURE_COLUMNS (without `id`) of the lesion `mask` (bool, the image's height and
+    width) in `image` (uint8 RGB). `pixel_size`: mm per pixel, for the _mm columns. `probability`: the model's
+    map, for `confidence`. `one_lesion`: the mask is known to be one lesion (the model's post-processed mask),
+    else its connected parts are counted. An empty mask gives its area (0) and nothing else."""
+    row: dict[str, float | int | None] = dict.fromkeys(MEASURE_COLUMNS[1:])
+    row["area_px"] = 0
+    if not mask.any():
+        return row
+    sizes = shape_measures(mask, connected_parts=not one_lesion)
+    row.update(sizes)
+    if pixel_size is not None:
+        for name in SIZE_COLUMNS:
+            factor = pixel_size**2 if name == "area" else pixel_size
+            key = f"{name}_mm2" if name == "area" else f"{name}_mm"
+            row[key] = round(float(sizes[f"{name}_px"]) * factor, 4)
+    rgb, small = _work_area(image, mask, sizes)
+    lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(small, WORK_DIAMETER), small))
+    row.update(asymmetry_measures(small, lab, WORK_DIAMETER))
+    row["border_abruptness"] = round(border_abruptness(small, lab) * WORK_DIAMETER / 100, 3)
+    row.update(colour_fractions(lab[small]))
+    if probability is not None:
+        margin = np.clip((probability[mask] - threshold) / (1.0 - threshold), 0.0, 1.0)
+        row["confidence"] = round(float(margin.mean()), 4)
+    return row

@@ -1,0 +1,121 @@
+"""`skinseg measure` (skinseg.inference.measure and its command): given masks or the model's, rows to CSV and
+JSON, the output rules of every command, and bad input reported per image."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lesions import disc, paint, palette_srgb
+from skinseg.errors import ConfigError, SkinsegError
+from skinseg.inference.config import MeasureConfig
+from skinseg.inference.measure import ROW_COLUMNS, measure_paths
+from skinseg.measurement import MEASURE_COLUMNS
+from test_cli import invoke
+
+
+def lesion_files(folder, names=("a", "b"), mask_names=None):
+    """Images with a brown disc each, and their masks named <id>_segmentation.png (or `mask_names`)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i, name in enumerate(names):
+        mask = disc(30 + 20 * i)
+        Image.fromarray(paint([(mask, palette_srgb("dark_brown"))], seed=i)).save(folder / "images" / f"{name}.png")
+        mask_name = (mask_names or {}).get(name, f"{name}_segmentation.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "masks" / mask_name)
+    return folder / "images", folder / "masks"
+
+
+def test_given_masks_are_measured_into_csv_and_json_with_the_same_rows(tmp_path):
+    images, masks = lesion_files(tmp_path, mask_names={"b": "b.png"})  # a mask named as its image is paired too
+    result = measure_paths(
+        MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv", json_file=tmp_path / "m.json")
+    )
+    assert [row["id"] for row in result.rows] == ["a", "b"] and not result.failed
+    with open(tmp_path / "m.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == ROW_COLUMNS and ROW_COLUMNS[: len(MEASURE_COLUMNS)] == MEASURE_COLUMNS
+    listed = json.loads((tmp_path / "m.json").read_text())
+    assert [r["area_px"] for r in listed] == [int(r["area_px"]) for r in rows] == [disc(30).sum(), disc(50).sum()]
+    assert listed[1]["mask"] == str(masks / "b.png")
+    assert listed[0]["confidence"] is None and rows[0]["confidence"] == ""  # no model
+    assert listed[0]["area_mm2"] is None and listed[0]["colour_dark_brown"] > 0.9
+
+
+def test_pixel_size_fills_the_millimetre_columns(tmp_path):
+    images, masks = lesion_files(tmp_path, names=("a",))
+    config = MeasureConfig(inputs=(images,), masks=masks, json_file=tmp_path / "m.json", pixel_size=0.1)
+    row = measure_paths(config).rows[0]
+    assert row["area_mm2"] == pytest.approx(row["area_px"] * 0.01)
+
+
+def test_the_models_masks_are_measured_with_their_confidence(tiny_model_path, tmp_path):
+    images, _ = lesion_files(tmp_path)
+    config = MeasureConfig(inputs=(images,), model=tiny_model_path, device="cpu", csv_file=tmp_path / "m.csv")
+    result = measure_paths(config)
+    assert len(result.rows) == 2 and not result.failed
+    for row in result.rows:
+        assert row["mask"] == ""
+        if row["area_px"]:  # the tiny model may find nothing: then a row with area 0
+            assert 0.0 <= row["confidence"] <= 1.0 and row["components"] == 1
+        else:
+            assert row["id"] in result.empty and row["asymmetry"] is None
+
+
+def test_images_without_a_mask_or_with_one_of_another_size_are_reported_and_the_rest_measured(tmp_path):
+    images, masks = lesion_files(tmp_path, names=("a", "b", "c"))
+    (masks / "b_segmentation.png").unlink()
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(masks / "c_segmentation.png")
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(masks / "stray_segmentation.png")
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv"))
+    assert [row["id"] for row in result.rows] == ["a"]
+    reasons = dict((path.name, reason) for path, reason in result.failed)
+    assert "no mask for it" in reasons["b.png"]
+    assert "is 12x10, the image 240x240" in reasons["c.png"]
+    assert [p.name for p in result.unmatched_masks] == ["stray_segmentation.png"]
+
+
+def test_outputs_follow_the_rules_of_every_command(tmp_path):
+    images, masks = lesion_files(tmp_path, names=("a",))
+    (tmp_path / "m.csv").write_text("mine\n")
+    config = dict(inputs=(images,), masks=masks)
+    with pytest.raises(SkinsegError, match="exists"):
+        measure_paths(MeasureConfig(**config, csv_file=tmp_path / "m.csv"))
+    assert (tmp_path / "m.csv").read_text() == "mine\n"
+    measure_paths(MeasureConfig(**config, csv_file=tmp_path / "m.csv", overwrite=True))
+    assert (tmp_path / "m.csv").read_text().startswith("id,area_px")
+    with pytest.raises(SkinsegError, match="lies in"):  # never inside a folder that is read
+        measure_paths(MeasureConfig(**config, csv_file=masks / "m.csv", overwrite=True))
+    with pytest.raises(SkinsegError, match=r"name the file \.json"):
+        measure_paths(MeasureConfig(**config, json_file=tmp_path / "m.csv"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({}, "give --csv or --json"), ({"csv_file": "m.csv", "pixel_size": 0.0}, "--pixel-size must be > 0")],
+)
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        MeasureConfig(inputs=(), **settings)
+
+
+def test_the_command_writes_a_report_and_says_what_it_did(tmp_path):
+    images, masks = lesion_files(tmp_path)
+    result = invoke("measure", images, "--masks", masks, "--csv", tmp_path / "m.csv", "--report", tmp_path / "m.html")
+    assert result.exit_code == 0, result.output
+    assert "measured 2 image(s) into" in result.output
+    page = (tmp_path / "m.html").read_text()
+    assert "skinseg measurements" in page and "asymmetric axes" in page and page.count("<tr data-rank=") == 2
+
+
+def test_the_command_fails_with_one_line_when_a_mask_is_missing(tmp_path):
+    images, masks = lesion_files(tmp_path)
+    (masks / "a_segmentation.png").unlink()
+    result = invoke("measure", images, "--masks", masks, "--json", tmp_path / "m.json")
+    assert result.exit_code == 1
+    assert "measured 1 image(s)" in result.output and "skipped" in result.output and "a.png: no mask" in result.output
+    assert "Traceback" not in result.output

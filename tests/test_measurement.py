@@ -1,0 +1,182 @@
+"""skinseg.measurement on synthetic lesions whose size, symmetry and colours are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lesions import SIZE, disc, ellipse, l_shape, paint, palette_srgb
+from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
+from skinseg.measurement.colour import COLOUR_NAMES, PRESENT
+from skinseg.measurement.shape import feret_diameter, shape_measures
+
+BROWN = palette_srgb("light_brown")
+
+
+def measured(mask: np.ndarray, regions=None, **options) -> dict:
+    image = paint(regions if regions is not None else [(mask, BROWN)])
+    return measure_lesion(image, mask, **options)
+
+
+@pytest.mark.parametrize("radius", [10, 40, 90])
+def test_a_disc_has_its_area_diameters_and_perimeter(radius):
+    row = measured(disc(radius))
+    assert row["area_px"] == disc(radius).sum()
+    assert row["area_px"] == pytest.approx(math.pi * radius**2, rel=0.03)
+    assert row["equivalent_diameter_px"] == pytest.approx(2 * radius, rel=0.02)
+    assert row["diameter_px"] == pytest.approx(2 * radius + 1, rel=0.02)  # between the outer pixel corners
+    assert row["perimeter_px"] == pytest.approx(2 * math.pi * (radius + 0.5), rel=0.02)
+    assert row["border_irregularity"] == pytest.approx(1.0, abs=0.1 if radius < 20 else 0.03)  # pixel steps
+    assert (row["centre_x"], row["centre_y"]) == (SIZE / 2, SIZE / 2)
+    assert row["components"] == 1
+
+
+def test_a_rectangles_box_and_feret_diameter_are_exact():
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[20:80, 50:90] = True
+    row = measured(mask)
+    assert (row["bbox_x"], row["bbox_y"], row["bbox_width"], row["bbox_height"]) == (50, 20, 40, 60)
+    assert row["diameter_px"] == pytest.approx(math.hypot(40, 60), abs=0.01)
+    assert (row["centre_x"], row["centre_y"]) == (69.5, 49.5)
+    assert row["border_irregularity"] > 1.15  # 200^2 / (4 pi 2400) = 1.33; Crofton's estimate of edges is lower
+
+
+def test_a_single_pixel_and_a_line_have_feret_diameters():
+    pixel = np.zeros((5, 5), bool)
+    pixel[2, 2] = True
+    line = np.zeros((5, 20), bool)
+    line[2, 3:13] = True
+    assert feret_diameter(pixel) == pytest.approx(math.sqrt(2))
+    assert feret_diameter(line) == pytest.approx(math.hypot(10, 1))
+
+
+def test_a_rough_border_is_irregular():
+    ys, xs = np.mgrid[:SIZE, :SIZE] - SIZE / 2
+    wavy = np.hypot(ys, xs) <= 70 + 12 * np.sin(12 * np.arctan2(ys, xs))
+    assert measured(wavy)["border_irregularity"] > 1.4
+
+
+def test_pixel_size_gives_millimetres():
+    row = measured(disc(40), pixel_size=0.05)
+    assert row["area_mm2"] == pytest.approx(row["area_px"] * 0.0025)
+    for name in ("perimeter", "diameter", "equivalent_diameter"):
+        assert row[f"{name}_mm"] == pytest.approx(row[f"{name}_px"] * 0.05, abs=1e-3)
+    assert measured(disc(40))["area_mm2"] is None
+
+
+def test_connected_parts_are_counted_unless_the_mask_is_one_lesion():
+    two = disc(20, (60, 60)) | disc(20, (170, 170))
+    assert measured(two)["components"] == 2
+    assert measured(two, one_lesion=True)["components"] == 1
+    assert shape_measures(two)["area_px"] == two.sum()
+
+
+def test_an_empty_mask_has_area_zero_and_nothing_else():
+    row = measure_lesion(paint([]), np.zeros((SIZE, SIZE), bool))
+    assert row["area_px"] == 0
+    assert all(row[c] is None for c in MEASURE_COLUMNS[2:])
+    assert list(row) == list(MEASURE_COLUMNS[1:])
+
+
+@pytest.mark.parametrize(
+    "mask", [disc(70), ellipse(90, 45, 30), ellipse(60, 35, -75)], ids=["disc", "ellipse", "tilted ellipse"]
+)
+def test_a_uniform_disc_or_ellipse_is_symmetric_about_both_axes(mask):
+    row = measured(mask)
+    assert row["asymmetry_axes"] == 0
+    assert row["asymmetry"] < 0.1
+    assert row["asymmetry_shape"] < 0.03
+
+
+def test_a_disc_half_dark_half_light_brown_is_asymmetric_by_colour_about_one_axis():
+    mask = disc(70)
+    left = mask & (np.mgrid[:SIZE, :SIZE][1] < SIZE / 2)
+    row = measured(mask, [(mask, BROWN), (left, palette_srgb("dark_brown"))])
+    assert row["asymmetry_axes"] == 1
+    assert row["asymmetry_shape"] < 0.03
+    assert row["asymmetry_colour"] > 0.3  # about one axis every pixel meets the other brown: 1; about the other 0
+
+
+def test_a_disc_with_dots_on_one_half_is_asymmetric_by_structure():
+    mask = disc(70)
+    ys, xs = np.mgrid[:SIZE, :SIZE]
+    dots = mask & (xs < SIZE / 2) & ((ys // 8 + xs // 8) % 2 == 0)  # a checked pattern: the colour averages alike
+    row = measured(mask, [(mask, BROWN), (dots, palette_srgb("light_brown", (-12, 0, 0)))])
+    assert row["asymmetry_structure"] > 0.15  # the mean of the two axes': one near 0
+    assert row["asymmetry_axes"] == 1
+
+
+def test_an_l_shape_is_asymmetric_by_shape():
+    equal_arms = measured(l_shape(110, 110))  # symmetric about its diagonal only
+    assert equal_arms["asymmetry_axes"] == 1
+    assert equal_arms["asymmetry_shape"] > 0.15
+    unequal = measured(l_shape(130, 70))
+    assert unequal["asymmetry_axes"] == 2
+    assert unequal["asymmetry"] > equal_arms["asymmetry"] > measured(disc(60))["asymmetry"]
+
+
+def sectors(mask: np.ndarray, count: int) -> list[np.ndarray]:
+    ys, xs = np.mgrid[:SIZE, :SIZE] - SIZE / 2
+    angle = (np.arctan2(ys, xs) + np.pi) / (2 * np.pi)  # 0-1 around the centre
+    return [mask & (angle >= i / count) & (angle < (i + 1) / count) for i in range(count)]
+
+
+CASTS = {
+    "none": (1.0, 1.0, 1.0),
+    "warm light": (1.25, 0.95, 0.7),
+    "cold light": (0.8, 0.95, 1.2),
+    "dim": (0.55, 0.55, 0.55),
+    "darker skin": (0.55, 0.42, 0.33),
+    "fair skin": (1.15, 1.12, 1.08),
+}
+
+
+@pytest.mark.parametrize("cast", CASTS.values(), ids=CASTS.keys())
+@pytest.mark.parametrize("names", [COLOUR_NAMES, ("light_brown", "dark_brown"), ("red", "white", "blue_grey")])
+def test_painted_colours_are_found_whatever_the_light_and_the_skin(names, cast):
+    mask = disc(80)
+    parts = sectors(mask, len(names))
+    rng = np.random.default_rng(len(names))
+    shades = [palette_srgb(name, tuple(rng.uniform(-4, 4, 3))) for name in names]  # near, not equal
+    row = measure_lesion(paint(list(zip(parts, shades, strict=True)), cast=cast, seed=3), mask)
+    for name in COLOUR_NAMES:
+        expected = 1 / len(names) if name in names else 0.0
+        assert row[f"colour_{name}"] == pytest.approx(expected, abs=0.08), name
+    assert row["colour_count"] == len(names)
+
+
+def test_a_colour_below_the_threshold_is_not_counted():
+    mask = disc(80)
+    speck = disc(80 * math.sqrt(PRESENT / 2))  # half the area that counts
+    row = measured(mask, [(mask, BROWN), (speck, palette_srgb("black"))])
+    assert 0 < row["colour_black"] < PRESENT
+    assert row["colour_count"] == 1
+
+
+def test_skin_inside_the_mask_is_no_colour():
+    mask = disc(80)
+    row = measure_lesion(paint([(disc(40), BROWN)]), mask)
+    assert row["colour_light_brown"] == pytest.approx(0.25, abs=0.05)
+    assert sum(row[f"colour_{n}"] for n in COLOUR_NAMES) == pytest.approx(0.25, abs=0.05)
+
+
+def test_a_sharp_edge_is_more_abrupt_than_a_faded_one():
+    from scipy import ndimage
+
+    mask = disc(70)
+    sharp = paint([(mask, palette_srgb("dark_brown"))], noise=0)
+    faded = np.stack([ndimage.gaussian_filter(sharp[..., i].astype(float), 8) for i in range(3)], -1)
+    abrupt = measure_lesion(sharp, mask)["border_abruptness"]
+    assert abrupt > 2 * measure_lesion(faded.astype(np.uint8), mask)["border_abruptness"]
+
+
+def test_confidence_is_the_mean_margin_above_the_threshold():
+    mask = disc(50)
+    image = paint([(mask, BROWN)])
+    assert measure_lesion(image, mask)["confidence"] is None
+    certain = np.where(mask, 1.0, 0.0)
+    assert measure_lesion(image, mask, probability=certain, threshold=0.4)["confidence"] == 1.0
+    halfway = np.where(mask, 0.7, 0.0)
+    assert measure_lesion(image, mask, probability=halfway, threshold=0.4)["confidence"] == pytest.approx(0.5)
