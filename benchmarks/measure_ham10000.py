@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from skinseg.data.splits import assign_splits
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.measurement.asymmetry import folds, principal_angle
 from skinseg.measurement.colour import COLOUR_NAMES, TABLE_LAB
+from skinseg.runtime.precision import cpu_name
 
 HAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
 NUMBERS = [c for c in MEASURE_COLUMNS if c not in ("id", "centre_x", "centre_y", "bbox_x", "bbox_y", "confidence")]
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         "images": len(rows),
         "melanoma": int(positive.sum()),
         "naevi": int((~positive).sum()),
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_name(),
         "seconds": round(time.perf_counter() - started, 1),
         "auc_true_masks": auc_table(rows),
         "auc_model_masks": auc_table(rows, "model_") if args.model_masks else None,

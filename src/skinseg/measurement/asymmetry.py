@@ -75,8 +75,9 @@ def region_maps(lab: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarra
 
 
 def asymmetry_measures(mask: np.ndarray, lab: np.ndarray, diameter: float) -> dict[str, float | int]:
-    """The asymmetry (0-1), the number of asymmetric axes (0, 1 or 2: the ABCD rule's A score) and the three
-    terms averaged over the two axes, for the perpendicular pair of axes that is the most symmetric."""
+    """The asymmetry (0-1), the number of asymmetric axes (0, 1 or 2: the ABCD rule's A score), the angle of the
+    first axis (degrees from the image's x axis, clockwise as y points down; the second is 90 degrees on) and the
+    three terms averaged over the two axes, for the perpendicular pair of axes that is the most symmetric."""
     smooth, texture = region_maps(lab, diameter)
     first = principal_angle(mask) + np.arange(ANGLES) * (math.pi / 2) / ANGLES
     terms = folds(mask, smooth, texture, np.concatenate([first, first + math.pi / 2]))
@@ -86,6 +87,7 @@ def asymmetry_measures(mask: np.ndarray, lab: np.ndarray, diameter: float) -> di
     return {
         "asymmetry": round(float(pair.mean()), 4),
         "asymmetry_axes": int((pair > AXIS_ASYMMETRIC).sum()),
+        "asymmetry_angle": round(math.degrees(first[best]) % 180, 1),
         **{
             f"asymmetry_{name}": round(float(values.reshape(2, ANGLES)[:, best].mean()), 4)
             for name, values in terms.items()

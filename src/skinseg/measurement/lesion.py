@@ -27,7 +27,7 @@ MEASURE_COLUMNS = (
     *(f"{name}_px" for name in SIZE_COLUMNS),
     *(f"{name}_mm2" if name == "area" else f"{name}_mm" for name in SIZE_COLUMNS),
     "centre_x", "centre_y", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "components",
-    "asymmetry", "asymmetry_axes", "asymmetry_shape", "asymmetry_colour", "asymmetry_structure",
+    "asymmetry", "asymmetry_axes", "asymmetry_angle", "asymmetry_shape", "asymmetry_colour", "asymmetry_structure",
     "border_irregularity", "border_abruptness",
     *(f"colour_{name}" for name in COLOUR_NAMES), "colour_count",
     "confidence",
