@@ -191,6 +191,7 @@ _NAMES = {
     "json_file": "e.json",
     "summary": "t.csv",
     "split_file": "s.csv",
+    "coco": "c.json",
     (ExportConfig, "out"): "e.onnx",
 }
 

@@ -15,8 +15,9 @@ from skinseg.fileio import real_path
 
 MASK_SUFFIX = "_segmentation.png"
 
-# What segment writes beside a mask (<stem>_overlay.png, <stem>_probability.png): pictures, neither images nor masks.
-EXTRA_OUTPUTS = re.compile(r"_(?:overlay|probability)$", re.I)
+# What segment writes beside a mask (<stem>_overlay.png, <stem>_probability.png) and its crops (<stem>_crop.png):
+# pictures, neither images to segment nor masks.
+EXTRA_OUTPUTS = re.compile(r"_(?:overlay|probability|crop)$", re.I)
 # Files in an input folder that are masks or this command's own outputs, not images to segment.
 _NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES})$|{EXTRA_OUTPUTS.pattern}", re.I)
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")

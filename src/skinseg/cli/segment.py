@@ -49,6 +49,27 @@ def segment(
             " image is done)."
         ),
     ] = None,
+    measure: Annotated[
+        bool,
+        typer.Option(help="Add the lesion's measurements (skinseg measure's columns) to --summary and --report."),
+    ] = False,
+    crops: Annotated[
+        Path | None,
+        typer.Option(help="Folder for lesion crops from the full image (<stem>_crop.png); no lesion: no crop."),
+    ] = None,
+    crop_margin: Annotated[
+        float, typer.Option(help="Margin around the lesion's box, on each side, as a fraction of its size.")
+    ] = 0.1,
+    crop_size: Annotated[
+        int | None, typer.Option(help="Resize each crop so that its longer side is this many pixels.")
+    ] = None,
+    crop_square: Annotated[
+        bool, typer.Option(help="Widen each crop to a square around the lesion (as far as the image allows).")
+    ] = False,
+    coco: Annotated[
+        Path | None,
+        typer.Option(help="Also write the masks as COCO instance annotations (JSON: CVAT, Label Studio)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     skip_existing: Annotated[
         bool,
@@ -85,6 +106,12 @@ def segment(
         precision=precision,
         report=report,
         report_max_cases=report_max_cases,
+        measure=measure,
+        crops=crops,
+        crop_margin=crop_margin,
+        crop_size=crop_size,
+        crop_square=crop_square,
+        coco=coco,
     )
     output_paths(collect_inputs(config.inputs), config.output)  # a wrong path is reported before torch is imported
     from skinseg.inference.segment import segment_paths
@@ -94,7 +121,7 @@ def segment(
         first = literal(str(result.ignored[0]))
         console.print(
             f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
-            f" (names ending _segmentation, _mask, _lesion, _overlay or _probability; first: {first})",
+            f" (names ending _segmentation, _mask, _lesion, _overlay, _probability or _crop; first: {first})",
             highlight=False,
             soft_wrap=True,
         )
@@ -106,6 +133,11 @@ def segment(
         soft_wrap=True,
         highlight=False,
     )
+    if crops is not None:
+        none = f"; {len(result.uncropped)} without a lesion, not cropped" if result.uncropped else ""
+        out.print(f"crops in {literal(str(crops))}{none}", soft_wrap=True, highlight=False)
+    if coco is not None:
+        out.print(f"COCO annotations in {literal(str(coco))}", soft_wrap=True, highlight=False)
     report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)

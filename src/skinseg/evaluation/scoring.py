@@ -21,6 +21,7 @@ from skinseg.errors import SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
 from skinseg.inputs import mask_files_by_id
+from skinseg.measurement import measure_lesion
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
 from skinseg.reporting.progress import progress_bar
@@ -72,8 +73,9 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
         for start in range(0, len(pairs), config.batch_size):
             chunk = pairs[start : start + config.batch_size]
             inputs, shapes = zip(*(segmenter.read(p.image) for p in chunk), strict=True)
-            predictions = segmenter.masks_from(segmenter.probabilities_of(list(inputs), list(shapes)))
-            for pair, prediction in zip(chunk, predictions, strict=True):
+            probabilities = segmenter.probabilities_of(list(inputs), list(shapes))
+            predictions = segmenter.masks_from(probabilities)
+            for pair, prediction, probability in zip(chunk, predictions, probabilities, strict=True):
                 truth = load_mask(pair.mask)
                 if truth.shape != prediction.shape:
                     raise SkinsegError(
@@ -83,8 +85,11 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
                     )
                 rows.append({"id": pair.id, **image_metrics(truth, prediction)})
                 thumbnails.add(pair.id, prediction)
-                if cases is not None:  # the whole image, for the overlay
-                    cases.add(pair.id, prediction, truth, load_rgb(pair.image), metrics=rows[-1])
+                if cases is not None:  # the whole image, for the overlay and the prediction's measurements
+                    image = load_rgb(pair.image)
+                    measures = measure_lesion(image, prediction, probability=probability,
+                                              threshold=segmenter.threshold, one_lesion=config.postprocess)  # fmt: skip
+                    cases.add(pair.id, prediction, truth, image, metrics=rows[-1], measures=measures)
             advance(len(rows), len(pairs))
     model_name = str(config.model) if config.model else "bundled model"
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)

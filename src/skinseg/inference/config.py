@@ -27,10 +27,18 @@ class SegmentConfig:
     precision: str = "auto"
     report: Path | None = None  # an HTML page of the results (skinseg.reporting.html)
     report_max_cases: int = 500  # rows with an image in it: the most uncertain
+    measure: bool = False  # the measurements of `skinseg measure` in the summary and the report
+    crops: Path | None = None  # a folder of lesion crops (<stem>_crop.png)
+    crop_margin: float = 0.1  # added on each side, as a fraction of the lesion box's width and height
+    crop_size: int | None = None  # the crop resized so that its longer side is this many pixels
+    crop_square: bool = False  # the crop widened to a square around the lesion (as far as the image allows)
+    coco: Path | None = None  # the masks as COCO instance annotations (JSON)
 
     def __post_init__(self) -> None:
         check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")
+        check_setting(self.crop_margin >= 0, f"--crop-margin must be >= 0, got {self.crop_margin}")
+        check_setting(self.crop_size is None or self.crop_size >= 1, f"--crop-size must be >= 1, got {self.crop_size}")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from skinseg.data.images import load_rgb, save_mask_png, save_png
+from skinseg.data.images import load_mask, load_rgb, save_mask_png, save_png
 from skinseg.errors import SkinsegError
 from skinseg.fileio import interrupts_held
+from skinseg.inference.coco import CocoFile
 from skinseg.inference.config import SegmentConfig
+from skinseg.inference.crops import lesion_crop
 from skinseg.inference.segmenter import Segmenter, segmenter_for
-from skinseg.inference.summary import SummaryWriter, rows_kept, summary_row
+from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
 from skinseg.inputs import collect_inputs, output_paths
+from skinseg.measurement import measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
@@ -38,6 +41,7 @@ class SegmentResult:
     existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
+    uncropped: list[Path] = field(default_factory=list)  # --crops: no lesion found, so no crop
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
@@ -64,10 +68,16 @@ def _read(source: Path, segmenter: Segmenter, whole: bool) -> tuple[Path, Decode
         return source, None, str(exc).removeprefix(f"{source}: ")
 
 
+def _crop_path(config: SegmentConfig, source: Path) -> Path:
+    assert config.crops is not None
+    return config.crops / f"{source.stem}_crop.png"
+
+
 def _outputs_of(config: SegmentConfig, source: Path, target: Path) -> list[Path]:
-    """The files one image gives: its mask, and its overlay and probability map when asked for."""
+    """The files one image gives: its mask, and its overlay, probability map and crop when asked for."""
     kinds = [kind for kind, on in (("overlay", config.overlay), ("probability", config.probabilities)) if on]
-    return [target, *(_sibling(target, source, kind) for kind in kinds)]
+    crop = [_crop_path(config, source)] if config.crops is not None else []
+    return [target, *(_sibling(target, source, kind) for kind in kinds), *crop]
 
 
 @dataclass
@@ -77,7 +87,9 @@ class SegmentPlan:
     todo: list[tuple[Path, Path]]  # (image, mask file) to segment
     summary: Path | None
     report: Path | None
+    coco: Path | None = None
     kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (--skip-existing)
+    existing: list[tuple[Path, Path]] = field(default_factory=list)  # (image, mask) skipped: all there
     files: Plan = field(default_factory=lambda: Plan("segment"))  # every file read and written, checked
 
 
@@ -87,6 +99,7 @@ def _files_plan(
     pairs: list[tuple[Path, Path]],
     summary: Path | None,
     report: Path | None,
+    coco: Path | None,
 ) -> Plan:
     """The images and the model read; the summary (continued by --skip-existing), the report and every
     image's outputs written. Whether an image's existing outputs are replaced, kept or reported is decided
@@ -102,6 +115,10 @@ def _files_plan(
         plan.write(summary, "--summary", continued=config.skip_existing, lock=True)
     if report is not None:
         plan.write(report, "--report", lock=True)
+    if config.crops is not None:
+        plan.write(config.crops, "--crops", folder=True)
+    if coco is not None:  # written whole at the end, with the masks kept by --skip-existing too
+        plan.write(coco, "--coco", continued=config.skip_existing, lock=True)
     for source, target in pairs:
         for path in _outputs_of(config, source, target):
             plan.write(path, "mask" if path == target else "output", continued=True)
@@ -118,35 +135,40 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
     report = _rank_path(config.report, rank, world) if config.report else None
     summary = _rank_path(config.summary, rank, world) if config.summary else None
+    coco = _rank_path(config.coco, rank, world) if config.coco else None
     if summary and summary.suffix.lower() not in (".csv", ".json"):
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
     if report and report.suffix.lower() not in HTML_SUFFIXES:
         raise SkinsegError("--report writes HTML: name the file .html", report)
-    files = _files_plan(config, inputs, pairs, summary, report)
+    if coco and coco.suffix.lower() != ".json":
+        raise SkinsegError("--coco writes JSON: name the file .json", coco)
+    files = _files_plan(config, inputs, pairs, summary, report, coco)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
-        rows_kept(summary)  # one that cannot be continued: said now
+        rows_kept(summary, summary_columns(config.measure))  # one that cannot be continued: said now
     todo: list[tuple[Path, Path]] = []
+    existing: list[tuple[Path, Path]] = []
     kept: set[Path] = set()
     for source, target in pairs:
         outputs = _outputs_of(config, source, target)
         there = [p for p in outputs if p.exists()]
         if config.skip_existing and len(there) == len(outputs):
             result.existing.append(source)
+            existing.append((source, target))
         elif there and not (config.overwrite or config.skip_existing):
             hint = "--overwrite to replace it or --skip-existing to leave it"
             result.failed.append((source, f"output {there[0]} exists (use {hint})"))
         else:
             todo.append((source, target))
             kept.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
-    return SegmentPlan(todo, summary, report, kept, files)
+    return SegmentPlan(todo, summary, report, coco, kept, existing, files)
 
 
 def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     """Segment every input image; unreadable ones are reported and the rest go on."""
     from rich.console import Console
 
-    from skinseg.reporting.html import ReportCases, segment_page, write_page
+    from skinseg.reporting.html import ReportCases
     from skinseg.reporting.progress import progress_bar
     from skinseg.reporting.tables import print_notes
 
@@ -156,10 +178,11 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
         segmenter = segmenter_for(config)
         print_notes(console, segmenter.notes)
         cases = ReportCases(config.report_max_cases) if plan.report else None
+        coco = CocoFile() if plan.coco else None
         failed_before = len(result.failed)  # outputs that exist: reported, not segmented
-        whole = config.overlay or plan.report is not None  # the whole image is read for these
+        whole = config.overlay or plan.report is not None or config.measure or config.crops is not None
         with (
-            SummaryWriter(plan.summary, continued=config.skip_existing) as rows_out,
+            SummaryWriter(plan.summary, config.skip_existing, summary_columns(config.measure)) as rows_out,
             progress_bar(console or Console(quiet=True), "Segmenting") as advance,
             contextlib.closing(
                 segmented_images(segmenter, [s for s, _ in plan.todo], config.batch_size, whole, result.failed)
@@ -168,27 +191,54 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
             target_of = dict(plan.todo)
             for source, image, prob, mask, seconds in segmented:
                 target = target_of[source]
+                measures = _measures(config, image, mask, prob, segmenter.threshold)
                 with interrupts_held():  # a mask is never written without its summary row
-                    _write_outputs(plan, config, source, target, image, prob, mask)
-                    result.rows.append(summary_row(source, target, mask, prob, seconds))
+                    _write_outputs(plan, config, source, target, image, prob, mask, result)
+                    result.rows.append({**summary_row(source, target, mask, prob, seconds), **measures})
                     rows_out.add(result.rows[-1])
                 (result.completed if target in plan.kept else result.written).append(target)
                 if cases is not None:
-                    cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold)
+                    cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold,
+                              measures=measures)  # fmt: skip
+                if coco is not None:
+                    coco.add(source.name, mask)
                 advance(
                     len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo)
                 )
             advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
-        if plan.report and cases is not None:
-            facts = [
-                ("inputs", " ".join(map(str, config.inputs))),
-                ("masks", config.output),
-                ("backend", config.backend),
-            ]
-            model_name = str(config.model) if config.model else None
-            page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
-            write_page(plan.report, page, config.overwrite)
+        _write_collected(config, plan, segmenter, result, cases, coco)
     return result
+
+
+def _measures(config: SegmentConfig, image, mask: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
+    """With --measure, the lesion's measurements (skinseg measure's columns, without its id), else none."""
+    if not config.measure or image is None:
+        return {}
+    row = measure_lesion(image, mask, probability=prob, threshold=threshold, one_lesion=config.postprocess)
+    return {key: value for key, value in row.items() if key != "id"}
+
+
+def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmenter, result, cases, coco) -> None:
+    """What is written once all images are done: the COCO file (with the masks that --skip-existing kept) and
+    the report."""
+    from skinseg.reporting.html import segment_page, write_page
+
+    if coco is not None and plan.coco is not None:
+        for source, target in plan.existing:
+            try:
+                coco.add(source.name, load_mask(target))
+            except SkinsegError as exc:
+                result.failed.append((source, f"its mask, kept by --skip-existing, cannot be read for --coco: {exc}"))
+        coco.write(plan.coco)
+    if plan.report and cases is not None:
+        facts = [
+            ("inputs", " ".join(map(str, config.inputs))),
+            ("masks", config.output),
+            ("backend", config.backend),
+        ]
+        model_name = str(config.model) if config.model else None
+        page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
+        write_page(plan.report, page, config.overwrite)
 
 
 def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int, whole: bool, failed: list):
@@ -221,8 +271,10 @@ def _write_outputs(
     image: np.ndarray | None,
     prob: np.ndarray,
     mask: np.ndarray,
+    result: SegmentResult,
 ) -> None:
-    """The mask, and the overlay and probability map where asked for; none that the plan keeps."""
+    """The mask, and the overlay, probability map and crop where asked for; none that the plan keeps. An image
+    without a lesion has no crop: it goes to `result.uncropped`."""
     from skinseg.reporting.figures import overlay_image
 
     if target not in plan.kept:
@@ -231,6 +283,12 @@ def _write_outputs(
         save_png(overlay_image(image, mask), overlay)
     if config.probabilities and (probability := _sibling(target, source, "probability")) not in plan.kept:
         save_png(np.round(prob * 255).astype(np.uint8), probability)
+    if config.crops is not None and image is not None and (crop_file := _crop_path(config, source)) not in plan.kept:
+        crop = lesion_crop(image, mask, config.crop_margin, config.crop_size, config.crop_square)
+        if crop is None:
+            result.uncropped.append(source)
+        else:
+            save_png(crop, crop_file)
 
 
 def _rank_path(path: Path, rank: int, world: int) -> Path:

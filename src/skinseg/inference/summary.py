@@ -12,6 +12,7 @@ import numpy as np
 
 from skinseg.errors import SkinsegError
 from skinseg.fileio import NAMES_AS_THEY_ARE, interrupts_held
+from skinseg.measurement import MEASURE_COLUMNS
 
 SUMMARY_COLUMNS = (
     "image",
@@ -27,6 +28,11 @@ SUMMARY_COLUMNS = (
     "mean_probability",
     "seconds",
 )
+
+
+def summary_columns(measure: bool) -> tuple[str, ...]:
+    """A summary's columns: segment's, and with `measure` those of `skinseg measure` after them."""
+    return (*SUMMARY_COLUMNS, *MEASURE_COLUMNS[1:]) if measure else SUMMARY_COLUMNS
 
 
 def summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, seconds: float) -> dict:

@@ -239,7 +239,8 @@ def evaluation_page(report, cases: ReportCases) -> str:
         f'{_facts_table(facts)}<div class="top"><div><h2>ISIC metrics</h2>{_metrics_table(report.summary)}</div>'
         f"<div><h2>Dice per image</h2>{_histogram_svg(dice)}<ul>{failed}</ul></div></div>"
     )
-    return _page("skinseg evaluation", top, _cases_table(cases, EVALUATE_COLUMNS, "the lowest Dice first", truth=True))
+    table = _cases_table(cases, _with_measures(EVALUATE_COLUMNS, cases), "the lowest Dice first", truth=True)
+    return _page("skinseg evaluation", top, table)
 
 
 def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]]) -> str:
@@ -258,11 +259,13 @@ def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
     top = _facts_table([*facts, _made(), *summary])
     top += f"<p>Probability margin: the fraction of a mask's pixels with |probability - threshold| &lt; {NEAR}.</p>"
     top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
-    return _page(
-        "skinseg segmentation",
-        top,
-        _cases_table(cases, SEGMENT_COLUMNS, "empty masks first, then the largest probability margin", truth=False),
-    )
+    order = "empty masks first, then the largest probability margin"
+    return _page("skinseg segmentation", top, _cases_table(cases, _with_measures(SEGMENT_COLUMNS, cases), order, False))
+
+
+def _with_measures(columns: tuple, cases: ReportCases) -> tuple:
+    """The page's own columns, and the measurements' where the cases have them (segment --measure, evaluate)."""
+    return (*columns, *MEASURE_COLUMNS) if any("asymmetry" in row for row in cases.rows) else columns
 
 
 def measure_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]]) -> str:

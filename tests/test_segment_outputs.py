@@ -1,0 +1,113 @@
+"""What `segment` writes for the work after segmentation (issue #24): lesion crops, COCO annotations, and the
+measurements of `skinseg measure` in the summary and the reports."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from skinseg.data.images import load_mask, load_rgb
+from skinseg.errors import SkinsegError
+from skinseg.evaluation.config import EvaluateConfig
+from skinseg.evaluation.scoring import evaluate_model
+from skinseg.inference.config import SegmentConfig
+from skinseg.inference.segment import segment_paths
+from skinseg.inference.segmenter import Segmenter
+from skinseg.inference.summary import SUMMARY_COLUMNS
+from skinseg.measurement import MEASURE_COLUMNS
+from skinseg.reporting.html import ReportCases, evaluation_page
+
+pycocotools = pytest.importorskip("pycocotools.coco")
+SAMPLES = REPO / "samples" / "images"
+
+
+def read_coco(path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return pycocotools.COCO(str(path))
+
+
+def test_the_samples_crops_coco_and_measurements_with_the_bundled_model(tmp_path):
+    """Real images: each crop lies in its image and holds its lesion; pycocotools gives back each mask."""
+    out = tmp_path / "out"
+    config = SegmentConfig(
+        inputs=(SAMPLES,), output=out / "masks", crops=out / "crops", crop_square=True, coco=out / "coco.json",
+        measure=True, summary=out / "summary.csv", report=out / "page.html", device="cpu",
+    )  # fmt: skip
+    result = segment_paths(config)
+    assert len(result.written) == 4 and not result.failed and not result.uncropped
+    coco = read_coco(out / "coco.json")
+    by_name = {image["file_name"]: image for image in coco.loadImgs(coco.getImgIds())}
+    assert sorted(by_name) == sorted(p.name for p in SAMPLES.glob("*.jpg"))
+    for source in sorted(SAMPLES.glob("*.jpg")):
+        image, mask = load_rgb(source), load_mask(out / "masks" / f"{source.stem}_segmentation.png")
+        crop = load_rgb(out / "crops" / f"{source.stem}_crop.png")
+        rows, cols = np.nonzero(mask)
+        assert crop.shape[0] == crop.shape[1] <= min(image.shape[:2])  # square, inside the image
+        assert crop.shape[0] >= max(np.ptp(rows), np.ptp(cols)) + 1  # holds the lesion's box
+        (annotation,) = coco.loadAnns(coco.getAnnIds(imgIds=by_name[source.name]["id"]))
+        back = coco.annToMask(annotation).astype(bool)
+        assert (back & mask).sum() / (back | mask).sum() >= 0.98
+    with open(out / "summary.csv", newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    assert tuple(summary[0]) == (*SUMMARY_COLUMNS, *MEASURE_COLUMNS[1:])
+    assert all(0 <= float(row["asymmetry"]) <= 1 and row["confidence"] for row in summary)
+    page = (out / "page.html").read_text()
+    assert "asymmetric axes" in page and "border irregularity" in page
+
+
+def test_an_image_without_a_lesion_is_reported_not_cropped(tiny_model_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(Segmenter, "masks_from", lambda self, probs: [np.zeros(p.shape, bool) for p in probs])
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(next(SAMPLES.glob("*.jpg")), images / "a.jpg")
+    config = SegmentConfig(
+        inputs=(images,), output=tmp_path / "m", crops=tmp_path / "c", coco=tmp_path / "c.json",
+        measure=True, summary=tmp_path / "s.json", model=tiny_model_path, device="cpu",
+    )  # fmt: skip
+    result = segment_paths(config)
+    assert [p.name for p in result.uncropped] == ["a.jpg"] and not (tmp_path / "c").exists()  # made for a crop
+    coco = read_coco(tmp_path / "c.json")
+    assert len(coco.getImgIds()) == 1 and coco.getAnnIds() == []
+    assert result.rows[0]["area_px"] == 0 and result.rows[0]["asymmetry"] is None
+
+
+def test_coco_follows_the_output_rules_and_skip_existing_keeps_every_image(tiny_model_path, tmp_path):
+    images = tmp_path / "in"
+    images.mkdir()
+    for source in sorted(SAMPLES.glob("*.jpg"))[:2]:
+        shutil.copy(source, images / source.name)
+    config = dict(inputs=(images,), output=tmp_path / "m", coco=tmp_path / "c.json", model=tiny_model_path)
+    segment_paths(SegmentConfig(**config, device="cpu"))
+    with pytest.raises(SkinsegError, match="exists"):
+        segment_paths(SegmentConfig(**config, device="cpu"))
+    with pytest.raises(SkinsegError, match=r"name the file \.json"):
+        segment_paths(SegmentConfig(**{**config, "coco": tmp_path / "c.txt"}, device="cpu"))
+    (tmp_path / "m" / f"{sorted(SAMPLES.glob('*.jpg'))[0].stem}_segmentation.png").unlink()
+    result = segment_paths(SegmentConfig(**config, device="cpu", skip_existing=True))
+    assert len(result.written) == 1 and len(result.existing) == 1
+    assert len(read_coco(tmp_path / "c.json").getImgIds()) == 2  # the kept mask is in the file too
+
+
+def test_crops_are_not_taken_for_images_to_segment(tiny_model_path, tmp_path):
+    """`segment DIR --crops DIR` twice: the crops (<stem>_crop.png) are left out of the inputs, as masks are."""
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(next(SAMPLES.glob("*.jpg")), images / "a.jpg")
+    config = dict(inputs=(images,), output=images, crops=images, model=tiny_model_path, device="cpu")
+    segment_paths(SegmentConfig(**config))
+    result = segment_paths(SegmentConfig(**config, skip_existing=True))
+    assert {p.name for p in result.ignored} >= {"a_segmentation.png"} and result.existing == [images / "a.jpg"]
+
+
+def test_the_evaluation_page_shows_the_predictions_measurements(tiny_model_path, prepared_dir):
+    cases = ReportCases()
+    report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=prepared_dir, device="cpu"), cases=cases)
+    assert cases.rows and all("asymmetry" in row and "colour_count" in row for row in cases.rows)
+    page = evaluation_page(report, cases)
+    assert "asymmetric axes" in page and "colours" in page
