@@ -11,7 +11,7 @@ Same data (the shared ISIC 2018 set, prepared by skinseg), same loss (Dice + BCE
 same optimiser and schedule (AdamW, cosine over the time budget), same time budget and device for every
 model; no pretrained weights anywhere. Per model it reports parameters, training images/s, inference
 images/s and validation Dice (mean per image, threshold 0.5, at the prepared size) after the budget.
-Peers that are not installed are reported as such (pip install 'skinseg[bench]'; smp needs torchvision).
+Peers that are not installed are reported as such (pip install 'skinseg-unet[bench]'; smp needs torchvision).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,53 @@ def test_the_command_fails_with_one_line_when_a_mask_is_missing(tmp_path):
     assert result.exit_code == 1
     assert "measured 1 image(s)" in result.output and "skipped" in result.output and "a.png: no mask" in result.output
     assert "Traceback" not in result.output
+
+
+def test_masks_beside_their_images_in_one_folder(tmp_path):
+    images, masks = lesion_files(tmp_path)
+    for mask in masks.iterdir():
+        mask.rename(images / mask.name)
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=images, csv_file=tmp_path / "m.csv"))
+    assert [row["id"] for row in result.rows] == ["a", "b"] and not result.failed
+    assert result.rows[0]["mask"].endswith("a_segmentation.png")
+
+
+def test_two_images_of_one_name_are_refused(tmp_path):
+    first, masks = lesion_files(tmp_path / "x", names=("a",))
+    second, _ = lesion_files(tmp_path / "y", names=("a",))
+    with pytest.raises(SkinsegError, match="two input images are named a"):
+        measure_paths(MeasureConfig(inputs=(first, second), masks=masks, csv_file=tmp_path / "m.csv"))
+
+
+def test_model_options_do_not_go_with_given_masks():
+    with pytest.raises(ConfigError, match="--model, --tta set how the model segments"):
+        MeasureConfig(inputs=(), masks=Path("m"), model=Path("x.safetensors"), tta=True, csv_file=Path("m.csv"))
+
+
+def test_an_image_that_cannot_be_measured_is_reported_and_the_rest_go_on(tmp_path, monkeypatch):
+    import skinseg.inference.measure as measure_module
+
+    real = measure_module.measure_lesion
+
+    def failing_on_b(image, mask, **options):
+        if mask.sum() == disc(50).sum():
+            raise MemoryError("no room")
+        return real(image, mask, **options)
+
+    monkeypatch.setattr(measure_module, "measure_lesion", failing_on_b)
+    images, masks = lesion_files(tmp_path)
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=masks, json_file=tmp_path / "m.json"))
+    assert [row["id"] for row in result.rows] == ["a"]
+    failed = [(p.name, reason) for p, reason in result.failed]
+    assert failed == [("b.png", "could not be measured: MemoryError: no room")]
+    assert len(json.loads((tmp_path / "m.json").read_text())) == 1
+
+
+def test_the_page_lists_the_most_asymmetric_first(tmp_path):
+    images, masks = lesion_files(tmp_path, names=("round", "lshape"))
+    mask = np.zeros((240, 240), np.uint8)
+    mask[40:200, 40:90] = mask[150:200, 40:200] = 255
+    Image.fromarray(mask).save(masks / "lshape_segmentation.png")
+    measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv", report=tmp_path / "p.html"))
+    page = (tmp_path / "p.html").read_text()
+    assert page.index('alt="lshape"') < page.index('alt="round"')

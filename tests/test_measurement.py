@@ -180,3 +180,65 @@ def test_confidence_is_the_mean_margin_above_the_threshold():
     assert measure_lesion(image, mask, probability=certain, threshold=0.4)["confidence"] == 1.0
     halfway = np.where(mask, 0.7, 0.0)
     assert measure_lesion(image, mask, probability=halfway, threshold=0.4)["confidence"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("angle", "expected"), [(30, 30), (-30, 150), (90, 90)])
+def test_the_first_axis_lies_along_an_ellipses_long_axis_clockwise_from_x(angle, expected):
+    row = measured(ellipse(90, 40, angle))
+    assert min(abs(row["asymmetry_angle"] - expected), 180 - abs(row["asymmetry_angle"] - expected)) < 2
+
+
+def test_where_the_image_cuts_the_lesion_is_no_border():
+    mask = disc(70)
+    inside = measure_lesion(paint([(mask, palette_srgb("dark_brown"))], noise=0), mask)
+    cut = np.zeros_like(mask)
+    cut[:, :120] = disc(70, (120, 120))[:, 120:]  # the right half of the disc, at the image's left edge
+    at_edge = measure_lesion(paint([(cut, palette_srgb("dark_brown"))], noise=0), cut)
+    assert at_edge["border_abruptness"] == pytest.approx(inside["border_abruptness"], rel=0.15)
+
+
+def test_a_lesion_that_fills_the_image_keeps_its_colour():
+    """No skin to normalise against: the image is taken as it is, not normalised against the lesion itself."""
+    mask = np.ones((SIZE, SIZE), bool)
+    row = measure_lesion(paint([(mask, palette_srgb("dark_brown"))]), mask)
+    assert row["colour_dark_brown"] > 0.95 and row["colour_count"] == 1
+
+
+@pytest.mark.parametrize("radius", [1, 3, 5])
+def test_a_small_uniform_lesion_has_one_colour(radius):
+    mask = disc(radius)
+    row = measure_lesion(paint([(mask, palette_srgb("dark_brown"))], noise=0), mask)
+    assert row["colour_count"] == 1 and row["colour_dark_brown"] > 0.9
+    assert row["border_irregularity"] >= 1.0
+
+
+def test_a_single_pixel_is_measured():
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[10, 20] = True
+    row = measured(mask)
+    assert (row["area_px"], row["bbox_x"], row["bbox_y"], row["bbox_width"]) == (1, 20, 10, 1)
+    assert row["diameter_px"] == pytest.approx(math.sqrt(2), abs=0.01) and row["border_irregularity"] == 1.0
+
+
+def test_scattered_specks_are_measured_on_a_bounded_cut():
+    """Two pixels far apart: a small area in a large box (a 6.5 GB cut before the bound)."""
+    from skinseg.measurement.lesion import WORK_SIDE, _work_area
+
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[5, 5] = mask[230, 230] = True
+    image = paint([(mask, BROWN)])
+    _, small, _ = _work_area(image, mask, shape_measures(mask))
+    assert max(small.shape) <= WORK_SIDE
+    assert measure_lesion(image, mask)["components"] == 2
+
+
+def test_a_0_255_mask_is_a_mask_and_other_values_are_refused():
+    mask = disc(40)
+    image = paint([(mask, BROWN)])
+    assert measure_lesion(image, mask.astype(np.uint8) * 255) == measure_lesion(image, mask)
+    with pytest.raises(ValueError, match="bool, 0/1 or 0/255"):
+        measure_lesion(image, mask.astype(np.uint8) * 100)
+    with pytest.raises(ValueError, match="must agree"):
+        measure_lesion(image, mask[:10])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        measure_lesion(image[..., 0], mask)

@@ -3,4 +3,4 @@
 Importing the package is cheap (no torch); the library lives in its submodules.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

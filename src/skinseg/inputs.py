@@ -104,15 +104,22 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
 
 def mask_files_by_id(folder: Path) -> dict[str, Path]:
     """The masks in a folder by image id (`<id>_segmentation.png`, `_mask`, `_lesion`, or the id alone), as the
-    official scorer pairs them; segment's overlays and probability maps beside them are no masks."""
+    official scorer pairs them; segment's overlays, probability maps and crops beside them are no masks. Where a
+    folder holds both `<id>.png` and `<id>_segmentation.png` (images and masks side by side), the suffixed file
+    is the mask."""
     if not folder.is_dir():
         raise SkinsegError("folder not found", folder)
     found: dict[str, Path] = {}
+    suffixed: set[str] = set()
     for path in sorted(folder.iterdir()):
         picture = path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-        if picture and not EXTRA_OUTPUTS.search(path.stem):
-            image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
-            if image_id in found:
-                raise SkinsegError(f"two masks for {image_id}: {found[image_id].name} and {path.name}", folder)
+        if not picture or EXTRA_OUTPUTS.search(path.stem):
+            continue
+        image_id = re.sub(rf"(?:{MASK_SUFFIXES})$", "", path.stem, flags=re.I)
+        named_as_mask = image_id != path.stem
+        if image_id in found and (named_as_mask == (image_id in suffixed)):
+            raise SkinsegError(f"two masks for {image_id}: {found[image_id].name} and {path.name}", folder)
+        if image_id not in found or named_as_mask:
             found[image_id] = path
+            suffixed.update([image_id] if named_as_mask else [])
     return found

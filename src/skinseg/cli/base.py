@@ -61,7 +61,7 @@ BatchSizeOption = Annotated[int, typer.Option(help="Images per forward pass.")]
 BackendOption = Annotated[
     str,
     typer.Option(
-        help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg[onnx]; a .safetensors model is exported once"
+        help="torch, or onnx (ONNX Runtime on the CPU; needs skinseg-unet[onnx]; a .safetensors model is exported once"
         " into the cache)."
     ),
 ]

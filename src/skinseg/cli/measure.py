@@ -35,8 +35,8 @@ def measure(
     masks: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of masks to measure, paired by name (<id>_segmentation.png or <id>.png) [default: segment"
-            " the images with the model].",
+            help="Folder of masks to measure, paired by name (<id>_segmentation.png, _mask, _lesion, or <id> alone)"
+            " [default: segment the images with the model].",
         ),
     ] = None,
     pixel_size: Annotated[

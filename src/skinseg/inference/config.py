@@ -76,6 +76,16 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         check_setting(self.csv_file is not None or self.json_file is not None, "give --csv or --json (or both)")
+        model_options = {
+            "--model": self.model is not None, "--threshold": self.threshold is not None, "--tta": self.tta,
+            "--no-postprocess": not self.postprocess, "--backend": self.backend != "torch",
+            "--precision": self.precision != "auto", "--device": self.device != "auto",
+        }  # fmt: skip
+        given = [name for name, on in model_options.items() if on]
+        check_setting(
+            self.masks is None or not given,
+            f"{', '.join(given)} set how the model segments; with --masks the given masks are measured: drop one",
+        )
         check_setting(
             self.pixel_size is None or self.pixel_size > 0, f"--pixel-size must be > 0 mm, got {self.pixel_size}"
         )

@@ -48,6 +48,10 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
     """The images, their masks (paired by name, as `evaluate --pred` pairs them), the model, and the files
     written, checked before any image is read: none is an input, none exists unless `overwrite`."""
     images = collect_inputs(config.inputs, result.ignored)
+    seen: dict[str, Path] = {}
+    for image in images:  # a row's id is the file's stem: two images of one name would share it
+        if seen.setdefault(image.stem, image) != image:
+            raise SkinsegError(f"two input images are named {image.stem} ({seen[image.stem]} and {image}): rename one")
     for path, what, suffixes in (
         (config.csv_file, "--csv", (".csv",)),
         (config.json_file, "--json", (".json",)),
@@ -128,12 +132,22 @@ def measure_paths(config: MeasureConfig, console=None) -> MeasureResult:
     return result
 
 
+def _measured(source: Path, result: MeasureResult, image, mask, **options) -> dict | None:
+    """measure_lesion of one image; None, with the image in `result.failed`, where it fails: the batch goes on."""
+    try:
+        return measure_lesion(image, mask, **options)
+    except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
+        result.failed.append((source, f"could not be measured: {type(exc).__name__}: {exc}"))
+        return None
+
+
 def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, stack: contextlib.ExitStack):
     """The facts of what the masks are, and (image path, image, mask, measurements) for each image measured."""
     if config.masks is not None:
         measured = (
-            (source, image, mask, measure_lesion(image, mask, pixel_size=config.pixel_size))
+            (source, image, mask, measures)
             for source, image, mask in _given_masks(plan, result)
+            if (measures := _measured(source, result, image, mask, pixel_size=config.pixel_size)) is not None
         )
         return [("masks", str(config.masks))], measured
     from skinseg.inference.segment import segmented_images
@@ -143,21 +157,11 @@ def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, st
     segmented = stack.enter_context(
         contextlib.closing(segmented_images(segmenter, plan.images, config.batch_size, True, result.failed))
     )
+    options = dict(pixel_size=config.pixel_size, threshold=segmenter.threshold, one_lesion=config.postprocess)
     measured = (
-        (
-            source,
-            image,
-            mask,
-            measure_lesion(
-                image,
-                mask,
-                pixel_size=config.pixel_size,
-                probability=prob,
-                threshold=segmenter.threshold,
-                one_lesion=config.postprocess,
-            ),
-        )
+        (source, image, mask, measures)
         for source, image, prob, mask, _ in segmented
+        if (measures := _measured(source, result, image, mask, probability=prob, **options)) is not None
     )
     model_name = str(config.model) if config.model else None
     return [("masks", "the model's"), *segmenter.facts(model_name)], measured

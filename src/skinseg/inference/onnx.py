@@ -30,7 +30,7 @@ def _import_onnx_package(module: str):
     try:
         return __import__(module)
     except ImportError:
-        raise SkinsegError(f"the ONNX backend needs the '{module}' package: pip install 'skinseg[onnx]'") from None
+        raise SkinsegError(f"the ONNX backend needs the '{module}' package: pip install 'skinseg-unet[onnx]'") from None
 
 
 @contextlib.contextmanager

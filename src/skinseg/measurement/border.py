@@ -10,7 +10,7 @@ from scipy import ndimage
 def border_abruptness(mask: np.ndarray, lab: np.ndarray) -> float:
     """The mean colour gradient at the lesion's edge pixels: the CIELAB (CIE76) change per pixel of `lab`. A
     lesion whose pigment stops abruptly scores high, one that fades into the skin low."""
-    edge = mask & ~ndimage.binary_erosion(mask)
+    edge = mask & ~ndimage.binary_erosion(mask, border_value=1)  # where the image cuts the lesion: no edge
     if not edge.any():
         return 0.0
     smooth = np.stack([ndimage.gaussian_filter(lab[..., i], 1.0) for i in range(3)], -1)

@@ -66,8 +66,9 @@ def skin_ring(mask: np.ndarray, diameter: float) -> np.ndarray:
 def skin_colour(image: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The skin's colour in linear RGB (`image` is linear RGB too): the median of the ring, without its darkest
     quarter (hairs, shadows, the dermoscope's dark corners); the brighter half of everything outside the lesion
-    where the ring is too small, and the whole image's where the lesion fills it."""
-    for region, keep in ((ring, 0.25), (~mask, 0.5), (np.ones_like(mask), 0.5)):
+    where the ring is too small. Where the lesion leaves less than 20 pixels of skin, the skin is taken to have
+    the reference colour: the image is not normalised (normalised against itself, the lesion would be skin)."""
+    for region, keep in ((ring, 0.25), (~mask, 0.5)):
         if region.sum() >= 20:
             pixels = image[region]
             brightness = pixels.sum(1)

@@ -21,6 +21,7 @@ from skinseg.measurement.colour import (
 from skinseg.measurement.shape import shape_measures
 
 WORK_DIAMETER = 64  # asymmetry, border and colours are measured with the lesion scaled to this diameter (px)
+WORK_SIDE = 4 * WORK_DIAMETER  # ... on a cut of the image at most this many pixels across
 SIZE_COLUMNS = ("area", "perimeter", "diameter", "equivalent_diameter")
 MEASURE_COLUMNS = (
     "id",
@@ -34,17 +35,20 @@ MEASURE_COLUMNS = (
 )  # fmt: skip
 
 
-def _work_area(image: np.ndarray, mask: np.ndarray, sizes: dict) -> tuple[np.ndarray, np.ndarray]:
+def _work_area(image: np.ndarray, mask: np.ndarray, sizes: dict) -> tuple[np.ndarray, np.ndarray, float]:
     """The lesion and a skin ring around it, cut from the image and scaled so that the lesion's equivalent
-    diameter is WORK_DIAMETER pixels: (linear RGB, mask)."""
+    diameter is WORK_DIAMETER pixels, the cut at most WORK_SIDE pixels across (a mask of scattered specks has a
+    small area in a large box): (linear RGB, mask, the lesion's equivalent diameter there)."""
     diameter = max(1.0, sizes["equivalent_diameter_px"])
     margin = math.ceil(RING[1] * diameter) + 2
     y0, x0 = max(0, sizes["bbox_y"] - margin), max(0, sizes["bbox_x"] - margin)
     y1 = min(mask.shape[0], sizes["bbox_y"] + sizes["bbox_height"] + margin)
     x1 = min(mask.shape[1], sizes["bbox_x"] + sizes["bbox_width"] + margin)
-    scale = WORK_DIAMETER / diameter
+    scale = min(WORK_DIAMETER / diameter, WORK_SIDE / max(x1 - x0, y1 - y0))
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
-    crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).resize(size, Image.Resampling.BILINEAR)
+    # Enlarged, pixels are repeated: blending would paint a skin-coloured rim round a small lesion.
+    resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR
+    crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).resize(size, resample)
     lesion = Image.fromarray(mask[y0:y1, x0:x1].astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
     small = np.asarray(lesion) > 127
     if not small.any():  # a lesion of a pixel or two: its nearest pixel
@@ -53,7 +57,23 @@ def _work_area(image: np.ndarray, mask: np.ndarray, sizes: dict) -> tuple[np.nda
             min(size[1] - 1, round((sizes["centre_y"] - y0) * scale)),
             min(size[0] - 1, round((sizes["centre_x"] - x0) * scale)),
         ] = True
-    return LINEAR[np.asarray(crop)], small
+    return LINEAR[np.asarray(crop)], small, diameter * scale
+
+
+def _checked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mask as bool; a mask that is not one (bool, 0/1 or 0/255) or does not fit the image is refused, so
+    that a wrong array never gives numbers."""
+    image, mask = np.asarray(image), np.asarray(mask)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"the image must be uint8 RGB (height, width, 3), got {image.dtype} {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"the mask is {mask.shape}, the image {image.shape[:2]}: they must agree")
+    if mask.dtype == bool:
+        return mask
+    values = set(np.unique(mask).tolist())
+    if not (values <= {0, 1} or values <= {0, 255}):
+        raise ValueError(f"a mask is bool, 0/1 or 0/255; this one holds {sorted(values)[:5]}")
+    return mask > 0
 
 
 def measure_lesion(
@@ -69,6 +89,7 @@ def measure_lesion(
     width) in `image` (uint8 RGB). `pixel_size`: mm per pixel, for the _mm columns. `probability`: the model's
     map, for `confidence`. `one_lesion`: the mask is known to be one lesion (the model's post-processed mask),
     else its connected parts are counted. An empty mask gives its area (0) and nothing else."""
+    mask = _checked(image, mask)
     row: dict[str, float | int | None] = dict.fromkeys(MEASURE_COLUMNS[1:])
     row["area_px"] = 0
     if not mask.any():
@@ -80,10 +101,10 @@ def measure_lesion(
             factor = pixel_size**2 if name == "area" else pixel_size
             key = f"{name}_mm2" if name == "area" else f"{name}_mm"
             row[key] = round(float(sizes[f"{name}_px"]) * factor, 4)
-    rgb, small = _work_area(image, mask, sizes)
-    lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(small, WORK_DIAMETER), small))
-    row.update(asymmetry_measures(small, lab, WORK_DIAMETER))
-    row["border_abruptness"] = round(border_abruptness(small, lab) * WORK_DIAMETER / 100, 3)
+    rgb, small, diameter = _work_area(image, mask, sizes)
+    lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(small, diameter), small))
+    row.update(asymmetry_measures(small, lab, diameter))
+    row["border_abruptness"] = round(border_abruptness(small, lab) * diameter / 100, 3)  # per 1% of the diameter
     row.update(colour_fractions(lab[small]))
     if probability is not None:
         margin = np.clip((probability[mask] - threshold) / (1.0 - threshold), 0.0, 1.0)

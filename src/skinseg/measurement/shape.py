@@ -32,7 +32,8 @@ def shape_measures(mask: np.ndarray, connected_parts: bool = True) -> dict[str, 
     """Area, perimeter (the Crofton estimate of skimage, within 1% of a disc's circumference), largest
     Feret diameter, equivalent diameter (of the disc of the same area), centre of mass, bounding box (x, y, width,
     height), connected parts (8-connected; 1 when the mask is known to be one lesion: `connected_parts` False) and
-    border irregularity (the compactness index perimeter^2 / (4 pi area), 1 for a disc)."""
+    border irregularity (the compactness index perimeter^2 / (4 pi area), 1 for a disc; a lesion of a few
+    pixels, whose estimate falls below 1, gets 1)."""
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     mask = np.pad(mask[y0:y1, x0:x1], 1)  # the lesion's box, a pixel of background around
@@ -53,5 +54,5 @@ def shape_measures(mask: np.ndarray, connected_parts: bool = True) -> dict[str, 
         "bbox_width": x1 - x0,
         "bbox_height": y1 - y0,
         "components": components,
-        "border_irregularity": round(perimeter**2 / (4 * math.pi * area), 4),
+        "border_irregularity": round(max(1.0, perimeter**2 / (4 * math.pi * area)), 4),  # under 1: pixel steps
     }
