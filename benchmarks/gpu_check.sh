@@ -149,7 +149,7 @@ if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     print(f"gpu {p.name}, capability {p.major}.{p.minor}, {p.total_memory / 2**30:.1f} GiB, "
           f"{p.multi_processor_count} SMs, bf16 {torch.cuda.is_bf16_supported()}")
-for name in ("skinseg", "setuptools", "numpy", "pillow", "scikit-image", "safetensors", "typer", "rich",
+for name in ("skinseg-unet", "setuptools", "numpy", "pillow", "scikit-image", "safetensors", "typer", "rich",
              "matplotlib", "pytest", "hypothesis", "triton", "onnx", "onnxruntime", "isic-challenge-scoring"):
     try:
         print(f"{name} {md.version(name)}")

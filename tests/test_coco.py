@@ -60,7 +60,7 @@ def test_real_ham10000_masks_come_back_from_pycocotools(tmp_path):
         pytest.skip("no ../shared/data/ham10000 here")
     masks = {p.name: load_mask(p) for p in sorted(folder.glob("*.png"))[:300]}
     ious = round_trip(masks, tmp_path / "coco.json")
-    assert min(ious) >= 0.98 and np.mean(ious) >= 0.99
+    assert min(ious) >= 0.999  # as docs/segment.md says
 
 
 def test_several_parts_and_an_empty_mask(tmp_path):
@@ -70,7 +70,11 @@ def test_several_parts_and_an_empty_mask(tmp_path):
     edge = np.zeros((40, 60), bool)
     edge[0:40, 0:3] = True  # along the image's edge: outline on the border
     assert len(mask_polygons(two)) == 2
-    ious = round_trip({"two.png": two, "none.png": np.zeros((40, 60), bool), "edge.png": edge}, tmp_path / "c.json")
+    corner = np.zeros((40, 60), bool)
+    corner[5:20, 5:20] = corner[20:30, 20:30] = True  # one 8-connected part, two outlines
+    assert len(mask_polygons(corner)) == 2
+    masks = {"two.png": two, "none.png": np.zeros((40, 60), bool), "edge.png": edge, "corner.png": corner}
+    ious = round_trip(masks, tmp_path / "c.json")
     assert min(ious) >= 0.98
 
 

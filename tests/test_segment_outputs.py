@@ -7,13 +7,15 @@ import contextlib
 import csv
 import io
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO
 from skinseg.data.images import load_mask, load_rgb
-from skinseg.errors import SkinsegError
+from skinseg.errors import ConfigError, SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.scoring import evaluate_model
 from skinseg.inference.config import SegmentConfig
@@ -22,6 +24,7 @@ from skinseg.inference.segmenter import Segmenter
 from skinseg.inference.summary import SUMMARY_COLUMNS
 from skinseg.measurement import MEASURE_COLUMNS
 from skinseg.reporting.html import ReportCases, evaluation_page
+from test_cli import invoke
 
 pycocotools = pytest.importorskip("pycocotools.coco")
 SAMPLES = REPO / "samples" / "images"
@@ -100,9 +103,12 @@ def test_crops_are_not_taken_for_images_to_segment(tiny_model_path, tmp_path):
     images.mkdir()
     shutil.copy(next(SAMPLES.glob("*.jpg")), images / "a.jpg")
     config = dict(inputs=(images,), output=images, crops=images, model=tiny_model_path, device="cpu")
-    segment_paths(SegmentConfig(**config))
+    first = segment_paths(SegmentConfig(**config))
+    assert (images / "a_crop.png").exists() or first.uncropped  # the tiny model may find no lesion
+    (images / "a_crop.png").write_bytes((images / "a.jpg").read_bytes())  # a crop there, whatever the model found
     result = segment_paths(SegmentConfig(**config, skip_existing=True))
-    assert {p.name for p in result.ignored} >= {"a_segmentation.png"} and result.existing == [images / "a.jpg"]
+    assert {p.name for p in result.ignored} == {"a_segmentation.png", "a_crop.png"}
+    assert result.existing == [images / "a.jpg"]
 
 
 def test_the_evaluation_page_shows_the_predictions_measurements(tiny_model_path, prepared_dir):
@@ -111,3 +117,92 @@ def test_the_evaluation_page_shows_the_predictions_measurements(tiny_model_path,
     assert cases.rows and all("asymmetry" in row and "colour_count" in row for row in cases.rows)
     page = evaluation_page(report, cases)
     assert "asymmetric axes" in page and "colours" in page
+
+
+def write_images(folder, count):
+    folder.mkdir()
+    for source in sorted(SAMPLES.glob("*.jpg"))[:count]:
+        shutil.copy(source, folder / source.name)
+    return folder
+
+
+def test_skip_existing_cuts_missing_crops_from_the_kept_masks_and_never_segments_a_lesionless_image_again(
+    tiny_model_path, tmp_path
+):
+    images = write_images(tmp_path / "in", 2)
+    stems = [p.stem for p in sorted(images.glob("*.jpg"))]
+    masks = tmp_path / "m"
+    masks.mkdir()
+    full = np.zeros((512, 512), np.uint8)
+    full[100:300, 150:350] = 255
+    Image.fromarray(full).save(masks / f"{stems[0]}_segmentation.png")  # a lesion, made earlier
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(masks / f"{stems[1]}_segmentation.png")  # none
+    config = dict(inputs=(images,), output=masks, crops=tmp_path / "c", coco=tmp_path / "c.json",
+                  summary=tmp_path / "s.csv", model=tiny_model_path, device="cpu", skip_existing=True)  # fmt: skip
+    for _ in range(2):  # the second run finds everything done
+        result = segment_paths(SegmentConfig(**config))
+        assert len(result.existing) == 2 and not result.written and not result.completed
+    assert load_rgb(tmp_path / "c" / f"{stems[0]}_crop.png").shape == (240, 240, 3)  # 200 x 200 and a tenth around
+    assert not (tmp_path / "c" / f"{stems[1]}_crop.png").exists()
+    coco = read_coco(tmp_path / "c.json")
+    (annotation,) = coco.loadAnns(coco.getAnnIds())
+    assert annotation["area"] == 200 * 200 and annotation["bbox"] == [150, 100, 200, 200]
+    assert (tmp_path / "s.csv").read_text().count("\n") == 1  # the header: no image was segmented
+
+
+def test_what_completes_a_kept_mask_is_made_from_it(tiny_model_path, tmp_path):
+    """An overlay asked for later: the image is segmented again for it, but the crop, the COCO entry and the
+    summary row follow the mask that --skip-existing keeps, not the new prediction."""
+    images = write_images(tmp_path / "in", 1)
+    masks = tmp_path / "m"
+    masks.mkdir()
+    kept = np.zeros((512, 512), np.uint8)
+    kept[10:60, 20:100] = 255
+    Image.fromarray(kept).save(masks / f"{next(images.glob('*.jpg')).stem}_segmentation.png")
+    config = SegmentConfig(
+        inputs=(images,), output=masks, overlay=True, crops=tmp_path / "c", coco=tmp_path / "c.json", measure=True,
+        crop_margin=0.0, model=tiny_model_path, device="cpu", skip_existing=True,
+    )  # fmt: skip
+    result = segment_paths(config)
+    assert len(result.completed) == 1
+    assert result.rows[0]["lesion_pixels"] == result.rows[0]["area_px"] == 50 * 80
+    assert load_rgb(next((tmp_path / "c").iterdir())).shape == (50, 80, 3)
+    assert read_coco(tmp_path / "c.json").loadAnns(1)[0]["area"] == 50 * 80
+
+
+def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_path):
+    images = write_images(tmp_path / "in", 2)
+    config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.csv", model=tiny_model_path)
+    segment_paths(SegmentConfig(**config, device="cpu"))
+    next((tmp_path / "m").iterdir()).unlink()
+    with pytest.raises(SkinsegError, match="its columns differ"):
+        segment_paths(SegmentConfig(**config, device="cpu", skip_existing=True, measure=True))
+    result = segment_paths(SegmentConfig(**config, device="cpu", skip_existing=True))
+    assert len(result.written) == 1
+
+
+def test_crops_and_another_output_may_not_name_one_path(tmp_path):
+    images = write_images(tmp_path / "in", 1)
+    for other in ({"coco": tmp_path / "k.json"}, {"summary": tmp_path / "k.json"}):
+        with pytest.raises(SkinsegError, match="name one path"):
+            segment_paths(SegmentConfig(inputs=(images,), output=tmp_path / "m", crops=tmp_path / "k.json", **other))
+    assert not (tmp_path / "m").exists() and not (tmp_path / "k.json").exists()
+
+
+@pytest.mark.parametrize("margin", [-0.1, float("inf"), float("nan")])
+def test_a_crop_margin_that_is_no_fraction_is_refused(margin):
+    with pytest.raises(ConfigError, match="--crop-margin must be a number >= 0"):
+        SegmentConfig(inputs=(), output=Path("m"), crop_margin=margin)
+
+
+def test_the_command_says_where_crops_and_annotations_went(tiny_model_path, tmp_path):
+    images = write_images(tmp_path / "in", 1)
+    result = invoke(
+        "segment", images, "-o", tmp_path / "m", "--crops", tmp_path / "c", "--crop-size", 64, "--crop-square",
+        "--coco", tmp_path / "c.json", "--model", tiny_model_path, "--device", "cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"COCO annotations in {tmp_path / 'c.json'}" in result.output
+    crops = list((tmp_path / "c").glob("*_crop.png"))
+    assert f"crops in {tmp_path / 'c'}" in result.output
+    assert all(load_rgb(p).shape == (64, 64, 3) for p in crops)

@@ -45,6 +45,10 @@ def test_the_wheel_alone_segments_the_samples_with_the_bundled_model(tmp_path):
     assert "skinseg/assets/skinseg-isic2018.safetensors" in names
     assert f"Name: {DISTRIBUTION}\n" in metadata and "skinseg = skinseg.cli:main" in entry_points.decode()
     assert not any(name.startswith(("tests/", "benchmarks/", "samples/")) for name in names)
+    assert (
+        any(name.endswith("/licenses/LICENSE") for name in names)
+        and "License-Expression: MIT AND CC-BY-NC-4.0" in metadata
+    )
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)

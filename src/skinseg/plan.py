@@ -99,8 +99,11 @@ class Plan:
         input_folders = [(os.path.realpath(i.path), i) for i in self.inputs if i.folder]
         written: dict[str, Output] = {}
         parents: set[Path] = set()  # those known to be folders or absent
+        made_folders = {real_path(o.path, folders): o for o in self.outputs if o.folder}
         for output in self.outputs:
             real = real_path(output.path, folders)
+            if not output.folder and real in made_folders:
+                raise SkinsegError(f"{made_folders[real].what} and {output.what} name one path", output.path)
             _check_against_inputs(output, real, files, input_folders)
             _check_parent(output, parents)
             if output.folder:

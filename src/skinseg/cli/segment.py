@@ -136,8 +136,8 @@ def segment(
     if crops is not None:
         none = f"; {len(result.uncropped)} without a lesion, not cropped" if result.uncropped else ""
         out.print(f"crops in {literal(str(crops))}{none}", soft_wrap=True, highlight=False)
-    if coco is not None:
-        out.print(f"COCO annotations in {literal(str(coco))}", soft_wrap=True, highlight=False)
+    if result.coco is not None:
+        out.print(f"COCO annotations in {literal(str(result.coco))}", soft_wrap=True, highlight=False)
     report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)

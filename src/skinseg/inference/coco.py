@@ -18,10 +18,11 @@ TOLERANCE = 0.5  # pixels a simplified outline may stray from the traced one (Io
 
 
 def mask_polygons(mask: np.ndarray) -> list[list[float]]:
-    """The outline of each 8-connected part of the mask, as COCO polygons [x1, y1, x2, y2, ...] in COCO's
+    """The outline of each 4-connected part of the mask (parts that touch at a corner are two: an outline follows
+    pixel edges), as COCO polygons [x1, y1, x2, y2, ...] in COCO's
     coordinates (pixel (row i, column j) covers x in [j, j + 1), y in [i, i + 1)). Holes are not kept: a polygon
     has none."""
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(mask)
     polygons = []
     for index, part in enumerate(ndimage.find_objects(labels), 1):
         y, x = part[0].start, part[1].start

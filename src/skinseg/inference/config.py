@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,8 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")
-        check_setting(self.crop_margin >= 0, f"--crop-margin must be >= 0, got {self.crop_margin}")
+        margin_ok = math.isfinite(self.crop_margin) and self.crop_margin >= 0
+        check_setting(margin_ok, f"--crop-margin must be a number >= 0, got {self.crop_margin}")
         check_setting(self.crop_size is None or self.crop_size >= 1, f"--crop-size must be >= 1, got {self.crop_size}")
 
 

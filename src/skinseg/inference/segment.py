@@ -22,7 +22,7 @@ from skinseg.inference.crops import lesion_crop
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
 from skinseg.inputs import collect_inputs, output_paths
-from skinseg.measurement import measure_lesion
+from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
@@ -42,6 +42,7 @@ class SegmentResult:
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
     uncropped: list[Path] = field(default_factory=list)  # --crops: no lesion found, so no crop
+    coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
@@ -74,10 +75,14 @@ def _crop_path(config: SegmentConfig, source: Path) -> Path:
 
 
 def _outputs_of(config: SegmentConfig, source: Path, target: Path) -> list[Path]:
-    """The files one image gives: its mask, and its overlay, probability map and crop when asked for."""
+    """The files one image gives from its segmentation: its mask, and its overlay and probability map when asked
+    for. (Its crop is cut from its mask, so a crop that is missing does not make an image be segmented again.)"""
     kinds = [kind for kind, on in (("overlay", config.overlay), ("probability", config.probabilities)) if on]
-    crop = [_crop_path(config, source)] if config.crops is not None else []
-    return [target, *(_sibling(target, source, kind) for kind in kinds), *crop]
+    return [target, *(_sibling(target, source, kind) for kind in kinds)]
+
+
+def _crops_of(config: SegmentConfig, source: Path) -> list[Path]:
+    return [_crop_path(config, source)] if config.crops is not None else []
 
 
 @dataclass
@@ -120,7 +125,7 @@ def _files_plan(
     if coco is not None:  # written whole at the end, with the masks kept by --skip-existing too
         plan.write(coco, "--coco", continued=config.skip_existing, lock=True)
     for source, target in pairs:
-        for path in _outputs_of(config, source, target):
+        for path in [*_outputs_of(config, source, target), *_crops_of(config, source)]:
             plan.write(path, "mask" if path == target else "output", continued=True)
     return plan
 
@@ -151,8 +156,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     kept: set[Path] = set()
     for source, target in pairs:
         outputs = _outputs_of(config, source, target)
-        there = [p for p in outputs if p.exists()]
-        if config.skip_existing and len(there) == len(outputs):
+        there = [p for p in [*outputs, *_crops_of(config, source)] if p.exists()]
+        if config.skip_existing and all(p.exists() for p in outputs):  # a missing crop is cut from the kept mask
             result.existing.append(source)
             existing.append((source, target))
         elif there and not (config.overwrite or config.skip_existing):
@@ -191,7 +196,13 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
             target_of = dict(plan.todo)
             for source, image, prob, mask, seconds in segmented:
                 target = target_of[source]
-                measures = _measures(config, image, mask, prob, segmenter.threshold)
+                if target in plan.kept and (config.crops or plan.coco or config.measure):
+                    try:  # --skip-existing kept the mask: the crop, the COCO entry and the measurements follow it
+                        mask = load_mask(target)
+                    except SkinsegError as exc:
+                        result.failed.append((source, f"its kept mask cannot be read: {exc}"))
+                        continue
+                measures = _measures(config, source, image, mask, prob, segmenter.threshold, result)
                 with interrupts_held():  # a mask is never written without its summary row
                     _write_outputs(plan, config, source, target, image, prob, mask, result)
                     result.rows.append({**summary_row(source, target, mask, prob, seconds), **measures})
@@ -210,11 +221,16 @@ def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
     return result
 
 
-def _measures(config: SegmentConfig, image, mask: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
-    """With --measure, the lesion's measurements (skinseg measure's columns, without its id), else none."""
+def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold: float, result) -> dict:
+    """With --measure, the lesion's measurements (skinseg measure's columns, without its id), else none. An image
+    whose measurement fails keeps its mask and a row with the measurements empty, and is reported."""
     if not config.measure or image is None:
         return {}
-    row = measure_lesion(image, mask, probability=prob, threshold=threshold, one_lesion=config.postprocess)
+    try:
+        row = measure_lesion(image, mask, probability=prob, threshold=threshold, one_lesion=config.postprocess)
+    except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
+        result.failed.append((source, f"segmented, but could not be measured: {type(exc).__name__}: {exc}"))
+        row = dict.fromkeys(MEASURE_COLUMNS)
     return {key: value for key, value in row.items() if key != "id"}
 
 
@@ -223,13 +239,20 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
     the report."""
     from skinseg.reporting.html import segment_page, write_page
 
+    for source, target in plan.existing if coco is not None or config.crops is not None else []:
+        try:
+            mask = load_mask(target)
+            crop_missing = config.crops is not None and not _crop_path(config, source).exists()
+            if crop_missing:
+                _write_crop(config, source, load_rgb(source), mask, result)
+        except SkinsegError as exc:
+            result.failed.append((source, f"kept by --skip-existing, but not read again for --coco or --crops: {exc}"))
+            continue
+        if coco is not None:
+            coco.add(source.name, mask)
     if coco is not None and plan.coco is not None:
-        for source, target in plan.existing:
-            try:
-                coco.add(source.name, load_mask(target))
-            except SkinsegError as exc:
-                result.failed.append((source, f"its mask, kept by --skip-existing, cannot be read for --coco: {exc}"))
         coco.write(plan.coco)
+        result.coco = plan.coco
     if plan.report and cases is not None:
         facts = [
             ("inputs", " ".join(map(str, config.inputs))),
@@ -283,12 +306,17 @@ def _write_outputs(
         save_png(overlay_image(image, mask), overlay)
     if config.probabilities and (probability := _sibling(target, source, "probability")) not in plan.kept:
         save_png(np.round(prob * 255).astype(np.uint8), probability)
-    if config.crops is not None and image is not None and (crop_file := _crop_path(config, source)) not in plan.kept:
-        crop = lesion_crop(image, mask, config.crop_margin, config.crop_size, config.crop_square)
-        if crop is None:
-            result.uncropped.append(source)
-        else:
-            save_png(crop, crop_file)
+    if config.crops is not None and image is not None and _crop_path(config, source) not in plan.kept:
+        _write_crop(config, source, image, mask, result)
+
+
+def _write_crop(config: SegmentConfig, source: Path, image: np.ndarray, mask: np.ndarray, result) -> None:
+    """The lesion's crop, or, without a lesion, the image in `result.uncropped`."""
+    crop = lesion_crop(image, mask, config.crop_margin, config.crop_size, config.crop_square)
+    if crop is None:
+        result.uncropped.append(source)
+    else:
+        save_png(crop, _crop_path(config, source))
 
 
 def _rank_path(path: Path, rank: int, world: int) -> Path:
