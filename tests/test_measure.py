@@ -97,7 +97,10 @@ def test_outputs_follow_the_rules_of_every_command(tmp_path):
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({}, "give --csv or --json"), ({"csv_file": "m.csv", "pixel_size": 0.0}, "--pixel-size must be > 0")],
+    [
+        ({}, "give --csv, --json or --report"),
+        ({"csv_file": "m.csv", "pixel_size": 0.0}, "--pixel-size must be a number of mm > 0"),
+    ],
 )
 def test_bad_settings_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -170,3 +173,19 @@ def test_the_page_lists_the_most_asymmetric_first(tmp_path):
     measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv", report=tmp_path / "p.html"))
     page = (tmp_path / "p.html").read_text()
     assert page.index('alt="lshape"') < page.index('alt="round"')
+
+
+def test_a_photo_given_as_its_own_mask_or_any_mask_that_is_not_binary_is_refused(tmp_path):
+    images, masks = lesion_files(tmp_path)
+    Image.open(images / "b.png").save(masks / "b_segmentation.png")  # a photo, named as a mask
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=images, csv_file=tmp_path / "own.csv"))
+    assert [reason for _, reason in result.failed] == ["is its own mask in --masks: give the folder of its masks"] * 2
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv"))
+    assert [row["id"] for row in result.rows] == ["a"]
+    assert "grey levels, expected 2 (a binary mask)" in result.failed[0][1]
+
+
+def test_a_report_alone_is_an_output(tmp_path):
+    images, masks = lesion_files(tmp_path, names=("a",))
+    measure_paths(MeasureConfig(inputs=(images,), masks=masks, report=tmp_path / "p.html"))
+    assert "colours" in (tmp_path / "p.html").read_text()

@@ -161,7 +161,7 @@ def test_what_completes_a_kept_mask_is_made_from_it(tiny_model_path, tmp_path):
     Image.fromarray(kept).save(masks / f"{next(images.glob('*.jpg')).stem}_segmentation.png")
     config = SegmentConfig(
         inputs=(images,), output=masks, overlay=True, crops=tmp_path / "c", coco=tmp_path / "c.json", measure=True,
-        crop_margin=0.0, model=tiny_model_path, device="cpu", skip_existing=True,
+        summary=tmp_path / "s.csv", crop_margin=0.0, model=tiny_model_path, device="cpu", skip_existing=True,
     )  # fmt: skip
     result = segment_paths(config)
     assert len(result.completed) == 1
@@ -204,5 +204,32 @@ def test_the_command_says_where_crops_and_annotations_went(tiny_model_path, tmp_
     assert result.exit_code == 0, result.output
     assert f"COCO annotations in {tmp_path / 'c.json'}" in result.output
     crops = list((tmp_path / "c").glob("*_crop.png"))
-    assert f"crops in {tmp_path / 'c'}" in result.output
+    assert f"wrote {len(crops)} crop(s) to {tmp_path / 'c'}" in result.output
     assert all(load_rgb(p).shape == (64, 64, 3) for p in crops)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"crop_size": 64}, "need --crops"),
+        ({"crop_square": True}, "need --crops"),
+        ({"measure": True}, "--measure adds columns to --summary and --report"),
+        ({"pixel_size": 0.02}, "--pixel-size goes with --measure"),
+        ({"pixel_size": 0.0, "measure": True, "summary": Path("s.csv")}, "--pixel-size must be a number of mm > 0"),
+    ],
+)
+def test_options_that_would_do_nothing_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        SegmentConfig(inputs=(), output=Path("m"), **settings)
+
+
+def test_segment_measure_fills_the_millimetres_and_a_report_is_made_anew_by_skip_existing(tiny_model_path, tmp_path):
+    images = write_images(tmp_path / "in", 2)
+    config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.json", report=tmp_path / "r.html",
+                  measure=True, pixel_size=0.02, model=tiny_model_path, device="cpu")  # fmt: skip
+    result = segment_paths(SegmentConfig(**config))
+    measured = [row for row in result.rows if row["area_px"]]
+    assert all(row["area_mm2"] == pytest.approx(row["area_px"] * 0.0004, abs=1e-3) for row in measured)
+    next((tmp_path / "m").iterdir()).unlink()
+    again = segment_paths(SegmentConfig(**config, skip_existing=True))  # the page exists: made anew, not refused
+    assert len(again.written) == 1 and "segmented</th><td>1<" in (tmp_path / "r.html").read_text()

@@ -53,6 +53,9 @@ def segment(
         bool,
         typer.Option(help="Add the lesion's measurements (skinseg measure's columns) to --summary and --report."),
     ] = False,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Millimetres per pixel, for the mm columns of --measure.")
+    ] = None,
     crops: Annotated[
         Path | None,
         typer.Option(help="Folder for lesion crops from the full image (<stem>_crop.png); no lesion: no crop."),
@@ -107,6 +110,7 @@ def segment(
         report=report,
         report_max_cases=report_max_cases,
         measure=measure,
+        pixel_size=pixel_size,
         crops=crops,
         crop_margin=crop_margin,
         crop_size=crop_size,
@@ -135,7 +139,9 @@ def segment(
     )
     if crops is not None:
         none = f"; {len(result.uncropped)} without a lesion, not cropped" if result.uncropped else ""
-        out.print(f"crops in {literal(str(crops))}{none}", soft_wrap=True, highlight=False)
+        out.print(
+            f"wrote {len(result.cropped)} crop(s) to {literal(str(crops))}{none}", soft_wrap=True, highlight=False
+        )
     if result.coco is not None:
         out.print(f"COCO annotations in {literal(str(result.coco))}", soft_wrap=True, highlight=False)
     report_skipped(result.failed)

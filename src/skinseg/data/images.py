@@ -114,6 +114,12 @@ def grey_levels(grey: np.ndarray) -> int:
     return sum(1 for count in Image.fromarray(np.ascontiguousarray(grey, dtype=np.uint8)).histogram() if count)
 
 
+def not_binary(grey: np.ndarray) -> str | None:
+    """Why 8-bit grey values are not a binary mask's (a photo, a JPEG-compressed mask), or None."""
+    levels = grey_levels(grey)
+    return f"mask has {levels} grey levels, expected 2 (a binary mask)" if levels > 2 else None
+
+
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """A boolean mask resized to size x size by area averaging, lesion where at least half is lesion."""
     picture = Image.fromarray(mask.astype(np.uint8) * 255)

@@ -32,7 +32,7 @@ from skinseg.data.cache import (
     plan_prepare,
 )
 from skinseg.data.config import PrepareConfig
-from skinseg.data.images import binarise, decode_rgb, grey_levels, read_mask_grey, resize_mask
+from skinseg.data.images import binarise, decode_rgb, not_binary, read_mask_grey, resize_mask
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
@@ -97,8 +97,8 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
     problem = None
     if mask.shape[::-1] != original:
         problem = f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {original[0]}x{original[1]}"
-    elif (levels := grey_levels(grey)) > 2:
-        problem = f"mask has {levels} grey levels, expected 2 (a binary mask)"
+    elif (levels_problem := not_binary(grey)) is not None:
+        problem = levels_problem
     elif not mask.any():
         problem = "empty mask (no lesion pixels)"
     if problem:

@@ -4,13 +4,14 @@ model's, and written as one row per image to CSV and/or JSON as each image is do
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from skinseg.data.images import load_mask, load_rgb
+from skinseg.data.images import binarise, load_rgb, not_binary, read_mask_grey
 from skinseg.errors import SkinsegError
 from skinseg.fileio import interrupts_held
 from skinseg.inference.config import MeasureConfig
@@ -82,13 +83,22 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
 
 
 def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    """(image path, image, mask) for each image whose image and mask can be read and agree in size."""
+    """(image path, image, mask) for each image whose image and mask can be read, whose mask is binary (a photo
+    given as a mask would be measured as whatever its grey values say) and agrees with it in size."""
     for source in plan.images:
+        mask_path = plan.masks[source]
+        if os.path.realpath(mask_path) == os.path.realpath(source):
+            result.failed.append((source, "is its own mask in --masks: give the folder of its masks"))
+            continue
         try:
-            image, mask = load_rgb(source), load_mask(plan.masks[source])
+            image, grey = load_rgb(source), read_mask_grey(mask_path)
         except SkinsegError as exc:
             result.failed.append((source, str(exc)))
             continue
+        if (problem := not_binary(grey)) is not None:
+            result.failed.append((source, f"{mask_path}: {problem}"))
+            continue
+        mask = binarise(grey)
         if image.shape[:2] != mask.shape:
             size = f"{mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
             result.failed.append((source, f"its mask {plan.masks[source]} is {size}"))

@@ -42,6 +42,7 @@ class SegmentResult:
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
     uncropped: list[Path] = field(default_factory=list)  # --crops: no lesion found, so no crop
+    cropped: list[Path] = field(default_factory=list)  # --crops: the images whose crop was written
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
 
 
@@ -119,7 +120,7 @@ def _files_plan(
     if summary is not None:
         plan.write(summary, "--summary", continued=config.skip_existing, lock=True)
     if report is not None:
-        plan.write(report, "--report", lock=True)
+        plan.write(report, "--report", continued=config.skip_existing, lock=True)  # made anew: this run's images
     if config.crops is not None:
         plan.write(config.crops, "--crops", folder=True)
     if coco is not None:  # written whole at the end, with the masks kept by --skip-existing too
@@ -227,7 +228,10 @@ def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold:
     if not config.measure or image is None:
         return {}
     try:
-        row = measure_lesion(image, mask, probability=prob, threshold=threshold, one_lesion=config.postprocess)
+        row = measure_lesion(
+            image, mask, pixel_size=config.pixel_size, probability=prob, threshold=threshold,
+            one_lesion=config.postprocess,
+        )  # fmt: skip
     except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
         result.failed.append((source, f"segmented, but could not be measured: {type(exc).__name__}: {exc}"))
         row = dict.fromkeys(MEASURE_COLUMNS)
@@ -261,7 +265,7 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
         ]
         model_name = str(config.model) if config.model else None
         page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
-        write_page(plan.report, page, config.overwrite)
+        write_page(plan.report, page, config.overwrite or config.skip_existing)
 
 
 def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int, whole: bool, failed: list):
@@ -317,6 +321,7 @@ def _write_crop(config: SegmentConfig, source: Path, image: np.ndarray, mask: np
         result.uncropped.append(source)
     else:
         save_png(crop, _crop_path(config, source))
+        result.cropped.append(source)
 
 
 def _rank_path(path: Path, rank: int, world: int) -> Path:

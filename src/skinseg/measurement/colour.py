@@ -97,12 +97,13 @@ def nearest_colours(lab: np.ndarray, palette: np.ndarray = PALETTE_LAB) -> np.nd
 
 
 def colour_fractions(lab: np.ndarray) -> dict[str, float]:
-    """The fraction of the lesion's pixels (CIELAB, (n, 3)) nearest to each reference colour, and how many of
-    the six cover at least PRESENT of it."""
+    """The fraction of the lesion's pixels (CIELAB, (n, 3)) nearest to each reference colour, how many of the six
+    cover at least PRESENT of it, and the fraction named skin."""
     counts = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1)[: len(COLOUR_NAMES)]
     fractions = counts / max(1, len(lab))
     result: dict[str, float] = {
         f"colour_{name}": round(float(f), 4) for name, f in zip(COLOUR_NAMES, fractions, strict=True)
     }
     result["colour_count"] = int((fractions >= PRESENT).sum())
+    result["colour_skin"] = round(1.0 - float(fractions.sum()), 4)  # pixels named skin: with the six, 1
     return result

@@ -30,7 +30,7 @@ MEASURE_COLUMNS = (
     "centre_x", "centre_y", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "components",
     "asymmetry", "asymmetry_axes", "asymmetry_angle", "asymmetry_shape", "asymmetry_colour", "asymmetry_structure",
     "border_irregularity", "border_abruptness",
-    *(f"colour_{name}" for name in COLOUR_NAMES), "colour_count",
+    *(f"colour_{name}" for name in COLOUR_NAMES), "colour_count", "colour_skin",
     "confidence",
 )  # fmt: skip
 
