@@ -78,7 +78,11 @@ class Plan:
         owned: bool = False,
         continued: bool = False,
         lock: bool = False,
+        suffixes: tuple[str, ...] = (),
     ) -> Path:
+        """An output; with `suffixes`, a file whose name must end in one of them (the first names its format)."""
+        if suffixes and Path(path).suffix.lower() not in suffixes:
+            raise SkinsegError(f"{what} writes {suffixes[0][1:].upper()}: name the file {suffixes[0]}", path)
         self.outputs.append(Output(Path(path), what, folder or owned, owned, continued, lock))
         return Path(path)
 

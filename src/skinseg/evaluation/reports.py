@@ -56,10 +56,7 @@ def _plan_reports(
     pages = [html_page_path(html_file, name, len(set_names) > 1) for name in set_names] if html_file else []
     named = [("--json", json_file), ("--csv", csv_file), *(("--report", page) for page in pages)]
     for option, path in ((option, path) for option, path in named if path is not None):
-        if path.suffix.lower() not in REPORT_SUFFIXES[option]:
-            kind = REPORT_SUFFIXES[option][0]
-            raise SkinsegError(f"{option} writes {kind[1:].upper()}: name the file {kind}", path)
-        plan.write(path, option, lock=True)
+        plan.write(path, option, lock=True, suffixes=REPORT_SUFFIXES[option])
     if figures is not None:
         plan.write(figures, "--figures", folder=True, lock=True)
         for folder in figure_folders(figures, set_names):

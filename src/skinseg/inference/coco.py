@@ -12,6 +12,7 @@ from skimage.measure import approximate_polygon, find_contours
 
 from skinseg import __version__
 from skinseg.fileio import write_text
+from skinseg.measurement.shape import bounding_box
 
 CATEGORY = {"id": 1, "name": "lesion", "supercategory": "skin"}
 TOLERANCE = 0.5  # pixels a simplified outline may stray from the traced one (IoU >= 0.999 on HAM10000 masks)
@@ -50,11 +51,10 @@ class CocoFile:
         image_id = len(self.images) + 1
         height, width = mask.shape
         self.images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
-        polygons = mask_polygons(mask)
-        if not polygons:
+        polygons, box = mask_polygons(mask), bounding_box(mask)
+        if not polygons or box is None:
             return
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        box = [int(cols[0]), int(rows[0]), int(cols[-1] + 1 - cols[0]), int(rows[-1] + 1 - rows[0])]
+        x0, y0, x1, y1 = box
         self.annotations.append(
             {
                 "id": len(self.annotations) + 1,
@@ -62,7 +62,7 @@ class CocoFile:
                 "category_id": CATEGORY["id"],
                 "segmentation": polygons,
                 "area": int(mask.sum()),
-                "bbox": box,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "iscrowd": 0,
             }
         )

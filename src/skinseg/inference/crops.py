@@ -5,21 +5,23 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from skinseg.measurement.shape import bounding_box
+
 
 def crop_box(mask: np.ndarray, margin: float = 0.1, square: bool = False) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1), end exclusive, of the lesion's bounding box grown by `margin` of its width and height on
     each side; with `square`, widened to a square around the box's centre. Always inside the image: a box that
     would cross an edge is moved back in, and cut only where the image is smaller than it. None: no lesion."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if len(rows) == 0:
+    box = bounding_box(mask)
+    if box is None:
         return None
+    left, top, right, bottom = box
     height, width = mask.shape
-    box_w, box_h = cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]
-    want_w, want_h = box_w * (1 + 2 * margin), box_h * (1 + 2 * margin)
+    want_w, want_h = (right - left) * (1 + 2 * margin), (bottom - top) * (1 + 2 * margin)
     if square:
         want_w = want_h = max(want_w, want_h)
-    x0, x1 = _span((cols[0] + cols[-1] + 1) / 2, want_w, width)
-    y0, y1 = _span((rows[0] + rows[-1] + 1) / 2, want_h, height)
+    x0, x1 = _span((left + right) / 2, want_w, width)
+    y0, y1 = _span((top + bottom) / 2, want_h, height)
     return x0, y0, x1, y1
 
 

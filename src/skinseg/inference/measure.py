@@ -53,14 +53,14 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
     for image in images:  # a row's id is the file's stem: two images of one name would share it
         if seen.setdefault(image.stem, image) != image:
             raise SkinsegError(f"two input images are named {image.stem} ({seen[image.stem]} and {image}): rename one")
+    files = Plan("measure", config.overwrite)
     for path, what, suffixes in (
         (config.csv_file, "--csv", (".csv",)),
         (config.json_file, "--json", (".json",)),
         (config.report, "--report", HTML_SUFFIXES),
     ):
-        if path is not None and path.suffix.lower() not in suffixes:
-            raise SkinsegError(f"{what} writes {suffixes[0][1:].upper()}: name the file {suffixes[0]}", path)
-    files = Plan("measure", config.overwrite)
+        if path is not None:
+            files.write(path, what, lock=True, suffixes=suffixes)
     for image in images:
         files.read(image, "input image")
     masks: dict[Path, Path] = {}
@@ -75,9 +75,6 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
         result.unmatched_masks = sorted(by_id.values())
     elif config.model is not None and str(config.model) != "bundled":
         files.read(config.model, "model")
-    for path, what in ((config.csv_file, "--csv"), (config.json_file, "--json"), (config.report, "--report")):
-        if path is not None:
-            files.write(path, what, lock=True)
     files.check()
     return MeasurePlan([i for i in images if config.masks is None or i in masks], masks, files)
 
@@ -101,7 +98,7 @@ def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Pat
         mask = binarise(grey)
         if image.shape[:2] != mask.shape:
             size = f"{mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
-            result.failed.append((source, f"its mask {plan.masks[source]} is {size}"))
+            result.failed.append((source, f"its mask {mask_path} is {size}"))
             continue
         yield source, image, mask
 

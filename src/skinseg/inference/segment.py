@@ -120,11 +120,12 @@ def _files_plan(
     if summary is not None:
         plan.write(summary, "--summary", continued=config.skip_existing, lock=True)
     if report is not None:
-        plan.write(report, "--report", continued=config.skip_existing, lock=True)  # made anew: this run's images
+        # --skip-existing makes the page anew, with the images of this run
+        plan.write(report, "--report", continued=config.skip_existing, lock=True, suffixes=HTML_SUFFIXES)
     if config.crops is not None:
         plan.write(config.crops, "--crops", folder=True)
     if coco is not None:  # written whole at the end, with the masks kept by --skip-existing too
-        plan.write(coco, "--coco", continued=config.skip_existing, lock=True)
+        plan.write(coco, "--coco", continued=config.skip_existing, lock=True, suffixes=(".json",))
     for source, target in pairs:
         for path in [*_outputs_of(config, source, target), *_crops_of(config, source)]:
             plan.write(path, "mask" if path == target else "output", continued=True)
@@ -144,10 +145,6 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     coco = _rank_path(config.coco, rank, world) if config.coco else None
     if summary and summary.suffix.lower() not in (".csv", ".json"):
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
-    if report and report.suffix.lower() not in HTML_SUFFIXES:
-        raise SkinsegError("--report writes HTML: name the file .html", report)
-    if coco and coco.suffix.lower() != ".json":
-        raise SkinsegError("--coco writes JSON: name the file .json", coco)
     files = _files_plan(config, inputs, pairs, summary, report, coco)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():

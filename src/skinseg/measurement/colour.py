@@ -57,6 +57,9 @@ LINEAR = linear(np.arange(256) / 255.0).astype(np.float32)  # uint8 sRGB -> line
 XYZ_OF_RGB = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]], np.float32)
 
 
+SKIN_LINEAR = linear(np.asarray(SKIN_REFERENCE))
+
+
 def skin_ring(mask: np.ndarray, diameter: float) -> np.ndarray:
     """The pixels from RING[0] to RING[1] lesion diameters outside the lesion, where the image has them."""
     distance = ndimage.distance_transform_edt(~mask)
@@ -73,12 +76,12 @@ def skin_colour(image: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.nda
             pixels = image[region]
             brightness = pixels.sum(1)
             return np.median(pixels[brightness >= np.quantile(brightness, keep)], axis=0)
-    return linear(np.asarray(SKIN_REFERENCE))
+    return SKIN_LINEAR
 
 
 def normalised_lab(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
     """CIELAB (D65) of the image (linear RGB) as it would look if its skin had the colour SKIN_REFERENCE."""
-    gain = (linear(np.asarray(SKIN_REFERENCE)) / np.maximum(skin, 1e-4)).astype(np.float32)
+    gain = (SKIN_LINEAR / np.maximum(skin, 1e-4)).astype(np.float32)
     return xyz2lab(np.clip(image * gain, 0.0, 1.0) @ XYZ_OF_RGB.T)
 
 
@@ -87,11 +90,11 @@ PALETTE_LAB = np.array(list(PALETTE.values()))
 TABLE_LAB = rgb2lab(np.array([list(TABLE_COLOURS.values())]))[0]
 
 
-def nearest_colours(lab: np.ndarray, palette: np.ndarray = PALETTE_LAB) -> np.ndarray:
+def nearest_colours(lab: np.ndarray) -> np.ndarray:
     """For CIELAB pixels (n, 3), the index of their colour: 6 (skin) for those within SKIN_DIFFERENCE of the
-    normalised skin, the others the nearest colour of `palette` (0-5, in the order of COLOUR_NAMES) by CIE76
+    normalised skin, the others the nearest colour of PALETTE (0-5, in the order of COLOUR_NAMES) by CIE76
     distance."""
-    nearest = ((lab[:, None, :] - palette[None, :, :]) ** 2).sum(-1).argmin(1)
+    nearest = ((lab[:, None, :] - PALETTE_LAB[None, :, :]) ** 2).sum(-1).argmin(1)
     skin = ((lab - SKIN_LAB) ** 2).sum(-1) < SKIN_DIFFERENCE**2
     return np.where(skin, len(COLOUR_NAMES), nearest)
 
@@ -99,11 +102,10 @@ def nearest_colours(lab: np.ndarray, palette: np.ndarray = PALETTE_LAB) -> np.nd
 def colour_fractions(lab: np.ndarray) -> dict[str, float]:
     """The fraction of the lesion's pixels (CIELAB, (n, 3)) nearest to each reference colour, how many of the six
     cover at least PRESENT of it, and the fraction named skin."""
-    counts = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1)[: len(COLOUR_NAMES)]
-    fractions = counts / max(1, len(lab))
+    *fractions, skin = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1) / max(1, len(lab))
     result: dict[str, float] = {
         f"colour_{name}": round(float(f), 4) for name, f in zip(COLOUR_NAMES, fractions, strict=True)
     }
-    result["colour_count"] = int((fractions >= PRESENT).sum())
-    result["colour_skin"] = round(1.0 - float(fractions.sum()), 4)  # pixels named skin: with the six, 1
+    result["colour_count"] = int(sum(f >= PRESENT for f in fractions))
+    result["colour_skin"] = round(float(skin), 4)
     return result

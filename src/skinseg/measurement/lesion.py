@@ -20,13 +20,19 @@ from skinseg.measurement.colour import (
 )
 from skinseg.measurement.shape import shape_measures
 
+
+def _mm_column(name: str) -> str:
+    """The column of a size in mm: area_mm2, else <name>_mm."""
+    return f"{name}_mm2" if name == "area" else f"{name}_mm"
+
+
 WORK_DIAMETER = 64  # asymmetry, border and colours are measured with the lesion scaled to this diameter (px)
 WORK_SIDE = 4 * WORK_DIAMETER  # ... on a cut of the image at most this many pixels across
 SIZE_COLUMNS = ("area", "perimeter", "diameter", "equivalent_diameter")
 MEASURE_COLUMNS = (
     "id",
     *(f"{name}_px" for name in SIZE_COLUMNS),
-    *(f"{name}_mm2" if name == "area" else f"{name}_mm" for name in SIZE_COLUMNS),
+    *(_mm_column(name) for name in SIZE_COLUMNS),
     "centre_x", "centre_y", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "components",
     "asymmetry", "asymmetry_axes", "asymmetry_angle", "asymmetry_shape", "asymmetry_colour", "asymmetry_structure",
     "border_irregularity", "border_abruptness",
@@ -99,8 +105,7 @@ def measure_lesion(
     if pixel_size is not None:
         for name in SIZE_COLUMNS:
             factor = pixel_size**2 if name == "area" else pixel_size
-            key = f"{name}_mm2" if name == "area" else f"{name}_mm"
-            row[key] = round(float(sizes[f"{name}_px"]) * factor, 4)
+            row[_mm_column(name)] = round(float(sizes[f"{name}_px"]) * factor, 4)
     rgb, small, diameter = _work_area(image, mask, sizes)
     lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(small, diameter), small))
     row.update(asymmetry_measures(small, lab, diameter))

@@ -12,6 +12,14 @@ from scipy.spatial import ConvexHull, QhullError
 from skimage.measure import perimeter_crofton
 
 
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the lesion's pixels, ends exclusive; None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if len(rows) == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
 def feret_diameter(mask: np.ndarray) -> float:
     """The largest distance between two points of the lesion (its largest Feret, or caliper, diameter), measured
     between the outer corners of its pixels: a single pixel is 1.414 across."""
@@ -34,8 +42,9 @@ def shape_measures(mask: np.ndarray, connected_parts: bool = True) -> dict[str, 
     height), connected parts (8-connected; 1 when the mask is known to be one lesion: `connected_parts` False) and
     border irregularity (the compactness index perimeter^2 / (4 pi area), 1 for a disc; a lesion of a few
     pixels, whose estimate falls below 1, gets 1)."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    box = bounding_box(mask)
+    assert box is not None, "a lesion is measured, not an empty mask"
+    x0, y0, x1, y1 = box
     mask = np.pad(mask[y0:y1, x0:x1], 1)  # the lesion's box, a pixel of background around
     area = int(mask.sum())
     centre_y = float((mask.sum(1) * np.arange(-1, y1 - y0 + 1)).sum() / area) + y0

@@ -100,7 +100,7 @@ EVALUATE_COLUMNS = (("dice", "Dice", ".4f"), ("jaccard", "Jaccard", ".4f"), ("tr
                     ("prediction_area", "predicted area", "%"))  # fmt: skip
 SEGMENT_COLUMNS = (("prediction_area", "lesion area", "%"), ("margin", "probability margin", "%"))
 # The measurements of `skinseg measure` that a page shows (docs/measure.md defines them).
-MEASURE_COLUMNS = (("diameter_px", "diameter (px)", ".0f"), ("asymmetry", "asymmetry", ".3f"),
+MEASURE_SHOWN = (("diameter_px", "diameter (px)", ".0f"), ("asymmetry", "asymmetry", ".3f"),
                    ("asymmetry_axes", "asymmetric axes", "d"), ("border_irregularity", "border irregularity", ".2f"),
                    ("border_abruptness", "border abruptness", ".1f"), ("colour_count", "colours", "d"),
                    ("confidence", "confidence", ".3f"))  # fmt: skip
@@ -265,7 +265,7 @@ def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
 
 def _with_measures(columns: tuple, cases: ReportCases) -> tuple:
     """The page's own columns, and the measurements' where the cases have them (segment --measure, evaluate)."""
-    return (*columns, *MEASURE_COLUMNS) if any("asymmetry" in row for row in cases.rows) else columns
+    return (*columns, *MEASURE_SHOWN) if any("asymmetry" in row for row in cases.rows) else columns
 
 
 def measure_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]]) -> str:
@@ -283,7 +283,7 @@ def measure_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
     top = _facts_table([*facts, _made(), *summary])
     top += "<p>Measurements for research, not a diagnosis: docs/measure.md defines each.</p>"
     top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
-    columns = (("prediction_area", "lesion area", "%"), *MEASURE_COLUMNS)
+    columns = (("prediction_area", "lesion area", "%"), *MEASURE_SHOWN)
     return _page("skinseg measurements", top, _cases_table(cases, columns, "the most asymmetric first", truth=False))
 
 
