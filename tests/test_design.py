@@ -22,9 +22,12 @@ else:  # pragma: no cover
     tomllib = pytest.importorskip("tomli")
 
 
+def _contracts() -> list[dict]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+
+
 def _contract() -> dict:
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    (contract,) = config["contracts"]
+    (contract,) = [contract for contract in _contracts() if contract["type"] == "layers"]
     return contract
 
 
@@ -43,6 +46,17 @@ def test_the_layers_name_every_part_of_the_package_and_ignore_no_import():
         or (path.is_dir() and (path / "__init__.py").exists())
     }
     assert parts == named
+
+
+def test_the_library_may_not_import_rich_or_typer():
+    """Only skinseg.cli draws on a terminal: the library reports through callbacks (import-linter checks it)."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert config["include_external_packages"] is True
+    (forbidden,) = [contract for contract in _contracts() if contract["type"] == "forbidden"]
+    assert set(forbidden["forbidden_modules"]) == {"rich", "typer"}
+    library = ("data", "models", "measurement", "training", "inference", "evaluation", "runtime")
+    assert set(forbidden["source_modules"]) >= {f"skinseg.{name}" for name in library}
+    assert "ignore_imports" not in forbidden
 
 
 def test_the_architecture_page_shows_the_contracts_layers():

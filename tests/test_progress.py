@@ -2,7 +2,7 @@ import io
 
 from rich.console import Console
 
-import skinseg.reporting.progress as progress
+import skinseg.cli.progress as progress
 
 
 def test_a_log_file_gets_a_progress_line_where_a_terminal_gets_a_bar(monkeypatch):

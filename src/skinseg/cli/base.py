@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
 from skinseg import __version__
-from skinseg.reporting.tables import literal
+from skinseg.cli.tables import literal
 
 
 class MetavarCommand(TyperCommand):

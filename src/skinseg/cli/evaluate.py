@@ -22,7 +22,7 @@ from skinseg.cli.base import (
     out,
     report_errors,
 )
-from skinseg.reporting.tables import literal
+from skinseg.cli.tables import literal
 
 
 @report_errors
@@ -116,6 +116,7 @@ def evaluate(
 
 def _score(config) -> list:
     """The report of every data set of `config` (or of its --pred against --truth)."""
+    from skinseg.cli.progress import lazy_bar, notes_printer
     from skinseg.evaluation.scoring import evaluate_folders, evaluate_model
     from skinseg.reporting.html import ReportCases
 
@@ -124,16 +125,18 @@ def _score(config) -> list:
 
     if config.pred is not None:
         return [evaluate_folders(config.pred, config.truth, cases())]
-    return [
-        evaluate_model(dataclasses.replace(config, data=d, more_data=()), console=console, cases=cases())
-        for d in config.data_sets
-    ]
+    reports = []
+    for data in config.data_sets:
+        with lazy_bar(console, "Evaluating") as advance:
+            one_set = dataclasses.replace(config, data=data, more_data=())
+            reports.append(evaluate_model(one_set, cases(), on_progress=advance, on_notes=notes_printer(console)))
+    return reports
 
 
 def _print_results(config, reports: list) -> None:
     """The metrics of each set (and a table of the sets), notes on what was not scored, and the pages written."""
+    from skinseg.cli.tables import metrics_table, print_notes, sets_table
     from skinseg.evaluation.reports import html_page_path
-    from skinseg.reporting.tables import metrics_table, print_notes, sets_table
 
     if config.figures and config.pred is not None:
         note = "--pred/--truth give masks without their images: --figures draws the Dice histogram only"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from skinseg.cli.base import out, report_errors
-from skinseg.reporting.tables import literal
+from skinseg.cli.tables import literal
 
 
 @report_errors

@@ -23,7 +23,7 @@ from skinseg.cli.base import (
     report_errors,
 )
 from skinseg.cli.segment import report_skipped
-from skinseg.reporting.tables import literal
+from skinseg.cli.tables import literal
 
 
 @report_errors
@@ -57,6 +57,7 @@ def measure(
     device: DeviceOption = "auto",
 ) -> None:
     """Measure each lesion: size, asymmetry, border and colours (docs/measure.md; for research, not a diagnosis)."""
+    from skinseg.cli.progress import lazy_bar
     from skinseg.inference.config import MeasureConfig
     from skinseg.inference.measure import measure_paths
 
@@ -78,7 +79,8 @@ def measure(
         backend=backend,
         precision=precision,
     )
-    result = measure_paths(config, console=console)
+    with lazy_bar(console, "Measuring") as advance:
+        result = measure_paths(config, on_progress=advance)
     written = " and ".join(literal(str(p)) for p in (csv_file, json_file, report) if p is not None)
     failed = f"; {len(result.failed)} failed" if result.failed else ""
     empty = f"; {len(result.empty)} without a lesion (a row with area 0)" if result.empty else ""

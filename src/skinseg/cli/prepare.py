@@ -42,11 +42,11 @@ def prepare(
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per core).")] = 0,
 ) -> None:
     """Find image/mask pairs, check them, resize, cache and split 60/20/20."""
+    from skinseg.cli.progress import progress_bar
+    from skinseg.cli.tables import prepare_summary, print_notes
     from skinseg.data.config import PrepareConfig
     from skinseg.data.prepare import prepare_dataset
     from skinseg.data.splits import parse_fractions
-    from skinseg.reporting.progress import progress_bar
-    from skinseg.reporting.tables import prepare_summary, print_notes
 
     target = out_dir or Path("prepared") / f"{data.resolve().name.removesuffix('.zip')}-{size}"
     config = PrepareConfig(

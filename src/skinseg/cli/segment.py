@@ -22,7 +22,7 @@ from skinseg.cli.base import (
     out,
     report_errors,
 )
-from skinseg.reporting.tables import literal
+from skinseg.cli.tables import literal
 
 
 @report_errors
@@ -118,9 +118,19 @@ def segment(
         coco=coco,
     )
     output_paths(collect_inputs(config.inputs), config.output)  # a wrong path is reported before torch is imported
+    from skinseg.cli.progress import lazy_bar, notes_printer
     from skinseg.inference.segment import segment_paths
 
-    result = segment_paths(config, console=console)
+    with lazy_bar(console, "Segmenting") as advance:
+        result = segment_paths(config, on_progress=advance, on_notes=notes_printer(console))
+    _print_result(result, crops)
+    report_skipped(result.failed)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _print_result(result, crops: Path | None) -> None:
+    """What was written, left out, skipped and failed."""
     if result.ignored:
         first = literal(str(result.ignored[0]))
         console.print(
@@ -144,9 +154,6 @@ def segment(
         )
     if result.coco is not None:
         out.print(f"COCO annotations in {literal(str(result.coco))}", soft_wrap=True, highlight=False)
-    report_skipped(result.failed)
-    if result.failed:
-        raise typer.Exit(1)
 
 
 def report_skipped(skipped: list, shown: int = 20) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from skinseg.cli.base import DeviceOption, console, out, report_errors
-from skinseg.reporting.tables import literal
+from skinseg.cli.tables import literal
 from skinseg.training.config import DEFAULT_PRESET, default_text, default_value, preset_text
 
 # The options of `train` that are not settings of the run (the others go to train_config or load_run by name).
@@ -150,8 +150,8 @@ def train(
 ) -> None:
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     options = {name: value for name, value in locals().items() if name not in COMMAND_ONLY}  # None: not given
+    from skinseg.cli.tables import training_summary
     from skinseg.errors import SkinsegError
-    from skinseg.reporting.tables import training_summary
     from skinseg.runtime.distributed import is_main_process
     from skinseg.training.config import parse_duration, train_config
     from skinseg.training.runs import load_run, refuse_resume_with_overwrite, run_folder
@@ -184,8 +184,8 @@ def train(
 
 def _train(config):
     """The run, with its start-up line and notes, and its progress on the terminal."""
-    from skinseg.reporting.progress import training_display
-    from skinseg.reporting.tables import print_notes
+    from skinseg.cli.progress import training_display
+    from skinseg.cli.tables import print_notes
     from skinseg.training.loop import train as run_training
     from skinseg.training.runs import first_epoch
 

@@ -22,10 +22,9 @@ from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
 from skinseg.inputs import mask_files_by_id
 from skinseg.measurement import measure_lesion
+from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
-from skinseg.reporting.progress import progress_bar
-from skinseg.reporting.tables import print_notes
 
 
 @dataclass
@@ -53,44 +52,25 @@ class EvalReport:
         } | ({"unmatched_predictions": self.unmatched_predictions} if self.unmatched_predictions else {})
 
 
-def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | None = None) -> EvalReport:
+def evaluate_model(
+    config: EvaluateConfig,
+    cases: ReportCases | None = None,
+    on_progress: Progress | None = None,
+    on_notes: Notes | None = None,
+) -> EvalReport:
     """Score the model of `config` on a split of its data set, each image at its own resolution. Everything the
     reports need is collected in this one pass: per-image metrics, `cases` for the HTML page, and small
-    copies of the predictions for the figures."""
-    from rich.console import Console
-
+    copies of the predictions for the figures. `on_notes(notes)`: settings asked for but ignored or emulated,
+    once the model is loaded; `on_progress(done, total)`: images scored."""
     from skinseg.inference.segmenter import segmenter_for
 
     if config.data is None:
         raise SkinsegError("give the data set to score (--data)")
     data = Path(config.data)
     segmenter = segmenter_for(config)
-    print_notes(console, segmenter.notes)
+    (on_notes or no_notes)(segmenter.notes)
     pairs, where = split_pairs(data, config.split, segmenter.info.input_size, config.split_seed)
-    rows: list[dict] = []
-    thumbnails = Thumbnails()
-    with progress_bar(console or Console(quiet=True), "Evaluating") as advance:
-        for start in range(0, len(pairs), config.batch_size):
-            chunk = pairs[start : start + config.batch_size]
-            inputs, shapes = zip(*(segmenter.read(p.image) for p in chunk), strict=True)
-            probabilities = segmenter.probabilities_of(list(inputs), list(shapes))
-            predictions = segmenter.masks_from(probabilities)
-            for pair, prediction, probability in zip(chunk, predictions, probabilities, strict=True):
-                truth = load_mask(pair.mask)
-                if truth.shape != prediction.shape:
-                    raise SkinsegError(
-                        f"mask is {truth.shape[1]}x{truth.shape[0]} but its image is "
-                        f"{prediction.shape[1]}x{prediction.shape[0]}",
-                        pair.mask,
-                    )
-                rows.append({"id": pair.id, **image_metrics(truth, prediction)})
-                thumbnails.add(pair.id, prediction)
-                if cases is not None:  # the whole image, for the overlay and the prediction's measurements
-                    image = load_rgb(pair.image)
-                    measures = measure_lesion(image, prediction, probability=probability,
-                                              threshold=segmenter.threshold, one_lesion=config.postprocess)  # fmt: skip
-                    cases.add(pair.id, prediction, truth, image, metrics=rows[-1], measures=measures)
-            advance(len(rows), len(pairs))
+    rows, thumbnails = _score_pairs(config, segmenter, pairs, cases, on_progress or no_progress)
     model_name = str(config.model) if config.model else "bundled model"
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
     return EvalReport(
@@ -113,6 +93,35 @@ def evaluate_model(config: EvaluateConfig, console=None, cases: ReportCases | No
             "skinseg_version": __version__,
         },
     )
+
+
+def _score_pairs(config: EvaluateConfig, segmenter, pairs: list[Pair], cases: ReportCases | None, advance: Progress):
+    """Each pair's metrics (rows), small copies of the predictions, and `cases` filled, a batch at a time."""
+    rows: list[dict] = []
+    thumbnails = Thumbnails()
+    advance(0, len(pairs))
+    for start in range(0, len(pairs), config.batch_size):
+        chunk = pairs[start : start + config.batch_size]
+        inputs, shapes = zip(*(segmenter.read(p.image) for p in chunk), strict=True)
+        probabilities = segmenter.probabilities_of(list(inputs), list(shapes))
+        predictions = segmenter.masks_from(probabilities)
+        for pair, prediction, probability in zip(chunk, predictions, probabilities, strict=True):
+            truth = load_mask(pair.mask)
+            if truth.shape != prediction.shape:
+                raise SkinsegError(
+                    f"mask is {truth.shape[1]}x{truth.shape[0]} but its image is "
+                    f"{prediction.shape[1]}x{prediction.shape[0]}",
+                    pair.mask,
+                )
+            rows.append({"id": pair.id, **image_metrics(truth, prediction)})
+            thumbnails.add(pair.id, prediction)
+            if cases is not None:  # the whole image, for the overlay and the prediction's measurements
+                image = load_rgb(pair.image)
+                options = dict(probability=probability, threshold=segmenter.threshold, one_lesion=config.postprocess)
+                measures = measure_lesion(image, prediction, **options)
+                cases.add(pair.id, prediction, truth, image, metrics=rows[-1], measures=measures)
+        advance(len(rows), len(pairs))
+    return rows, thumbnails
 
 
 def evaluate_folders(pred: Path, truth: Path, cases: ReportCases | None = None) -> EvalReport:

@@ -19,6 +19,7 @@ from skinseg.inference.summary import SummaryWriter
 from skinseg.inputs import collect_inputs, mask_files_by_id
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
+from skinseg.reporting.callbacks import Progress, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
 
 # Every column of a row: the measurements, then where the image and its mask came from.
@@ -103,13 +104,12 @@ def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Pat
         yield source, image, mask
 
 
-def measure_paths(config: MeasureConfig, console=None) -> MeasureResult:
-    """Measure the lesion of every input image; unreadable ones are reported and the rest go on."""
-    from rich.console import Console
-
+def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) -> MeasureResult:
+    """Measure the lesion of every input image; unreadable ones are reported and the rest go on.
+    `on_progress(done, total)`: images done."""
     from skinseg.reporting.html import ReportCases, measure_page, write_page
-    from skinseg.reporting.progress import progress_bar
 
+    advance = on_progress or no_progress
     result = MeasureResult()
     plan = plan_measurement(config, result)
     cases = ReportCases(config.report_max_cases) if config.report else None
@@ -119,7 +119,7 @@ def measure_paths(config: MeasureConfig, console=None) -> MeasureResult:
             for path in (config.csv_file, config.json_file)
             if path is not None
         ]
-        advance = stack.enter_context(progress_bar(console or Console(quiet=True), "Measuring"))
+        advance(0, len(plan.images))
         facts, lesions = _lesions(config, plan, result, stack)
         failed_before = len(result.failed)  # images without a mask: not among those measured
         for source, image, mask, measures in lesions:

@@ -24,6 +24,7 @@ from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns,
 from skinseg.inputs import collect_inputs, output_paths
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
+from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
 
@@ -167,30 +168,30 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     return SegmentPlan(todo, summary, report, coco, kept, existing, files)
 
 
-def segment_paths(config: SegmentConfig, console=None) -> SegmentResult:
-    """Segment every input image; unreadable ones are reported and the rest go on."""
-    from rich.console import Console
-
+def segment_paths(
+    config: SegmentConfig, on_progress: Progress | None = None, on_notes: Notes | None = None
+) -> SegmentResult:
+    """Segment every input image; unreadable ones are reported and the rest go on. `on_notes(notes)`: settings
+    asked for but ignored or emulated, once the model is loaded; `on_progress(done, total)`: images done."""
     from skinseg.reporting.html import ReportCases
-    from skinseg.reporting.progress import progress_bar
-    from skinseg.reporting.tables import print_notes
 
+    advance = on_progress or no_progress
     result = SegmentResult(config.output)
     plan = plan_segmentation(config, result)
     with plan.files.hold():  # a second segment writing this summary or report: refused before the model loads
         segmenter = segmenter_for(config)
-        print_notes(console, segmenter.notes)
+        (on_notes or no_notes)(segmenter.notes)
         cases = ReportCases(config.report_max_cases) if plan.report else None
         coco = CocoFile() if plan.coco else None
         failed_before = len(result.failed)  # outputs that exist: reported, not segmented
         whole = config.overlay or plan.report is not None or config.measure or config.crops is not None
         with (
             SummaryWriter(plan.summary, config.skip_existing, summary_columns(config.measure)) as rows_out,
-            progress_bar(console or Console(quiet=True), "Segmenting") as advance,
             contextlib.closing(
                 segmented_images(segmenter, [s for s, _ in plan.todo], config.batch_size, whole, result.failed)
             ) as segmented,  # ends its threads
         ):
+            advance(0, len(plan.todo))
             target_of = dict(plan.todo)
             for source, image, prob, mask, seconds in segmented:
                 target = target_of[source]

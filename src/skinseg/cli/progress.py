@@ -1,10 +1,11 @@
-"""Rich progress displays that library functions report into through plain callbacks."""
+"""Rich progress displays that library functions report into through plain callbacks (reporting.callbacks)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -60,6 +61,28 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, 
             progress.update(task, completed=done, total=total, info=info)
 
         yield advance
+
+
+@contextlib.contextmanager
+def lazy_bar(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields advance(done, total) for a library call: the bar appears at its first call, when the work begins
+    (a call that fails before, loading the model or checking its files, prints its error alone)."""
+    with contextlib.ExitStack() as stack:
+        shown: list[Callable[..., None]] = []
+
+        def advance(done: int, total: int) -> None:
+            if not shown:
+                shown.append(stack.enter_context(progress_bar(console, description)))
+            shown[0](done, total)
+
+        yield advance
+
+
+def notes_printer(console: Console) -> Callable[[Sequence[str]], None]:
+    """on_notes for a library call: each note one yellow line."""
+    from skinseg.cli.tables import print_notes
+
+    return functools.partial(print_notes, console)
 
 
 @contextlib.contextmanager
