@@ -121,7 +121,7 @@ def test_data_set_and_duration_options_parse():
     assert parse_data_set("prepared/ham") == (Path("prepared/ham"), None)
     assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400 and parse_duration("45s") == 45
     assert parse_duration("90m") == 5400 and parse_duration("600") == 600
-    with pytest.raises(ConfigError, match="time-budget"):
+    with pytest.raises(ConfigError, match="time_budget"):
         parse_duration("soon")
     for weight in ("0", "inf", "1e308", "nan", "-inf"):  # issue #21: inf was a ValueError traceback, nan accepted
         with pytest.raises(ConfigError, match="weight must be a number > 0 and <= 1e"):
@@ -150,7 +150,7 @@ def test_an_interrupted_prepare_says_so(tmp_path):
 
 def test_zero_time_budgets_are_refused():
     for nothing in ("0", "0s", "0h0m", "0.0"):  # issue #21: a budget of 0 trained the default 40 epochs
-        with pytest.raises(ConfigError, match="time-budget must be more than 0"):
+        with pytest.raises(ConfigError, match="`time_budget` must be more than 0"):
             parse_duration(nothing)
     with pytest.raises(ConfigError, match="must look like"):
         parse_duration("")
@@ -244,7 +244,7 @@ def test_a_time_budget_stops_the_run_and_a_larger_one_resumes_it(prepared_dir, t
     )
     assert json.loads((tmp_path / "config.json").read_text())["time_budget"] == budget
 
-    with pytest.raises(SkinsegError, match=r"has trained for .* min; --time-budget sets its new total, so give more"):
+    with pytest.raises(SkinsegError, match=r"has trained for .* min; `time_budget` sets its new total, so give more"):
         load_run(tmp_path, time_budget=budget / 2)  # issue #21: accepted, rewrote config.json, trained nothing
     again = train(load_run(tmp_path))  # the budget is spent: nothing to do
     assert len(again.history) == 3

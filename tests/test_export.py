@@ -130,8 +130,8 @@ def test_settings_onnx_runtime_cannot_use_are_said_not_dropped(onnx_path):
     """Issue #21: `--backend onnx --device cuda` ran on the CPU without a word."""
     assert Segmenter(onnx_path, backend="onnx").notes == []
     said = Segmenter(onnx_path, backend="onnx", device="cuda", precision="bf16").notes
-    assert any("--device cuda is ignored with --backend onnx" in note for note in said)
-    assert any("--precision bf16 is ignored with --backend onnx" in note for note in said)
+    assert any("`device=cuda` is ignored with `backend=onnx`" in note for note in said)
+    assert any("`precision=bf16` is ignored with `backend=onnx`" in note for note in said)
 
 
 def test_onnx_file_without_metadata_is_refused(tmp_path):

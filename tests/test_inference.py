@@ -206,6 +206,6 @@ def test_segment_report_must_be_named_html(tiny_model_path, tmp_path, name):
     config = SegmentConfig(
         inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu", report=tmp_path / name
     )
-    with pytest.raises(SkinsegError, match=r"--report writes HTML: name the file \.html"):
+    with pytest.raises(SkinsegError, match=r"`report` writes HTML: name the file \.html"):
         segment_paths(config)
     assert not (tmp_path / "out").exists() and not (tmp_path / name).exists()

@@ -98,8 +98,8 @@ def test_outputs_follow_the_rules_of_every_command(tmp_path):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({}, "give --csv, --json or --report"),
-        ({"csv_file": "m.csv", "pixel_size": 0.0}, "--pixel-size must be a number of mm > 0"),
+        ({}, "give `csv_file`, `json_file` or `report`"),
+        ({"csv_file": "m.csv", "pixel_size": 0.0}, "`pixel_size` must be a number of mm > 0"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):
@@ -142,7 +142,7 @@ def test_two_images_of_one_name_are_refused(tmp_path):
 
 
 def test_model_options_do_not_go_with_given_masks():
-    with pytest.raises(ConfigError, match="--model, --tta set how the model segments"):
+    with pytest.raises(ConfigError, match="`model`, `tta` set how the model segments"):
         MeasureConfig(inputs=(), masks=Path("m"), model=Path("x.safetensors"), tta=True, csv_file=Path("m.csv"))
 
 
@@ -179,7 +179,7 @@ def test_a_photo_given_as_its_own_mask_or_any_mask_that_is_not_binary_is_refused
     images, masks = lesion_files(tmp_path)
     Image.open(images / "b.png").save(masks / "b_segmentation.png")  # a photo, named as a mask
     result = measure_paths(MeasureConfig(inputs=(images,), masks=images, csv_file=tmp_path / "own.csv"))
-    assert [reason for _, reason in result.failed] == ["is its own mask in --masks: give the folder of its masks"] * 2
+    assert [reason for _, reason in result.failed] == ["is its own mask in `masks`: give the folder of its masks"] * 2
     result = measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv"))
     assert [row["id"] for row in result.rows] == ["a"]
     assert "grey levels, expected 2 (a binary mask)" in result.failed[0][1]

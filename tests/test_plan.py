@@ -78,7 +78,7 @@ def test_an_existing_output_is_replaced_only_with_overwrite_or_when_the_plan_con
     existing.write_text("mine")
     plan = Plan("test")
     plan.write(existing, "--summary")
-    with pytest.raises(SkinsegError, match="exists \\(use --overwrite"):
+    with pytest.raises(SkinsegError, match="exists \\(use `overwrite`"):
         plan.check()
     Plan("test", overwrite=True, outputs=[Output(existing, "--summary")]).check()
     Plan("test", outputs=[Output(existing, "--summary", continued=True)]).check()

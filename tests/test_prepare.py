@@ -67,7 +67,7 @@ def test_more_decoding_processes_than_four_a_core_are_refused(raw_dir, tmp_path)
     import os
 
     most = 4 * (os.cpu_count() or 1)
-    with pytest.raises(SkinsegError, match=f"--workers must be between 0 and {most}, got 1000"):
+    with pytest.raises(SkinsegError, match=f"`workers` must be between 0 and {most}, got 1000"):
         PrepareConfig(data=raw_dir, out=tmp_path / "p", workers=1000)
     assert PrepareConfig(data=raw_dir, out=tmp_path / "p", workers=most).workers == most
 

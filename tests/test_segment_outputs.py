@@ -191,7 +191,7 @@ def test_crops_and_another_output_may_not_name_one_path(tmp_path):
 
 @pytest.mark.parametrize("margin", [-0.1, float("inf"), float("nan")])
 def test_a_crop_margin_that_is_no_fraction_is_refused(margin):
-    with pytest.raises(ConfigError, match="--crop-margin must be a number >= 0"):
+    with pytest.raises(ConfigError, match="`crop_margin` must be a number >= 0"):
         SegmentConfig(inputs=(), output=Path("m"), crop_margin=margin)
 
 
@@ -211,11 +211,11 @@ def test_the_command_says_where_crops_and_annotations_went(tiny_model_path, tmp_
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"crop_size": 64}, "need --crops"),
-        ({"crop_square": True}, "need --crops"),
-        ({"measure": True}, "--measure adds columns to --summary and --report"),
-        ({"pixel_size": 0.02}, "--pixel-size goes with --measure"),
-        ({"pixel_size": 0.0, "measure": True, "summary": Path("s.csv")}, "--pixel-size must be a number of mm > 0"),
+        ({"crop_size": 64}, "need `crops`"),
+        ({"crop_square": True}, "need `crops`"),
+        ({"measure": True}, "`measure` adds columns to `summary` and `report`"),
+        ({"pixel_size": 0.02}, "`pixel_size` goes with `measure`"),
+        ({"pixel_size": 0.0, "measure": True, "summary": Path("s.csv")}, "`pixel_size` must be a number of mm > 0"),
     ],
 )
 def test_options_that_would_do_nothing_are_refused(settings, message):

@@ -117,7 +117,7 @@ def test_the_weight_average_is_what_a_run_validates_and_saves(prepared_dir, tmp_
     assert any(not torch.equal(v, trained[k]) for k, v in saved.state_dict().items())  # the average, not the weights
     assert "EMA 0.9" in info.training["recipe"] and run.epochs_done == 1
     assert json.loads((tmp_path / "config.json").read_text())["ema"] == 0.9
-    with pytest.raises(SkinsegError, match=r"--ema must be in \[0, 1\)"):
+    with pytest.raises(SkinsegError, match=r"`ema` must be in \[0, 1\)"):
         train_config(tmp_path, ema=1.0)
 
 
@@ -158,9 +158,9 @@ def test_presets_give_way_to_explicit_options_and_defaults_fill_the_rest(tmp_pat
         ({"schedule": "step"}, "unknown schedule 'step'; choose one of cosine, constant, poly"),
         ({"architecture": "resnet"}, "unknown architecture 'resnet'; choose one of improved_unet, unet"),
         ({"precision": "fp16"}, "unknown precision 'fp16'"),
-        ({"epochs": 0}, "--epochs must be >= 1"),
-        ({"batch_size": -3}, "--batch-size must be >= 1"),
-        ({"lr": -1.0}, "--lr must be > 0"),
+        ({"epochs": 0}, "`epochs` must be >= 1, got 0"),
+        ({"batch_size": -3}, "`batch_size` must be >= 1, got -3"),
+        ({"lr": -1.0}, "`lr` must be > 0, got -1.0"),
         ({"base_filters": 0}, "base_filters must be between 1 and 1024"),
         ({"segmentation_levels": 0}, "segmentation_levels must be between 1 and depth - 1 (4), got 0"),  # issue #21
         ({"segmentation_levels": 0, "depth": 3}, "segmentation_levels must be between 1 and depth - 1 (2), got 0"),
@@ -186,7 +186,7 @@ def test_a_resumed_run_takes_its_settings_from_load_run_never_from_behind_the_ca
     own = load_run(trained_run.run_dir)
     assert own.resume == trained_run.run_dir and own.epochs == 4 and own.model == TINY["model"]
     check_resumable(load_run(trained_run.run_dir, epochs=6, device="cpu"))  # changes that a resume may make
-    with pytest.raises(SkinsegError, match="trains for a number of epochs: give it a new total with --epochs"):
+    with pytest.raises(SkinsegError, match="trains for a number of epochs: give it a new total with `epochs`"):
         load_run(trained_run.run_dir, time_budget=3600)  # issue #21: it became a budgeted run for good
     with pytest.raises(SkinsegError, match=r"differ from the run's own \(lr, seed\).*load_run"):
         train(replace(own, lr=own.lr * 2, seed=7))

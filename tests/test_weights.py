@@ -177,8 +177,8 @@ def test_a_model_option_naming_a_folder_an_onnx_file_or_nothing_says_so(trained_
         load_model(trained_run.run_dir)
     with pytest.raises(SkinsegError, match=r"is a folder: give a skinseg \.safetensors file"):
         load_model(tmp_path)
-    with pytest.raises(SkinsegError, match="--model is empty"):
+    with pytest.raises(SkinsegError, match="`model` is empty"):
         load_model("")
     (tmp_path / "m.onnx").write_bytes(b"onnx")
-    with pytest.raises(SkinsegError, match=r"is an ONNX file: segment with it through --backend onnx"):
+    with pytest.raises(SkinsegError, match=r"is an ONNX file: segment with it through `backend=onnx`"):
         load_model(tmp_path / "m.onnx")

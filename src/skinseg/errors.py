@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 class SkinsegError(Exception):
-    """A problem with the user's data, files or settings, worded for the user."""
+    """A problem with the user's data, files or settings, worded for the user. A setting is named as its field,
+    in backticks (`batch_size`, `postprocess=False`): the command line names its flag there (cli.flags)."""
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
@@ -25,3 +26,30 @@ def check_setting(ok: bool, message: str) -> None:
     """Raise ConfigError(message) unless `ok`: the one way a config refuses a value."""
     if not ok:
         raise ConfigError(message)
+
+
+def check_at_least(name: str, value: float, low: float) -> None:
+    """`name` must be >= `low`."""
+    check_setting(value >= low, f"`{name}` must be >= {low}, got {value}")
+
+
+def check_above(name: str, value: float, low: float) -> None:
+    """`name` must be > `low`."""
+    check_setting(value > low, f"`{name}` must be > {low}, got {value}")
+
+
+def check_between(name: str, value: float, low: float, high: float) -> None:
+    """`name` must be between `low` and `high`, both included."""
+    check_setting(low <= value <= high, f"`{name}` must be between {low} and {high}, got {value}")
+
+
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 4096  # the side, in pixels, that images are resized to for training
+
+
+def check_image_size(size: int, name: str = "size") -> None:
+    check_between(name, size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+
+
+def check_threshold(threshold: float) -> None:
+    """A probability threshold: strictly between 0 and 1."""
+    check_setting(0.0 < threshold < 1.0, f"threshold must be between 0 and 1, got {threshold}")

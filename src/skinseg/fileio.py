@@ -92,9 +92,9 @@ def usual_permissions(path: str | Path) -> None:
 
 
 def refuse_existing(path: str | Path, overwrite: bool) -> None:
-    """The rule for outputs: a file that exists is replaced only with --overwrite."""
+    """The rule for outputs: a file that exists is replaced only with `overwrite`."""
     if not overwrite and Path(path).exists():
-        raise SkinsegError("exists (use --overwrite to replace it)", path)
+        raise SkinsegError("exists (use `overwrite` to replace it)", path)
 
 
 # A file name that is not UTF-8 reaches Python as surrogates; written back with this error handler it keeps its

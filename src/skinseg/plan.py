@@ -7,9 +7,9 @@ anything is loaded or written; `hold()` then locks the outputs that two processe
 the command works. The rule (docs/reliability.md):
 
 - an input exists; no output is an input, lies in an input folder, or (being a folder) holds an input; this
-  holds even with --overwrite;
-- a file output that exists is replaced only with --overwrite; the exceptions are the ones the plan
-  continues: a resumed run's own files, and the summary that `segment --skip-existing` continues;
+  holds even with `overwrite`;
+- a file output that exists is replaced only with `overwrite`; the exceptions are the ones the plan
+  continues: a resumed run's own files, and the summary that segment continues with `skip_existing`;
 - a file output is not a folder, a folder output is not a file, and no two outputs name one file;
 - a locked output held by another skinseg process refuses this one at once (or is waited for, where the
   plan says so: a cache prepared on the fly).
@@ -44,10 +44,10 @@ class Input:
 @dataclass(frozen=True)
 class Output:
     path: Path
-    what: str  # how errors name it: "--summary", "--out", "figure"
+    what: str  # how errors name it: "`summary`" (a setting, in backticks), "figure"
     folder: bool = False  # a folder the command writes files into
     owned: bool = False  # a folder of the command's own (a run, a cache): it may clear it, so it holds no input
-    continued: bool = False  # an existing file is continued, not replaced: no --overwrite needed
+    continued: bool = False  # an existing file is continued, not replaced: no `overwrite` needed
     lock: bool = False  # another process writing it refuses this one (or is waited for)
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from typer.core import TyperArgument, TyperCommand
 
 from skinseg import __version__
+from skinseg.cli.flags import flags_of, in_flags
 from skinseg.cli.tables import literal
 
 
@@ -90,24 +91,27 @@ def report_errors(command: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         from skinseg.errors import SkinsegError, TrainingInterrupted
 
-        try:
-            return command(*args, **kwargs)
-        except SkinsegError as exc:
-            interrupted = isinstance(exc, TrainingInterrupted)
-            if interrupted:
+        with flags_of(command):  # its messages name its own options
+            try:
+                return command(*args, **kwargs)
+            except SkinsegError as exc:
+                interrupted = isinstance(exc, TrainingInterrupted)
+                if interrupted:
+                    _ignore_further_interrupts()
+                console.print(f"[bold red]error:[/] {literal(in_flags(str(exc)))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(130 if interrupted else 1) from None
+            except OSError as exc:  # one not caught where the file is written: still one line, with the path
+                where = f"{exc.filename}: " if exc.filename else ""
+                console.print(
+                    f"[bold red]error:[/] {literal(where + (exc.strerror or str(exc)))}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:
                 _ignore_further_interrupts()
-            console.print(f"[bold red]error:[/] {literal(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(130 if interrupted else 1) from None
-        except OSError as exc:  # one not caught where the file is written: still one line, with the path
-            where = f"{exc.filename}: " if exc.filename else ""
-            console.print(
-                f"[bold red]error:[/] {literal(where + (exc.strerror or str(exc)))}", highlight=False, soft_wrap=True
-            )
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            _ignore_further_interrupts()
-            console.print("[bold red]interrupted[/]")
-            raise typer.Exit(130) from None
+                console.print("[bold red]interrupted[/]")
+                raise typer.Exit(130) from None
 
     return wrapper
 

@@ -22,6 +22,7 @@ from skinseg.cli.base import (
     out,
     report_errors,
 )
+from skinseg.cli.flags import in_flags
 from skinseg.cli.tables import literal
 
 
@@ -159,6 +160,8 @@ def _print_result(result, crops: Path | None) -> None:
 def report_skipped(skipped: list, shown: int = 20) -> None:
     """One line per skipped file, the first `shown` of them."""
     for path, reason in skipped[:shown]:
-        console.print(f"[yellow]skipped[/] {literal(str(path))}: {literal(reason)}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]skipped[/] {literal(str(path))}: {literal(in_flags(reason))}", highlight=False, soft_wrap=True
+        )
     if len(skipped) > shown:
         console.print(f"... and {len(skipped) - shown} more", highlight=False)

@@ -7,6 +7,8 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from skinseg.cli.flags import in_flags
+
 
 def literal(text: str) -> str:
     """Text printed as it is: no Rich markup taken from it, and no line break in it (a file name with a newline
@@ -32,7 +34,7 @@ def prepare_summary(result) -> Table:
     table.add_row("skipped", str(len(result.skipped)))
     table.add_row("seconds", f"{result.seconds:.2f}")
     for path, reason in result.skipped[:20]:
-        table.add_row(f"[yellow]skipped[/] {literal(str(path))}", literal(reason))
+        table.add_row(f"[yellow]skipped[/] {literal(str(path))}", literal(in_flags(reason)))
     if len(result.skipped) > 20:
         table.add_row(f"... and {len(result.skipped) - 20} more", "see manifest.json")
     return table
@@ -96,4 +98,4 @@ def print_notes(console, notes: list[str] | tuple[str, ...]) -> None:
     if console is None:
         return
     for note in notes:
-        console.print(f"[yellow]note:[/] {literal(note)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/] {literal(in_flags(note))}", highlight=False, soft_wrap=True)

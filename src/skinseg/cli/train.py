@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from skinseg.cli.base import DeviceOption, console, out, report_errors
+from skinseg.cli.flags import in_flags
 from skinseg.cli.tables import literal
 from skinseg.training.config import DEFAULT_PRESET, default_text, default_value, preset_text
 
@@ -190,7 +191,7 @@ def _train(config):
     from skinseg.training.runs import first_epoch
 
     def on_start(line: str, notes: list[str]) -> None:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(in_flags(line), highlight=False, soft_wrap=True)
         print_notes(console, notes)
 
     epochs = None if config.time_budget else config.epochs

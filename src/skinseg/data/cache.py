@@ -53,20 +53,20 @@ def plan_prepare(config: PrepareConfig) -> Plan:
         plan.read(config.split_file, "split file")
     if (grouping := group_file(config)) is not None:
         plan.read(grouping, "grouping file")
-    plan.write(out, "--out", owned=True, lock=True)
+    plan.write(out, "`out`", owned=True, lock=True)
     for name in OWN_FILES:  # prepare's own, replaced when its data or settings change (check_out_folder)
         plan.write(out / name, "cache file", continued=True)
     return plan
 
 
 OWN_FILES = (MANIFEST, "images.npy", "masks.npy")
-# What prepare itself writes into --out: anything else there is the user's, and the folder is refused.
+# What prepare itself writes into its `out` folder: anything else there is the user's, and the folder is refused.
 OWN_NAMES = re.compile("|".join(map(re.escape, (*OWN_FILES, *MARKERS, "unzipped"))) + r"|\.(images|masks)\..*\.npy")
 
 
 def check_out_folder(config: PrepareConfig) -> None:
-    """Before anything is written: --out holds nothing but a skinseg cache (one prepare made: its marker, or
-    a manifest of skinseg's), of this data set (another's is replaced only with --force)."""
+    """Before anything is written: `out` holds nothing but a skinseg cache (one prepare made: its marker, or
+    a manifest of skinseg's), of this data set (another's is replaced only with `force`)."""
     out, data = Path(config.out), Path(config.data)
     names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
     foreign = [name for name in names if not OWN_NAMES.fullmatch(name)]
@@ -78,11 +78,11 @@ def check_out_folder(config: PrepareConfig) -> None:
         raise SkinsegError(words, out)
     source = manifest.get("source") if manifest else None
     if source and source != str(data.resolve()) and not config.force:
-        raise SkinsegError(f"holds the prepared set of {source}: give another --out, or --force to replace it", out)
+        raise SkinsegError(f"holds the prepared set of {source}: give another `out`, or `force` to replace it", out)
 
 
 def group_file(config: PrepareConfig) -> Path | None:
-    """The file of --group-by FILE:COLUMN; a relative one is looked up in the data folder too."""
+    """The file of `group_by` FILE:COLUMN; a relative one is looked up in the data folder too."""
     if config.group_by in (None, "none"):
         return None
     path = parse_group_by(config.group_by)[0]

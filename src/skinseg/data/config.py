@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skinseg.data.splits import parse_group_by
-from skinseg.errors import check_setting
+from skinseg.errors import check_between, check_image_size
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,11 @@ class PrepareConfig:
     workers: int = 0  # 0: one per core, at most 8
 
     def __post_init__(self) -> None:
-        check_setting(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")
+        check_image_size(self.size)
         if self.group_by not in (None, "none"):
             parse_group_by(self.group_by)
         most = 4 * (os.cpu_count() or 1)  # more processes than that only slow the decoding down
-        check_setting(0 <= self.workers <= most, f"--workers must be between 0 and {most}, got {self.workers}")
+        check_between("workers", self.workers, 0, most)
 
     def cache_settings(self) -> dict:
         """The settings that change the cache's content (not where it goes or how fast it is built)."""

@@ -53,7 +53,7 @@ class PrepareResult:
 
     @property
     def notes(self) -> list[str]:
-        """What the user should know of the split: a split left empty (by --split or by the grouping)."""
+        """What the user should know of the split: a split left empty (by `split` or by the grouping)."""
         empty = [name for name in ("train", "val", "test") if not self.split_sizes.get(name)]
         uses = {"train": "nothing to train on", "val": "training selects on training Dice", "test": "nothing to test"}
         return [f"the {name} split is empty: {uses[name]}" for name in empty]
@@ -323,15 +323,15 @@ def _decode_all(
 
 
 def _grouping(config: PrepareConfig, discovery: Discovery) -> tuple[Path | None, str | None]:
-    """The file and column that group images for the split: --group-by, else the layout's own (HAM10000's
-    metadata and its lesion_id), else none. A relative --group-by file is looked up in the data folder too."""
+    """The file and column that group images for the split: `group_by`, else the layout's own (HAM10000's
+    metadata and its lesion_id), else none. A relative `group_by` file is looked up in the data folder too."""
     if config.group_by == "none":
         return None, None
     if config.group_by is None:
         return discovery.group_file, discovery.group_column
     path = group_file(config)
     if path is None or not path.is_file():
-        raise SkinsegError("grouping file not found (--group-by FILE:COLUMN)", path)
+        raise SkinsegError("grouping file not found (`group_by` FILE:COLUMN)", path)
     return path, parse_group_by(config.group_by)[1]
 
 

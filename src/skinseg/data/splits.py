@@ -30,9 +30,9 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise SkinsegError(f"--split must look like 60/20/20, got '{text}'") from None
+        raise SkinsegError(f"`split` must look like 60/20/20, got '{text}'") from None
     if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
-        raise SkinsegError(f"--split needs three finite, non-negative numbers (train/val/test), got '{text}'")
+        raise SkinsegError(f"`split` needs three finite, non-negative numbers (train/val/test), got '{text}'")
     total = sum(values)
     return values[0] / total, values[1] / total, values[2] / total
 
@@ -83,7 +83,7 @@ def parse_group_by(text: str) -> tuple[Path, str]:
     """'metadata.csv:lesion_id' -> (Path('metadata.csv'), 'lesion_id')."""
     path, _, column = text.rpartition(":")
     if not path or not column.strip():
-        raise SkinsegError(f"--group-by must look like FILE.csv:COLUMN, got '{text}'")
+        raise SkinsegError(f"`group_by` must look like FILE.csv:COLUMN, got '{text}'")
     return Path(path), column.strip()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinseg.errors import check_setting
+from skinseg.errors import check_at_least, check_setting
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,13 @@ class EvaluateConfig:
     tta: bool = False
     postprocess: bool = True  # measured: +0.0035 val Dice, +0.0025 test Dice (docs/model-card.md)
     precision: str = "auto"
-    split_seed: int = 0  # for a raw --data folder: the split it was prepared with
+    split_seed: int = 0  # for a raw data folder: the split it was prepared with
 
     def __post_init__(self) -> None:
         from skinseg.data.sources import SPLIT_CHOICES
 
-        check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")
-        check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        check_at_least("report_max_cases", self.report_max_cases, 0)
+        check_at_least("batch_size", self.batch_size, 1)
         check_setting(
             self.split in (None, *SPLIT_CHOICES),
             f"unknown split '{self.split}'; choose one of {', '.join(SPLIT_CHOICES)}",

@@ -25,16 +25,16 @@ def figure_folders(figures: Path, set_names: list[str]) -> list[Path]:
     return [figures / name for name in set_names] if len(set_names) > 1 else [figures]
 
 
-REPORT_SUFFIXES = {"--json": (".json",), "--csv": (".csv",), "--report": HTML_SUFFIXES}
+REPORT_SUFFIXES = {"`json_file`": (".json",), "`csv_file`": (".csv",), "`report`": HTML_SUFFIXES}
 
 
 def plan_evaluation(config: EvaluateConfig, set_names: list[str]) -> Plan:
-    """What an evaluation reads (the model, the data sets or --pred and --truth) and writes (each report file,
+    """What an evaluation reads (the model, the data sets or the predicted and true masks) and writes (each report file,
     the figures): checked before any scoring."""
     plan = Plan("evaluate", config.overwrite)
     if config.pred is not None and config.truth is not None:
-        plan.read(config.pred, "--pred folder", folder=True)
-        plan.read(config.truth, "--truth folder", folder=True)
+        plan.read(config.pred, "`pred` folder", folder=True)
+        plan.read(config.truth, "`truth` folder", folder=True)
     for data in config.data_sets:
         plan.read_data_set(data)
     if config.model is not None and str(config.model) != "bundled":
@@ -54,11 +54,11 @@ def _plan_reports(
     """The report files of `set_names`, each with its format's suffix (the HTML page of every set), and the
     figures folder with its figures (a subfolder per set when there are several)."""
     pages = [html_page_path(html_file, name, len(set_names) > 1) for name in set_names] if html_file else []
-    named = [("--json", json_file), ("--csv", csv_file), *(("--report", page) for page in pages)]
+    named = [("`json_file`", json_file), ("`csv_file`", csv_file), *(("`report`", page) for page in pages)]
     for option, path in ((option, path) for option, path in named if path is not None):
         plan.write(path, option, lock=True, suffixes=REPORT_SUFFIXES[option])
     if figures is not None:
-        plan.write(figures, "--figures", folder=True, lock=True)
+        plan.write(figures, "`figures`", folder=True, lock=True)
         for folder in figure_folders(figures, set_names):
             for name in FIGURE_FILES:
                 plan.write(folder / name, "figure")

@@ -65,7 +65,7 @@ def evaluate_model(
     from skinseg.inference.segmenter import segmenter_for
 
     if config.data is None:
-        raise SkinsegError("give the data set to score (--data)")
+        raise SkinsegError("give the data set to score (`data`)")
     data = Path(config.data)
     segmenter = segmenter_for(config)
     (on_notes or no_notes)(segmenter.notes)

@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinseg.errors import check_setting
+from skinseg.errors import check_at_least, check_setting
 
 
 def check_pixel_size(pixel_size: float | None) -> None:
     ok = pixel_size is None or (math.isfinite(pixel_size) and pixel_size > 0)
-    check_setting(ok, f"--pixel-size must be a number of mm > 0, got {pixel_size}")
+    check_setting(ok, f"`pixel_size` must be a number of mm > 0, got {pixel_size}")
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,22 @@ class SegmentConfig:
     crop_size: int | None = None  # the crop resized so that its longer side is this many pixels
     crop_square: bool = False  # the crop widened to a square around the lesion (as far as the image allows)
     coco: Path | None = None  # the masks as COCO instance annotations (JSON)
-    pixel_size: float | None = None  # mm per pixel, for the _mm columns of --measure
+    pixel_size: float | None = None  # mm per pixel, for the _mm columns of `measure`
 
     def __post_init__(self) -> None:
-        check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")
+        check_at_least("batch_size", self.batch_size, 1)
+        check_at_least("report_max_cases", self.report_max_cases, 0)
         margin_ok = math.isfinite(self.crop_margin) and self.crop_margin >= 0
-        check_setting(margin_ok, f"--crop-margin must be a number >= 0, got {self.crop_margin}")
-        check_setting(self.crop_size is None or self.crop_size >= 1, f"--crop-size must be >= 1, got {self.crop_size}")
+        check_setting(margin_ok, f"`crop_margin` must be a number >= 0, got {self.crop_margin}")
+        if self.crop_size is not None:
+            check_at_least("crop_size", self.crop_size, 1)
         crop_options = self.crop_size is not None or self.crop_square or self.crop_margin != 0.1
         check_setting(
-            self.crops is not None or not crop_options, "--crop-size, --crop-square, --crop-margin need --crops"
+            self.crops is not None or not crop_options, "`crop_size`, `crop_square`, `crop_margin` need `crops`"
         )
         wanted = self.summary is not None or self.report is not None
-        check_setting(not self.measure or wanted, "--measure adds columns to --summary and --report: give one")
-        check_setting(self.pixel_size is None or self.measure, "--pixel-size goes with --measure")
+        check_setting(not self.measure or wanted, "`measure` adds columns to `summary` and `report`: give one")
+        check_setting(self.pixel_size is None or self.measure, "`pixel_size` goes with `measure`")
         check_pixel_size(self.pixel_size)
 
 
@@ -92,17 +93,21 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         outputs = (self.csv_file, self.json_file, self.report)
-        check_setting(any(p is not None for p in outputs), "give --csv, --json or --report (or several)")
+        check_setting(any(p is not None for p in outputs), "give `csv_file`, `json_file` or `report` (or several)")
         model_options = {
-            "--model": self.model is not None, "--threshold": self.threshold is not None, "--tta": self.tta,
-            "--no-postprocess": not self.postprocess, "--backend": self.backend != "torch",
-            "--precision": self.precision != "auto", "--device": self.device != "auto",
-        }  # fmt: skip
+            "`model`": self.model is not None,
+            "`threshold`": self.threshold is not None,
+            "`tta`": self.tta,
+            "`postprocess=False`": not self.postprocess,
+            "`backend`": self.backend != "torch",
+            "`precision`": self.precision != "auto",
+            "`device`": self.device != "auto",
+        }
         given = [name for name, on in model_options.items() if on]
         check_setting(
             self.masks is None or not given,
-            f"{', '.join(given)} set how the model segments; with --masks the given masks are measured: drop one",
+            f"{', '.join(given)} set how the model segments; with `masks` the given masks are measured: drop one",
         )
         check_pixel_size(self.pixel_size)
-        check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        check_setting(self.report_max_cases >= 0, f"--report-max-cases must be >= 0, got {self.report_max_cases}")
+        check_at_least("batch_size", self.batch_size, 1)
+        check_at_least("report_max_cases", self.report_max_cases, 0)

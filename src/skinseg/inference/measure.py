@@ -31,7 +31,7 @@ class MeasureResult:
     rows: list[dict] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not measured
-    unmatched_masks: list[Path] = field(default_factory=list)  # masks in --masks without an input image
+    unmatched_masks: list[Path] = field(default_factory=list)  # masks in `masks` without an input image
 
     @property
     def empty(self) -> list[str]:
@@ -42,12 +42,12 @@ class MeasureResult:
 @dataclass
 class MeasurePlan:
     images: list[Path]
-    masks: dict[Path, Path]  # image -> its given mask (with --masks)
+    masks: dict[Path, Path]  # image -> its given mask (with `masks`)
     files: Plan
 
 
 def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePlan:
-    """The images, their masks (paired by name, as `evaluate --pred` pairs them), the model, and the files
+    """The images, their masks (paired by name, as evaluate pairs `pred` with `truth`), the model, and the files
     written, checked before any image is read: none is an input, none exists unless `overwrite`."""
     images = collect_inputs(config.inputs, result.ignored)
     seen: dict[str, Path] = {}
@@ -56,9 +56,9 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
             raise SkinsegError(f"two input images are named {image.stem} ({seen[image.stem]} and {image}): rename one")
     files = Plan("measure", config.overwrite)
     for path, what, suffixes in (
-        (config.csv_file, "--csv", (".csv",)),
-        (config.json_file, "--json", (".json",)),
-        (config.report, "--report", HTML_SUFFIXES),
+        (config.csv_file, "`csv_file`", (".csv",)),
+        (config.json_file, "`json_file`", (".json",)),
+        (config.report, "`report`", HTML_SUFFIXES),
     ):
         if path is not None:
             files.write(path, what, lock=True, suffixes=suffixes)
@@ -66,7 +66,7 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
         files.read(image, "input image")
     masks: dict[Path, Path] = {}
     if config.masks is not None:
-        files.read(config.masks, "--masks folder", folder=True)
+        files.read(config.masks, "`masks` folder", folder=True)
         by_id = mask_files_by_id(config.masks)
         for image in images:
             if image.stem in by_id:
@@ -86,7 +86,7 @@ def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Pat
     for source in plan.images:
         mask_path = plan.masks[source]
         if os.path.realpath(mask_path) == os.path.realpath(source):
-            result.failed.append((source, "is its own mask in --masks: give the folder of its masks"))
+            result.failed.append((source, "is its own mask in `masks`: give the folder of its masks"))
             continue
         try:
             image, grey = load_rgb(source), read_mask_grey(mask_path)

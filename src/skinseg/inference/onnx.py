@@ -1,4 +1,4 @@
-"""`skinseg export`: the model as ONNX, for ONNX Runtime (`skinseg segment --backend onnx`).
+"""`skinseg export`: the model as ONNX, for ONNX Runtime (segment with `backend=onnx`).
 
 The ONNX graph takes normalised images (N, 3, H, W) of any batch size, height and width and returns logits;
 the same skinseg metadata JSON as in the weights file is stored in the model's metadata_props, so an .onnx
@@ -53,7 +53,7 @@ def plan_export(config: ExportConfig) -> Plan:
         plan.read(config.model, "model")
     if Path(config.out).suffix.lower() != ".onnx":
         raise SkinsegError("an ONNX export is named .onnx", config.out)
-    plan.write(config.out, "--output", lock=True)
+    plan.write(config.out, "`output`", lock=True)
     return plan
 
 

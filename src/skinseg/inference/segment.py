@@ -42,8 +42,8 @@ class SegmentResult:
     existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
-    uncropped: list[Path] = field(default_factory=list)  # --crops: no lesion found, so no crop
-    cropped: list[Path] = field(default_factory=list)  # --crops: the images whose crop was written
+    uncropped: list[Path] = field(default_factory=list)  # `crops`: no lesion found, so no crop
+    cropped: list[Path] = field(default_factory=list)  # `crops`: the images whose crop was written
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
 
 
@@ -95,7 +95,7 @@ class SegmentPlan:
     summary: Path | None
     report: Path | None
     coco: Path | None = None
-    kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (--skip-existing)
+    kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (`skip_existing`)
     existing: list[tuple[Path, Path]] = field(default_factory=list)  # (image, mask) skipped: all there
     files: Plan = field(default_factory=lambda: Plan("segment"))  # every file read and written, checked
 
@@ -108,7 +108,7 @@ def _files_plan(
     report: Path | None,
     coco: Path | None,
 ) -> Plan:
-    """The images and the model read; the summary (continued by --skip-existing), the report and every
+    """The images and the model read; the summary (continued by `skip_existing`), the report and every
     image's outputs written. Whether an image's existing outputs are replaced, kept or reported is decided
     image by image (plan_segmentation), so the plan judges only that none is an input."""
     plan = Plan("segment", config.overwrite)
@@ -117,16 +117,16 @@ def _files_plan(
     if config.model is not None and str(config.model) != "bundled":
         plan.read(config.model, "model")
     if config.output not in [target for _, target in pairs]:  # a folder of masks
-        plan.write(config.output, "--output", folder=True)
+        plan.write(config.output, "`output`", folder=True)
     if summary is not None:
-        plan.write(summary, "--summary", continued=config.skip_existing, lock=True)
+        plan.write(summary, "`summary`", continued=config.skip_existing, lock=True)
     if report is not None:
-        # --skip-existing makes the page anew, with the images of this run
-        plan.write(report, "--report", continued=config.skip_existing, lock=True, suffixes=HTML_SUFFIXES)
+        # `skip_existing` makes the page anew, with the images of this run
+        plan.write(report, "`report`", continued=config.skip_existing, lock=True, suffixes=HTML_SUFFIXES)
     if config.crops is not None:
-        plan.write(config.crops, "--crops", folder=True)
-    if coco is not None:  # written whole at the end, with the masks kept by --skip-existing too
-        plan.write(coco, "--coco", continued=config.skip_existing, lock=True, suffixes=(".json",))
+        plan.write(config.crops, "`crops`", folder=True)
+    if coco is not None:  # written whole at the end, with the masks kept by `skip_existing` too
+        plan.write(coco, "`coco`", continued=config.skip_existing, lock=True, suffixes=(".json",))
     for source, target in pairs:
         for path in [*_outputs_of(config, source, target), *_crops_of(config, source)]:
             plan.write(path, "mask" if path == target else "output", continued=True)
@@ -137,7 +137,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     """Every output is checked before the model is loaded: none may be an input (not even with `overwrite`);
     an image whose outputs exist is skipped (with `skip_existing`), replaced (with `overwrite`) or reported."""
     if config.skip_existing and config.overwrite:
-        raise SkinsegError("--skip-existing and --overwrite exclude each other: give one")
+        raise SkinsegError("`skip_existing` and `overwrite` exclude each other: give one")
     inputs = collect_inputs(config.inputs, result.ignored)
     targets = output_paths(inputs, config.output)
     pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
@@ -160,7 +160,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
             result.existing.append(source)
             existing.append((source, target))
         elif there and not (config.overwrite or config.skip_existing):
-            hint = "--overwrite to replace it or --skip-existing to leave it"
+            hint = "`overwrite` to replace it or `skip_existing` to leave it"
             result.failed.append((source, f"output {there[0]} exists (use {hint})"))
         else:
             todo.append((source, target))
@@ -196,7 +196,7 @@ def segment_paths(
             for source, image, prob, mask, seconds in segmented:
                 target = target_of[source]
                 if target in plan.kept and (config.crops or plan.coco or config.measure):
-                    try:  # --skip-existing kept the mask: the crop, the COCO entry and the measurements follow it
+                    try:  # `skip_existing` kept the mask: the crop, the COCO entry and the measurements follow it
                         mask = load_mask(target)
                     except SkinsegError as exc:
                         result.failed.append((source, f"its kept mask cannot be read: {exc}"))
@@ -221,7 +221,7 @@ def segment_paths(
 
 
 def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold: float, result) -> dict:
-    """With --measure, the lesion's measurements (skinseg measure's columns, without its id), else none. An image
+    """With `measure`, the lesion's measurements (skinseg measure's columns, without its id), else none. An image
     whose measurement fails keeps its mask and a row with the measurements empty, and is reported."""
     if not config.measure or image is None:
         return {}
@@ -237,7 +237,7 @@ def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold:
 
 
 def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmenter, result, cases, coco) -> None:
-    """What is written once all images are done: the COCO file (with the masks that --skip-existing kept) and
+    """What is written once all images are done: the COCO file (with the masks that `skip_existing` kept) and
     the report."""
     from skinseg.reporting.html import segment_page, write_page
 
@@ -248,7 +248,7 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
             if crop_missing:
                 _write_crop(config, source, load_rgb(source), mask, result)
         except SkinsegError as exc:
-            result.failed.append((source, f"kept by --skip-existing, but not read again for --coco or --crops: {exc}"))
+            result.failed.append((source, f"kept by `skip_existing`, but not read again for `coco` or `crops`: {exc}"))
             continue
         if coco is not None:
             coco.add(source.name, mask)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from skinseg.data.images import decode_rgb, resize_rgb
-from skinseg.errors import SkinsegError
+from skinseg.errors import SkinsegError, check_threshold
 from skinseg.inference.postprocess import postprocess_mask
 from skinseg.models.weights import load_model
 from skinseg.runtime.device import resolve_device
@@ -57,9 +57,9 @@ class Segmenter:
             self.info = self.model.info
             self.precision = resolve_precision("fp32", self.device, job="infer", size=self.info.input_size)
             if precision not in ("auto", "fp32"):
-                self.notes.append(f"--precision {precision} is ignored with --backend onnx (ONNX Runtime runs fp32)")
+                self.notes.append(f"`precision={precision}` is ignored with `backend=onnx` (ONNX Runtime runs fp32)")
             if str(device) not in ("auto", "cpu"):
-                self.notes.append(f"--device {device} is ignored with --backend onnx (ONNX Runtime runs on the CPU)")
+                self.notes.append(f"`device={device}` is ignored with `backend=onnx` (ONNX Runtime runs on the CPU)")
         elif backend == "torch":
             self.device = device if isinstance(device, torch.device) else resolve_device(device)
             model, self.info = load_model(model_path, self.device)
@@ -69,8 +69,7 @@ class Segmenter:
         else:
             raise SkinsegError(f"unknown backend '{backend}'; choose torch or onnx")
         self.threshold = self.info.threshold if threshold is None else threshold
-        if not 0.0 < self.threshold < 1.0:
-            raise SkinsegError(f"threshold must be between 0 and 1, got {self.threshold}")
+        check_threshold(self.threshold)
         self.tta = tta
         self.postprocess = postprocess
         self.mean = torch.tensor(self.info.mean, device=self.device).view(1, 3, 1, 1)

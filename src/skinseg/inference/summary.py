@@ -1,4 +1,4 @@
-"""The per-image summary of `skinseg segment --summary`: lesion area, bounding box, mean probability, time."""
+"""The per-image summary of `skinseg segment` (`summary`): lesion area, bounding box, mean probability, time."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, 
 class SummaryWriter:
     """Per-image rows written to CSV (or a JSON list, by suffix) as they come and flushed each time, so that an
     interrupted batch keeps the rows of the images it finished (the JSON list is closed on the way out).
-    `continued`: a summary that exists is continued (segment --skip-existing): its rows are kept and the new
+    `continued`: a summary that exists is continued (segment's `skip_existing`): its rows are kept and the new
     ones appended, provided it has the same columns. `columns`: segment's summary, or `measure`'s."""
 
     def __init__(self, path: Path | None, continued: bool = False, columns: tuple[str, ...] = SUMMARY_COLUMNS):
@@ -133,7 +133,7 @@ def rows_kept(path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> tuple[i
         raise SkinsegError(f"cannot read the summary to continue it: {exc.strerror or exc}", path) from None
     if not text.strip():
         return None
-    refuse = SkinsegError("is not a summary of segment's (its columns differ): give another --summary", path)
+    refuse = SkinsegError("is not a summary of segment's (its columns differ): give another `summary`", path)
     if _is_json(path):
         rows, body = _json_rows(text)
         if rows is None or any(not isinstance(r, dict) or tuple(r) != columns for r in rows):

@@ -1,4 +1,4 @@
-"""The registry of model architectures: train, weights, --init and export build models only through it.
+"""The registry of model architectures: train, weights, fine-tuning (`init`) and export build models only through it.
 
 A new architecture is its module plus one `ARCHITECTURES.register(...)` line here; its file's metadata then
 names it, and `load_model` rebuilds it from that name.

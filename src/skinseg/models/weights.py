@@ -63,14 +63,14 @@ def model_file(path: str | Path | None) -> Path:
     if path is None or str(path) == "bundled":
         return bundled_model_path()
     if not str(path):
-        raise SkinsegError("--model is empty: give a skinseg .safetensors file, or 'bundled'")
+        raise SkinsegError("`model` is empty: give a skinseg .safetensors file, or 'bundled'")
     path = Path(path)
     if path.is_dir():
         runs = [name for name in ("best.safetensors", "last.safetensors") if (path / name).is_file()]
         hint = f": give a file, e.g. {path / runs[0]}" if runs else ": give a skinseg .safetensors file"
         raise SkinsegError(f"is a folder{' (a training run)' if runs else ''}{hint}", path)
     if path.suffix.lower() == ".onnx":
-        raise SkinsegError("is an ONNX file: segment with it through --backend onnx", path)
+        raise SkinsegError("is an ONNX file: segment with it through `backend=onnx`", path)
     return path
 
 

@@ -1,4 +1,5 @@
-"""`--report`: one self-contained HTML page to look through results, worst cases first.
+"""The `report` of segment, measure and evaluate: one self-contained HTML page to look through results, worst
+cases first.
 
 Everything is inline (style, a few lines of script, the overlays as base64 JPEGs), so the page opens offline in
 any current browser and can be mailed or archived. The top says what was scored and summarises every image;
@@ -264,7 +265,7 @@ def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
 
 
 def _with_measures(columns: tuple, cases: ReportCases) -> tuple:
-    """The page's own columns, and the measurements' where the cases have them (segment --measure, evaluate)."""
+    """The page's own columns, and the measurements' where the cases have them (segment's `measure`, evaluate)."""
     return (*columns, *MEASURE_SHOWN) if any("asymmetry" in row for row in cases.rows) else columns
 
 
@@ -287,7 +288,7 @@ def measure_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
     return _page("skinseg measurements", top, _cases_table(cases, columns, "the most asymmetric first", truth=False))
 
 
-HTML_SUFFIXES = (".html", ".htm")  # what a --report file is named: the page is HTML, whatever the name says
+HTML_SUFFIXES = (".html", ".htm")  # what a `report` file is named: the page is HTML, whatever the name says
 
 
 def write_page(path: str | Path, page: str, overwrite: bool = False) -> None:

@@ -15,7 +15,7 @@ def _mps_available() -> bool:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Turn a --device choice into a torch.device, with a clear error if it is not there."""
+    """Turn a device choice into a torch.device, with a clear error if it is not there."""
     name = name.lower()
     if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
         raise SkinsegError(f"unknown device '{name}'; choose one of {', '.join(DEVICE_CHOICES)}")
@@ -26,9 +26,9 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SkinsegError("--device cuda was asked for, but no CUDA GPU is available (try --device auto)")
+        raise SkinsegError("`device=cuda` was asked for, but no CUDA GPU is available (try `device=auto`)")
     if name == "mps" and not _mps_available():
-        raise SkinsegError("--device mps was asked for, but Apple MPS is not available (try --device auto)")
+        raise SkinsegError("`device=mps` was asked for, but Apple MPS is not available (try `device=auto`)")
     return torch.device(name)
 
 

@@ -113,7 +113,7 @@ def hardware_kind(device: torch.device) -> str:
 def resolve_precision(
     name: str, device: torch.device, channels_last: bool | None = None, *, job: str, size: int
 ) -> Precision:
-    """Turn --precision (and an optional --channels-last/--no-channels-last) into a Precision for `device`,
+    """Turn a precision name (and an optional channels_last) into a Precision for `device`,
     `job` ('train' or 'infer') and images of `size` px: the memory format, unless given, is the one measured
     faster there (CHANNELS_LAST_FROM)."""
     name = name.lower()
@@ -146,7 +146,7 @@ def compile_active(compile: bool, device: torch.device) -> bool:
 
 
 def compile_note(compile: bool, device: torch.device) -> str | None:
-    """The line that says --compile is ignored, where it is."""
+    """The line that says `compile` is ignored, where it is."""
     if compile and not compile_active(compile, device):
-        return f"--compile is ignored on {device.type}: torch.compile is used on CUDA and the CPU only"
+        return f"`compile` is ignored on {device.type}: torch.compile is used on CUDA and the CPU only"
     return None

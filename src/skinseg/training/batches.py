@@ -72,7 +72,7 @@ def load_data(
     weights = weights or (1.0 / len(sets),) * len(sets)
     if len({p.size for p in sets}) > 1:
         sizes = ", ".join(f"{p.root} is {p.size} px" for p in sets)
-        raise SkinsegError(f"the data sets were prepared at different sizes ({sizes}); prepare them at one --size")
+        raise SkinsegError(f"the data sets were prepared at different sizes ({sizes}); prepare them at one `size`")
     train_rows = [p.indices("train")[: max_train_images or None] for p in sets]
     for p, rows in zip(sets, train_rows, strict=True):
         if len(rows) == 0:

@@ -1,4 +1,4 @@
-"""TrainConfig, the presets and the parsing of --data and --time-budget: the settings of `skinseg train`."""
+"""TrainConfig, the presets and the parsing of data-set and time-budget texts: the settings of `skinseg train`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from skinseg.errors import ConfigError, check_setting
+from skinseg.errors import ConfigError, check_above, check_at_least, check_image_size, check_setting, check_threshold
 from skinseg.models.config import ModelConfig
 
 MAX_SET_WEIGHT = 1e6  # a share of every epoch relative to the others: more than a million to one means a typo
@@ -37,10 +37,10 @@ def parse_duration(text: str) -> float:
         cleaned += "s"
     parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", cleaned)
     if not cleaned or parts is None:
-        raise ConfigError(f"--time-budget must look like 2h, 90m, 1h30m or 45s, got '{text}'")
+        raise ConfigError(f"`time_budget` must look like 2h, 90m, 1h30m or 45s, got '{text}'")
     hours, minutes, seconds = (float(p) if p else 0.0 for p in parts.groups())
     total = hours * 3600 + minutes * 60 + seconds
-    check_setting(total > 0, f"--time-budget must be more than 0 (e.g. 2h, 90m, 45s), got '{text}'")
+    check_setting(total > 0, f"`time_budget` must be more than 0 (e.g. 2h, 90m, 45s), got '{text}'")
     return total
 
 
@@ -51,7 +51,7 @@ class TrainConfig:
     data_weights: tuple[float, ...] = ()  # each set's share of every epoch, `data` first; (): equal shares
     time_budget: float = 0.0  # seconds; > 0: the schedule spans this time instead of `epochs`
     out: Path = Path("runs/skinseg")
-    size: int = 256  # for a raw --data folder, prepared on the fly; a prepared folder keeps its own size
+    size: int = 256  # for a raw data folder, prepared on the fly; a prepared folder keeps its own size
     epochs: int = 40
     batch_size: int = 16
     lr: float = 2e-3
@@ -68,7 +68,7 @@ class TrainConfig:
         0  # epochs without a gain in the selected Dice (validation, else training) before stopping; 0: never
     )
     seed: int = 0  # initialisation, shuffling, augmentation, dropout
-    split_seed: int = 0  # the train/val/test split of a raw --data folder prepared on the fly
+    split_seed: int = 0  # the train/val/test split of a raw data folder prepared on the fly
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (skinseg.runtime.precision)
     channels_last: bool | None = None  # None: where measured faster (skinseg.runtime.precision.CHANNELS_LAST_FROM)
@@ -91,17 +91,17 @@ class TrainConfig:
             self.precision in PRECISION_CHOICES,
             f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISION_CHOICES)}",
         )
-        check_setting(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
-        check_setting(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        check_setting(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        check_setting(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
-        check_setting(self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
-        check_setting(0 < self.threshold < 1, f"threshold must be between 0 and 1, got {self.threshold}")
-        check_setting(0 <= self.ema < 1, f"--ema must be in [0, 1) (a decay such as 0.999; 0: off), got {self.ema}")
-        check_setting(self.patience >= 0, f"--patience must be >= 0, got {self.patience}")
-        check_setting(self.max_train_images >= 0, f"--max-train-images must be >= 0, got {self.max_train_images}")
-        check_setting(8 <= self.size <= 4096, f"--size must be between 8 and 4096, got {self.size}")
-        check_setting(self.time_budget >= 0, f"--time-budget must be >= 0, got {self.time_budget}")
+        check_at_least("epochs", self.epochs, 1)
+        check_at_least("batch_size", self.batch_size, 1)
+        check_above("lr", self.lr, 0)
+        check_at_least("weight_decay", self.weight_decay, 0)
+        check_at_least("warmup_epochs", self.warmup_epochs, 0)
+        check_threshold(self.threshold)
+        check_setting(0 <= self.ema < 1, f"`ema` must be in [0, 1) (a decay such as 0.999; 0: off), got {self.ema}")
+        check_at_least("patience", self.patience, 0)
+        check_at_least("max_train_images", self.max_train_images, 0)
+        check_image_size(self.size)
+        check_at_least("time_budget", self.time_budget, 0)
         check_setting(
             len(self.data_weights) in (0, len(self.data_sets)),
             f"{len(self.data_weights)} data-set weights for {len(self.data_sets)} data sets",
@@ -199,7 +199,7 @@ def default_value(name: str) -> Any:
 
 
 def shown(value: Any) -> str:
-    """A setting's value as --help shows it."""
+    """A setting's value as the help of `skinseg train` shows it."""
     if isinstance(value, bool):
         return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -207,7 +207,7 @@ def shown(value: Any) -> str:
 
 def default_text(name: str) -> str:
     """'[default: 0.002; seed: 0.0001]': a training setting's default, and each preset's where it differs, for
-    --help. Read from TrainConfig, ModelConfig and PRESETS, so the help cannot drift from them."""
+    the help. Read from TrainConfig, ModelConfig and PRESETS, so the help cannot drift from them."""
     default = default_value(name)
     presets = "".join(
         f"; {preset}: {shown(values[name])}"
@@ -218,7 +218,7 @@ def default_text(name: str) -> str:
 
 
 def preset_text() -> str:
-    """What each preset sets, for --help."""
+    """What each preset sets, for the help."""
     return "; ".join(
         f"{name}: {', '.join(f'{k} {shown(v)}' for k, v in values.items()) or 'the defaults'}"
         for name, values in PRESETS.items()

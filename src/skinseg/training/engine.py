@@ -19,7 +19,7 @@ from skinseg.training.optim import create_optimizer
 
 
 class WeightAverage:
-    """An exponential moving average of a model's weights (--ema DECAY), updated after every optimiser step:
+    """An exponential moving average of a model's weights (`ema` DECAY), updated after every optimiser step:
     avg <- decay * avg + (1 - decay) * weights. Buffers are copied as they are."""
 
     def __init__(self, model: SegmentationModel, decay: float):
@@ -46,15 +46,15 @@ class Engine:
     loss: Loss
     precision: Precision
     compiled: bool = False
-    average: WeightAverage | None = None  # with --ema: the averaged weights
+    average: WeightAverage | None = None  # with `ema`: the averaged weights
 
     @property
     def kept(self) -> SegmentationModel:
-        """The weights a run validates and saves: the average with --ema, else the trained model itself."""
+        """The weights a run validates and saves: the average with `ema`, else the trained model itself."""
         return self.average.model if self.average else self.model
 
     def start_average(self, decay: float) -> None:
-        """Begin the average from the current weights (after --init or a resume has loaded them)."""
+        """Begin the average from the current weights (after `init` or a resume has loaded them)."""
         self.average = WeightAverage(self.model, decay) if decay else None
 
 

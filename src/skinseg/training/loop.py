@@ -1,7 +1,7 @@
 """`skinseg train`'s loop, read top to bottom:
 
     train()            check a resumed config, set up the device (and torchrun's ranks)
-      start_run()      data sets, precision, arrays, engine, config.json, --init or --resume: a Run
+      start_run()      data sets, precision, arrays, engine, config.json, `init` or `resume`: a Run
       run_epochs()     per epoch: run_epoch() (train_step over the epoch's rows), validate_sets(), save_epoch()
 
 Every epoch re-seeds from (seed, epoch), so a run resumed at an epoch boundary continues exactly as an
@@ -141,9 +141,9 @@ def start_run(
     on_start: Callable[[str, list[str]], None] | None = None,
 ) -> Run:
     """Open the data, resolve the precision, build the engine, write config.json, and load the weights a
-    run starts from: --init's, or on resume its own last ones with its state."""
+    run starts from: `init`'s, or on resume its own last ones with its state."""
     prepared = open_data_sets(config, context)
-    size = prepared[0].size  # a prepared folder keeps its own size, whatever --size says
+    size = prepared[0].size  # a prepared folder keeps its own size, whatever `size` says
     precision = resolve_precision(config.precision, device, config.channels_last, job="train", size=size)
     torch.manual_seed(config.seed)
     data = load_data(prepared, device, config.max_train_images, context, config.set_weights)
@@ -170,7 +170,7 @@ def start_run(
     engine.start_average(config.ema)
     if config.resume:
         restored, restored_info = load_model(run_dir / "last.safetensors", device)
-        engine.kept.load_state_dict(restored.state_dict())  # with --ema, the average; the trained weights follow
+        engine.kept.load_state_dict(restored.state_dict())  # with `ema`, the average; the trained weights follow
         use_normalisation(data, restored_info)
         state = RunState.load(run_dir, engine.optimizer, state.selected_on, engine.model if engine.average else None)
     schedule = Schedule.of(
@@ -261,7 +261,7 @@ def _check_finite(loss: torch.Tensor, bad: float, epoch: int, step: int, run_dir
     if bad > 0:
         raise SkinsegError(
             f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
-            f" weights are in {run_dir / 'last.safetensors'} (try a lower --lr)"
+            f" weights are in {run_dir / 'last.safetensors'} (try a lower `lr`)"
         )
 
 

@@ -61,7 +61,7 @@ class RunState:
 
     def save(self, run_dir: Path, optimizer: torch.optim.Optimizer, trained: torch.nn.Module | None = None) -> None:
         """Optimiser tensors as safetensors, everything else as JSON; never pickle. `trained`: the weights the
-        optimiser trains, where the run saves others (their average, --ema), stored here as `model.*`."""
+        optimiser trains, where the run saves others (their average, `ema`), stored here as `model.*`."""
         opt_state = optimizer.state_dict()
         tensors: dict[str, torch.Tensor] = {}
         scalars = {}
@@ -96,7 +96,7 @@ class RunState:
     def load(
         cls, run_dir: Path, optimizer: torch.optim.Optimizer, selected_on: str, trained: torch.nn.Module | None = None
     ) -> RunState:
-        """The state `save` wrote, loaded into `optimizer` (and `trained`, with --ema)."""
+        """The state `save` wrote, loaded into `optimizer` (and `trained`, with `ema`)."""
         state = _read_json(run_dir / "state.json", "the resume state")
         try:
             tensors = load_file(str(run_dir / "state.safetensors"))
@@ -111,7 +111,7 @@ class RunState:
         weights = {k.removeprefix("model."): tensors.pop(k) for k in list(tensors) if k.startswith("model.")}
         if trained is not None:
             if not weights:
-                raise SkinsegError("the resume state has no trained weights beside their average (--ema)", run_dir)
+                raise SkinsegError("the resume state has no trained weights beside their average (`ema`)", run_dir)
             trained.load_state_dict(weights)
         try:
             opt_state: dict = {"state": {}, "param_groups": state["param_groups"]}
@@ -137,9 +137,9 @@ def plan_training(config: TrainConfig, overwrite: bool = False) -> Plan:
     for data in config.data_sets:
         plan.read_data_set(data)
     if config.init and str(config.init) != "bundled" and not config.resume:
-        plan.read(config.init, "--init weights")
+        plan.read(config.init, "`init` weights")
     run_dir = Path(config.resume or config.out)
-    plan.write(run_dir, "--resume" if config.resume else "--out", owned=True, lock=True)
+    plan.write(run_dir, "`resume`" if config.resume else "`out`", owned=True, lock=True)
     continued = config.resume is not None or unstarted_run(run_dir)
     for name in RUN_OUTPUTS:
         plan.write(run_dir / name, "run file", continued=continued)
@@ -160,13 +160,13 @@ def unstarted_run(run_dir: Path) -> bool:
 
 def refuse_resume_with_overwrite(resume: Path | None, overwrite: bool) -> None:
     if resume and overwrite:
-        raise SkinsegError("--resume continues a run and --overwrite replaces it: give one of them")
+        raise SkinsegError("`resume` continues a run and `overwrite` replaces it: give one of them")
 
 
 def check_run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True) -> Plan:
     """The run's plan, checked before any data is prepared or loaded: a new run does not write into a folder
-    that holds a run (that takes --resume to continue it or --overwrite to replace it), nor over anything of
-    the user's without --overwrite, nor into its data or over the weights it starts from. Whether its files
+    that holds a run (that takes `resume` to continue it or `overwrite` to replace it), nor over anything of
+    the user's without `overwrite`, nor into its data or over the weights it starts from. Whether its files
     exist is the writer's to judge: the other torchrun ranks may find rank 0's config.json there already."""
     refuse_resume_with_overwrite(config.resume, overwrite)
     plan = plan_training(config, overwrite or not writer)
@@ -174,7 +174,7 @@ def check_run_folder(config: TrainConfig, overwrite: bool = False, writer: bool 
     found = [name for name in RUN_FILES if (out / name).exists()]
     if found and not overwrite and not config.resume and writer:
         raise SkinsegError(
-            f"holds a run ({', '.join(found)}): continue it with --resume {out}, or replace it with --overwrite", out
+            f"holds a run ({', '.join(found)}): continue it with `resume` {out}, or replace it with `overwrite`", out
         )
     plan.check()
     return plan
@@ -200,7 +200,7 @@ def run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True
 
 
 def clear_run_folder(out: Path) -> None:
-    """Remove the files of the run in `out` (--overwrite), so that none of the old run's is left beside the new."""
+    """Remove the files of the run in `out` (`overwrite`), so that none of the old run's is left beside the new."""
     for name in RUN_OUTPUTS:
         (Path(out) / name).unlink(missing_ok=True)
 
@@ -211,17 +211,17 @@ def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
     Any other option given is refused (a resumed run keeps its data, model, recipe and folder), never ignored."""
     refused = [name for name, value in options.items() if value is not None and name not in RESUME_CHANGES]
     if refused:
-        names = ", ".join(f"--{name.replace('_', '-')}" for name in refused)
+        names = ", ".join(f"`{name}`" for name in refused)
         raise SkinsegError(
-            f"{names} cannot be given with --resume: a resumed run keeps its data, model and recipe"
-            " (only --epochs, --time-budget, --device and --precision can change)"
+            f"{names} cannot be given with `resume`: a resumed run keeps its data, model and recipe"
+            " (only `epochs`, `time_budget`, `device` and `precision` can change)"
         )
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise SkinsegError("no config.json: not a skinseg run folder", run_dir)
     if not (run_dir / "last.safetensors").is_file() or not (run_dir / "state.json").is_file():
         raise SkinsegError(
-            "no finished epoch to resume from (the run stopped in its first epoch): start it again without --resume",
+            "no finished epoch to resume from (the run stopped in its first epoch): start it again without `resume`",
             run_dir,
         )
     saved = _read_json(run_dir / "config.json", "the run's settings")
@@ -237,18 +237,18 @@ def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
 
 
 def _check_new_total(run_dir: Path, restored: TrainConfig, changes: dict) -> None:
-    """--epochs and --time-budget on resume set the run's new total, of the kind it trains for, above what it did."""
+    """`epochs` and `time_budget` on resume set the run's new total, of the kind it trains for, above what it did."""
     if restored.time_budget and "epochs" in changes and not changes.get("time_budget"):
-        raise SkinsegError("this run trains for a time budget: give it a new total with --time-budget", run_dir)
+        raise SkinsegError("this run trains for a time budget: give it a new total with `time_budget`", run_dir)
     if not restored.time_budget and "time_budget" in changes:
-        raise SkinsegError("this run trains for a number of epochs: give it a new total with --epochs", run_dir)
+        raise SkinsegError("this run trains for a number of epochs: give it a new total with `epochs`", run_dir)
     state = _read_json(run_dir / "state.json", "the resume state")
     done, spent = state.get("epoch", 0), sum(row.get("seconds", 0) for row in state.get("history", []))
     if changes.get("epochs", done) < done:
-        raise SkinsegError(f"the run has finished {done} epochs; --epochs sets its new total, so give more", run_dir)
+        raise SkinsegError(f"the run has finished {done} epochs; `epochs` sets its new total, so give more", run_dir)
     if changes.get("time_budget", spent) < spent:
         raise SkinsegError(
-            f"the run has trained for {spent / 60:.1f} min; --time-budget sets its new total, so give more", run_dir
+            f"the run has trained for {spent / 60:.1f} min; `time_budget` sets its new total, so give more", run_dir
         )
 
 

@@ -1,4 +1,4 @@
-"""What a run starts from: its data sets, the weights it fine-tunes (--init), and the line that says how it
+"""What a run starts from: its data sets, the weights it fine-tunes (`init`), and the line that says how it
 computes."""
 
 from __future__ import annotations
