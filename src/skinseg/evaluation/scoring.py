@@ -22,6 +22,7 @@ from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
 from skinseg.inputs import mask_files_by_id
 from skinseg.measurement import measure_lesion
+from skinseg.models.reference import model_label
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
@@ -71,7 +72,7 @@ def evaluate_model(
     (on_notes or no_notes)(segmenter.notes)
     pairs, where = split_pairs(data, config.split, segmenter.info.input_size, config.split_seed)
     rows, thumbnails = _score_pairs(config, segmenter, pairs, cases, on_progress or no_progress)
-    model_name = str(config.model) if config.model else "bundled model"
+    model_name = model_label(config.model)
     options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
     return EvalReport(
         f"{model_name} on the {where}{options}, {segmenter.precision.name}",

@@ -18,6 +18,7 @@ from skinseg.inference.config import MeasureConfig
 from skinseg.inference.summary import SummaryWriter
 from skinseg.inputs import collect_inputs, mask_files_by_id
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
+from skinseg.models.reference import user_model
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Progress, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -74,8 +75,8 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
             else:
                 result.failed.append((image, f"no mask for it in {config.masks} (<id>_segmentation.png or <id>.png)"))
         result.unmatched_masks = sorted(by_id.values())
-    elif config.model is not None and str(config.model) != "bundled":
-        files.read(config.model, "model")
+    elif (model := user_model(config.model)) is not None:
+        files.read(model, "model")
     files.check()
     return MeasurePlan([i for i in images if config.masks is None or i in masks], masks, files)
 

@@ -20,6 +20,7 @@ import torch
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path, cache_root
 from skinseg.inference.config import ExportConfig
+from skinseg.models.reference import user_model
 from skinseg.models.weights import ModelInfo, info_from_json, load_model, model_file
 from skinseg.plan import Plan
 
@@ -49,8 +50,8 @@ def quiet_exporter() -> Iterator[None]:
 def plan_export(config: ExportConfig) -> Plan:
     """The model read; the .onnx file written (locked while it is)."""
     plan = Plan("export", config.overwrite)
-    if config.model is not None and str(config.model) != "bundled":
-        plan.read(config.model, "model")
+    if (model := user_model(config.model)) is not None:
+        plan.read(model, "model")
     if Path(config.out).suffix.lower() != ".onnx":
         raise SkinsegError("an ONNX export is named .onnx", config.out)
     plan.write(config.out, "`output`", lock=True)

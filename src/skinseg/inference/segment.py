@@ -23,6 +23,7 @@ from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
 from skinseg.inputs import collect_inputs, output_paths
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
+from skinseg.models.reference import user_model
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -114,8 +115,8 @@ def _files_plan(
     plan = Plan("segment", config.overwrite)
     for path in inputs:
         plan.read(path, "input image")
-    if config.model is not None and str(config.model) != "bundled":
-        plan.read(config.model, "model")
+    if (model := user_model(config.model)) is not None:
+        plan.read(model, "model")
     if config.output not in [target for _, target in pairs]:  # a folder of masks
         plan.write(config.output, "`output`", folder=True)
     if summary is not None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from skinseg.data.images import decode_rgb, resize_rgb
 from skinseg.errors import SkinsegError, check_threshold
 from skinseg.inference.postprocess import postprocess_mask
+from skinseg.models.reference import model_label
 from skinseg.models.weights import load_model
 from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import resolve_precision
@@ -80,7 +81,7 @@ class Segmenter:
         info = self.info
         trained = ", ".join(f"{k} {v}" for k, v in info.training.items() if not isinstance(v, dict | list))
         return [
-            ("model", model_name or "bundled model"),
+            ("model", model_label(model_name)),
             ("architecture", f"{info.config.architecture}, input {info.input_size} px, skinseg {info.version}"),
             ("training", trained or None),
             ("threshold", f"{self.threshold:g}"),

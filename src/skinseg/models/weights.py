@@ -20,6 +20,7 @@ from skinseg.errors import ConfigError, SkinsegError
 from skinseg.fileio import atomic_path
 from skinseg.models.config import ModelConfig
 from skinseg.models.layers import SegmentationModel
+from skinseg.models.reference import BUNDLED, is_bundled
 
 FORMAT = "skinseg-model/1"
 LEGACY_ARCHITECTURE_NAMES = {"ImprovedUNet": "improved_unet"}  # files written before the registry
@@ -58,12 +59,12 @@ def bundled_model_path() -> Path:
 
 
 def model_file(path: str | Path | None) -> Path:
-    """The file a model option names: None or "bundled" is the bundled model, anything else a path, said wrong in
+    """The file a model option names: None or BUNDLED is the bundled model, anything else a path, said wrong in
     one line where it is a folder, an ONNX file or empty."""
-    if path is None or str(path) == "bundled":
+    if path is None or is_bundled(path):
         return bundled_model_path()
     if not str(path):
-        raise SkinsegError("`model` is empty: give a skinseg .safetensors file, or 'bundled'")
+        raise SkinsegError(f"`model` is empty: give a skinseg .safetensors file, or '{BUNDLED}'")
     path = Path(path)
     if path.is_dir():
         runs = [name for name in ("best.safetensors", "last.safetensors") if (path / name).is_file()]
@@ -218,7 +219,7 @@ def _check_ranges(info: ModelInfo) -> None:
 def load_model(
     path: str | Path | None = None, device: torch.device | str = "cpu"
 ) -> tuple[SegmentationModel, ModelInfo]:
-    """Rebuild the model from a file (the bundled model when `path` is None or "bundled"), in eval mode.
+    """Rebuild the model from a file (the bundled model when `path` is None or BUNDLED), in eval mode.
 
     Checked before anything runs: the metadata's ranges, the tensors' names and shapes against the architecture
     (built first without memory, on the meta device, so a metadata claiming a huge model allocates nothing), and

@@ -75,7 +75,7 @@ class TrainConfig:
     compile: bool = False
     max_train_images: int = 0  # 0: all (a cap for quick runs)
     resume: Path | None = None
-    init: Path | None = None  # start from these weights (a skinseg model file, or "bundled")
+    init: Path | None = None  # start from these weights (a skinseg model file, or models.reference.BUNDLED)
 
     def __post_init__(self) -> None:
         from skinseg.models.architectures import ARCHITECTURES

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path, interrupts_held, write_csv, write_text
+from skinseg.models.reference import user_model
 from skinseg.models.weights import ModelInfo, save_model
 from skinseg.plan import Plan
 from skinseg.training.config import TrainConfig
@@ -136,8 +137,8 @@ def plan_training(config: TrainConfig, overwrite: bool = False) -> Plan:
     plan = Plan("train", overwrite)
     for data in config.data_sets:
         plan.read_data_set(data)
-    if config.init and str(config.init) != "bundled" and not config.resume:
-        plan.read(config.init, "`init` weights")
+    if config.init and (init := user_model(config.init)) is not None and not config.resume:
+        plan.read(init, "`init` weights")
     run_dir = Path(config.resume or config.out)
     plan.write(run_dir, "`resume`" if config.resume else "`out`", owned=True, lock=True)
     continued = config.resume is not None or unstarted_run(run_dir)

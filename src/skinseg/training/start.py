@@ -15,7 +15,7 @@ from skinseg.data.dataset import PreparedData, ensure_prepared
 from skinseg.errors import SkinsegError
 from skinseg.fileio import raise_interrupt
 from skinseg.models.layers import SegmentationModel
-from skinseg.models.weights import ModelInfo, bundled_model_path, load_model
+from skinseg.models.weights import BUNDLED, ModelInfo, is_bundled, load_model, model_file
 from skinseg.runtime import distributed
 from skinseg.runtime.device import describe_device
 from skinseg.runtime.precision import Precision, compile_note
@@ -51,10 +51,9 @@ def startup_notes(
 
 
 def load_initial_weights(model: SegmentationModel, init: Path, device: torch.device) -> tuple[str, ModelInfo]:
-    """Copy the weights of a skinseg model file (or the bundled model, for "bundled") into `model`: fine-tuning.
+    """Copy the weights of a skinseg model file (or the bundled model, for BUNDLED) into `model`: fine-tuning.
     Returns the file's name and its metadata (whose normalisation the fine-tuning keeps)."""
-    bundled = str(init) == "bundled"
-    path = bundled_model_path() if bundled else Path(init)
+    path = model_file(init)
     source, info = load_model(path, device)
     if replace(info.config, dropout=model.config.dropout) != model.config:  # dropout holds no weights
         raise SkinsegError(
@@ -63,7 +62,7 @@ def load_initial_weights(model: SegmentationModel, init: Path, device: torch.dev
             path,
         )
     model.load_state_dict(source.state_dict())
-    return ("bundled" if bundled else path.name), info
+    return (BUNDLED if is_bundled(init) else path.name), info
 
 
 def use_normalisation(data: TrainData, info: ModelInfo) -> None:
