@@ -23,6 +23,7 @@ import torch
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.inference.config import MeasureConfig, SegmentConfig
 from skinseg.inference.measure import measure_paths
+from skinseg.inference.model_run import ModelRun
 from skinseg.inference.segment import segment_paths
 from skinseg.measurement import measure_lesion
 from skinseg.runtime.precision import cpu_name
@@ -50,10 +51,12 @@ def main(argv: list[str] | None = None) -> None:
         for index in range(args.rounds):
             out = Path(scratch) / f"round{index}"
             started = time.perf_counter()
-            segment_paths(SegmentConfig(inputs=(folder,), output=out / "masks", model=args.model))
+            segment_paths(SegmentConfig(inputs=(folder,), output=out / "masks", run=ModelRun(model=args.model)))
             segment_s.append((time.perf_counter() - started) / len(images))
             started = time.perf_counter()
-            result = measure_paths(MeasureConfig(inputs=(folder,), csv_file=out / "m.csv", model=args.model))
+            result = measure_paths(
+                MeasureConfig(inputs=(folder,), csv_file=out / "m.csv", run=ModelRun(model=args.model))
+            )
             measure_s.append((time.perf_counter() - started) / len(images))
         lesion_s = _measure_lesion_alone(images, out / "masks")
     report = {

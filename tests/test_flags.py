@@ -9,6 +9,7 @@ import pytest
 from skinseg.cli.flags import flags_of, in_flags, options_of
 from skinseg.errors import ConfigError
 from skinseg.inference.config import MeasureConfig, SegmentConfig
+from skinseg.inference.model_run import ModelRun
 from skinseg.training.config import TrainConfig
 
 
@@ -16,7 +17,7 @@ def test_a_python_caller_reads_the_field_its_value_and_the_range():
     with pytest.raises(ConfigError, match=r"^`epochs` must be >= 1, got 0$"):
         TrainConfig(data=Path("d"), epochs=0)
     with pytest.raises(ConfigError, match=r"^`batch_size` must be >= 1, got 0$"):
-        SegmentConfig(inputs=(), output=Path("m"), batch_size=0)
+        SegmentConfig(inputs=(), output=Path("m"), run=ModelRun(batch_size=0))
 
 
 def test_the_command_line_names_its_own_flags():
@@ -30,7 +31,9 @@ def test_the_command_line_names_its_own_flags():
     with flags_of(measure):
         assert in_flags("give `csv_file`, `json_file` or `report`") == "give --csv, --json or --report"
         with pytest.raises(ConfigError) as refused:
-            MeasureConfig(inputs=(), masks=Path("m"), model=Path("x"), postprocess=False, csv_file=Path("m.csv"))
+            MeasureConfig(
+                inputs=(), masks=Path("m"), csv_file=Path("m.csv"), run=ModelRun(model=Path("x"), postprocess=False)
+            )
         assert in_flags(str(refused.value)).startswith(
             "--model, --no-postprocess set how the model segments; with --masks"
         )

@@ -13,6 +13,7 @@ from skinseg.evaluation.metrics import bootstrap_interval
 from skinseg.evaluation.reports import write_reports
 from skinseg.evaluation.scoring import evaluate_folders
 from skinseg.inference.config import SegmentConfig
+from skinseg.inference.model_run import ModelRun
 from skinseg.inference.segment import segment_paths
 from skinseg.reporting.html import ReportCases, probability_margin, write_page
 
@@ -132,7 +133,9 @@ def test_the_segment_page_lists_areas_margins_and_failures(raw_dir, tmp_path):
         shutil.copy(path, inputs)
     (inputs / "broken.png").write_bytes(b"not a png")
     result = segment_paths(
-        SegmentConfig(inputs=(inputs,), output=tmp_path / "out", device="cpu", report=tmp_path / "seg.html")
+        SegmentConfig(
+            inputs=(inputs,), output=tmp_path / "out", report=tmp_path / "seg.html", run=ModelRun(device="cpu")
+        )
     )
     page = Page((tmp_path / "seg.html").read_text(encoding="utf-8"))
     by_name = {Path(row["image"]).name: row for row in result.rows}

@@ -5,6 +5,7 @@ from PIL import Image
 from skinseg.data.synthetic import synthetic_pair, write_synthetic_dataset
 from skinseg.errors import SkinsegError
 from skinseg.inference.config import SegmentConfig
+from skinseg.inference.model_run import ModelRun
 from skinseg.inference.segment import segment_paths
 from skinseg.inference.segmenter import Segmenter
 
@@ -22,7 +23,9 @@ def _image(path, size=(40, 30), mode="RGB"):
 def test_masks_have_each_input_size_and_are_binary(tiny_model_path, tmp_path):
     sources = [_image(tmp_path / "in" / "a.png", (40, 30)), _image(tmp_path / "in" / "b.jpg", (97, 61))]
     result = segment_paths(
-        SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu")
+        SegmentConfig(
+            inputs=(tmp_path / "in",), output=tmp_path / "out", run=ModelRun(model=tiny_model_path, device="cpu")
+        )
     )
     assert sorted(p.name for p in result.written) == ["a_segmentation.png", "b_segmentation.png"]
     for source in sources:
@@ -34,7 +37,12 @@ def test_masks_have_each_input_size_and_are_binary(tiny_model_path, tmp_path):
 def test_single_output_file_and_overlay(tiny_model_path, tmp_path):
     source = _image(tmp_path / "one.png")
     segment_paths(
-        SegmentConfig(inputs=(source,), output=tmp_path / "mask.png", model=tiny_model_path, device="cpu", overlay=True)
+        SegmentConfig(
+            inputs=(source,),
+            output=tmp_path / "mask.png",
+            overlay=True,
+            run=ModelRun(model=tiny_model_path, device="cpu"),
+        )
     )
     assert Image.open(tmp_path / "mask.png").size == (40, 30)
     assert Image.open(tmp_path / "one_overlay.png").size == (40, 30)
@@ -44,7 +52,9 @@ def test_single_output_file_and_overlay(tiny_model_path, tmp_path):
 def test_other_image_modes_are_converted(tiny_model_path, tmp_path, mode):
     suffix = ".jpg" if mode == "CMYK" else ".png"
     source = _image(tmp_path / f"m{suffix}", mode=mode)
-    result = segment_paths(SegmentConfig(inputs=(source,), output=tmp_path / "o", model=tiny_model_path, device="cpu"))
+    result = segment_paths(
+        SegmentConfig(inputs=(source,), output=tmp_path / "o", run=ModelRun(model=tiny_model_path, device="cpu"))
+    )
     assert len(result.written) == 1 and not result.failed
 
 
@@ -52,7 +62,9 @@ def test_unreadable_files_are_reported_and_the_rest_go_on(tiny_model_path, tmp_p
     _image(tmp_path / "in" / "good.png")
     (tmp_path / "in" / "bad.jpg").write_text("not an image")
     result = segment_paths(
-        SegmentConfig(inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu")
+        SegmentConfig(
+            inputs=(tmp_path / "in",), output=tmp_path / "out", run=ModelRun(model=tiny_model_path, device="cpu")
+        )
     )
     assert [p.name for p in result.written] == ["good_segmentation.png"]
     assert result.failed[0][0].name == "bad.jpg" and "not an image" in result.failed[0][1]
@@ -63,7 +75,7 @@ def test_existing_outputs_are_kept_unless_overwrite(tiny_model_path, tmp_path):
     source = _image(tmp_path / "a.png")
     target = tmp_path / "a_mask.png"
     target.write_bytes(b"keep me")
-    config = dict(inputs=(source,), output=target, model=tiny_model_path, device="cpu")
+    config = dict(inputs=(source,), output=target, run=ModelRun(model=tiny_model_path, device="cpu"))
     result = segment_paths(SegmentConfig(**config))
     assert result.failed and target.read_bytes() == b"keep me"
     segment_paths(SegmentConfig(**config, overwrite=True))
@@ -75,7 +87,9 @@ def test_input_is_never_overwritten(tiny_model_path, tmp_path):
     before = source.read_bytes()
     with pytest.raises(SkinsegError, match="an input of this command: refusing to write over it"):
         segment_paths(
-            SegmentConfig(inputs=(source,), output=source, model=tiny_model_path, device="cpu", overwrite=True)
+            SegmentConfig(
+                inputs=(source,), output=source, overwrite=True, run=ModelRun(model=tiny_model_path, device="cpu")
+            )
         )
     assert source.read_bytes() == before
 
@@ -98,12 +112,9 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
     config = SegmentConfig(
         inputs=(tmp_path / "in",),
         output=tmp_path / "out",
-        model=tiny_model_path,
-        device="cpu",
         probabilities=True,
-        tta=True,
-        postprocess=True,
         summary=tmp_path / "s.csv",
+        run=ModelRun(model=tiny_model_path, device="cpu", tta=True, postprocess=True),
     )
     segment_paths(config)
     prob = Image.open(tmp_path / "out" / "a_probability.png")
@@ -121,9 +132,8 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
         SegmentConfig(
             inputs=(tmp_path / "in",),
             output=tmp_path / "out2",
-            model=tiny_model_path,
-            device="cpu",
             summary=tmp_path / "s.json",
+            run=ModelRun(model=tiny_model_path, device="cpu"),
         )
     )
     assert len(json.loads((tmp_path / "s.json").read_text())) == 2
@@ -161,9 +171,8 @@ def test_torchrun_ranks_split_the_inputs(tiny_model_path, tmp_path, monkeypatch)
             SegmentConfig(
                 inputs=(tmp_path / "in",),
                 output=tmp_path / "out",
-                model=tiny_model_path,
-                device="cpu",
                 summary=tmp_path / "s.csv",
+                run=ModelRun(model=tiny_model_path, device="cpu"),
             )
         )
         written.append(sorted(p.name for p in result.written))
@@ -204,7 +213,10 @@ def test_segment_report_must_be_named_html(tiny_model_path, tmp_path, name):
     """Issue #20/#21: `segment --report rep.png` wrote HTML into a .png."""
     _image(tmp_path / "in" / "a.png")
     config = SegmentConfig(
-        inputs=(tmp_path / "in",), output=tmp_path / "out", model=tiny_model_path, device="cpu", report=tmp_path / name
+        inputs=(tmp_path / "in",),
+        output=tmp_path / "out",
+        report=tmp_path / name,
+        run=ModelRun(model=tiny_model_path, device="cpu"),
     )
     with pytest.raises(SkinsegError, match=r"`report` writes HTML: name the file \.html"):
         segment_paths(config)

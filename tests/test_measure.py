@@ -15,6 +15,7 @@ from lesions import disc, paint, palette_srgb
 from skinseg.errors import ConfigError, SkinsegError
 from skinseg.inference.config import MeasureConfig
 from skinseg.inference.measure import ROW_COLUMNS, measure_paths
+from skinseg.inference.model_run import ModelRun
 from skinseg.measurement import MEASURE_COLUMNS
 from test_cli import invoke
 
@@ -56,7 +57,9 @@ def test_pixel_size_fills_the_millimetre_columns(tmp_path):
 
 def test_the_models_masks_are_measured_with_their_confidence(tiny_model_path, tmp_path):
     images, _ = lesion_files(tmp_path)
-    config = MeasureConfig(inputs=(images,), model=tiny_model_path, device="cpu", csv_file=tmp_path / "m.csv")
+    config = MeasureConfig(
+        inputs=(images,), csv_file=tmp_path / "m.csv", run=ModelRun(model=tiny_model_path, device="cpu")
+    )
     result = measure_paths(config)
     assert len(result.rows) == 2 and not result.failed
     for row in result.rows:
@@ -143,7 +146,9 @@ def test_two_images_of_one_name_are_refused(tmp_path):
 
 def test_model_options_do_not_go_with_given_masks():
     with pytest.raises(ConfigError, match="`model`, `tta` set how the model segments"):
-        MeasureConfig(inputs=(), masks=Path("m"), model=Path("x.safetensors"), tta=True, csv_file=Path("m.csv"))
+        MeasureConfig(
+            inputs=(), masks=Path("m"), csv_file=Path("m.csv"), run=ModelRun(model=Path("x.safetensors"), tta=True)
+        )
 
 
 def test_an_image_that_cannot_be_measured_is_reported_and_the_rest_go_on(tmp_path, monkeypatch):

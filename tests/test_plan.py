@@ -25,6 +25,7 @@ from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.reports import plan_evaluation
 from skinseg.inference.config import ExportConfig, MeasureConfig, SegmentConfig
 from skinseg.inference.measure import MeasureResult, plan_measurement
+from skinseg.inference.model_run import ModelRun
 from skinseg.inference.onnx import plan_export
 from skinseg.inference.segment import SegmentResult, plan_segmentation
 from skinseg.inference.summary import SUMMARY_COLUMNS
@@ -171,7 +172,7 @@ def test_every_path_field_of_every_config_is_an_input_or_an_output(cls, tmp_path
         TrainConfig: dict(data=tmp_path / "prep"),
         SegmentConfig: dict(inputs=(image,), output=tmp_path / "masks"),
         EvaluateConfig: dict(data=tmp_path / "prep"),
-        ExportConfig: dict(model=None, out=tmp_path / "m.onnx"),
+        ExportConfig: dict(run=ModelRun(), out=tmp_path / "m.onnx"),
         MeasureConfig: dict(inputs=(image,), csv_file=tmp_path / "m.csv"),
     }[cls]
     (tmp_path / "model-x").write_bytes(b"")  # segment and measure check their plans as they make them
@@ -299,7 +300,10 @@ def test_a_mask_is_never_written_without_its_summary_row(tiny_model_path, tmp_pa
 
     monkeypatch.setattr(segment, "summary_row", interrupted_after_the_mask)
     config = SegmentConfig(
-        inputs=tuple(images), output=tmp_path / "o", model=tiny_model_path, device="cpu", summary=tmp_path / "s.csv"
+        inputs=tuple(images),
+        output=tmp_path / "o",
+        summary=tmp_path / "s.csv",
+        run=ModelRun(model=tiny_model_path, device="cpu"),
     )
     with pytest.raises(KeyboardInterrupt):
         segment.segment_paths(config)

@@ -16,6 +16,7 @@ from skinseg.data.layouts import discover_pairs
 from skinseg.data.prepare import prepare_dataset
 from skinseg.data.splits import assign_splits
 from skinseg.evaluation.config import EvaluateConfig
+from skinseg.inference.model_run import ModelRun
 from skinseg.models.weights import bundled_model_path
 
 pytestmark = [
@@ -58,6 +59,8 @@ def test_bundled_model_segments_real_test_images_well(discovery, tmp_path):
     prepared = prepare_dataset(PrepareConfig(data=subset, out=tmp_path / "prepared", size=64, workers=1))
     assert prepared.layout == "isic2018" and prepared.count == 40 and prepared.skipped == []
     assert prepared.split_sizes == {"train": 0, "val": 0, "test": 40}
-    report = evaluate_model(EvaluateConfig(model=None, data=prepared.out_dir, device="cpu"))
+    report = evaluate_model(
+        EvaluateConfig(data=prepared.out_dir, run=ModelRun(model=None, device="cpu", batch_size=16))
+    )
     assert len(report.per_image) == 40
     assert report.summary["dice"]["mean"] > 0.8

@@ -360,6 +360,7 @@ def test_file_names_that_are_not_utf8_are_written_with_their_own_bytes(tiny_mode
     from skinseg.evaluation.reports import write_reports
     from skinseg.evaluation.scoring import evaluate_folders
     from skinseg.inference.config import SegmentConfig
+    from skinseg.inference.model_run import ModelRun
     from skinseg.inference.segment import segment_paths
     from skinseg.reporting.html import ReportCases
 
@@ -371,10 +372,9 @@ def test_file_names_that_are_not_utf8_are_written_with_their_own_bytes(tiny_mode
         config = SegmentConfig(
             inputs=(raw / "images",),
             output=tmp_path / f"out-{summary}",
-            model=tiny_model_path,
-            device="cpu",
             summary=tmp_path / summary,
             report=tmp_path / f"{summary}.html",
+            run=ModelRun(model=tiny_model_path, device="cpu"),
         )
         assert len(segment_paths(config).written) == 4
     assert b"latin\xe9.png" in (tmp_path / "s.csv").read_bytes()

@@ -19,6 +19,7 @@ from skinseg.errors import ConfigError, SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.scoring import evaluate_model
 from skinseg.inference.config import SegmentConfig
+from skinseg.inference.model_run import ModelRun
 from skinseg.inference.segment import segment_paths
 from skinseg.inference.segmenter import Segmenter
 from skinseg.inference.summary import SUMMARY_COLUMNS
@@ -39,9 +40,16 @@ def test_the_samples_crops_coco_and_measurements_with_the_bundled_model(tmp_path
     """Real images: each crop lies in its image and holds its lesion; pycocotools gives back each mask."""
     out = tmp_path / "out"
     config = SegmentConfig(
-        inputs=(SAMPLES,), output=out / "masks", crops=out / "crops", crop_square=True, coco=out / "coco.json",
-        measure=True, summary=out / "summary.csv", report=out / "page.html", device="cpu",
-    )  # fmt: skip
+        inputs=(SAMPLES,),
+        output=out / "masks",
+        crops=out / "crops",
+        crop_square=True,
+        coco=out / "coco.json",
+        measure=True,
+        summary=out / "summary.csv",
+        report=out / "page.html",
+        run=ModelRun(device="cpu"),
+    )
     result = segment_paths(config)
     assert len(result.written) == 4 and not result.failed and not result.uncropped
     coco = read_coco(out / "coco.json")
@@ -70,9 +78,14 @@ def test_an_image_without_a_lesion_is_reported_not_cropped(tiny_model_path, tmp_
     images.mkdir()
     shutil.copy(next(SAMPLES.glob("*.jpg")), images / "a.jpg")
     config = SegmentConfig(
-        inputs=(images,), output=tmp_path / "m", crops=tmp_path / "c", coco=tmp_path / "c.json",
-        measure=True, summary=tmp_path / "s.json", model=tiny_model_path, device="cpu",
-    )  # fmt: skip
+        inputs=(images,),
+        output=tmp_path / "m",
+        crops=tmp_path / "c",
+        coco=tmp_path / "c.json",
+        measure=True,
+        summary=tmp_path / "s.json",
+        run=ModelRun(model=tiny_model_path, device="cpu"),
+    )
     result = segment_paths(config)
     assert [p.name for p in result.uncropped] == ["a.jpg"] and not (tmp_path / "c").exists()  # made for a crop
     coco = read_coco(tmp_path / "c.json")
@@ -85,14 +98,18 @@ def test_coco_follows_the_output_rules_and_skip_existing_keeps_every_image(tiny_
     images.mkdir()
     for source in sorted(SAMPLES.glob("*.jpg"))[:2]:
         shutil.copy(source, images / source.name)
-    config = dict(inputs=(images,), output=tmp_path / "m", coco=tmp_path / "c.json", model=tiny_model_path)
-    segment_paths(SegmentConfig(**config, device="cpu"))
+    config = dict(inputs=(images,), output=tmp_path / "m", coco=tmp_path / "c.json")
+    segment_paths(SegmentConfig(**config, run=ModelRun(model=tiny_model_path, device="cpu")))
     with pytest.raises(SkinsegError, match="exists"):
-        segment_paths(SegmentConfig(**config, device="cpu"))
+        segment_paths(SegmentConfig(**config, run=ModelRun(model=tiny_model_path, device="cpu")))
     with pytest.raises(SkinsegError, match=r"name the file \.json"):
-        segment_paths(SegmentConfig(**{**config, "coco": tmp_path / "c.txt"}, device="cpu"))
+        segment_paths(
+            SegmentConfig(**{**config, "coco": tmp_path / "c.txt"}, run=ModelRun(model=tiny_model_path, device="cpu"))
+        )
     (tmp_path / "m" / f"{sorted(SAMPLES.glob('*.jpg'))[0].stem}_segmentation.png").unlink()
-    result = segment_paths(SegmentConfig(**config, device="cpu", skip_existing=True))
+    result = segment_paths(
+        SegmentConfig(**config, skip_existing=True, run=ModelRun(model=tiny_model_path, device="cpu"))
+    )
     assert len(result.written) == 1 and len(result.existing) == 1
     assert len(read_coco(tmp_path / "c.json").getImgIds()) == 2  # the kept mask is in the file too
 
@@ -102,7 +119,7 @@ def test_crops_are_not_taken_for_images_to_segment(tiny_model_path, tmp_path):
     images = tmp_path / "in"
     images.mkdir()
     shutil.copy(next(SAMPLES.glob("*.jpg")), images / "a.jpg")
-    config = dict(inputs=(images,), output=images, crops=images, model=tiny_model_path, device="cpu")
+    config = dict(inputs=(images,), output=images, crops=images, run=ModelRun(model=tiny_model_path, device="cpu"))
     first = segment_paths(SegmentConfig(**config))
     assert (images / "a_crop.png").exists() or first.uncropped  # the tiny model may find no lesion
     (images / "a_crop.png").write_bytes((images / "a.jpg").read_bytes())  # a crop there, whatever the model found
@@ -113,7 +130,9 @@ def test_crops_are_not_taken_for_images_to_segment(tiny_model_path, tmp_path):
 
 def test_the_evaluation_page_shows_the_predictions_measurements(tiny_model_path, prepared_dir):
     cases = ReportCases()
-    report = evaluate_model(EvaluateConfig(model=tiny_model_path, data=prepared_dir, device="cpu"), cases=cases)
+    report = evaluate_model(
+        EvaluateConfig(data=prepared_dir, run=ModelRun(model=tiny_model_path, device="cpu", batch_size=16)), cases=cases
+    )
     assert cases.rows and all("asymmetry" in row and "colour_count" in row for row in cases.rows)
     page = evaluation_page(report, cases)
     assert "asymmetric axes" in page and "colours" in page
@@ -137,8 +156,15 @@ def test_skip_existing_cuts_missing_crops_from_the_kept_masks_and_never_segments
     full[100:300, 150:350] = 255
     Image.fromarray(full).save(masks / f"{stems[0]}_segmentation.png")  # a lesion, made earlier
     Image.fromarray(np.zeros((512, 512), np.uint8)).save(masks / f"{stems[1]}_segmentation.png")  # none
-    config = dict(inputs=(images,), output=masks, crops=tmp_path / "c", coco=tmp_path / "c.json",
-                  summary=tmp_path / "s.csv", model=tiny_model_path, device="cpu", skip_existing=True)  # fmt: skip
+    config = dict(
+        inputs=(images,),
+        output=masks,
+        crops=tmp_path / "c",
+        coco=tmp_path / "c.json",
+        summary=tmp_path / "s.csv",
+        run=ModelRun(model=tiny_model_path, device="cpu"),
+        skip_existing=True,
+    )
     for _ in range(2):  # the second run finds everything done
         result = segment_paths(SegmentConfig(**config))
         assert len(result.existing) == 2 and not result.written and not result.completed
@@ -160,9 +186,17 @@ def test_what_completes_a_kept_mask_is_made_from_it(tiny_model_path, tmp_path):
     kept[10:60, 20:100] = 255
     Image.fromarray(kept).save(masks / f"{next(images.glob('*.jpg')).stem}_segmentation.png")
     config = SegmentConfig(
-        inputs=(images,), output=masks, overlay=True, crops=tmp_path / "c", coco=tmp_path / "c.json", measure=True,
-        summary=tmp_path / "s.csv", crop_margin=0.0, model=tiny_model_path, device="cpu", skip_existing=True,
-    )  # fmt: skip
+        inputs=(images,),
+        output=masks,
+        overlay=True,
+        crops=tmp_path / "c",
+        coco=tmp_path / "c.json",
+        measure=True,
+        summary=tmp_path / "s.csv",
+        crop_margin=0.0,
+        skip_existing=True,
+        run=ModelRun(model=tiny_model_path, device="cpu"),
+    )
     result = segment_paths(config)
     assert len(result.completed) == 1
     assert result.rows[0]["lesion_pixels"] == result.rows[0]["area_px"] == 50 * 80
@@ -172,12 +206,16 @@ def test_what_completes_a_kept_mask_is_made_from_it(tiny_model_path, tmp_path):
 
 def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_path):
     images = write_images(tmp_path / "in", 2)
-    config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.csv", model=tiny_model_path)
-    segment_paths(SegmentConfig(**config, device="cpu"))
+    config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.csv")
+    segment_paths(SegmentConfig(**config, run=ModelRun(model=tiny_model_path, device="cpu")))
     next((tmp_path / "m").iterdir()).unlink()
     with pytest.raises(SkinsegError, match="its columns differ"):
-        segment_paths(SegmentConfig(**config, device="cpu", skip_existing=True, measure=True))
-    result = segment_paths(SegmentConfig(**config, device="cpu", skip_existing=True))
+        segment_paths(
+            SegmentConfig(**config, skip_existing=True, measure=True, run=ModelRun(model=tiny_model_path, device="cpu"))
+        )
+    result = segment_paths(
+        SegmentConfig(**config, skip_existing=True, run=ModelRun(model=tiny_model_path, device="cpu"))
+    )
     assert len(result.written) == 1
 
 
@@ -225,8 +263,15 @@ def test_options_that_would_do_nothing_are_refused(settings, message):
 
 def test_segment_measure_fills_the_millimetres_and_a_report_is_made_anew_by_skip_existing(tiny_model_path, tmp_path):
     images = write_images(tmp_path / "in", 2)
-    config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.json", report=tmp_path / "r.html",
-                  measure=True, pixel_size=0.02, model=tiny_model_path, device="cpu")  # fmt: skip
+    config = dict(
+        inputs=(images,),
+        output=tmp_path / "m",
+        summary=tmp_path / "s.json",
+        report=tmp_path / "r.html",
+        measure=True,
+        pixel_size=0.02,
+        run=ModelRun(model=tiny_model_path, device="cpu"),
+    )
     result = segment_paths(SegmentConfig(**config))
     measured = [row for row in result.rows if row["area_px"]]
     assert all(row["area_mm2"] == pytest.approx(row["area_px"] * 0.0004, abs=1e-3) for row in measured)

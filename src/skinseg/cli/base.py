@@ -67,6 +67,23 @@ BackendOption = Annotated[
     ),
 ]
 
+
+def model_run(
+    model: Path | None,
+    threshold: float | None,
+    tta: bool,
+    postprocess: bool,
+    backend: str,
+    precision: str,
+    device: str,
+    batch_size: int,
+):
+    """The ModelRun of the model's options above, as segment, measure and evaluate take them."""
+    from skinseg.inference.model_run import ModelRun
+
+    return ModelRun(model, threshold, tta, postprocess, backend, precision, device, batch_size)
+
+
 ReportOption = Annotated[
     Path | None, typer.Option("--report", help="Write an HTML page of the results (self-contained, worst first).")
 ]

@@ -19,6 +19,7 @@ from skinseg.cli.base import (
     ThresholdOption,
     TtaOption,
     console,
+    model_run,
     out,
     report_errors,
 )
@@ -84,7 +85,7 @@ def evaluate(
         if len(set(names)) < len(names):
             raise SkinsegError(f"two --data sets have one name ({', '.join(names)}); each set needs its own")
     config = EvaluateConfig(
-        model=model,
+        run=model_run(model, threshold, tta, postprocess, "torch", precision, device, batch_size),
         data=data[0] if data else None,
         more_data=tuple(data[1:]) if data else (),
         pred=pred,
@@ -96,12 +97,6 @@ def evaluate(
         report_max_cases=report_max_cases,
         overwrite=overwrite,
         split=split,
-        device=device,
-        batch_size=batch_size,
-        threshold=threshold,
-        tta=tta,
-        postprocess=postprocess,
-        precision=precision,
         split_seed=split_seed,
     )
     plan = plan_evaluation(config, names)

@@ -19,6 +19,7 @@ from skinseg.cli.base import (
     ThresholdOption,
     TtaOption,
     console,
+    model_run,
     out,
     report_errors,
 )
@@ -70,14 +71,7 @@ def measure(
         report=report,
         report_max_cases=report_max_cases,
         overwrite=overwrite,
-        model=model,
-        threshold=threshold,
-        device=device,
-        batch_size=batch_size,
-        tta=tta,
-        postprocess=postprocess,
-        backend=backend,
-        precision=precision,
+        run=model_run(model, threshold, tta, postprocess, backend, precision, device, batch_size),
     )
     with lazy_bar(console, "Measuring") as advance:
         result = measure_paths(config, on_progress=advance)

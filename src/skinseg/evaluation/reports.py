@@ -14,7 +14,6 @@ from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES
 from skinseg.evaluation.scoring import EvalReport
 from skinseg.fileio import write_csv, write_text
-from skinseg.models.reference import user_model
 from skinseg.plan import Plan
 from skinseg.reporting.html import HTML_SUFFIXES
 
@@ -38,7 +37,7 @@ def plan_evaluation(config: EvaluateConfig, set_names: list[str]) -> Plan:
         plan.read(config.truth, "`truth` folder", folder=True)
     for data in config.data_sets:
         plan.read_data_set(data)
-    if (model := user_model(config.model)) is not None:
+    if (model := config.run.user_model) is not None:
         plan.read(model, "model")
     _plan_reports(plan, config.json_file, config.csv_file, config.figures, config.report, set_names)
     return plan

@@ -22,7 +22,6 @@ from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.metrics import METRIC_NAMES, image_metrics, summarise
 from skinseg.inputs import mask_files_by_id
 from skinseg.measurement import measure_lesion
-from skinseg.models.reference import model_label
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
@@ -68,19 +67,20 @@ def evaluate_model(
     if config.data is None:
         raise SkinsegError("give the data set to score (`data`)")
     data = Path(config.data)
-    segmenter = segmenter_for(config)
+    run = config.run
+    segmenter = segmenter_for(run)
     (on_notes or no_notes)(segmenter.notes)
     pairs, where = split_pairs(data, config.split, segmenter.info.input_size, config.split_seed)
     rows, thumbnails = _score_pairs(config, segmenter, pairs, cases, on_progress or no_progress)
-    model_name = model_label(config.model)
-    options = "".join(f", {name}" for name, on in (("TTA", config.tta), ("post-processing", config.postprocess)) if on)
+    model_name = run.label
+    options = "".join(f", {name}" for name, on in (("TTA", run.tta), ("post-processing", run.postprocess)) if on)
     return EvalReport(
         f"{model_name} on the {where}{options}, {segmenter.precision.name}",
         data_set_name(data),
         rows,
         summarise(rows),
         {p.id: p for p in pairs},
-        segmenter.facts(str(config.model) if config.model else None),
+        segmenter.facts(str(run.model) if run.model else None),
         thumbnails,
         cases,
         settings={
@@ -88,8 +88,8 @@ def evaluate_model(
             "data": str(data.resolve()),
             "split": config.split or default_split(load_manifest(data)),
             "threshold": segmenter.threshold,
-            "tta": config.tta,
-            "postprocess": config.postprocess,
+            "tta": run.tta,
+            "postprocess": run.postprocess,
             "precision": segmenter.precision.name,
             "skinseg_version": __version__,
         },
@@ -101,8 +101,9 @@ def _score_pairs(config: EvaluateConfig, segmenter, pairs: list[Pair], cases: Re
     rows: list[dict] = []
     thumbnails = Thumbnails()
     advance(0, len(pairs))
-    for start in range(0, len(pairs), config.batch_size):
-        chunk = pairs[start : start + config.batch_size]
+    batch_size = config.run.batch_size
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
         inputs, shapes = zip(*(segmenter.read(p.image) for p in chunk), strict=True)
         probabilities = segmenter.probabilities_of(list(inputs), list(shapes))
         predictions = segmenter.masks_from(probabilities)
@@ -118,7 +119,9 @@ def _score_pairs(config: EvaluateConfig, segmenter, pairs: list[Pair], cases: Re
             thumbnails.add(pair.id, prediction)
             if cases is not None:  # the whole image, for the overlay and the prediction's measurements
                 image = load_rgb(pair.image)
-                options = dict(probability=probability, threshold=segmenter.threshold, one_lesion=config.postprocess)
+                options = dict(
+                    probability=probability, threshold=segmenter.threshold, one_lesion=config.run.postprocess
+                )
                 measures = measure_lesion(image, prediction, **options)
                 cases.add(pair.id, prediction, truth, image, metrics=rows[-1], measures=measures)
         advance(len(rows), len(pairs))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skinseg.errors import check_at_least, check_setting
+from skinseg.inference.model_run import ModelRun
+
+CROP_MARGIN = 0.1  # the default margin around a lesion crop
 
 
 def check_pixel_size(pixel_size: float | None) -> None:
@@ -18,37 +21,29 @@ def check_pixel_size(pixel_size: float | None) -> None:
 class SegmentConfig:
     inputs: tuple[Path, ...]
     output: Path
-    model: Path | None = None
-    threshold: float | None = None
-    device: str = "auto"
-    batch_size: int = 8
+    run: ModelRun = field(default_factory=ModelRun)  # the model and how it runs
     overwrite: bool = False
     skip_existing: bool = False  # leave images whose outputs exist (counted, not failures)
     overlay: bool = False
     probabilities: bool = False
-    tta: bool = False
-    postprocess: bool = True
     summary: Path | None = None
-    backend: str = "torch"  # torch | onnx
-    precision: str = "auto"
     report: Path | None = None  # an HTML page of the results (skinseg.reporting.html)
     report_max_cases: int = 500  # rows with an image in it: the most uncertain
     measure: bool = False  # the measurements of `skinseg measure` in the summary and the report
     crops: Path | None = None  # a folder of lesion crops (<stem>_crop.png)
-    crop_margin: float = 0.1  # added on each side, as a fraction of the lesion box's width and height
+    crop_margin: float = CROP_MARGIN  # added on each side, as a fraction of the lesion box's width and height
     crop_size: int | None = None  # the crop resized so that its longer side is this many pixels
     crop_square: bool = False  # the crop widened to a square around the lesion (as far as the image allows)
     coco: Path | None = None  # the masks as COCO instance annotations (JSON)
     pixel_size: float | None = None  # mm per pixel, for the _mm columns of `measure`
 
     def __post_init__(self) -> None:
-        check_at_least("batch_size", self.batch_size, 1)
         check_at_least("report_max_cases", self.report_max_cases, 0)
         margin_ok = math.isfinite(self.crop_margin) and self.crop_margin >= 0
         check_setting(margin_ok, f"`crop_margin` must be a number >= 0, got {self.crop_margin}")
         if self.crop_size is not None:
             check_at_least("crop_size", self.crop_size, 1)
-        crop_options = self.crop_size is not None or self.crop_square or self.crop_margin != 0.1
+        crop_options = self.crop_size is not None or self.crop_square or self.crop_margin != CROP_MARGIN
         check_setting(
             self.crops is not None or not crop_options, "`crop_size`, `crop_square`, `crop_margin` need `crops`"
         )
@@ -60,9 +55,9 @@ class SegmentConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """The settings of `skinseg export`: the model (None: the bundled one) written as ONNX to `out`."""
+    """The settings of `skinseg export`: the model of `run` written as ONNX to `out`."""
 
-    model: Path | None
+    run: ModelRun
     out: Path
     opset: int = 18
     overwrite: bool = False
@@ -81,33 +76,15 @@ class MeasureConfig:
     report: Path | None = None
     report_max_cases: int = 500
     overwrite: bool = False
-    # the model's settings, as segment's (used without masks)
-    model: Path | None = None
-    threshold: float | None = None
-    device: str = "auto"
-    batch_size: int = 8
-    tta: bool = False
-    postprocess: bool = True
-    backend: str = "torch"
-    precision: str = "auto"
+    run: ModelRun = field(default_factory=ModelRun)  # the model and how it runs, as segment's (used without masks)
 
     def __post_init__(self) -> None:
         outputs = (self.csv_file, self.json_file, self.report)
         check_setting(any(p is not None for p in outputs), "give `csv_file`, `json_file` or `report` (or several)")
-        model_options = {
-            "`model`": self.model is not None,
-            "`threshold`": self.threshold is not None,
-            "`tta`": self.tta,
-            "`postprocess=False`": not self.postprocess,
-            "`backend`": self.backend != "torch",
-            "`precision`": self.precision != "auto",
-            "`device`": self.device != "auto",
-        }
-        given = [name for name, on in model_options.items() if on]
+        given = self.run.given()
         check_setting(
             self.masks is None or not given,
             f"{', '.join(given)} set how the model segments; with `masks` the given masks are measured: drop one",
         )
         check_pixel_size(self.pixel_size)
-        check_at_least("batch_size", self.batch_size, 1)
         check_at_least("report_max_cases", self.report_max_cases, 0)

@@ -18,7 +18,6 @@ from skinseg.inference.config import MeasureConfig
 from skinseg.inference.summary import SummaryWriter
 from skinseg.inputs import collect_inputs, mask_files_by_id
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
-from skinseg.models.reference import user_model
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Progress, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -75,7 +74,7 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
             else:
                 result.failed.append((image, f"no mask for it in {config.masks} (<id>_segmentation.png or <id>.png)"))
         result.unmatched_masks = sorted(by_id.values())
-    elif (model := user_model(config.model)) is not None:
+    elif (model := config.run.user_model) is not None:
         files.read(model, "model")
     files.check()
     return MeasurePlan([i for i in images if config.masks is None or i in masks], masks, files)
@@ -161,15 +160,15 @@ def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, st
     from skinseg.inference.segment import segmented_images
     from skinseg.inference.segmenter import segmenter_for
 
-    segmenter = segmenter_for(config)
+    segmenter = segmenter_for(config.run)
     segmented = stack.enter_context(
-        contextlib.closing(segmented_images(segmenter, plan.images, config.batch_size, True, result.failed))
+        contextlib.closing(segmented_images(segmenter, plan.images, config.run.batch_size, True, result.failed))
     )
-    options = dict(pixel_size=config.pixel_size, threshold=segmenter.threshold, one_lesion=config.postprocess)
+    options = dict(pixel_size=config.pixel_size, threshold=segmenter.threshold, one_lesion=config.run.postprocess)
     measured = (
         (source, image, mask, measures)
         for source, image, prob, mask, _ in segmented
         if (measures := _measured(source, result, image, mask, probability=prob, **options)) is not None
     )
-    model_name = str(config.model) if config.model else None
+    model_name = str(config.run.model) if config.run.model else None
     return [("masks", "the model's"), *segmenter.facts(model_name)], measured

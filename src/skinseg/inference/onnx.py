@@ -20,7 +20,7 @@ import torch
 from skinseg.errors import SkinsegError
 from skinseg.fileio import atomic_path, cache_root
 from skinseg.inference.config import ExportConfig
-from skinseg.models.reference import user_model
+from skinseg.inference.model_run import ModelRun
 from skinseg.models.weights import ModelInfo, info_from_json, load_model, model_file
 from skinseg.plan import Plan
 
@@ -50,7 +50,7 @@ def quiet_exporter() -> Iterator[None]:
 def plan_export(config: ExportConfig) -> Plan:
     """The model read; the .onnx file written (locked while it is)."""
     plan = Plan("export", config.overwrite)
-    if (model := user_model(config.model)) is not None:
+    if (model := config.run.user_model) is not None:
         plan.read(model, "model")
     if Path(config.out).suffix.lower() != ".onnx":
         raise SkinsegError("an ONNX export is named .onnx", config.out)
@@ -63,7 +63,9 @@ def export_onnx(model_path: str | Path | None, out: str | Path, opset: int = 18,
     is checked first (plan_export): named .onnx, not the model file, and an existing file replaced only with
     `overwrite`."""
     out = Path(out)
-    plan = plan_export(ExportConfig(Path(model_path) if model_path is not None else None, out, opset, overwrite))
+    plan = plan_export(
+        ExportConfig(ModelRun(Path(model_path) if model_path is not None else None), out, opset, overwrite)
+    )
     plan.check()
     onnx = _import_onnx_package("onnx")
     _import_onnx_package("onnxscript")

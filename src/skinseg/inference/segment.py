@@ -23,7 +23,6 @@ from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
 from skinseg.inputs import collect_inputs, output_paths
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
-from skinseg.models.reference import user_model
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -115,7 +114,7 @@ def _files_plan(
     plan = Plan("segment", config.overwrite)
     for path in inputs:
         plan.read(path, "input image")
-    if (model := user_model(config.model)) is not None:
+    if (model := config.run.user_model) is not None:
         plan.read(model, "model")
     if config.output not in [target for _, target in pairs]:  # a folder of masks
         plan.write(config.output, "`output`", folder=True)
@@ -180,7 +179,7 @@ def segment_paths(
     result = SegmentResult(config.output)
     plan = plan_segmentation(config, result)
     with plan.files.hold():  # a second segment writing this summary or report: refused before the model loads
-        segmenter = segmenter_for(config)
+        segmenter = segmenter_for(config.run)
         (on_notes or no_notes)(segmenter.notes)
         cases = ReportCases(config.report_max_cases) if plan.report else None
         coco = CocoFile() if plan.coco else None
@@ -189,7 +188,7 @@ def segment_paths(
         with (
             SummaryWriter(plan.summary, config.skip_existing, summary_columns(config.measure)) as rows_out,
             contextlib.closing(
-                segmented_images(segmenter, [s for s, _ in plan.todo], config.batch_size, whole, result.failed)
+                segmented_images(segmenter, [s for s, _ in plan.todo], config.run.batch_size, whole, result.failed)
             ) as segmented,  # ends its threads
         ):
             advance(0, len(plan.todo))
@@ -229,7 +228,7 @@ def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold:
     try:
         row = measure_lesion(
             image, mask, pixel_size=config.pixel_size, probability=prob, threshold=threshold,
-            one_lesion=config.postprocess,
+            one_lesion=config.run.postprocess,
         )  # fmt: skip
     except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
         result.failed.append((source, f"segmented, but could not be measured: {type(exc).__name__}: {exc}"))
@@ -260,9 +259,9 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
         facts = [
             ("inputs", " ".join(map(str, config.inputs))),
             ("masks", config.output),
-            ("backend", config.backend),
+            ("backend", config.run.backend),
         ]
-        model_name = str(config.model) if config.model else None
+        model_name = str(config.run.model) if config.run.model else None
         page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
         write_page(plan.report, page, config.overwrite or config.skip_existing)
 

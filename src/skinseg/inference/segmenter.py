@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from skinseg.data.images import decode_rgb, resize_rgb
 from skinseg.errors import SkinsegError, check_threshold
+from skinseg.inference.model_run import ModelRun
 from skinseg.inference.postprocess import postprocess_mask
 from skinseg.models.reference import model_label
 from skinseg.models.weights import load_model
@@ -22,16 +23,16 @@ from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import resolve_precision
 
 
-def segmenter_for(config: Any) -> Segmenter:
-    """The Segmenter a command's settings ask for: `segment`'s and `evaluate`'s configs name them alike."""
+def segmenter_for(run: ModelRun) -> Segmenter:
+    """The Segmenter that `run` asks for: the model loaded, on its device, in its precision."""
     return Segmenter(
-        config.model,
-        device=config.device,
-        threshold=config.threshold,
-        tta=config.tta,
-        postprocess=config.postprocess,
-        backend=getattr(config, "backend", "torch"),
-        precision=config.precision,
+        run.model,
+        device=run.device,
+        threshold=run.threshold,
+        tta=run.tta,
+        postprocess=run.postprocess,
+        backend=run.backend,
+        precision=run.precision,
     )
 
 
