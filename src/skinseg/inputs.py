@@ -12,12 +12,17 @@ from skinseg.data.images import IMAGE_SUFFIXES, MASK_FORMATS
 from skinseg.data.layouts import MASK_SUFFIXES
 from skinseg.errors import SkinsegError
 from skinseg.fileio import real_path
+from skinseg.registry import spoken
 
 MASK_SUFFIX = "_segmentation.png"
 
-# What segment writes beside a mask (<stem>_overlay.png, <stem>_probability.png) and its crops (<stem>_crop.png):
-# pictures, neither images to segment nor masks.
-EXTRA_OUTPUTS = re.compile(r"_(?:overlay|probability|crop)$", re.I)
+# What segment adds to an image's stem for the pictures it writes beside a mask (<stem>_overlay.png,
+# <stem>_probability.png) and in its crops folder (<stem>_crop.png): neither images to segment nor masks. Written,
+# recognised and named in messages from here.
+OVERLAY, PROBABILITY, CROP = "_overlay", "_probability", "_crop"
+EXTRA_OUTPUTS = re.compile(rf"(?:{'|'.join((OVERLAY, PROBABILITY, CROP))})$", re.I)
+# The endings of file names that an input folder's listing leaves out, in words.
+NOT_INPUT_ENDINGS = spoken([*MASK_SUFFIXES.split("|"), OVERLAY, PROBABILITY, CROP])
 # Files in an input folder that are masks or this command's own outputs, not images to segment.
 _NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES})$|{EXTRA_OUTPUTS.pattern}", re.I)
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
@@ -123,3 +128,8 @@ def mask_files_by_id(folder: Path) -> dict[str, Path]:
             found[image_id] = path
             suffixed.update([image_id] if named_as_mask else [])
     return found
+
+
+def picture_path(folder: Path, source: Path, suffix: str) -> Path:
+    """Where segment writes the picture `suffix` (OVERLAY, PROBABILITY, CROP) of image `source`, in `folder`."""
+    return folder / f"{source.stem}{suffix}.png"

@@ -2,9 +2,9 @@
 library function (docs/architecture.md). `skinseg.cli:main` is the `skinseg` command."""
 
 from skinseg.cli import evaluate, export, measure, prepare, segment, train
-from skinseg.cli.base import MetavarCommand, app, main
+from skinseg.cli.base import ChoicesCommand, MetavarCommand, app, main
 
-app.command()(prepare.prepare)
+app.command(cls=ChoicesCommand)(prepare.prepare)
 app.command()(train.train)
 app.command()(evaluate.evaluate)
 app.command(cls=MetavarCommand)(segment.segment)

@@ -34,6 +34,30 @@ class MetavarCommand(TyperCommand):
         return params
 
 
+def _layouts() -> str:
+    from skinseg.data.layouts import LAYOUTS
+
+    return LAYOUTS.choices()
+
+
+# An option whose help holds "{choices}" lists its registry's names there, read when the help is shown (the
+# registries import more than `skinseg --help` should).
+CHOICES = "{choices}"
+CHOICES_OF: dict[str, Callable[[], str]] = {"layout": _layouts}
+
+
+class ChoicesCommand(MetavarCommand):
+    """A command whose options' help lists the choices of their registries (CHOICES_OF, by parameter name)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            help_text = getattr(param, "help", None)
+            if help_text and CHOICES in help_text and param.name in CHOICES_OF:
+                param.help = help_text.replace(CHOICES, CHOICES_OF[param.name]())
+        return params
+
+
 app = typer.Typer(
     name="skinseg",
     help="Skin-lesion segmentation in dermoscopy images with the improved UNet.",

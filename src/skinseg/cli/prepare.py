@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skinseg.cli.base import console, out, report_errors
+from skinseg.cli.base import CHOICES, console, out, report_errors
 
 
 @report_errors
@@ -22,7 +22,7 @@ def prepare(
         Path | None, typer.Option("--out", help="Cache folder [default: prepared/<name>-<size>].")
     ] = None,
     size: Annotated[int, typer.Option(help="Side of the square images and masks stored.")] = 256,
-    layout: Annotated[str, typer.Option(help="auto, isic2018, isic2017, isic2016, ham10000, ph2 or generic.")] = "auto",
+    layout: Annotated[str, typer.Option(help=f"{CHOICES}.")] = "auto",
     mask_suffix: Annotated[
         str | None,
         typer.Option(help="What a mask's file name adds to its image's (e.g. _segmentation) [default: by layout]."),

@@ -126,11 +126,13 @@ def segment(
 
 def _print_result(result, crops: Path | None) -> None:
     """What was written, left out, skipped and failed."""
+    from skinseg.inputs import NOT_INPUT_ENDINGS
+
     if result.ignored:
         first = literal(str(result.ignored[0]))
         console.print(
             f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
-            f" (names ending _segmentation, _mask, _lesion, _overlay, _probability or _crop; first: {first})",
+            f" (names ending {NOT_INPUT_ENDINGS}; first: {first})",
             highlight=False,
             soft_wrap=True,
         )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from skinseg.data.images import IMAGE_SUFFIXES
 from skinseg.errors import SkinsegError
+from skinseg.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -54,25 +55,23 @@ def _matches(pattern: str, folder_name: str) -> bool:
 
 MASK_SUFFIXES = "_segmentation|_mask|_lesion"  # what a mask's file name may add to its image's id
 
-LAYOUTS = {
-    "isic2018": Layout("isic2018", r"ISIC2018_Task1-2_.*_Input", r"ISIC2018_Task1_.*_GroundTruth", "_segmentation"),
-    "isic2017": Layout("isic2017", r"ISIC-2017_.*_Data", r"ISIC-2017_.*_Part1_GroundTruth", "_segmentation"),
-    "isic2016": Layout(
-        "isic2016", r"ISBI2016_ISIC_Part1_.*_Data", r"ISBI2016_ISIC_Part1_.*_GroundTruth", "_segmentation"
-    ),
-    "ham10000": Layout(
+LAYOUTS: Registry[Layout] = Registry("layout", also=("auto",))  # "auto": the layout that pairs the most files
+for _layout in (
+    Layout("isic2018", r"ISIC2018_Task1-2_.*_Input", r"ISIC2018_Task1_.*_GroundTruth", "_segmentation"),
+    Layout("isic2017", r"ISIC-2017_.*_Data", r"ISIC-2017_.*_Part1_GroundTruth", "_segmentation"),
+    Layout("isic2016", r"ISBI2016_ISIC_Part1_.*_Data", r"ISBI2016_ISIC_Part1_.*_GroundTruth", "_segmentation"),
+    Layout(
         "ham10000",
         r"HAM10000_images(_part_\d+)?",
         r"HAM10000_segmentations_lesion_tschandl",
         "_segmentation",
         groups=(r"HAM10000_metadata(\.csv)?", "lesion_id"),
     ),
-    "ph2": Layout("ph2", r"IMD\d+_Dermoscopic_Image", r"IMD\d+_lesion", "_lesion"),
-    "generic": Layout(
-        "generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?", MASK_SUFFIXES + "|"
-    ),
-}
-LAYOUT_CHOICES = ("auto", *LAYOUTS)
+    Layout("ph2", r"IMD\d+_Dermoscopic_Image", r"IMD\d+_lesion", "_lesion"),
+    Layout("generic", r"images?|imgs?|inputs?", r"masks?|labels?|ground_?truths?|annotations?", MASK_SUFFIXES + "|"),
+):
+    LAYOUTS.register(_layout.name)(_layout)
+LAYOUT_CHOICES = LAYOUTS.names
 
 
 @dataclass(frozen=True)
@@ -190,8 +189,7 @@ def discover_pairs(
     root = Path(root)
     if not root.exists():
         raise SkinsegError("data folder not found", root)
-    if layout not in LAYOUT_CHOICES:
-        raise SkinsegError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUT_CHOICES)}")
+    LAYOUTS.check(layout)
     roots = [root] if root.is_dir() else []
     if zip_cache is not None and (root.suffix.lower() == ".zip" or any(root.glob("*.zip"))):
         roots += unpack_zips(root, zip_cache)

@@ -21,7 +21,7 @@ from skinseg.inference.config import SegmentConfig
 from skinseg.inference.crops import lesion_crop
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
-from skinseg.inputs import collect_inputs, output_paths
+from skinseg.inputs import CROP, OVERLAY, PROBABILITY, collect_inputs, output_paths, picture_path
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
@@ -29,8 +29,8 @@ from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
 
 
-def _sibling(target: Path, source: Path, kind: str) -> Path:
-    return target.with_name(f"{source.stem}_{kind}.png")
+def _sibling(target: Path, source: Path, suffix: str) -> Path:
+    return picture_path(target.parent, source, suffix)
 
 
 @dataclass
@@ -73,14 +73,14 @@ def _read(source: Path, segmenter: Segmenter, whole: bool) -> tuple[Path, Decode
 
 def _crop_path(config: SegmentConfig, source: Path) -> Path:
     assert config.crops is not None
-    return config.crops / f"{source.stem}_crop.png"
+    return picture_path(config.crops, source, CROP)
 
 
 def _outputs_of(config: SegmentConfig, source: Path, target: Path) -> list[Path]:
     """The files one image gives from its segmentation: its mask, and its overlay and probability map when asked
     for. (Its crop is cut from its mask, so a crop that is missing does not make an image be segmented again.)"""
-    kinds = [kind for kind, on in (("overlay", config.overlay), ("probability", config.probabilities)) if on]
-    return [target, *(_sibling(target, source, kind) for kind in kinds)]
+    suffixes = [suffix for suffix, on in ((OVERLAY, config.overlay), (PROBABILITY, config.probabilities)) if on]
+    return [target, *(_sibling(target, source, suffix) for suffix in suffixes)]
 
 
 def _crops_of(config: SegmentConfig, source: Path) -> list[Path]:
@@ -304,9 +304,9 @@ def _write_outputs(
 
     if target not in plan.kept:
         save_mask_png(mask, target)
-    if config.overlay and image is not None and (overlay := _sibling(target, source, "overlay")) not in plan.kept:
+    if config.overlay and image is not None and (overlay := _sibling(target, source, OVERLAY)) not in plan.kept:
         save_png(overlay_image(image, mask), overlay)
-    if config.probabilities and (probability := _sibling(target, source, "probability")) not in plan.kept:
+    if config.probabilities and (probability := _sibling(target, source, PROBABILITY)) not in plan.kept:
         save_png(np.round(prob * 255).astype(np.uint8), probability)
     if config.crops is not None and image is not None and _crop_path(config, source) not in plan.kept:
         _write_crop(config, source, image, mask, result)

@@ -1,0 +1,39 @@
+"""Choices are read from their registries, and segment's file-name suffixes from one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from skinseg.cli import app
+from skinseg.data.layouts import LAYOUTS, Layout
+from skinseg.errors import SkinsegError
+from skinseg.inputs import CROP, EXTRA_OUTPUTS, NOT_INPUT_ENDINGS, OVERLAY, PROBABILITY, picture_path
+from skinseg.registry import Registry, spoken
+
+
+def test_choices_are_spoken_with_the_default_first():
+    registry: Registry[int] = Registry("loss")
+    for name in ("dice", "bce", "dice_bce"):
+        registry.register(name)(0)
+    assert registry.choices("dice_bce") == "dice_bce, dice or bce"
+    assert spoken(["a"]) == "a" and spoken(["a", "b"]) == "a or b"
+
+
+def test_prepare_help_and_its_error_list_every_registered_layout(monkeypatch):
+    monkeypatch.setitem(LAYOUTS, "derm7pt", Layout("derm7pt", "images", "masks", "_mask"))
+    runner = CliRunner()
+    shown = " ".join(runner.invoke(app, ["prepare", "--help"], terminal_width=200).output.split())
+    assert "auto, isic2018, isic2017, isic2016, ham10000, ph2, generic or derm7pt." in shown
+    with pytest.raises(SkinsegError, match=r"choose one of auto, isic2018, .*, generic, derm7pt$"):
+        LAYOUTS.check("isic2020")
+
+
+def test_each_picture_suffix_is_written_recognised_and_named_from_one_definition():
+    for suffix in (OVERLAY, PROBABILITY, CROP):
+        written = picture_path(Path("out"), Path("in/ISIC_1.jpg"), suffix)
+        assert written == Path(f"out/ISIC_1{suffix}.png")
+        assert EXTRA_OUTPUTS.search(written.stem)
+        assert suffix in NOT_INPUT_ENDINGS
