@@ -68,6 +68,7 @@ SMOKE_TESTS = {
     "gpu_data.py": ["test_gpu_data_copies_the_isic_2018_layout"],
     "gpu_check.sh": ["test_gpu_check_sh_plumbing_with_a_stand_in_python"],
     "link_split.py": ["test_link_split"],
+    "measure_derm7pt.py": ["test_measure_derm7pt"],
     "measure_ham10000.py": ["test_measure_ham10000"],
     "measure_speed.py": ["test_measure_speed"],
     "precision.py": ["test_precision_table", "test_precision_agreement"],
@@ -267,6 +268,22 @@ def test_measure_ham10000(tiny_model_path, tmp_path):
     assert set(report["auc_baselines"]) >= {"baseline_shape_fold", "baseline_colour_blue_grey"}
     assert set(report["auc_model_masks"]) == set(report["auc_true_masks"])  # NaN where the tiny model found none
     assert report["presence_by_dx"]["mel"]["images"] == 6
+
+
+def test_measure_derm7pt(tmp_path):
+    root = tmp_path / "derm7pt"
+    header = "diagnosis,pigment_network,streaks,pigmentation,regression_structures,dots_and_globules,"
+    rows = [header + "blue_whitish_veil,vascular_structures,derm"]
+    for i in range(8):
+        write_pair(root / "images" / "F" / f"c{i}.jpg", tmp_path / "masks" / f"c{i}_segmentation.png", 48, i)
+        regression, vessels = ("white areas", "dotted") if i % 2 else ("absent", "absent")
+        rows.append(f"clark nevus,absent,absent,absent,{regression},absent,absent,{vessels},F/c{i}.jpg")
+    (root / "meta.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "derm7pt.json"
+    load("measure_derm7pt").main(args("--derm7pt", root, "--masks", tmp_path / "masks", "--part", "all", "--json", out))
+    report = json.loads(out.read_text())
+    assert report["images"] == 8 and report["positives"]["white"] == report["positives"]["red"] == 4
+    assert set(report["auc"]) >= {"white", "red", "blue_grey"} and len(report["count_spearman"]) == 3
 
 
 def test_measure_speed(tiny_model_path, tmp_path):

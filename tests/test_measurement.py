@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from lesions import SIZE, disc, ellipse, l_shape, paint, palette_srgb
+from lesions import SIZE, disc, ellipse, grid, l_shape, paint, palette_srgb
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
-from skinseg.measurement.colour import COLOUR_NAMES, PRESENT
+from skinseg.measurement.colour import COLOUR_NAMES, PRESENT, nearest_colours
 from skinseg.measurement.shape import feret_diameter, shape_measures
 
 BROWN = palette_srgb("light_brown")
@@ -242,3 +242,68 @@ def test_a_0_255_mask_is_a_mask_and_other_values_are_refused():
         measure_lesion(image, mask[:10])
     with pytest.raises(ValueError, match="uint8 RGB"):
         measure_lesion(image[..., 0], mask)
+
+
+def hairs(count: int = 6, width: float = 1.5) -> np.ndarray:
+    """Straight hairs `width` px thick across the whole image, at several angles."""
+    ys, xs = grid()
+    lines = np.zeros((SIZE, SIZE), bool)
+    for i in range(count):
+        angle = math.pi * (0.1 + 0.8 * i / count)
+        offset = (i - count / 2) * 25
+        distance = (xs - SIZE / 2) * math.sin(angle) - (ys - SIZE / 2) * math.cos(angle) - offset
+        lines |= np.abs(distance) <= width / 2
+    return lines
+
+
+HAIR = np.array([0.16, 0.12, 0.10])  # a dark hair, sRGB
+
+
+def test_hairs_across_a_lesion_add_no_dark_brown_or_black(monkeypatch):
+    import skinseg.measurement.lesion as lesion
+
+    mask = disc(80)
+    image = paint([(mask, BROWN), (hairs(), HAIR)])
+    row = measure_lesion(image, mask)
+    assert row["colour_light_brown"] > 0.95
+    assert row["colour_dark_brown"] + row["colour_black"] < 0.02
+    assert row["colour_count"] == 1
+    monkeypatch.setattr(lesion, "hair_mask", lambda value: np.zeros(value.shape, bool))  # the hairs kept
+    kept = measure_lesion(image, mask)
+    assert kept["colour_dark_brown"] + kept["colour_black"] > 0.05 and kept["colour_count"] >= 2
+
+
+def test_dark_globules_are_not_taken_for_hairs():
+    mask = disc(80)
+    ys, xs = grid()
+    globules = np.zeros((SIZE, SIZE), bool)
+    for y, x in [(90, 90), (90, 150), (150, 90), (150, 150), (120, 120)]:
+        globules |= (ys - y) ** 2 + (xs - x) ** 2 <= 8**2
+    row = measure_lesion(paint([(mask, BROWN), (globules, palette_srgb("black"))]), mask)
+    assert row["colour_black"] == pytest.approx(globules.sum() / mask.sum(), abs=0.02)
+
+
+def test_a_pale_scar_is_white_and_a_glare_spot_is_not():
+    mask = disc(80)
+    scar = disc(35, (120, 140))
+    glare = disc(20, (100, 90))
+    scar_white = palette_srgb("white", (2.0, 2.0, 3.0))  # lighter than the skin, a little pink and yellow
+    row = measure_lesion(paint([(mask, BROWN), (scar, scar_white), (glare, np.ones(3))]), mask)
+    assert row["colour_white"] == pytest.approx(scar.sum() / (mask.sum() - glare.sum()), abs=0.03)
+    only_glare = measure_lesion(paint([(mask, BROWN), (glare, np.ones(3))]), mask)
+    assert only_glare["colour_white"] < 0.005 and only_glare["colour_light_brown"] > 0.97
+
+
+@pytest.mark.parametrize(
+    "lab, expected",
+    [
+        ((45.0, 35.0, 12.0), "red"),  # a vessel: red outweighs yellow
+        ((60.0, 30.0, 5.0), "red"),  # erythema, pink
+        ((40.0, 22.0, 22.0), "dark_brown"),  # the reddish brown of a naevus is not red
+        ((55.0, 18.0, 26.0), "light_brown"),
+        ((48.0, 1.0, -4.0), "blue_grey"),  # bluish grey is not white
+        ((82.0, 3.0, 4.0), "white"),
+    ],
+)
+def test_each_colour_is_named_where_it_lies(lab, expected):
+    assert COLOUR_NAMES[nearest_colours(np.array([lab]))[0]] == expected

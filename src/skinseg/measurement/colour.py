@@ -1,5 +1,8 @@
 """The colours of a lesion: the image is first normalised against the skin around the lesion, then each lesion
-pixel is named by the nearest of the six dermoscopic colours (or skin) in CIELAB.
+pixel is named in CIELAB: skin where it is close to the normalised skin; white where it is light and not
+yellowish (fibrosis, regression, the veil's haze); red where its red outweighs its yellow (vessels, erythema,
+not the reddish brown of naevi); else the nearest of light brown, dark brown, blue-grey and black. Hairs and
+glare (specular highlights) are left out before the fractions are taken.
 
 Normalisation: dermoscopes differ in their light and cameras in their white balance, and the same brown looks
 different on fair and on dark skin. Each image is scaled, channel by channel in linear RGB (a von Kries
@@ -44,6 +47,13 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 SKIN_REFERENCE = (0.765, 0.643, 0.608)
 SKIN_DIFFERENCE = 10.0  # CIE76: a pixel this close to the normalised skin's colour is skin, not one of the six
 PRESENT = 0.03  # a colour counts as present (colour_count) when it covers at least this fraction of the lesion
+# White and red are named by rule, before the nearest of the other four, placed by AUC against dermatologists'
+# labels on derm7pt's calibrate part (benchmarks/measure_derm7pt.py, docs/measure.md):
+WHITE_LIGHTNESS = 55.0  # white: L* above this (lighter than blue-grey's mid lightness) ...
+WHITE_YELLOW = 8.0  # ... and b* below this (less yellow than the skin, b* 9, and any brown)
+RED_MARGIN = 20.0  # red: a* - RED_YELLOW b* above this; hue about 30 degrees or less, and saturated
+RED_YELLOW = 0.5
+GLARE_SRGB = 245  # glare: all three channels at least this bright (0-255) before normalisation; left out
 RING = (0.05, 0.25)  # the skin ring: from this far to this far outside the lesion, in lesion diameters
 
 
@@ -87,21 +97,29 @@ def normalised_lab(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
 
 SKIN_LAB = rgb2lab(np.array([[SKIN_REFERENCE]]))[0, 0]
 PALETTE_LAB = np.array(list(PALETTE.values()))
+NEAREST_OF = np.array([i for i, n in enumerate(COLOUR_NAMES) if n not in ("white", "red")])  # by distance
+PALETTE_NEAREST = PALETTE_LAB[NEAREST_OF]
 TABLE_LAB = rgb2lab(np.array([list(TABLE_COLOURS.values())]))[0]
 
 
 def nearest_colours(lab: np.ndarray) -> np.ndarray:
-    """For CIELAB pixels (n, 3), the index of their colour: 6 (skin) for those within SKIN_DIFFERENCE of the
-    normalised skin, the others the nearest colour of PALETTE (0-5, in the order of COLOUR_NAMES) by CIE76
-    distance."""
-    nearest = ((lab[:, None, :] - PALETTE_LAB[None, :, :]) ** 2).sum(-1).argmin(1)
-    skin = ((lab - SKIN_LAB) ** 2).sum(-1) < SKIN_DIFFERENCE**2
-    return np.where(skin, len(COLOUR_NAMES), nearest)
+    """For CIELAB pixels (n, 3), the index of their colour (0-5, in the order of COLOUR_NAMES; 6: skin): skin
+    within SKIN_DIFFERENCE of the normalised skin; else red by its rule (RED_*), else white by its (WHITE_*: a
+    pink pixel is red, not white); else the nearest of light brown, dark brown, blue-grey and black in PALETTE
+    by CIE76 distance."""
+    names = NEAREST_OF[((PALETTE_NEAREST**2).sum(1) - 2 * lab @ PALETTE_NEAREST.T).argmin(1)]  # |x - p|^2 less |x|^2
+    lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
+    names[(lightness > WHITE_LIGHTNESS) & (b < WHITE_YELLOW)] = COLOUR_NAMES.index("white")
+    names[a - RED_YELLOW * b > RED_MARGIN] = COLOUR_NAMES.index("red")
+    names[((lab - SKIN_LAB) ** 2).sum(-1) < SKIN_DIFFERENCE**2] = len(COLOUR_NAMES)
+    return names
 
 
-def colour_fractions(lab: np.ndarray) -> dict[str, float]:
-    """The fraction of the lesion's pixels (CIELAB, (n, 3)) nearest to each reference colour, how many of the six
-    cover at least PRESENT of it, and the fraction named skin."""
+def colour_fractions(lab: np.ndarray, left_out: np.ndarray | None = None) -> dict[str, float]:
+    """The fraction of the lesion's pixels (CIELAB, (n, 3)) given each colour, how many of the six cover at
+    least PRESENT of it, and the fraction named skin; pixels `left_out` (hairs, glare) are not counted."""
+    if left_out is not None and (~left_out).any():
+        lab = lab[~left_out]
     *fractions, skin = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1) / max(1, len(lab))
     result: dict[str, float] = {
         f"colour_{name}": round(float(f), 4) for name, f in zip(COLOUR_NAMES, fractions, strict=True)

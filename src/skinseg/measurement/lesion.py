@@ -11,6 +11,7 @@ from skinseg.measurement.asymmetry import asymmetry_measures
 from skinseg.measurement.border import border_abruptness
 from skinseg.measurement.colour import (
     COLOUR_NAMES,
+    GLARE_SRGB,
     LINEAR,
     RING,
     colour_fractions,
@@ -18,6 +19,7 @@ from skinseg.measurement.colour import (
     skin_colour,
     skin_ring,
 )
+from skinseg.measurement.hair import hair_mask
 from skinseg.measurement.shape import shape_measures
 
 
@@ -26,8 +28,9 @@ def _mm_column(name: str) -> str:
     return f"{name}_mm2" if name == "area" else f"{name}_mm"
 
 
-WORK_DIAMETER = 64  # asymmetry, border and colours are measured with the lesion scaled to this diameter (px)
+WORK_DIAMETER = 64  # asymmetry and border are measured with the lesion scaled to this diameter (px)
 WORK_SIDE = 4 * WORK_DIAMETER  # ... on a cut of the image at most this many pixels across
+COLOUR_DIAMETER = 192  # colours are named with the lesion at most this many pixels across
 SIZE_COLUMNS = ("area", "perimeter", "diameter", "equivalent_diameter")
 MEASURE_COLUMNS = (
     "id",
@@ -41,16 +44,19 @@ MEASURE_COLUMNS = (
 )  # fmt: skip
 
 
-def _work_area(image: np.ndarray, mask: np.ndarray, sizes: dict) -> tuple[np.ndarray, np.ndarray, float]:
+def _work_area(
+    image: np.ndarray, mask: np.ndarray, sizes: dict, target: float = WORK_DIAMETER, enlarge: bool = True
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The lesion and a skin ring around it, cut from the image and scaled so that the lesion's equivalent
-    diameter is WORK_DIAMETER pixels, the cut at most WORK_SIDE pixels across (a mask of scattered specks has a
-    small area in a large box): (linear RGB, mask, the lesion's equivalent diameter there)."""
+    diameter is `target` pixels (never enlarged unless `enlarge`), the cut at most 4 * `target` pixels across (a
+    mask of scattered specks has a small area in a large box): (uint8 RGB, mask, the lesion's equivalent
+    diameter there)."""
     diameter = max(1.0, sizes["equivalent_diameter_px"])
     margin = math.ceil(RING[1] * diameter) + 2
     y0, x0 = max(0, sizes["bbox_y"] - margin), max(0, sizes["bbox_x"] - margin)
     y1 = min(mask.shape[0], sizes["bbox_y"] + sizes["bbox_height"] + margin)
     x1 = min(mask.shape[1], sizes["bbox_x"] + sizes["bbox_width"] + margin)
-    scale = min(WORK_DIAMETER / diameter, WORK_SIDE / max(x1 - x0, y1 - y0))
+    scale = min(target / diameter, 4 * target / max(x1 - x0, y1 - y0), math.inf if enlarge else 1.0)
     size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
     # Enlarged, pixels are repeated: blending would paint a skin-coloured rim round a small lesion.
     resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR
@@ -63,7 +69,16 @@ def _work_area(image: np.ndarray, mask: np.ndarray, sizes: dict) -> tuple[np.nda
             min(size[1] - 1, round((sizes["centre_y"] - y0) * scale)),
             min(size[0] - 1, round((sizes["centre_x"] - x0) * scale)),
         ] = True
-    return LINEAR[np.asarray(crop)], small, diameter * scale
+    return np.asarray(crop), small, diameter * scale
+
+
+def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
+    """The colour columns, on a cut of the lesion COLOUR_DIAMETER pixels across (small vessels and white dots
+    survive there), normalised against `skin` (linear RGB), with hairs and glare left out."""
+    cut, lesion, _ = _work_area(image, mask, sizes, COLOUR_DIAMETER, enlarge=False)
+    pixels = cut[lesion]
+    left_out = hair_mask(cut.max(-1))[lesion] | (pixels.min(-1) >= GLARE_SRGB)
+    return colour_fractions(normalised_lab(LINEAR[pixels], skin), left_out)
 
 
 def _checked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -106,11 +121,13 @@ def measure_lesion(
         for name in SIZE_COLUMNS:
             factor = pixel_size**2 if name == "area" else pixel_size
             row[_mm_column(name)] = round(float(sizes[f"{name}_px"]) * factor, 4)
-    rgb, small, diameter = _work_area(image, mask, sizes)
-    lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(small, diameter), small))
+    cut, small, diameter = _work_area(image, mask, sizes)
+    rgb = LINEAR[cut]
+    skin = skin_colour(rgb, skin_ring(small, diameter), small)
+    lab = normalised_lab(rgb, skin)
     row.update(asymmetry_measures(small, lab, diameter))
     row["border_abruptness"] = round(border_abruptness(small, lab) * diameter / 100, 3)  # per 1% of the diameter
-    row.update(colour_fractions(lab[small]))
+    row.update(_colours(image, mask, sizes, skin))
     if probability is not None:
         margin = np.clip((probability[mask] - threshold) / (1.0 - threshold), 0.0, 1.0)
         row["confidence"] = round(float(margin.mean()), 4)
