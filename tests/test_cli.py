@@ -38,12 +38,12 @@ def invoke(*args):
         return CliRunner().invoke(cli.app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
 
 
-def test_help_lists_the_six_commands():
+def test_help_lists_the_seven_commands():
     result = skinseg("--help")
     assert result.returncode == 0
     listed = result.stdout.split("Commands:")[1].splitlines()
     commands = [line.split()[0] for line in listed if line.strip()]
-    assert commands == ["prepare", "train", "evaluate", "segment", "measure", "export"]
+    assert commands == ["prepare", "train", "evaluate", "segment", "measure", "export", "adapt"]
 
 
 def test_version():

@@ -52,8 +52,8 @@ def _shown(console: Console) -> Iterator[Progress]:
 
 
 @contextlib.contextmanager
-def progress_bar(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yields advance(done, total)."""
+def progress_bar(console: Console, description: str) -> Iterator[Callable[..., None]]:
+    """Yields advance(done, total, info=""): `info` is shown beside the count."""
     with _shown(console) as progress:
         task = progress.add_task(description, total=None, info="")
 

@@ -1,0 +1,271 @@
+"""`adapt`: fit a model to a site's labelled images, decided by cross-validation on them, never silently worse.
+
+One call reads top to bottom:
+
+1. plan: the data and the starting model are read, the model file (and JSON, report) written; checked first;
+2. read the labelled images (`examples.load_examples`) and the starting model;
+3. score the starting model on every image, at every threshold (`scoring`);
+4. cross-validate: per fold, the threshold and a fine-tune (`finetune`) fitted on the other folds;
+5. choose (`crossval.choose`): a fine-tuned model, a calibrated threshold, or the starting model unchanged;
+6. fit the chosen candidate on all the images and write it, its metadata saying where it came from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skinseg.adaptation import crossval
+from skinseg.adaptation.config import AdaptConfig
+from skinseg.adaptation.examples import Examples, load_examples
+from skinseg.adaptation.finetune import Recipe, TrunkCache, finetune
+from skinseg.adaptation.scoring import probabilities, threshold_table
+from skinseg.fileio import cache_root
+from skinseg.inference.postprocess import postprocess_mask
+from skinseg.models.layers import SegmentationModel
+from skinseg.models.weights import ModelInfo, load_model, model_file, save_model
+from skinseg.plan import Plan
+from skinseg.reporting.figures import shrink
+from skinseg.runtime.device import resolve_device
+from skinseg.runtime.precision import Precision, resolve_precision
+
+# on_progress(stage, done, total): stages "read", "score", "features", "fold 1/5" ..., "final"
+Progress = Callable[[str, int, int], None]
+HTML_SUFFIXES = (".html", ".htm")
+REPORT_SIDE = 320  # the longer side of the report's pictures
+MIN_STEPS = 40  # a fine-tune cut below this by the time budget is not tried
+
+
+@dataclass
+class AdaptResult:
+    out: Path
+    chosen: str  # crossval.CANDIDATES
+    threshold: float
+    images: int
+    skipped: list[tuple[Path, str]]
+    estimates: list[crossval.Estimate]
+    recipe: Recipe | None  # None: no fine-tune was tried (notes say why)
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    cases: list[dict] = field(default_factory=list)  # per image: id, image, before, after (out-of-fold Dice)
+    metadata: dict = field(default_factory=dict)
+
+
+def plan_adapt(config: AdaptConfig) -> Plan:
+    plan = Plan("adapt", config.overwrite)
+    plan.read_data_set(config.data)
+    if config.model is not None:
+        plan.read(model_file(config.model), "model")
+    plan.write(config.out, "`out`", lock=True, suffixes=(".safetensors",))
+    if config.json_file is not None:
+        plan.write(config.json_file, "`json_file`", lock=True, suffixes=(".json",))
+    if config.report is not None:
+        plan.write(config.report, "`report`", lock=True, suffixes=HTML_SUFFIXES)
+    plan.check()
+    return plan
+
+
+def recipe_for(count: int) -> Recipe:
+    """The recipe for `count` labelled images (benchmarks/adapt_sites.py, docs/adapt.md)."""
+    return Recipe(trained="tail", lr=1e-3, steps=150 if count <= 40 else 250, batch_size=8)
+
+
+def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResult:
+    started = time.monotonic()
+    progress = on_progress or (lambda stage, done, total: None)
+    plan = plan_adapt(config)
+    with plan.hold():
+        device = resolve_device(config.device)
+        start, info = load_model(config.model, device)
+        precision = resolve_precision(config.precision, device, job="train", size=info.input_size)
+        examples = load_examples(
+            config.data, info.input_size, cache_root() / "adapt-unzipped", lambda d, t: progress("read", d, t)
+        )
+        run = _CrossValidation(config, start, info, examples, precision, progress, started)
+        result = run.decide()
+        _write_outputs(config, result, run)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _CrossValidation:
+    """The figures of every candidate on one set of examples, and the model the chosen one writes."""
+
+    def __init__(
+        self,
+        config: AdaptConfig,
+        start: SegmentationModel,
+        info: ModelInfo,
+        examples: Examples,
+        precision: Precision,
+        progress: Progress,
+        started: float,
+    ):
+        self.config, self.start, self.info, self.examples = config, start, info, examples
+        self.precision, self.progress, self.started = precision, progress, started
+        device = next(start.parameters()).device
+        self.normalisation = (
+            torch.tensor(info.mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(info.std, device=device).view(1, 3, 1, 1),
+        )
+        self.shapes = [truth.shape for truth in examples.truths]
+        self.fold = crossval.folds_of(len(examples), min(config.folds, len(examples)), config.seed)
+        self.notes: list[str] = []
+        self.thresholds = crossval.thresholds_with(info.threshold)
+        self.small: dict[str, dict[int, np.ndarray]] = {}  # per candidate, per image: probabilities for the report
+
+    def _probabilities(self, model: SegmentationModel, rows: np.ndarray) -> list[np.ndarray]:
+        shapes = [self.shapes[i] for i in rows]
+        return probabilities(model, self.examples.inputs[rows], shapes, self.normalisation, self.precision)
+
+    def _table(self, model: SegmentationModel, rows: np.ndarray, name: str) -> np.ndarray:
+        """Per-image Dice at every threshold of the images `rows`; their probabilities kept small for the
+        report as candidate `name`'s."""
+        probs = self._probabilities(model, rows)
+        kept = self.small.setdefault(name, {})
+        for row, prob in zip(rows, probs, strict=True):
+            kept[int(row)] = shrink(prob, REPORT_SIDE).astype(np.float16)
+        return threshold_table(probs, [self.examples.truths[i] for i in rows], self.thresholds)
+
+    def decide(self) -> AdaptResult:
+        """Every candidate's out-of-fold Dice per image, the choice, and the chosen model fitted on all images."""
+        everyone = np.arange(len(self.examples))
+        self.progress("score", 0, 1)
+        base = self._table(self.start, everyone, crossval.UNCHANGED)
+        self.progress("score", 1, 1)
+        unchanged = base[self.thresholds.index(self.info.threshold)]
+        self.used = {crossval.UNCHANGED: np.full(len(self.examples), self.info.threshold)}
+        tables = {crossval.THRESHOLD: base}
+        scores = {crossval.UNCHANGED: unchanged}
+        scores[crossval.THRESHOLD], self.used[crossval.THRESHOLD] = crossval.out_of_fold_threshold(
+            base, self.fold, self.thresholds
+        )
+        recipe, cache = self._affordable_recipe()
+        if recipe is not None and cache is not None:
+            tables[crossval.FINE_TUNED] = table = self._fine_tuned_table(recipe, cache)
+            scores[crossval.FINE_TUNED], self.used[crossval.FINE_TUNED] = crossval.out_of_fold_threshold(
+                table, self.fold, self.thresholds
+            )
+        estimates = [crossval.estimate(name, values, unchanged) for name, values in scores.items()]
+        chosen = crossval.choose(estimates).name
+        self.model: SegmentationModel = self.start
+        threshold = self.info.threshold
+        if chosen != crossval.UNCHANGED:
+            threshold = crossval.best_threshold(tables[chosen], self.thresholds)
+        if chosen == crossval.FINE_TUNED and recipe is not None and cache is not None:
+            self.model = self._fine_tune(recipe, cache, everyone, self.config.seed, "final")
+        cases = [
+            {"row": int(i), "id": self.examples.ids[i], "image": str(self.examples.images[i]),
+             "before": round(float(unchanged[i]), 4), "after": round(float(scores[chosen][i]), 4)}
+            for i in everyone
+        ]  # fmt: skip
+        self.chosen = chosen
+        return AdaptResult(
+            out=self.config.out, chosen=chosen, threshold=threshold, images=len(self.examples),
+            skipped=self.examples.skipped, estimates=estimates, recipe=recipe, seconds=0.0, notes=self.notes,
+            cases=sorted(cases, key=lambda c: c["after"]),
+        )  # fmt: skip
+
+    def _fine_tune(self, recipe: Recipe, cache: TrunkCache, rows: np.ndarray, seed: int, stage: str):
+        return finetune(
+            self.start, self.examples.inputs[rows], self.examples.masks[rows], self.normalisation, recipe,
+            self.precision, seed, lambda done, total: self.progress(stage, done, total), trunk=cache.subset(rows),
+        )  # fmt: skip
+
+    def pictures(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """An image's out-of-fold masks before and after (as the chosen candidate), and its truth, at report
+        size."""
+        source = crossval.FINE_TUNED if self.chosen == crossval.FINE_TUNED else crossval.UNCHANGED
+        before = postprocess_mask(self.small[crossval.UNCHANGED][row].astype(np.float32) > self.info.threshold)
+        after = postprocess_mask(self.small[source][row].astype(np.float32) > self.used[self.chosen][row])
+        return before, after, shrink(self.examples.truths[row], REPORT_SIDE)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _affordable_recipe(self) -> tuple[Recipe | None, TrunkCache | None]:
+        """The recipe for this many images with its steps cut to what the time budget leaves for every fold
+        and the final fit, and the trunk's features it trains on; (None, None) where that is too few steps."""
+        recipe = recipe_for(len(self.examples))
+        cache = TrunkCache(
+            self.start, self.examples.inputs, self.examples.masks, self.normalisation, self.precision,
+            lambda d, t: self.progress("features", d, t),
+        )  # fmt: skip
+        timed = time.monotonic()
+        probe = Recipe(**{**recipe.to_dict(), "steps": 5})
+        finetune(self.start, self.examples.inputs, self.examples.masks, self.normalisation, probe, self.precision,
+                 trunk=cache)  # fmt: skip
+        per_step = (time.monotonic() - timed) / probe.steps
+        folds = int(self.fold.max()) + 1
+        scoring = 2 * (timed - self.started) / max(1, folds)  # a rough allowance for scoring the held-out folds
+        left = self.config.time_budget - self._elapsed() - scoring
+        steps = min(recipe.steps, int(left / (per_step * (folds + 1))))
+        if steps < MIN_STEPS:
+            self.notes.append(
+                f"no fine-tune tried: the time budget leaves {max(steps, 0)} steps per fold, fewer than {MIN_STEPS}"
+                f" ({per_step:.2f} s a step here); give more `time_budget`"
+            )
+            return None, None
+        if steps < recipe.steps:
+            self.notes.append(f"fine-tunes cut to {steps} steps (of {recipe.steps}) to fit the time budget")
+        return Recipe(**{**recipe.to_dict(), "steps": steps}), cache
+
+    def _fine_tuned_table(self, recipe: Recipe, cache: TrunkCache) -> np.ndarray:
+        """Per-image Dice at every threshold of the models fine-tuned without each image's fold."""
+        table = np.empty((len(self.thresholds), len(self.examples)))
+        folds = int(self.fold.max()) + 1
+        for f in range(folds):
+            held = np.flatnonzero(self.fold == f)
+            kept = np.flatnonzero(self.fold != f)
+            model = self._fine_tune(recipe, cache, kept, self.config.seed + f, f"fold {f + 1}/{folds}")
+            table[:, held] = self._table(model, held, crossval.FINE_TUNED)
+        return table
+
+
+def _metadata(config: AdaptConfig, result: AdaptResult, run: _CrossValidation) -> dict:
+    """What the written model says of where it came from (its metadata's training entry, key 'adapted')."""
+    import hashlib
+
+    start_file = model_file(config.model)
+    return {
+        "start_model": "bundled" if config.model is None else str(config.model),
+        "start_model_sha256": hashlib.sha256(start_file.read_bytes()).hexdigest(),
+        "data": str(config.data),
+        "data_fingerprint": run.examples.fingerprint,
+        "images": result.images,
+        "skipped": len(result.skipped),
+        "chosen": result.chosen,
+        "threshold": result.threshold,
+        "recipe": result.recipe.to_dict() if result.recipe else None,
+        "folds": int(run.fold.max()) + 1,
+        "seed": config.seed,
+        "cross_validation": {e.name: e.to_dict() for e in result.estimates},
+        "precision": run.precision.name,
+    }
+
+
+def _write_outputs(config: AdaptConfig, result: AdaptResult, run: _CrossValidation) -> None:
+    """Every output made in memory first, then written, each atomically: a failure leaves no part of them."""
+    import json
+
+    from skinseg.fileio import write_text
+
+    result.metadata = _metadata(config, result, run)
+    info = replace(run.info, threshold=result.threshold, training={**run.info.training, "adapted": result.metadata})
+    texts = {}
+    if config.json_file is not None:
+        texts[config.json_file] = json.dumps(
+            {**result.metadata, "cases": result.cases, "notes": result.notes}, indent=2
+        )
+    if config.report is not None:
+        from skinseg.adaptation.report import adapt_page
+
+        texts[config.report] = adapt_page(result, run.pictures)
+    save_model(run.model, config.out, info)
+    for path, text in texts.items():
+        write_text(path, text)

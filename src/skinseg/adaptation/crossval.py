@@ -1,0 +1,109 @@
+"""Cross-validation on the user's own images: each candidate's Dice on images it was not fitted on, and the
+rule that picks one.
+
+Folds hold the images out in turn. Each candidate gets an out-of-fold Dice per image:
+
+- `unchanged`: the starting model at its own threshold (nothing fitted);
+- `threshold`: the starting model at the threshold that scored best on the other folds;
+- `fine-tuned`: per fold, a model fine-tuned on the other folds, at the threshold that scored best on the other
+  folds' out-of-fold predictions.
+
+A candidate other than `unchanged` is chosen only where its gain over `unchanged` is sure: the lower end of the
+bootstrap interval of the mean gain per image is above zero. Among those, the largest mean gain wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skinseg.adaptation.scoring import THRESHOLDS
+
+UNCHANGED, THRESHOLD, FINE_TUNED = "unchanged", "threshold", "fine-tuned"
+CANDIDATES = (UNCHANGED, THRESHOLD, FINE_TUNED)
+CONFIDENCE = 0.95  # of every interval reported and of the rule
+BOOTSTRAP_SAMPLES = 2000
+
+
+def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
+    """The fold of each of `count` images: a seeded shuffle dealt round-robin, so fold sizes differ by one."""
+    order = np.random.default_rng(seed).permutation(count)
+    fold = np.empty(count, dtype=int)
+    fold[order] = np.arange(count) % folds
+    return fold
+
+
+def out_of_fold_threshold(
+    table: np.ndarray, fold: np.ndarray, thresholds: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Given per-image Dice at each of `thresholds` (a table (len(thresholds), N)), each image's Dice at the
+    threshold that scored best on the other folds, and that threshold."""
+    scores, picked = np.empty(table.shape[1]), np.empty(table.shape[1])
+    for f in np.unique(fold):
+        held = fold == f
+        best = _best_row(table[:, ~held], thresholds)
+        scores[held], picked[held] = table[best, held], thresholds[best]
+    return scores, picked
+
+
+def thresholds_with(own: float) -> tuple[float, ...]:
+    """The thresholds compared: THRESHOLDS and the model's own."""
+    return tuple(sorted({*THRESHOLDS, own}))
+
+
+def _best_row(table: np.ndarray, thresholds: tuple[float, ...]) -> int:
+    """The threshold with the highest mean Dice; ties (to 1e-6) go to the one nearest 0.5."""
+    means = table.mean(axis=1).round(6)
+    best = np.flatnonzero(means == means.max())
+    return int(min(best, key=lambda i: abs(thresholds[i] - 0.5)))
+
+
+def best_threshold(table: np.ndarray, thresholds: tuple[float, ...]) -> float:
+    """The threshold with the highest mean Dice over all images."""
+    return float(thresholds[_best_row(table, thresholds)])
+
+
+def interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval (CONFIDENCE) of the mean of `values`."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (BOOTSTRAP_SAMPLES, len(values)))].mean(axis=1)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A candidate's out-of-fold Dice: the mean and its interval, and its gain over `unchanged`."""
+
+    name: str
+    dice: float
+    dice_interval: tuple[float, float]
+    gain: float
+    gain_interval: tuple[float, float]
+
+    @property
+    def sure_gain(self) -> bool:
+        return self.gain_interval[0] > 0
+
+    def to_dict(self) -> dict:
+        return {
+            "dice": round(self.dice, 4),
+            "dice_interval": [round(v, 4) for v in self.dice_interval],
+            "gain": round(self.gain, 4),
+            "gain_interval": [round(v, 4) for v in self.gain_interval],
+        }
+
+
+def estimate(name: str, scores: np.ndarray, unchanged: np.ndarray) -> Estimate:
+    gains = scores - unchanged
+    return Estimate(name, float(scores.mean()), interval(scores), float(gains.mean()), interval(gains))
+
+
+def choose(estimates: list[Estimate]) -> Estimate:
+    """The candidate with the largest sure gain over `unchanged`, or `unchanged` where none is sure."""
+    sure = [e for e in estimates if e.name != UNCHANGED and e.sure_gain]
+    if not sure:
+        return next(e for e in estimates if e.name == UNCHANGED)
+    return max(sure, key=lambda e: e.gain)

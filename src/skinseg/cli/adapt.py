@@ -1,0 +1,82 @@
+"""`skinseg adapt`: options -> AdaptConfig -> adaptation.adapt, and the before/after table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from skinseg.cli.base import DeviceOption, PrecisionOption, console, out, report_errors
+from skinseg.cli.tables import literal
+from skinseg.training.config import parse_duration
+
+
+@report_errors
+def adapt(
+    data: Annotated[
+        Path,
+        typer.Option(help="Your labelled images: a raw folder, a .zip or a prepared set, as prepare reads them."),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The adapted model to write (.safetensors).")],
+    model: Annotated[Path | None, typer.Option(help="The model to start from [default: the bundled model].")] = None,
+    time_budget: Annotated[
+        str, typer.Option(help="Wall-clock budget of the whole adapt (e.g. 5m, 90s); fine-tunes are cut to fit it.")
+    ] = "5m",
+    folds: Annotated[int, typer.Option(help="Cross-validation folds: your images held out in turn.")] = 5,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the figures and the decision as JSON.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write an HTML page: each image before and after, worst first.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    seed: Annotated[int, typer.Option(help="Folds, fine-tuning order and initial state.")] = 0,
+    precision: PrecisionOption = "auto",
+    device: DeviceOption = "auto",
+) -> None:
+    """Fit a model to your site's outlines from a few labelled images; kept only where cross-validation shows a
+    gain (docs/adapt.md)."""
+    from skinseg.adaptation import AdaptConfig, adapt
+    from skinseg.cli.progress import progress_bar
+
+    config = AdaptConfig(
+        data=data, out=out_file, model=model, overwrite=overwrite, folds=folds,
+        time_budget=parse_duration(time_budget), seed=seed, device=device, precision=precision,
+        json_file=json_file, report=report,
+    )  # fmt: skip
+    with progress_bar(console, "Adapting") as advance:
+        result = adapt(config, on_progress=lambda stage, done, total: advance(done, total, stage))
+    out.print(adapt_table(result))
+    for path, reason in result.skipped:
+        console.print(f"[yellow]skipped[/] {literal(str(path))}: {literal(reason)}", soft_wrap=True, highlight=False)
+    for note in result.notes:
+        console.print(literal(note), soft_wrap=True, highlight=False)
+    out.print(f"{VERDICTS[result.chosen]}; wrote {literal(str(result.out))}", soft_wrap=True, highlight=False)
+
+
+VERDICTS = {
+    "fine-tuned": "adapting helps: the fine-tuned model is written",
+    "threshold": "a new threshold helps (fine-tuning added no sure gain): the starting model is written with it",
+    "unchanged": "no sure gain on your images: the starting model is written unchanged",
+}
+
+
+def adapt_table(result) -> Table:
+    table = Table(title=f"Cross-validated Dice on {result.images} of your images ({result.seconds:.0f} s)")
+    for column in ("candidate", "Dice", "95% interval", "gain", "gain's 95% interval", ""):
+        table.add_column(column)
+    for e in result.estimates:
+        low, high = e.dice_interval
+        gain_low, gain_high = e.gain_interval
+        chosen = "[bold]chosen[/]" if e.name == result.chosen else ""
+        table.add_row(
+            e.name,
+            f"{e.dice:.4f}",
+            f"{low:.4f}-{high:.4f}",
+            f"{e.gain:+.4f}",
+            f"{gain_low:+.4f} to {gain_high:+.4f}",
+            chosen,
+        )
+    return table
