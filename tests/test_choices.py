@@ -37,3 +37,14 @@ def test_each_picture_suffix_is_written_recognised_and_named_from_one_definition
         assert written == Path(f"out/ISIC_1{suffix}.png")
         assert EXTRA_OUTPUTS.search(written.stem)
         assert suffix in NOT_INPUT_ENDINGS
+
+
+def test_train_help_lists_a_newly_registered_loss_and_architecture(monkeypatch):
+    from skinseg.models.architectures import ARCHITECTURES
+    from skinseg.training.config import choices_text
+    from skinseg.training.losses import LOSSES
+
+    monkeypatch.setitem(LOSSES, "focal", lambda logits, target: logits)
+    assert choices_text("loss") == "dice_bce, dice, bce or focal"
+    monkeypatch.setitem(ARCHITECTURES, "segformer", object)
+    assert choices_text("architecture") == "improved_unet, unet (a plain UNet baseline) or segformer"

@@ -19,6 +19,7 @@ class Registry(dict[str, T], Generic[T]):
         super().__init__()
         self.kind = kind
         self.also = also
+        self.about: dict[str, str] = {}  # a few words on a choice, for the help
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -28,9 +29,13 @@ class Registry(dict[str, T], Generic[T]):
     def choices(self, first: str | None = None) -> str:
         """The choices in words ("a, b or c"), `first` (the default, say) first."""
         names = self.names
-        return spoken([first, *(name for name in names if name != first)] if first in names else names)
+        ordered = [first, *(name for name in names if name != first)] if first in names else list(names)
+        return spoken(f"{name} ({self.about[name]})" if name in self.about else name for name in ordered)
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, about: str | None = None) -> Callable[[T], T]:
+        if about:
+            self.about[name] = about
+
         def add(item: T) -> T:
             if name in self:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
@@ -38,6 +43,18 @@ class Registry(dict[str, T], Generic[T]):
             return item
 
         return add
+
+    def register_lazy(self, name: str, target: str, about: str | None = None) -> None:
+        """Register "package.module:attribute", imported when it is first looked up: the names are known (for
+        `--help`) without importing what they name (torch)."""
+        self.register(name, about)(_Lazy(target))  # type: ignore[arg-type]
+
+    def __getitem__(self, name: str) -> T:
+        item = super().__getitem__(name)
+        if isinstance(item, _Lazy):
+            item = item.load()
+            super().__setitem__(name, item)
+        return item
 
     def check(self, name: str) -> str:
         if name not in self.names:
@@ -52,3 +69,14 @@ def spoken(names: Iterable[str]) -> str:
     """Names as a sentence lists them: "a", "a or b", "a, b or c"."""
     names = list(names)
     return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+class _Lazy:
+    def __init__(self, target: str):
+        self.target = target
+
+    def load(self):
+        import importlib
+
+        module, attribute = self.target.split(":")
+        return getattr(importlib.import_module(module), attribute)

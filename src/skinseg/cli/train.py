@@ -10,7 +10,7 @@ import typer
 from skinseg.cli.base import DeviceOption, console, out, report_errors
 from skinseg.cli.flags import in_flags
 from skinseg.cli.tables import literal
-from skinseg.training.config import DEFAULT_PRESET, default_text, default_value, preset_text
+from skinseg.training.config import DEFAULT_PRESET, choices_text, default_text, default_value, preset_text
 
 # The options of `train` that are not settings of the run (the others go to train_config or load_run by name).
 COMMAND_ONLY = ("data", "out_dir", "overwrite", "preset", "resume", "time_budget")
@@ -61,17 +61,21 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help=f"Batch size {default_text('batch_size')}.")] = None,
     lr: Annotated[float | None, typer.Option(help=f"Peak learning rate {default_text('lr')}.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help=f"Weight decay {default_text('weight_decay')}.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help=f"adamw, adam or sgd {default_text('optimizer')}.")] = None,
-    schedule: Annotated[str | None, typer.Option(help=f"cosine, constant or poly {default_text('schedule')}.")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help=f"{choices_text('optimizer')} {default_text('optimizer')}.")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help=f"{choices_text('schedule')} {default_text('schedule')}.")
+    ] = None,
     warmup_epochs: Annotated[
         float | None, typer.Option(help=f"Linear warm-up epochs {default_text('warmup_epochs')}.")
     ] = None,
-    loss: Annotated[str | None, typer.Option(help=f"dice_bce, dice or bce {default_text('loss')}.")] = None,
+    loss: Annotated[str | None, typer.Option(help=f"{choices_text('loss')} {default_text('loss')}.")] = None,
     augment: Annotated[
         bool | None, typer.Option(help=f"Flips, rotations, scale, colour and gamma jitter {default_text('augment')}.")
     ] = None,
     architecture: Annotated[
-        str | None, typer.Option(help=f"improved_unet, or unet (a plain UNet baseline) {default_text('architecture')}.")
+        str | None, typer.Option(help=f"{choices_text('architecture')} {default_text('architecture')}.")
     ] = None,
     base_filters: Annotated[
         int | None, typer.Option(help=f"Filters of the first level {default_text('base_filters')}.")

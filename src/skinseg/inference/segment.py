@@ -208,8 +208,14 @@ def segment_paths(
                     rows_out.add(result.rows[-1])
                 (result.completed if target in plan.kept else result.written).append(target)
                 if cases is not None:
-                    cases.add(source.name, mask, image=image, probability=prob, threshold=segmenter.threshold,
-                              measures=measures)  # fmt: skip
+                    cases.add(
+                        source.name,
+                        mask,
+                        image=image,
+                        probability=prob,
+                        threshold=segmenter.threshold,
+                        measures=measures,
+                    )
                 if coco is not None:
                     coco.add(source.name, mask)
                 advance(
@@ -227,9 +233,13 @@ def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold:
         return {}
     try:
         row = measure_lesion(
-            image, mask, pixel_size=config.pixel_size, probability=prob, threshold=threshold,
+            image,
+            mask,
+            pixel_size=config.pixel_size,
+            probability=prob,
+            threshold=threshold,
             one_lesion=config.run.postprocess,
-        )  # fmt: skip
+        )
     except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
         result.failed.append((source, f"segmented, but could not be measured: {type(exc).__name__}: {exc}"))
         row = dict.fromkeys(MEASURE_COLUMNS)

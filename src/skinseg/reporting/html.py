@@ -97,14 +97,23 @@ class ReportCases:
 
 
 # Columns: key in a row, heading, number format ("%" shows a fraction as a percentage).
-EVALUATE_COLUMNS = (("dice", "Dice", ".4f"), ("jaccard", "Jaccard", ".4f"), ("truth_area", "truth area", "%"),
-                    ("prediction_area", "predicted area", "%"))  # fmt: skip
+EVALUATE_COLUMNS = (
+    ("dice", "Dice", ".4f"),
+    ("jaccard", "Jaccard", ".4f"),
+    ("truth_area", "truth area", "%"),
+    ("prediction_area", "predicted area", "%"),
+)
 SEGMENT_COLUMNS = (("prediction_area", "lesion area", "%"), ("margin", "probability margin", "%"))
 # The measurements of `skinseg measure` that a page shows (docs/measure.md defines them).
-MEASURE_SHOWN = (("diameter_px", "diameter (px)", ".0f"), ("asymmetry", "asymmetry", ".3f"),
-                   ("asymmetry_axes", "asymmetric axes", "d"), ("border_irregularity", "border irregularity", ".2f"),
-                   ("border_abruptness", "border abruptness", ".1f"), ("colour_count", "colours", "d"),
-                   ("confidence", "confidence", ".3f"))  # fmt: skip
+MEASURE_SHOWN = (
+    ("diameter_px", "diameter (px)", ".0f"),
+    ("asymmetry", "asymmetry", ".3f"),
+    ("asymmetry_axes", "asymmetric axes", "d"),
+    ("border_irregularity", "border irregularity", ".2f"),
+    ("border_abruptness", "border abruptness", ".1f"),
+    ("colour_count", "colours", "d"),
+    ("confidence", "confidence", ".3f"),
+)
 
 
 def _number(value: float | None, fmt: str) -> str:

@@ -217,6 +217,23 @@ def default_text(name: str) -> str:
     return f"[default: {shown(default)}{presets}]"
 
 
+def choices_text(name: str) -> str:
+    """The choices of setting `name` (optimizer, schedule, loss, architecture) for the help, read from its registry,
+    the default first. The registries import torch only when an entry is used."""
+    from skinseg.models.architectures import ARCHITECTURES
+    from skinseg.registry import Registry
+    from skinseg.training.losses import LOSSES
+    from skinseg.training.optim import OPTIMIZERS, SCHEDULES
+
+    registries: dict[str, Registry[Any]] = {
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "loss": LOSSES,
+        "architecture": ARCHITECTURES,
+    }
+    return registries[name].choices(default_value(name))
+
+
 def preset_text() -> str:
     """What each preset sets, for the help."""
     return "; ".join(

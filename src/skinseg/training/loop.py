@@ -227,9 +227,15 @@ def run_epochs(
             if curves:
                 curves.draw_saved(state.history)
     return TrainResult(
-        run.run_dir, len(state.history), state.best_epoch, state.best_dice, state.selected_on, state.history,
-        stopped_early, run.context.is_main,
-    )  # fmt: skip
+        run.run_dir,
+        len(state.history),
+        state.best_epoch,
+        state.best_dice,
+        state.selected_on,
+        state.history,
+        stopped_early,
+        run.context.is_main,
+    )
 
 
 def interrupted(state: RunState, run_dir: Path) -> TrainingInterrupted:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from skinseg.registry import Registry
 
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a loss is computed, so that `train --help` lists the names without it.
+Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 LOSSES: Registry[Loss] = Registry("loss")
 
 
 @LOSSES.register("dice")
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - mean per-image soft Dice (images with an empty mask and an empty prediction score 1)."""
+    import torch
+
     probs = torch.sigmoid(logits.float()).flatten(1)
     target = target.float().flatten(1)
     intersection = (probs * target).sum(1)
@@ -25,6 +29,8 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
 
 @LOSSES.register("bce")
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
 

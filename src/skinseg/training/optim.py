@@ -5,22 +5,32 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from skinseg.registry import Registry
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float, float], torch.optim.Optimizer]
+if TYPE_CHECKING:
+    import torch
+
+OptimizerFactory = Callable[[Iterable["torch.nn.Parameter"], float, float], "torch.optim.Optimizer"]
+
+
+def _torch_optimizer(name: str, **settings: Any) -> OptimizerFactory:
+    """The optimiser torch.optim.`name` with these settings (torch is imported when one is made: `train --help`
+    lists the names without it)."""
+
+    def make(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        import torch
+
+        return getattr(torch.optim, name)(params, lr=lr, weight_decay=weight_decay, **settings)
+
+    return make
+
+
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
-OPTIMIZERS.register("adamw")(
-    lambda params, lr, weight_decay: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-)
-OPTIMIZERS.register("adam")(lambda params, lr, weight_decay: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
-OPTIMIZERS.register("sgd")(
-    lambda params, lr, weight_decay: torch.optim.SGD(
-        params, lr=lr, momentum=0.99, nesterov=True, weight_decay=weight_decay
-    )
-)
+OPTIMIZERS.register("adamw")(_torch_optimizer("AdamW"))
+OPTIMIZERS.register("adam")(_torch_optimizer("Adam"))
+OPTIMIZERS.register("sgd")(_torch_optimizer("SGD", momentum=0.99, nesterov=True))
 
 # A schedule maps training progress after warm-up (0 to 1) to a fraction of the peak learning rate.
 ScheduleCurve = Callable[[float], float]
