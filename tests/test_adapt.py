@@ -56,14 +56,29 @@ def test_a_set_where_adapting_cannot_help_gets_the_starting_model_back(tmp_path,
 def test_the_written_model_records_where_it_came_from(tmp_path, tiny_model_path, raw_dir):
     out = tmp_path / "adapted.safetensors"
     result = invoke(
-        "adapt", "--data", raw_dir, "--out", out, "--model", tiny_model_path, "--folds", 3, "--time-budget", "40s",
-        "--json", tmp_path / "a.json", "--report", tmp_path / "a.html", "--device", "cpu",
-    )  # fmt: skip
+        "adapt",
+        "--data",
+        raw_dir,
+        "--out",
+        out,
+        "--model",
+        tiny_model_path,
+        "--folds",
+        3,
+        "--time-budget",
+        "40s",
+        "--json",
+        tmp_path / "a.json",
+        "--report",
+        tmp_path / "a.html",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     adapted = read_info(out).training["adapted"]
     assert adapted["start_model"] == str(tiny_model_path)
     assert adapted["images"] == 30 and len(adapted["data_fingerprint"]) == 64
-    assert set(adapted["cross_validation"]) >= {crossval.UNCHANGED, crossval.THRESHOLD}
+    assert set(adapted["cross_validation"]) >= {crossval.UNCHANGED, crossval.CALIBRATED}
     assert adapted["chosen"] in crossval.CANDIDATES and adapted["folds"] == 3
     assert read_info(out).threshold == adapted["threshold"]
     written = json.loads((tmp_path / "a.json").read_text())
@@ -134,7 +149,7 @@ def test_only_a_sure_gain_is_chosen():
     worse = unchanged - 0.01
     estimates = [
         crossval.estimate(crossval.UNCHANGED, unchanged, unchanged),
-        crossval.estimate(crossval.THRESHOLD, noisy, unchanged),
+        crossval.estimate(crossval.CALIBRATED, noisy, unchanged),
         crossval.estimate(crossval.FINE_TUNED, worse, unchanged),
     ]
     assert crossval.choose(estimates).name == crossval.UNCHANGED
@@ -143,13 +158,14 @@ def test_only_a_sure_gain_is_chosen():
     assert estimates[2].gain_interval[0] > 0 > estimates[1].gain_interval[0]
 
 
-def test_out_of_fold_thresholds_never_see_their_own_fold():
-    thresholds = (0.3, 0.5, 0.7)
+def test_out_of_fold_settings_never_see_their_own_fold():
+    settings = ((0.3, 0.0), (0.5, 0.0), (0.5, -0.03))
     fold = crossval.folds_of(6, 2, seed=0)
     table = np.zeros((3, 6))
-    table[0, fold == 0] = 1.0  # 0.3 is best on fold 0 alone, 0.7 on fold 1 alone
+    table[0, fold == 0] = 1.0  # (0.3, 0) is best on fold 0 alone, (0.5, -0.03) on fold 1 alone
     table[2, fold == 1] = 1.0
-    scores, picked = crossval.out_of_fold_threshold(table, fold, thresholds)
-    assert list(picked[fold == 0]) == [0.7] * 3 and list(picked[fold == 1]) == [0.3] * 3
+    scores, picked = crossval.out_of_fold_setting(table, fold, settings)
+    assert [picked[i] for i in np.flatnonzero(fold == 0)] == [(0.5, -0.03)] * 3
+    assert [picked[i] for i in np.flatnonzero(fold == 1)] == [(0.3, 0.0)] * 3
     assert not scores.any()
     assert sorted(np.bincount(crossval.folds_of(11, 3, seed=1))) == [3, 4, 4]

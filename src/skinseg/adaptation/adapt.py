@@ -4,9 +4,10 @@ One call reads top to bottom:
 
 1. plan: the data and the starting model are read, the model file (and JSON, report) written; checked first;
 2. read the labelled images (`examples.load_examples`) and the starting model;
-3. score the starting model on every image, at every threshold (`scoring`);
-4. cross-validate: per fold, the threshold and a fine-tune (`finetune`) fitted on the other folds;
-5. choose (`crossval.choose`): a fine-tuned model, a calibrated threshold, or the starting model unchanged;
+3. score the starting model on every image at every setting: threshold and boundary offset (`scoring`);
+4. cross-validate: per fold, the setting and a fine-tune (`finetune`, where the time budget allows one) fitted
+   on the other folds;
+5. choose (`crossval.choose`): a fine-tuned model, the starting model calibrated, or the starting model as it is;
 6. fit the chosen candidate on all the images and write it, its metadata saying where it came from.
 """
 
@@ -23,10 +24,10 @@ import torch
 from skinseg.adaptation import crossval
 from skinseg.adaptation.config import AdaptConfig
 from skinseg.adaptation.examples import Examples, load_examples
-from skinseg.adaptation.finetune import Recipe, TrunkCache, finetune
-from skinseg.adaptation.scoring import probabilities, threshold_table
+from skinseg.adaptation.finetune import Recipe, finetune
+from skinseg.adaptation.scoring import Setting, probabilities, settings_table, settings_with
 from skinseg.fileio import cache_root
-from skinseg.inference.postprocess import postprocess_mask
+from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.layers import SegmentationModel
 from skinseg.models.weights import ModelInfo, load_model, model_file, save_model
 from skinseg.plan import Plan
@@ -34,11 +35,12 @@ from skinseg.reporting.figures import shrink
 from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import Precision, resolve_precision
 
-# on_progress(stage, done, total): stages "read", "score", "features", "fold 1/5" ..., "final"
+# on_progress(stage, done, total): stages "read", "score", "fold 1/5" ..., "final"
 Progress = Callable[[str, int, int], None]
 HTML_SUFFIXES = (".html", ".htm")
 REPORT_SIDE = 320  # the longer side of the report's pictures
-MIN_STEPS = 40  # a fine-tune cut below this by the time budget is not tried
+MIN_STEPS = 30  # a fine-tune cut below this by the time budget is not tried
+SCORING_SHARE = 0.15  # of the time budget kept for scoring the folds and writing
 
 
 @dataclass
@@ -46,6 +48,7 @@ class AdaptResult:
     out: Path
     chosen: str  # crossval.CANDIDATES
     threshold: float
+    boundary_offset: float
     images: int
     skipped: list[tuple[Path, str]]
     estimates: list[crossval.Estimate]
@@ -71,8 +74,8 @@ def plan_adapt(config: AdaptConfig) -> Plan:
 
 
 def recipe_for(count: int) -> Recipe:
-    """The recipe for `count` labelled images (benchmarks/adapt_sites.py, docs/adapt.md)."""
-    return Recipe(trained="tail", lr=1e-3, steps=150 if count <= 40 else 250, batch_size=8)
+    """The fine-tune for `count` labelled images: about 30 passes over a fold's images, at most 300 steps."""
+    return Recipe(trained="all", lr=1e-4, steps=min(300, max(30, round(30 * count * 0.8 / 8))), batch_size=8)
 
 
 def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResult:
@@ -113,116 +116,112 @@ class _CrossValidation:
             torch.tensor(info.mean, device=device).view(1, 3, 1, 1),
             torch.tensor(info.std, device=device).view(1, 3, 1, 1),
         )
-        self.shapes = [truth.shape for truth in examples.truths]
         self.fold = crossval.folds_of(len(examples), min(config.folds, len(examples)), config.seed)
+        self.folds = int(self.fold.max()) + 1
+        self.settings = settings_with(info.threshold, info.boundary_offset)
+        self.own = self.settings.index((info.threshold, info.boundary_offset))
         self.notes: list[str] = []
-        self.thresholds = crossval.thresholds_with(info.threshold)
-        self.small: dict[str, dict[int, np.ndarray]] = {}  # per candidate, per image: probabilities for the report
-
-    def _probabilities(self, model: SegmentationModel, rows: np.ndarray) -> list[np.ndarray]:
-        shapes = [self.shapes[i] for i in rows]
-        return probabilities(model, self.examples.inputs[rows], shapes, self.normalisation, self.precision)
+        self.small: dict[str, dict[int, np.ndarray]] = {}  # per model, per image: probabilities for the report
+        self.picked: dict[str, list[Setting]] = {}  # per candidate, per image: the setting it was scored at
 
     def _table(self, model: SegmentationModel, rows: np.ndarray, name: str) -> np.ndarray:
-        """Per-image Dice at every threshold of the images `rows`; their probabilities kept small for the
-        report as candidate `name`'s."""
-        probs = self._probabilities(model, rows)
+        """Per-image Dice at every setting of the images `rows`; their probabilities kept small for the report
+        as model `name`'s."""
+        truths = [self.examples.truths[i] for i in rows]
+        shapes = [truth.shape for truth in truths]
+        probs = probabilities(model, self.examples.inputs[rows], shapes, self.normalisation, self.precision)
         kept = self.small.setdefault(name, {})
         for row, prob in zip(rows, probs, strict=True):
             kept[int(row)] = shrink(prob, REPORT_SIDE).astype(np.float16)
-        return threshold_table(probs, [self.examples.truths[i] for i in rows], self.thresholds)
+        return settings_table(probs, truths, self.settings)
 
     def decide(self) -> AdaptResult:
         """Every candidate's out-of-fold Dice per image, the choice, and the chosen model fitted on all images."""
         everyone = np.arange(len(self.examples))
         self.progress("score", 0, 1)
-        base = self._table(self.start, everyone, crossval.UNCHANGED)
+        tables = {crossval.CALIBRATED: self._table(self.start, everyone, crossval.UNCHANGED)}
         self.progress("score", 1, 1)
-        unchanged = base[self.thresholds.index(self.info.threshold)]
-        self.used = {crossval.UNCHANGED: np.full(len(self.examples), self.info.threshold)}
-        tables = {crossval.THRESHOLD: base}
+        unchanged = tables[crossval.CALIBRATED][self.own]
         scores = {crossval.UNCHANGED: unchanged}
-        scores[crossval.THRESHOLD], self.used[crossval.THRESHOLD] = crossval.out_of_fold_threshold(
-            base, self.fold, self.thresholds
-        )
-        recipe, cache = self._affordable_recipe()
-        if recipe is not None and cache is not None:
-            tables[crossval.FINE_TUNED] = table = self._fine_tuned_table(recipe, cache)
-            scores[crossval.FINE_TUNED], self.used[crossval.FINE_TUNED] = crossval.out_of_fold_threshold(
-                table, self.fold, self.thresholds
-            )
+        self.picked[crossval.UNCHANGED] = [self.settings[self.own]] * len(everyone)
+        recipe = self._affordable_recipe()
+        if recipe is not None:
+            tables[crossval.FINE_TUNED] = self._fine_tuned_table(recipe)
+        for name, table in tables.items():
+            scores[name], self.picked[name] = crossval.out_of_fold_setting(table, self.fold, self.settings)
         estimates = [crossval.estimate(name, values, unchanged) for name, values in scores.items()]
-        chosen = crossval.choose(estimates).name
+        self.chosen = chosen = crossval.choose(estimates).name
         self.model: SegmentationModel = self.start
-        threshold = self.info.threshold
+        threshold, offset = self.settings[self.own]
         if chosen != crossval.UNCHANGED:
-            threshold = crossval.best_threshold(tables[chosen], self.thresholds)
-        if chosen == crossval.FINE_TUNED and recipe is not None and cache is not None:
-            self.model = self._fine_tune(recipe, cache, everyone, self.config.seed, "final")
+            threshold, offset = crossval.best_setting(tables[chosen], self.settings)
+        if chosen == crossval.FINE_TUNED and recipe is not None:
+            self.model = self._fine_tune(recipe, everyone, self.config.seed, "final")
         cases = [
-            {"row": int(i), "id": self.examples.ids[i], "image": str(self.examples.images[i]),
-             "before": round(float(unchanged[i]), 4), "after": round(float(scores[chosen][i]), 4)}
+            {
+                "row": int(i),
+                "id": self.examples.ids[i],
+                "image": str(self.examples.images[i]),
+                "before": round(float(unchanged[i]), 4),
+                "after": round(float(scores[chosen][i]), 4),
+            }
             for i in everyone
-        ]  # fmt: skip
-        self.chosen = chosen
+        ]
         return AdaptResult(
-            out=self.config.out, chosen=chosen, threshold=threshold, images=len(self.examples),
-            skipped=self.examples.skipped, estimates=estimates, recipe=recipe, seconds=0.0, notes=self.notes,
+            out=self.config.out,
+            chosen=chosen,
+            threshold=threshold,
+            boundary_offset=offset,
+            images=len(everyone),
+            skipped=self.examples.skipped,
+            estimates=estimates,
+            recipe=recipe,
+            seconds=0.0,
+            notes=self.notes,
             cases=sorted(cases, key=lambda c: c["after"]),
-        )  # fmt: skip
+        )
 
-    def _fine_tune(self, recipe: Recipe, cache: TrunkCache, rows: np.ndarray, seed: int, stage: str):
-        return finetune(
-            self.start, self.examples.inputs[rows], self.examples.masks[rows], self.normalisation, recipe,
-            self.precision, seed, lambda done, total: self.progress(stage, done, total), trunk=cache.subset(rows),
-        )  # fmt: skip
+    def _fine_tune(self, recipe: Recipe, rows: np.ndarray, seed: int, stage: str) -> SegmentationModel:
+        inputs, masks = self.examples.inputs[rows], self.examples.masks[rows]
+        on_step = lambda done, total: self.progress(stage, done, total)  # noqa: E731
+        return finetune(self.start, inputs, masks, self.normalisation, recipe, self.precision, seed, on_step)
 
     def pictures(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """An image's out-of-fold masks before and after (as the chosen candidate), and its truth, at report
         size."""
         source = crossval.FINE_TUNED if self.chosen == crossval.FINE_TUNED else crossval.UNCHANGED
-        before = postprocess_mask(self.small[crossval.UNCHANGED][row].astype(np.float32) > self.info.threshold)
-        after = postprocess_mask(self.small[source][row].astype(np.float32) > self.used[self.chosen][row])
-        return before, after, shrink(self.examples.truths[row], REPORT_SIDE)
+        masks = []
+        for name, probs in ((crossval.UNCHANGED, crossval.UNCHANGED), (self.chosen, source)):
+            threshold, offset = self.picked[name][row]
+            mask = postprocess_mask(self.small[probs][row].astype(np.float32) > threshold)
+            masks.append(offset_boundary(mask, offset))
+        return masks[0], masks[1], shrink(self.examples.truths[row], REPORT_SIDE)
 
-    def _elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def _affordable_recipe(self) -> tuple[Recipe | None, TrunkCache | None]:
-        """The recipe for this many images with its steps cut to what the time budget leaves for every fold
-        and the final fit, and the trunk's features it trains on; (None, None) where that is too few steps."""
+    def _affordable_recipe(self) -> Recipe | None:
+        """The fine-tune for this many images with its steps cut to what the time budget leaves for every fold
+        and the final fit, timed on a few steps; None (with a note) where that is fewer than MIN_STEPS."""
         recipe = recipe_for(len(self.examples))
-        cache = TrunkCache(
-            self.start, self.examples.inputs, self.examples.masks, self.normalisation, self.precision,
-            lambda d, t: self.progress("features", d, t),
-        )  # fmt: skip
         timed = time.monotonic()
-        probe = Recipe(**{**recipe.to_dict(), "steps": 5})
-        finetune(self.start, self.examples.inputs, self.examples.masks, self.normalisation, probe, self.precision,
-                 trunk=cache)  # fmt: skip
-        per_step = (time.monotonic() - timed) / probe.steps
-        folds = int(self.fold.max()) + 1
-        scoring = 2 * (timed - self.started) / max(1, folds)  # a rough allowance for scoring the held-out folds
-        left = self.config.time_budget - self._elapsed() - scoring
-        steps = min(recipe.steps, int(left / (per_step * (folds + 1))))
+        self._fine_tune(replace(recipe, steps=3), np.arange(len(self.examples)), self.config.seed, "timing")
+        per_step = (time.monotonic() - timed) / 3
+        left = self.config.time_budget * (1 - SCORING_SHARE) - (time.monotonic() - self.started)
+        steps = min(recipe.steps, int(left / (per_step * (self.folds + 1))))
         if steps < MIN_STEPS:
             self.notes.append(
-                f"no fine-tune tried: the time budget leaves {max(steps, 0)} steps per fold, fewer than {MIN_STEPS}"
-                f" ({per_step:.2f} s a step here); give more `time_budget`"
+                f"no fine-tune tried: the time budget leaves {max(steps, 0)} steps for each of {self.folds + 1}"
+                f" fine-tunes, fewer than {MIN_STEPS} ({per_step:.2f} s a step here); give more `time_budget`"
             )
-            return None, None
+            return None
         if steps < recipe.steps:
             self.notes.append(f"fine-tunes cut to {steps} steps (of {recipe.steps}) to fit the time budget")
-        return Recipe(**{**recipe.to_dict(), "steps": steps}), cache
+        return replace(recipe, steps=steps)
 
-    def _fine_tuned_table(self, recipe: Recipe, cache: TrunkCache) -> np.ndarray:
-        """Per-image Dice at every threshold of the models fine-tuned without each image's fold."""
-        table = np.empty((len(self.thresholds), len(self.examples)))
-        folds = int(self.fold.max()) + 1
-        for f in range(folds):
-            held = np.flatnonzero(self.fold == f)
-            kept = np.flatnonzero(self.fold != f)
-            model = self._fine_tune(recipe, cache, kept, self.config.seed + f, f"fold {f + 1}/{folds}")
+    def _fine_tuned_table(self, recipe: Recipe) -> np.ndarray:
+        """Per-image Dice at every setting of the models fine-tuned without each image's fold."""
+        table = np.empty((len(self.settings), len(self.examples)))
+        for f in range(self.folds):
+            held, kept = np.flatnonzero(self.fold == f), np.flatnonzero(self.fold != f)
+            model = self._fine_tune(recipe, kept, self.config.seed + f, f"fold {f + 1}/{self.folds}")
             table[:, held] = self._table(model, held, crossval.FINE_TUNED)
         return table
 
@@ -241,8 +240,9 @@ def _metadata(config: AdaptConfig, result: AdaptResult, run: _CrossValidation) -
         "skipped": len(result.skipped),
         "chosen": result.chosen,
         "threshold": result.threshold,
+        "boundary_offset": result.boundary_offset,
         "recipe": result.recipe.to_dict() if result.recipe else None,
-        "folds": int(run.fold.max()) + 1,
+        "folds": run.folds,
         "seed": config.seed,
         "cross_validation": {e.name: e.to_dict() for e in result.estimates},
         "precision": run.precision.name,
@@ -256,7 +256,8 @@ def _write_outputs(config: AdaptConfig, result: AdaptResult, run: _CrossValidati
     from skinseg.fileio import write_text
 
     result.metadata = _metadata(config, result, run)
-    info = replace(run.info, threshold=result.threshold, training={**run.info.training, "adapted": result.metadata})
+    training = {**run.info.training, "adapted": result.metadata}
+    info = replace(run.info, threshold=result.threshold, boundary_offset=result.boundary_offset, training=training)
     texts = {}
     if config.json_file is not None:
         texts[config.json_file] = json.dumps(

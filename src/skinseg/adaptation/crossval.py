@@ -3,9 +3,10 @@ rule that picks one.
 
 Folds hold the images out in turn. Each candidate gets an out-of-fold Dice per image:
 
-- `unchanged`: the starting model at its own threshold (nothing fitted);
-- `threshold`: the starting model at the threshold that scored best on the other folds;
-- `fine-tuned`: per fold, a model fine-tuned on the other folds, at the threshold that scored best on the other
+- `unchanged`: the starting model at its own threshold and boundary offset (nothing fitted);
+- `calibrated`: the starting model at the setting (threshold, boundary offset) that scored best on the other
+  folds;
+- `fine-tuned`: per fold, a model fine-tuned on the other folds, at the setting that scored best on the other
   folds' out-of-fold predictions.
 
 A candidate other than `unchanged` is chosen only where its gain over `unchanged` is sure: the lower end of the
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skinseg.adaptation.scoring import THRESHOLDS
+from skinseg.adaptation.scoring import Setting
 
-UNCHANGED, THRESHOLD, FINE_TUNED = "unchanged", "threshold", "fine-tuned"
-CANDIDATES = (UNCHANGED, THRESHOLD, FINE_TUNED)
+UNCHANGED, CALIBRATED, FINE_TUNED = "unchanged", "calibrated", "fine-tuned"
+CANDIDATES = (UNCHANGED, CALIBRATED, FINE_TUNED)
 CONFIDENCE = 0.95  # of every interval reported and of the rule
 BOOTSTRAP_SAMPLES = 2000
 
@@ -34,34 +35,30 @@ def folds_of(count: int, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def out_of_fold_threshold(
-    table: np.ndarray, fold: np.ndarray, thresholds: tuple[float, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Given per-image Dice at each of `thresholds` (a table (len(thresholds), N)), each image's Dice at the
-    threshold that scored best on the other folds, and that threshold."""
-    scores, picked = np.empty(table.shape[1]), np.empty(table.shape[1])
+def out_of_fold_setting(table: np.ndarray, fold: np.ndarray, settings: tuple[Setting, ...]) -> tuple[np.ndarray, list]:
+    """Given per-image Dice at each of `settings` (a table (len(settings), N)), each image's Dice at the setting
+    that scored best on the other folds, and that setting."""
+    scores, picked = np.empty(table.shape[1]), [settings[0]] * table.shape[1]
     for f in np.unique(fold):
-        held = fold == f
-        best = _best_row(table[:, ~held], thresholds)
-        scores[held], picked[held] = table[best, held], thresholds[best]
+        held = np.flatnonzero(fold == f)
+        best = _best_row(table[:, fold != f], settings)
+        scores[held] = table[best, held]
+        for i in held:
+            picked[i] = settings[best]
     return scores, picked
 
 
-def thresholds_with(own: float) -> tuple[float, ...]:
-    """The thresholds compared: THRESHOLDS and the model's own."""
-    return tuple(sorted({*THRESHOLDS, own}))
-
-
-def _best_row(table: np.ndarray, thresholds: tuple[float, ...]) -> int:
-    """The threshold with the highest mean Dice; ties (to 1e-6) go to the one nearest 0.5."""
+def _best_row(table: np.ndarray, settings: tuple[Setting, ...]) -> int:
+    """The setting with the highest mean Dice; ties (to 1e-6) go to the one nearest the middle (threshold 0.5,
+    no offset)."""
     means = table.mean(axis=1).round(6)
     best = np.flatnonzero(means == means.max())
-    return int(min(best, key=lambda i: abs(thresholds[i] - 0.5)))
+    return int(min(best, key=lambda i: abs(settings[i][0] - 0.5) / 0.05 + abs(settings[i][1]) / 0.01))
 
 
-def best_threshold(table: np.ndarray, thresholds: tuple[float, ...]) -> float:
-    """The threshold with the highest mean Dice over all images."""
-    return float(thresholds[_best_row(table, thresholds)])
+def best_setting(table: np.ndarray, settings: tuple[Setting, ...]) -> Setting:
+    """The setting with the highest mean Dice over all images."""
+    return settings[_best_row(table, settings)]
 
 
 def interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:

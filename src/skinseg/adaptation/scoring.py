@@ -1,18 +1,30 @@
 """Scoring a model on labelled examples as `segment` would use it: probabilities at the model's size, resized
-to each truth mask's size, thresholded, post-processed, and Dice per image."""
+to each truth mask's size, thresholded, post-processed, the outline offset, and Dice per image, for every
+setting (threshold, boundary offset) that a calibration may pick."""
 
 from __future__ import annotations
+
+from itertools import product
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skinseg.inference.postprocess import postprocess_mask
+from skinseg.inference.postprocess import offset_boundaries, postprocess_mask
 from skinseg.models.layers import SegmentationModel
 from skinseg.runtime.precision import Precision
 
-# The thresholds a calibration may pick from: the model's own 0.5 and steps either side.
-THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+# The outline moved by these fractions of the lesion's equivalent diameter (ModelInfo.boundary_offset).
+OFFSETS = (-0.08, -0.06, -0.045, -0.03, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03, 0.045, 0.06)
+Setting = tuple[float, float]  # (threshold, boundary offset)
+
+
+def settings_with(threshold: float, offset: float) -> tuple[Setting, ...]:
+    """Every (threshold, offset) compared: the grids, with the starting model's own values among them."""
+    thresholds = sorted({*THRESHOLDS, threshold})
+    offsets = sorted({*OFFSETS, offset})
+    return tuple(product(thresholds, offsets))
 
 
 @torch.inference_mode()
@@ -46,13 +58,16 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
 
 
-def dice_scores(probs: list[np.ndarray], truths: list[np.ndarray], threshold: float) -> np.ndarray:
-    """Per-image Dice of the post-processed masks at `threshold`."""
-    return np.array([dice(postprocess_mask(p > threshold), t) for p, t in zip(probs, truths, strict=True)])
-
-
-def threshold_table(
-    probs: list[np.ndarray], truths: list[np.ndarray], thresholds: tuple[float, ...] = THRESHOLDS
-) -> np.ndarray:
-    """Per-image Dice at each of `thresholds`: shape (len(thresholds), N)."""
-    return np.stack([dice_scores(probs, truths, t) for t in thresholds])
+def settings_table(probs: list[np.ndarray], truths: list[np.ndarray], settings: tuple[Setting, ...]) -> np.ndarray:
+    """Per-image Dice at each setting: shape (len(settings), N). Each threshold's mask is post-processed once
+    and its distances computed once for all its offsets."""
+    thresholds = sorted({t for t, _ in settings})
+    table = np.empty((len(settings), len(probs)))
+    for column, (prob, truth) in enumerate(zip(probs, truths, strict=True)):
+        for threshold in thresholds:
+            rows = [i for i, (t, _) in enumerate(settings) if t == threshold]
+            mask = postprocess_mask(prob > threshold)
+            offsets = tuple(settings[i][1] for i in rows)
+            for row, moved in zip(rows, offset_boundaries(mask, offsets), strict=True):
+                table[row, column] = dice(moved, truth)
+    return table

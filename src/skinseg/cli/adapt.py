@@ -42,10 +42,18 @@ def adapt(
     from skinseg.cli.progress import progress_bar
 
     config = AdaptConfig(
-        data=data, out=out_file, model=model, overwrite=overwrite, folds=folds,
-        time_budget=parse_duration(time_budget), seed=seed, device=device, precision=precision,
-        json_file=json_file, report=report,
-    )  # fmt: skip
+        data=data,
+        out=out_file,
+        model=model,
+        overwrite=overwrite,
+        folds=folds,
+        time_budget=parse_duration(time_budget),
+        seed=seed,
+        device=device,
+        precision=precision,
+        json_file=json_file,
+        report=report,
+    )
     with progress_bar(console, "Adapting") as advance:
         result = adapt(config, on_progress=lambda stage, done, total: advance(done, total, stage))
     out.print(adapt_table(result))
@@ -53,12 +61,16 @@ def adapt(
         console.print(f"[yellow]skipped[/] {literal(str(path))}: {literal(reason)}", soft_wrap=True, highlight=False)
     for note in result.notes:
         console.print(literal(note), soft_wrap=True, highlight=False)
-    out.print(f"{VERDICTS[result.chosen]}; wrote {literal(str(result.out))}", soft_wrap=True, highlight=False)
+    setting = f"threshold {result.threshold:g}, boundary offset {result.boundary_offset:+g}"
+    out.print(
+        f"{VERDICTS[result.chosen]} ({setting}); wrote {literal(str(result.out))}", soft_wrap=True, highlight=False
+    )
 
 
 VERDICTS = {
     "fine-tuned": "adapting helps: the fine-tuned model is written",
-    "threshold": "a new threshold helps (fine-tuning added no sure gain): the starting model is written with it",
+    "calibrated": "a new threshold and outline offset help (fine-tuning added no sure gain): the starting model is"
+    " written with them",
     "unchanged": "no sure gain on your images: the starting model is written unchanged",
 }
 

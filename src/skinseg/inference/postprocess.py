@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -17,3 +19,32 @@ def postprocess_mask(mask: np.ndarray) -> np.ndarray:
     background = label(~lesion, connectivity=1)
     edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
     return lesion | (~lesion & ~np.isin(background, edge[edge > 0]))
+
+
+def equivalent_diameter(mask: np.ndarray) -> float:
+    """The diameter of the disc with the mask's area, in pixels."""
+    return float(2.0 * np.sqrt(mask.sum() / np.pi))
+
+
+def offset_boundary(mask: np.ndarray, offset: float) -> np.ndarray:
+    """The mask's outline moved out (offset > 0) or in (< 0) by `offset` times its equivalent diameter, by the
+    Euclidean distance to the outline; a lesion moved in to nothing keeps its deepest pixels."""
+    return next(offset_boundaries(mask, (offset,)))
+
+
+def offset_boundaries(mask: np.ndarray, offsets: tuple[float, ...]) -> Iterator[np.ndarray]:
+    """offset_boundary of one mask for each of `offsets`, its distances computed once."""
+    from scipy.ndimage import distance_transform_edt
+
+    diameter = equivalent_diameter(mask)
+    outside = inside = None
+    for offset in offsets:
+        if not offset or not mask.any():
+            yield mask
+        elif offset > 0:
+            outside = distance_transform_edt(~mask) if outside is None else outside
+            yield outside <= offset * diameter
+        else:
+            inside = distance_transform_edt(mask) if inside is None else inside
+            kept = inside > -offset * diameter
+            yield kept if kept.any() else inside >= inside.max()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from skinseg.data.images import decode_rgb, resize_rgb
 from skinseg.errors import SkinsegError, check_threshold
 from skinseg.inference.model_run import ModelRun
-from skinseg.inference.postprocess import postprocess_mask
+from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.reference import model_label
 from skinseg.models.weights import load_model
 from skinseg.runtime.device import resolve_device
@@ -86,6 +86,7 @@ class Segmenter:
             ("architecture", f"{info.config.architecture}, input {info.input_size} px, skinseg {info.version}"),
             ("training", trained or None),
             ("threshold", f"{self.threshold:g}"),
+            ("boundary offset", f"{info.boundary_offset:+g} of the diameter" if info.boundary_offset else None),
             ("TTA", "on (4 flips)" if self.tta else "off"),
             ("post-processing", "largest lesion, holes filled" if self.postprocess else "off"),
             ("precision", self.precision.name),
@@ -133,7 +134,11 @@ class Segmenter:
 
     def masks_from(self, probabilities: list[np.ndarray]) -> list[np.ndarray]:
         masks = [prob > self.threshold for prob in probabilities]
-        return [postprocess_mask(m) for m in masks] if self.postprocess else masks
+        if self.postprocess:
+            masks = [postprocess_mask(m) for m in masks]
+        if self.info.boundary_offset:
+            masks = [offset_boundary(m, self.info.boundary_offset) for m in masks]
+        return masks
 
     def masks(self, images: list[np.ndarray]) -> list[np.ndarray]:
         return self.masks_from(self.probabilities(images))

@@ -7,7 +7,6 @@ segmentation heads at three levels that are upscaled and summed (deep supervisio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -100,11 +99,6 @@ class ImprovedUNet(SegmentationModel):
         self.segmentation_heads = nn.ModuleList(nn.Conv2d(w, config.out_channels, 1) for w in head_widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.trunk(x))
-
-    def trunk(self, x: torch.Tensor) -> TrunkFeatures:
-        """All but the top level of the decoder: what `tail` reads. A fine-tune of the tail alone runs the trunk
-        once per image and keeps its output (skinseg.adaptation)."""
         height, width = x.shape[-2:]
         x = pad_to_multiple(x, self.size_multiple)
 
@@ -117,32 +111,16 @@ class ImprovedUNet(SegmentationModel):
 
         levels = self.config.depth
         decoder_outputs = []
-        for step, up in enumerate(self.upsamples[:-1]):
+        for step, up in enumerate(self.upsamples):
             x = torch.cat([up(x), skips[levels - 2 - step]], dim=1)
-            x = self.localization[step](x)
+            x = self.localization[step](x) if step < len(self.localization) else self.top(x)
             decoder_outputs.append(x)
-        headed = decoder_outputs[len(decoder_outputs) - (self.config.segmentation_levels - 1) :]
-        return TrunkFeatures(headed if self.config.segmentation_levels > 1 else [], x, skips[0], (height, width))
 
-    def tail(self, features: TrunkFeatures) -> torch.Tensor:
-        """The top level of the decoder and the segmentation heads: logits from the trunk's features."""
-        x = self.top(torch.cat([self.upsamples[-1](features.last), features.skip], dim=1))
         # Deep supervision: heads at the last `segmentation_levels` decoder outputs, upscaled and summed.
+        wanted = decoder_outputs[-self.config.segmentation_levels :]
         logits = None
-        for head, level in zip(self.segmentation_heads, [*features.headed, x], strict=False):
-            seg = head(level)
+        for head, features in zip(self.segmentation_heads, wanted, strict=False):
+            seg = head(features)
             logits = seg if logits is None else F.interpolate(logits, scale_factor=2, mode="nearest") + seg
         assert logits is not None  # segmentation_levels >= 1
-        height, width = features.size
         return logits[..., :height, :width]
-
-
-@dataclass
-class TrunkFeatures:
-    """What the top of the decoder reads: the lower decoder outputs that have heads (coarsest first), the last
-    of them, the first skip connection, and the input's own (height, width)."""
-
-    headed: list[torch.Tensor]
-    last: torch.Tensor
-    skip: torch.Tensor
-    size: tuple[int, int]

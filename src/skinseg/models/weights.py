@@ -38,8 +38,12 @@ class ModelInfo:
     threshold: float = 0.5
     version: str = __version__
     training: dict = field(default_factory=dict)
+    # Each mask's outline moved out (> 0) or in (< 0) by this fraction of its equivalent diameter, after
+    # thresholding and post-processing: a site's outlining convention, as `adapt` calibrates it.
+    boundary_offset: float = 0.0
 
     def to_json(self) -> str:
+        offset = {"boundary_offset": self.boundary_offset} if self.boundary_offset else {}
         return json.dumps(
             {
                 "format": FORMAT,
@@ -48,6 +52,7 @@ class ModelInfo:
                 "input_size": self.input_size,
                 "normalisation": {"mean": list(self.mean), "std": list(self.std)},
                 "threshold": self.threshold,
+                **offset,
                 "skinseg_version": self.version,
                 "training": self.training,
             }
@@ -180,6 +185,7 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
             threshold=float(meta["threshold"]),
             version=str(meta.get("skinseg_version", "?")),
             training=dict(meta.get("training") or {}),
+            boundary_offset=_number(meta.get("boundary_offset", 0.0), "boundary_offset"),
         )
         _check_ranges(info)
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
@@ -189,6 +195,15 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
 
 MIN_STD = 0.1  # of the normalisation, on the 0-255 scale: a tenth of a grey level
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names; weights cast to integers would load as zeros
+
+
+MAX_BOUNDARY_OFFSET = 0.25  # of the lesion's equivalent diameter: more would erase or double a lesion
+
+
+def _number(value, name: str) -> float:
+    if not _is_number(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 def _whole_number(value) -> int:
@@ -214,6 +229,11 @@ def _check_ranges(info: ModelInfo) -> None:
         raise ValueError(f"normalisation std must be between {MIN_STD} and 255, got {list(info.std)}")
     if not 0.0 < info.threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {info.threshold}")
+    if not abs(info.boundary_offset) <= MAX_BOUNDARY_OFFSET:  # nan fails too
+        raise ValueError(
+            f"boundary_offset must be between -{MAX_BOUNDARY_OFFSET} and {MAX_BOUNDARY_OFFSET},"
+            f" got {info.boundary_offset}"
+        )
 
 
 def load_model(
