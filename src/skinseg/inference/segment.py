@@ -13,24 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from skinseg.data.images import load_mask, load_rgb, save_mask_png, save_png
+from skinseg.data.images import load_mask, load_rgb
 from skinseg.errors import SkinsegError
 from skinseg.fileio import interrupts_held
 from skinseg.inference.coco import CocoFile
 from skinseg.inference.config import SegmentConfig
-from skinseg.inference.crops import lesion_crop
+from skinseg.inference.outputs import CropWriter, Segmented, Writer, crop_writer, writers_for
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
-from skinseg.inputs import CROP, OVERLAY, PROBABILITY, collect_inputs, output_paths, picture_path
+from skinseg.inputs import collect_inputs, output_paths
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
-
-
-def _sibling(target: Path, source: Path, suffix: str) -> Path:
-    return picture_path(target.parent, source, suffix)
 
 
 @dataclass
@@ -71,20 +67,14 @@ def _read(source: Path, segmenter: Segmenter, whole: bool) -> tuple[Path, Decode
         return source, None, str(exc).removeprefix(f"{source}: ")
 
 
-def _crop_path(config: SegmentConfig, source: Path) -> Path:
-    assert config.crops is not None
-    return picture_path(config.crops, source, CROP)
-
-
-def _outputs_of(config: SegmentConfig, source: Path, target: Path) -> list[Path]:
+def _outputs_of(writers: list[Writer], source: Path, target: Path) -> list[Path]:
     """The files one image gives from its segmentation: its mask, and its overlay and probability map when asked
     for. (Its crop is cut from its mask, so a crop that is missing does not make an image be segmented again.)"""
-    suffixes = [suffix for suffix, on in ((OVERLAY, config.overlay), (PROBABILITY, config.probabilities)) if on]
-    return [target, *(_sibling(target, source, suffix) for suffix in suffixes)]
+    return [writer.path(source, target) for writer in writers if writer.from_segmentation]
 
 
-def _crops_of(config: SegmentConfig, source: Path) -> list[Path]:
-    return [_crop_path(config, source)] if config.crops is not None else []
+def _cut_from_mask(writers: list[Writer], source: Path, target: Path) -> list[Path]:
+    return [writer.path(source, target) for writer in writers if not writer.from_segmentation]
 
 
 @dataclass
@@ -98,10 +88,12 @@ class SegmentPlan:
     kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (`skip_existing`)
     existing: list[tuple[Path, Path]] = field(default_factory=list)  # (image, mask) skipped: all there
     files: Plan = field(default_factory=lambda: Plan("segment"))  # every file read and written, checked
+    writers: list[Writer] = field(default_factory=list)  # one per file an image gives (inference.outputs)
 
 
 def _files_plan(
     config: SegmentConfig,
+    writers: list[Writer],
     inputs: list[Path],
     pairs: list[tuple[Path, Path]],
     summary: Path | None,
@@ -128,7 +120,7 @@ def _files_plan(
     if coco is not None:  # written whole at the end, with the masks kept by `skip_existing` too
         plan.write(coco, "`coco`", continued=config.skip_existing, lock=True, suffixes=(".json",))
     for source, target in pairs:
-        for path in [*_outputs_of(config, source, target), *_crops_of(config, source)]:
+        for path in (writer.path(source, target) for writer in writers):
             plan.write(path, "mask" if path == target else "output", continued=True)
     return plan
 
@@ -146,7 +138,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     coco = _rank_path(config.coco, rank, world) if config.coco else None
     if summary and summary.suffix.lower() not in (".csv", ".json"):
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
-    files = _files_plan(config, inputs, pairs, summary, report, coco)
+    writers = writers_for(config)
+    files = _files_plan(config, writers, inputs, pairs, summary, report, coco)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
         rows_kept(summary, summary_columns(config.measure))  # one that cannot be continued: said now
@@ -154,8 +147,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     existing: list[tuple[Path, Path]] = []
     kept: set[Path] = set()
     for source, target in pairs:
-        outputs = _outputs_of(config, source, target)
-        there = [p for p in [*outputs, *_crops_of(config, source)] if p.exists()]
+        outputs = _outputs_of(writers, source, target)
+        there = [p for p in [*outputs, *_cut_from_mask(writers, source, target)] if p.exists()]
         if config.skip_existing and all(p.exists() for p in outputs):  # a missing crop is cut from the kept mask
             result.existing.append(source)
             existing.append((source, target))
@@ -165,7 +158,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         else:
             todo.append((source, target))
             kept.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
-    return SegmentPlan(todo, summary, report, coco, kept, existing, files)
+    return SegmentPlan(todo, summary, report, coco, kept, existing, files, writers)
 
 
 def segment_paths(
@@ -203,7 +196,7 @@ def segment_paths(
                         continue
                 measures = _measures(config, source, image, mask, prob, segmenter.threshold, result)
                 with interrupts_held():  # a mask is never written without its summary row
-                    _write_outputs(plan, config, source, target, image, prob, mask, result)
+                    _write_outputs(plan, Segmented(source, target, image, prob, mask), result)
                     result.rows.append({**summary_row(source, target, mask, prob, seconds), **measures})
                     rows_out.add(result.rows[-1])
                 (result.completed if target in plan.kept else result.written).append(target)
@@ -251,12 +244,12 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
     the report."""
     from skinseg.reporting.html import segment_page, write_page
 
-    for source, target in plan.existing if coco is not None or config.crops is not None else []:
+    cropper = crop_writer(plan.writers)
+    for source, target in plan.existing if coco is not None or cropper is not None else []:
         try:
             mask = load_mask(target)
-            crop_missing = config.crops is not None and not _crop_path(config, source).exists()
-            if crop_missing:
-                _write_crop(config, source, load_rgb(source), mask, result)
+            if cropper is not None and not cropper.path(source, target).exists():
+                _write_crop(cropper, Segmented(source, target, load_rgb(source), None, mask), result)
         except SkinsegError as exc:
             result.failed.append((source, f"kept by `skip_existing`, but not read again for `coco` or `crops`: {exc}"))
             continue
@@ -298,38 +291,21 @@ def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int,
                 yield source, d.image, prob, mask, seconds
 
 
-def _write_outputs(
-    plan: SegmentPlan,
-    config: SegmentConfig,
-    source: Path,
-    target: Path,
-    image: np.ndarray | None,
-    prob: np.ndarray,
-    mask: np.ndarray,
-    result: SegmentResult,
-) -> None:
-    """The mask, and the overlay, probability map and crop where asked for; none that the plan keeps. An image
-    without a lesion has no crop: it goes to `result.uncropped`."""
-    from skinseg.reporting.figures import overlay_image
-
-    if target not in plan.kept:
-        save_mask_png(mask, target)
-    if config.overlay and image is not None and (overlay := _sibling(target, source, OVERLAY)) not in plan.kept:
-        save_png(overlay_image(image, mask), overlay)
-    if config.probabilities and (probability := _sibling(target, source, PROBABILITY)) not in plan.kept:
-        save_png(np.round(prob * 255).astype(np.uint8), probability)
-    if config.crops is not None and image is not None and _crop_path(config, source) not in plan.kept:
-        _write_crop(config, source, image, mask, result)
+def _write_outputs(plan: SegmentPlan, item: Segmented, result: SegmentResult) -> None:
+    """The files of one image, each by its writer (the mask, and the overlay, probability map and crop where asked
+    for); none that the plan keeps. An image without a lesion has no crop: it goes to `result.uncropped`."""
+    for writer in plan.writers:
+        if writer.path(item.source, item.target) in plan.kept or (writer.needs_image and item.image is None):
+            continue
+        if isinstance(writer, CropWriter):
+            _write_crop(writer, item, result)
+        else:
+            writer.write(item)
 
 
-def _write_crop(config: SegmentConfig, source: Path, image: np.ndarray, mask: np.ndarray, result) -> None:
+def _write_crop(cropper: CropWriter, item: Segmented, result: SegmentResult) -> None:
     """The lesion's crop, or, without a lesion, the image in `result.uncropped`."""
-    crop = lesion_crop(image, mask, config.crop_margin, config.crop_size, config.crop_square)
-    if crop is None:
-        result.uncropped.append(source)
-    else:
-        save_png(crop, _crop_path(config, source))
-        result.cropped.append(source)
+    (result.cropped if cropper.write(item) else result.uncropped).append(item.source)
 
 
 def _rank_path(path: Path, rank: int, world: int) -> Path:
