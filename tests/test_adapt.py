@@ -164,8 +164,16 @@ def test_out_of_fold_settings_never_see_their_own_fold():
     table = np.zeros((3, 6))
     table[0, fold == 0] = 1.0  # (0.3, 0) is best on fold 0 alone, (0.5, -0.03) on fold 1 alone
     table[2, fold == 1] = 1.0
-    scores, picked = crossval.out_of_fold_setting(table, fold, settings)
+    scores, picked = crossval.out_of_fold_setting(table, fold, settings, own=(0.5, 0.0))
     assert [picked[i] for i in np.flatnonzero(fold == 0)] == [(0.5, -0.03)] * 3
     assert [picked[i] for i in np.flatnonzero(fold == 1)] == [(0.3, 0.0)] * 3
     assert not scores.any()
     assert sorted(np.bincount(crossval.folds_of(11, 3, seed=1))) == [3, 4, 4]
+
+
+def test_a_setting_barely_better_than_the_models_own_is_not_picked():
+    settings = ((0.5, 0.0), (0.7, -0.04))
+    table = np.array([[0.90, 0.90], [0.901, 0.9014]])  # 0.0012 better: within the tolerance
+    assert crossval.best_setting(table, settings, own=(0.5, 0.0)) == (0.5, 0.0)
+    table[1] += 0.01
+    assert crossval.best_setting(table, settings, own=(0.5, 0.0)) == (0.7, -0.04)

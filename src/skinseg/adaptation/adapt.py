@@ -148,13 +148,15 @@ class _CrossValidation:
         if recipe is not None:
             tables[crossval.FINE_TUNED] = self._fine_tuned_table(recipe)
         for name, table in tables.items():
-            scores[name], self.picked[name] = crossval.out_of_fold_setting(table, self.fold, self.settings)
+            scores[name], self.picked[name] = crossval.out_of_fold_setting(
+                table, self.fold, self.settings, self.settings[self.own]
+            )
         estimates = [crossval.estimate(name, values, unchanged) for name, values in scores.items()]
         self.chosen = chosen = crossval.choose(estimates).name
         self.model: SegmentationModel = self.start
         threshold, offset = self.settings[self.own]
         if chosen != crossval.UNCHANGED:
-            threshold, offset = crossval.best_setting(tables[chosen], self.settings)
+            threshold, offset = crossval.best_setting(tables[chosen], self.settings, self.settings[self.own])
         if chosen == crossval.FINE_TUNED and recipe is not None:
             self.model = self._fine_tune(recipe, everyone, self.config.seed, "final")
         cases = [
