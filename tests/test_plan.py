@@ -446,12 +446,12 @@ def test_a_run_killed_before_its_first_epoch_is_replaced_by_the_same_command(tra
 
 
 def test_a_json_summary_cut_inside_its_last_row_is_continued_without_it(tmp_path):
-    from skinseg.inference.summary import rows_kept
+    from skinseg.inference.summary import continued_rows
 
     row = json.dumps(dict.fromkeys(SUMMARY_COLUMNS, 1))
     path = tmp_path / "s.json"
     path.write_text(f"[\n {row},\n {row[:20]}")
-    length, count = rows_kept(path)
+    length, count = continued_rows(path)
     assert count == 1 and path.read_bytes()[:length].decode() == f"[\n {row}"
     path.write_text("")
-    assert rows_kept(path) is None  # empty: written anew
+    assert continued_rows(path) is None  # empty: written anew

@@ -20,7 +20,7 @@ from skinseg.inference.coco import CocoFile
 from skinseg.inference.config import SegmentConfig
 from skinseg.inference.outputs import CropWriter, Segmented, Writer, crop_writer, writers_for
 from skinseg.inference.segmenter import Segmenter, segmenter_for
-from skinseg.inference.summary import SummaryWriter, rows_kept, summary_columns, summary_row
+from skinseg.inference.summary import SummaryWriter, continued_rows, summary_columns, summary_row
 from skinseg.inputs import collect_inputs, output_paths
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
@@ -85,7 +85,7 @@ class SegmentPlan:
     summary: Path | None
     report: Path | None
     coco: Path | None = None
-    kept: set[Path] = field(default_factory=set)  # outputs there already, left as they are (`skip_existing`)
+    left: set[Path] = field(default_factory=set)  # outputs there already, left as they are (`skip_existing`)
     existing: list[tuple[Path, Path]] = field(default_factory=list)  # (image, mask) skipped: all there
     files: Plan = field(default_factory=lambda: Plan("segment"))  # every file read and written, checked
     writers: list[Writer] = field(default_factory=list)  # one per file an image gives (inference.outputs)
@@ -142,10 +142,10 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     files = _files_plan(config, writers, inputs, pairs, summary, report, coco)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
-        rows_kept(summary, summary_columns(config.measure))  # one that cannot be continued: said now
+        continued_rows(summary, summary_columns(config.measure))  # one that cannot be continued: said now
     todo: list[tuple[Path, Path]] = []
     existing: list[tuple[Path, Path]] = []
-    kept: set[Path] = set()
+    left: set[Path] = set()
     for source, target in pairs:
         outputs = _outputs_of(writers, source, target)
         there = [p for p in [*outputs, *_cut_from_mask(writers, source, target)] if p.exists()]
@@ -157,8 +157,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
             result.failed.append((source, f"output {there[0]} exists (use {hint})"))
         else:
             todo.append((source, target))
-            kept.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
-    return SegmentPlan(todo, summary, report, coco, kept, existing, files, writers)
+            left.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
+    return SegmentPlan(todo, summary, report, coco, left, existing, files, writers)
 
 
 def segment_paths(
@@ -188,7 +188,7 @@ def segment_paths(
             target_of = dict(plan.todo)
             for source, image, prob, mask, seconds in segmented:
                 target = target_of[source]
-                if target in plan.kept and (config.crops or plan.coco or config.measure):
+                if target in plan.left and (config.crops or plan.coco or config.measure):
                     try:  # `skip_existing` kept the mask: the crop, the COCO entry and the measurements follow it
                         mask = load_mask(target)
                     except SkinsegError as exc:
@@ -199,7 +199,7 @@ def segment_paths(
                     _write_outputs(plan, Segmented(source, target, image, prob, mask), result)
                     result.rows.append({**summary_row(source, target, mask, prob, seconds), **measures})
                     rows_out.add(result.rows[-1])
-                (result.completed if target in plan.kept else result.written).append(target)
+                (result.completed if target in plan.left else result.written).append(target)
                 if cases is not None:
                     cases.add(
                         source.name,
@@ -295,7 +295,7 @@ def _write_outputs(plan: SegmentPlan, item: Segmented, result: SegmentResult) ->
     """The files of one image, each by its writer (the mask, and the overlay, probability map and crop where asked
     for); none that the plan keeps. An image without a lesion has no crop: it goes to `result.uncropped`."""
     for writer in plan.writers:
-        if writer.path(item.source, item.target) in plan.kept or (writer.needs_image and item.image is None):
+        if writer.path(item.source, item.target) in plan.left or (writer.needs_image and item.image is None):
             continue
         if isinstance(writer, CropWriter):
             _write_crop(writer, item, result)

@@ -70,19 +70,19 @@ class SummaryWriter:
     def __enter__(self) -> SummaryWriter:
         if self.path is None:
             return self
-        kept = rows_kept(self.path, self.columns) if self.continued else None
+        continued = continued_rows(self.path, self.columns) if self.continued else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if kept:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
+            if continued:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
                 with open(self.path, "r+b") as whole:
-                    whole.truncate(kept[0])
+                    whole.truncate(continued[0])
             self.file = open(  # closed in __exit__
-                self.path, "a" if kept else "w", encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline=""
+                self.path, "a" if continued else "w", encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline=""
             )
         except OSError as exc:
             raise SkinsegError(f"cannot write the summary: {exc.strerror or exc}", self.path) from None
-        if kept:
-            self.count = kept[1]
+        if continued:
+            self.count = continued[1]
         else:
             self._write("[" if self.json else ",".join(self.columns) + "\r\n")
         return self
@@ -122,7 +122,7 @@ def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
 
 
-def rows_kept(path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> tuple[int, int] | None:
+def continued_rows(path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> tuple[int, int] | None:
     """Where a summary being continued ends (in bytes) and how many rows it holds (None: it is empty, and is
     written anew); a row that a kill -9 cut short is dropped. One without these `columns` is refused, so that
     rows of two kinds never mix."""

@@ -49,7 +49,7 @@ class Engine:
     average: WeightAverage | None = None  # with `ema`: the averaged weights
 
     @property
-    def kept(self) -> SegmentationModel:
+    def saved(self) -> SegmentationModel:
         """The weights a run validates and saves: the average with `ema`, else the trained model itself."""
         return self.average.model if self.average else self.model
 

@@ -170,7 +170,7 @@ def start_run(
     engine.start_average(config.ema)
     if config.resume:
         restored, restored_info = load_model(run_dir / "last.safetensors", device)
-        engine.kept.load_state_dict(restored.state_dict())  # with `ema`, the average; the trained weights follow
+        engine.saved.load_state_dict(restored.state_dict())  # with `ema`, the average; the trained weights follow
         use_normalisation(data, restored_info)
         state = RunState.load(run_dir, engine.optimizer, state.selected_on, engine.model if engine.average else None)
     schedule = Schedule.of(

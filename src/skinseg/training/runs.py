@@ -298,8 +298,8 @@ def save_epoch(
     matplotlib imported: a KeyboardInterrupt inside an import can surface as another error)."""
     with interrupts_held():
         if improved:
-            save_model(engine.kept, run_dir / "best.safetensors", info)
-        save_model(engine.kept, run_dir / "last.safetensors", info)
+            save_model(engine.saved, run_dir / "best.safetensors", info)
+        save_model(engine.saved, run_dir / "last.safetensors", info)
         state.save(run_dir, engine.optimizer, engine.model if engine.average else None)
         write_csv(run_dir / "metrics.csv", state.history, columns)
         if curves:

@@ -36,7 +36,7 @@ def validate(
     context: distributed.Context = distributed.Context(),
 ) -> Validation:
     """Loss, Dice and accuracy of the model on a split's images, summed across ranks."""
-    model, device = engine.kept, arrays.device
+    model, device = engine.saved, arrays.device
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     for start in range(0, len(arrays), batch_size):
