@@ -12,16 +12,19 @@ from PIL import Image
 
 from skinseg.adaptation import AdaptConfig, adapt, crossval
 from skinseg.adaptation.examples import MIN_PAIRS
-from skinseg.data.images import decode_rgb, save_mask_png
+from skinseg.adaptation.scoring import dice
+from skinseg.data.images import decode_rgb, load_mask, save_mask_png
 from skinseg.data.synthetic import write_synthetic_dataset
 from skinseg.errors import ConfigError
 from skinseg.inference import Segmenter
+from skinseg.inference.postprocess import offset_boundary
 from skinseg.models.weights import load_model, read_info
 from test_cli import invoke
 
 
-def own_masks_set(folder: Path, model: Path, count: int = 10) -> Path:
-    """Synthetic images whose masks are `model`'s own predictions: nothing can score better than the model."""
+def own_masks_set(folder: Path, model: Path, count: int = 10, offset: float = 0.0) -> Path:
+    """Synthetic images whose masks are `model`'s own predictions (nothing can score better than the model), or
+    those predictions with their outlines moved by `offset` of the lesion's diameter."""
     raw = write_synthetic_dataset(folder / "raw", count=count + 6, size=48, seed=7)
     segmenter = Segmenter(model, device="cpu")
     kept = 0
@@ -29,7 +32,7 @@ def own_masks_set(folder: Path, model: Path, count: int = 10) -> Path:
         mask_path = raw / "masks" / f"{image.stem}_segmentation.png"
         mask = segmenter.masks([decode_rgb(image)[0]])[0]
         if mask.any() and kept < count:
-            save_mask_png(mask, mask_path)
+            save_mask_png(offset_boundary(mask, offset), mask_path)
             kept += 1
         else:
             image.unlink()
@@ -49,6 +52,7 @@ def test_a_set_where_adapting_cannot_help_gets_the_starting_model_back(tmp_path,
     start, start_info = load_model(tiny_model_path)
     adapted, adapted_info = load_model(out)
     assert adapted_info.threshold == start_info.threshold
+    assert adapted_info.boundary_offset == start_info.boundary_offset == 0.0
     for name, tensor in start.state_dict().items():
         assert np.array_equal(tensor.numpy(), adapted.state_dict()[name].numpy()), name
 
@@ -89,12 +93,36 @@ def test_the_written_model_records_where_it_came_from(tmp_path, tiny_model_path,
     assert segmented.exit_code == 0, segmented.output
 
 
+def test_outlines_drawn_looser_are_learned_as_an_offset_and_the_file_reproduces_what_was_scored(
+    tmp_path, tiny_model_path
+):
+    data = own_masks_set(tmp_path, tiny_model_path, count=10, offset=0.04)
+    out = tmp_path / "looser.safetensors"
+    result = adapt(AdaptConfig(data=data, out=out, model=tiny_model_path, device="cpu", folds=5, time_budget=1))
+    assert "no fine-tune tried" in " ".join(result.notes)
+    assert result.chosen == crossval.CALIBRATED and result.boundary_offset == 0.04
+    assert read_info(out).boundary_offset == 0.04 and read_info(out).threshold == result.threshold
+    segmenter = Segmenter(out, device="cpu")
+    images = sorted((data / "images").iterdir())
+    masks = segmenter.masks([decode_rgb(image)[0] for image in images])
+    truths = [load_mask(data / "masks" / f"{image.stem}_segmentation.png") for image in images]
+    assert np.mean([dice(m, t) for m, t in zip(masks, truths, strict=True)]) > 0.99
+
+
 def test_the_same_data_gives_the_same_fingerprint_in_any_order(tmp_path, tiny_model_path):
     data = own_masks_set(tmp_path, tiny_model_path, count=6)
     first = adapt(AdaptConfig(data=data, out=tmp_path / "a.safetensors", model=tiny_model_path, folds=2, time_budget=1))
     assert "no fine-tune tried" in " ".join(first.notes)
+    for name in ("images", "masks"):  # the same pairs under other names of the folders' files, listed in reverse
+        for path in (data / name).iterdir():
+            path.rename(path.with_name(path.name.replace("case_", "zz_case_")))
     again = adapt(AdaptConfig(data=data, out=tmp_path / "b.safetensors", model=tiny_model_path, folds=2, time_budget=1))
-    assert first.metadata["data_fingerprint"] == again.metadata["data_fingerprint"]
+    assert first.metadata["data_fingerprint"] != again.metadata["data_fingerprint"]  # the ids are part of it
+    for name in ("images", "masks"):
+        for path in (data / name).iterdir():
+            path.rename(path.with_name(path.name.replace("zz_case_", "case_")))
+    third = adapt(AdaptConfig(data=data, out=tmp_path / "c.safetensors", model=tiny_model_path, folds=3, time_budget=1))
+    assert third.metadata["data_fingerprint"] == first.metadata["data_fingerprint"]
 
 
 def test_fewer_than_the_minimum_of_pairs_is_one_line_naming_the_folder(tmp_path, tiny_model_path):

@@ -35,6 +35,10 @@ def test_a_lesion_moved_in_to_nothing_keeps_its_deepest_pixels_and_an_empty_mask
     assert kept.any() and np.array_equal(np.flatnonzero(kept.any(axis=1)), [6]) and kept[6, 11:49].all()
     empty = np.zeros((10, 10), bool)
     assert not offset_boundary(empty, 0.1).any()
+    full = np.ones((50, 60), bool)  # no outline inside the image: moved in from its edge, evenly
+    inner = offset_boundary(full, -0.04)
+    assert inner[3:-3, 3:-3].all() and not inner[:2].any() and not inner[:, -2:].any()
+    assert offset_boundary(full, 0.04).all()
 
 
 def test_the_offset_round_trips_and_every_segmenter_applies_it(tmp_path, tiny_model_path):
@@ -46,7 +50,9 @@ def test_the_offset_round_trips_and_every_segmenter_applies_it(tmp_path, tiny_mo
     image[16:48, 16:48] = (90, 60, 40)
     plain = Segmenter(tiny_model_path, device="cpu")
     probability = plain.probabilities([image])
-    expected = offset_boundary(plain.masks_from(probability)[0], -0.04)
+    plain_mask = plain.masks_from(probability)[0]
+    expected = offset_boundary(plain_mask, -0.04)
+    assert expected.any() and not np.array_equal(expected, plain_mask)
     assert np.array_equal(Segmenter(moved, device="cpu").masks_from(probability)[0], expected)
     assert ("boundary offset", "-0.04 of the diameter") in Segmenter(moved, device="cpu").facts(None)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skinseg import __version__
 from skinseg.adaptation import crossval
 from skinseg.adaptation.config import AdaptConfig
 from skinseg.adaptation.examples import Examples, load_examples
@@ -32,12 +33,12 @@ from skinseg.models.layers import SegmentationModel
 from skinseg.models.weights import ModelInfo, load_model, model_file, save_model
 from skinseg.plan import Plan
 from skinseg.reporting.figures import shrink
+from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import Precision, resolve_precision
 
 # on_progress(stage, done, total): stages "read", "score", "fold 1/5" ..., "final"
 Progress = Callable[[str, int, int], None]
-HTML_SUFFIXES = (".html", ".htm")
 REPORT_SIDE = 320  # the longer side of the report's pictures
 MIN_STEPS = 30  # a fine-tune cut below this by the time budget is not tried
 SCORING_SHARE = 0.15  # of the time budget kept for scoring the folds and writing
@@ -73,9 +74,11 @@ def plan_adapt(config: AdaptConfig) -> Plan:
     return plan
 
 
-def recipe_for(count: int) -> Recipe:
-    """The fine-tune for `count` labelled images: about 30 passes over a fold's images, at most 300 steps."""
-    return Recipe(trained="all", lr=1e-4, steps=min(300, max(30, round(30 * count * 0.8 / 8))), batch_size=8)
+def recipe_for(count: int, folds: int) -> Recipe:
+    """The fine-tune for `count` labelled images in `folds` folds: about 30 passes over a fold's training
+    images, at most 300 steps."""
+    trained_on = count * (folds - 1) / folds
+    return Recipe(trained="all", lr=1e-4, steps=min(300, max(30, round(30 * trained_on / 8))), batch_size=8)
 
 
 def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResult:
@@ -86,11 +89,13 @@ def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResu
         device = resolve_device(config.device)
         start, info = load_model(config.model, device)
         precision = resolve_precision(config.precision, device, job="train", size=info.input_size)
+        precision_notes = list(precision.notes)
         examples = load_examples(
             config.data, info.input_size, cache_root() / "adapt-unzipped", lambda d, t: progress("read", d, t)
         )
         run = _CrossValidation(config, start, info, examples, precision, progress, started)
         result = run.decide()
+        result.notes[:0] = precision_notes
         _write_outputs(config, result, run)
     result.seconds = time.monotonic() - started
     return result
@@ -145,13 +150,17 @@ class _CrossValidation:
         scores = {crossval.UNCHANGED: unchanged}
         self.picked[crossval.UNCHANGED] = [self.settings[self.own]] * len(everyone)
         recipe = self._affordable_recipe()
-        if recipe is not None:
-            tables[crossval.FINE_TUNED] = self._fine_tuned_table(recipe)
+        fine_tuned = self._fine_tuned_table(recipe) if recipe is not None else None
+        if fine_tuned is not None:
+            tables[crossval.FINE_TUNED] = fine_tuned
+        else:
+            recipe = None
         for name, table in tables.items():
             scores[name], self.picked[name] = crossval.out_of_fold_setting(
                 table, self.fold, self.settings, self.settings[self.own]
             )
-        estimates = [crossval.estimate(name, values, unchanged) for name, values in scores.items()]
+        compared = len(scores) - 1
+        estimates = [crossval.estimate(name, values, unchanged, compared) for name, values in scores.items()]
         self.chosen = chosen = crossval.choose(estimates).name
         self.model: SegmentationModel = self.start
         threshold, offset = self.settings[self.own]
@@ -183,9 +192,16 @@ class _CrossValidation:
             cases=sorted(cases, key=lambda c: c["after"]),
         )
 
-    def _fine_tune(self, recipe: Recipe, rows: np.ndarray, seed: int, stage: str) -> SegmentationModel:
+    def _fine_tune(
+        self, recipe: Recipe, rows: np.ndarray, seed: int, stage: str, tick: Callable[[], None] | None = None
+    ) -> SegmentationModel:
         inputs, masks = self.examples.inputs[rows], self.examples.masks[rows]
-        on_step = lambda done, total: self.progress(stage, done, total)  # noqa: E731
+
+        def on_step(done: int, total: int) -> None:
+            self.progress(stage, done, total)
+            if tick is not None:
+                tick()
+
         return finetune(self.start, inputs, masks, self.normalisation, recipe, self.precision, seed, on_step)
 
     def pictures(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -202,10 +218,17 @@ class _CrossValidation:
     def _affordable_recipe(self) -> Recipe | None:
         """The fine-tune for this many images with its steps cut to what the time budget leaves for every fold
         and the final fit, timed on a few steps; None (with a note) where that is fewer than MIN_STEPS."""
-        recipe = recipe_for(len(self.examples))
-        timed = time.monotonic()
-        self._fine_tune(replace(recipe, steps=3), np.arange(len(self.examples)), self.config.seed, "timing")
-        per_step = (time.monotonic() - timed) / 3
+        recipe = recipe_for(len(self.examples), self.folds)
+        timings: list[float] = []
+        self._fine_tune(
+            replace(recipe, steps=4),
+            np.arange(len(self.examples)),
+            self.config.seed,
+            "timing",
+            lambda: timings.append(time.monotonic()),
+        )
+        per_step = (timings[-1] - timings[0]) / (len(timings) - 1)  # the first step's setup left out
+        self.per_step = per_step
         left = self.config.time_budget * (1 - SCORING_SHARE) - (time.monotonic() - self.started)
         steps = min(recipe.steps, int(left / (per_step * (self.folds + 1))))
         if steps < MIN_STEPS:
@@ -218,10 +241,15 @@ class _CrossValidation:
             self.notes.append(f"fine-tunes cut to {steps} steps (of {recipe.steps}) to fit the time budget")
         return replace(recipe, steps=steps)
 
-    def _fine_tuned_table(self, recipe: Recipe) -> np.ndarray:
-        """Per-image Dice at every setting of the models fine-tuned without each image's fold."""
+    def _fine_tuned_table(self, recipe: Recipe) -> np.ndarray | None:
+        """Per-image Dice at every setting of the models fine-tuned without each image's fold; None (with a
+        note) where the folds run so late that the final fit would overrun the time budget."""
         table = np.empty((len(self.settings), len(self.examples)))
         for f in range(self.folds):
+            left = self.config.time_budget - (time.monotonic() - self.started)
+            if left < (self.folds - f + 1) * recipe.steps * self.per_step:
+                self.notes.append(f"fine-tune left out after {f} of {self.folds} folds: the time budget ran short")
+                return None
             held, kept = np.flatnonzero(self.fold == f), np.flatnonzero(self.fold != f)
             model = self._fine_tune(recipe, kept, self.config.seed + f, f"fold {f + 1}/{self.folds}")
             table[:, held] = self._table(model, held, crossval.FINE_TUNED)
@@ -248,6 +276,8 @@ def _metadata(config: AdaptConfig, result: AdaptResult, run: _CrossValidation) -
         "seed": config.seed,
         "cross_validation": {e.name: e.to_dict() for e in result.estimates},
         "precision": run.precision.name,
+        "time_budget": config.time_budget,
+        "skinseg_version": __version__,
     }
 
 
@@ -255,11 +285,17 @@ def _write_outputs(config: AdaptConfig, result: AdaptResult, run: _CrossValidati
     """Every output made in memory first, then written, each atomically: a failure leaves no part of them."""
     import json
 
-    from skinseg.fileio import write_text
+    from skinseg.fileio import interrupts_held, write_text
 
     result.metadata = _metadata(config, result, run)
     training = {**run.info.training, "adapted": result.metadata}
-    info = replace(run.info, threshold=result.threshold, boundary_offset=result.boundary_offset, training=training)
+    info = replace(
+        run.info,
+        threshold=result.threshold,
+        boundary_offset=result.boundary_offset,
+        training=training,
+        version=__version__,
+    )
     texts = {}
     if config.json_file is not None:
         texts[config.json_file] = json.dumps(
@@ -269,6 +305,7 @@ def _write_outputs(config: AdaptConfig, result: AdaptResult, run: _CrossValidati
         from skinseg.adaptation.report import adapt_page
 
         texts[config.report] = adapt_page(result, run.pictures)
-    save_model(run.model, config.out, info)
-    for path, text in texts.items():
-        write_text(path, text)
+    with interrupts_held():  # all of them or, interrupted before, none
+        save_model(run.model, config.out, info)
+        for path, text in texts.items():
+            write_text(path, text)

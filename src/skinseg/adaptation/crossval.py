@@ -10,7 +10,9 @@ Folds hold the images out in turn. Each candidate gets an out-of-fold Dice per i
   folds' out-of-fold predictions.
 
 A candidate other than `unchanged` is chosen only where its gain over `unchanged` is sure: the lower end of the
-bootstrap interval of the mean gain per image is above zero. Among those, the largest mean gain wins.
+bootstrap interval of the mean gain per image is above zero, the interval's error rate split between the
+candidates compared (Bonferroni), so that trying two does not double the chance of a false gain. Among the sure
+ones, the largest mean gain wins.
 """
 
 from __future__ import annotations
@@ -64,11 +66,11 @@ def best_setting(table: np.ndarray, settings: tuple[Setting, ...], own: Setting)
     return settings[_best_row(table, settings, own)]
 
 
-def interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """The percentile bootstrap interval (CONFIDENCE) of the mean of `values`."""
+def interval(values: np.ndarray, seed: int = 0, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The percentile bootstrap interval (`confidence`) of the mean of `values`."""
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), (BOOTSTRAP_SAMPLES, len(values)))].mean(axis=1)
-    tail = (1 - CONFIDENCE) / 2 * 100
+    tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
 
@@ -82,10 +84,7 @@ class Estimate:
     dice_interval: tuple[float, float]
     gain: float
     gain_interval: tuple[float, float]
-
-    @property
-    def sure_gain(self) -> bool:
-        return self.gain_interval[0] > 0
+    gain_low: float  # the lower end of the gain's interval at the rule's stricter confidence (`choose`)
 
     def to_dict(self) -> dict:
         return {
@@ -96,14 +95,23 @@ class Estimate:
         }
 
 
-def estimate(name: str, scores: np.ndarray, unchanged: np.ndarray) -> Estimate:
+def estimate(name: str, scores: np.ndarray, unchanged: np.ndarray, compared: int = 1) -> Estimate:
+    """A candidate's figures; `compared`: how many candidates the rule weighs against `unchanged`."""
     gains = scores - unchanged
-    return Estimate(name, float(scores.mean()), interval(scores), float(gains.mean()), interval(gains))
+    strict = 1 - (1 - CONFIDENCE) / max(1, compared)
+    return Estimate(
+        name,
+        float(scores.mean()),
+        interval(scores),
+        float(gains.mean()),
+        interval(gains),
+        interval(gains, confidence=strict)[0],
+    )
 
 
 def choose(estimates: list[Estimate]) -> Estimate:
     """The candidate with the largest sure gain over `unchanged`, or `unchanged` where none is sure."""
-    sure = [e for e in estimates if e.name != UNCHANGED and e.sure_gain]
+    sure = [e for e in estimates if e.name != UNCHANGED and e.gain_low > 0]
     if not sure:
         return next(e for e in estimates if e.name == UNCHANGED)
     return max(sure, key=lambda e: e.gain)

@@ -99,6 +99,6 @@ def _augmented_batches(inputs, masks, normalisation: Normalisation, precision: P
     targets = torch.from_numpy(masks)[:, None]
     mean, std = normalisation
     order = _batch_order(len(inputs), recipe.batch_size * recipe.steps, generator)
-    for rows in order.split(recipe.batch_size):
-        x, y = augment_batch(images[rows].float() / 255, targets[rows].float())
+    for rows in order.split(recipe.batch_size):  # augmented where the model is, as training does
+        x, y = augment_batch(images[rows].to(mean.device).float() / 255, targets[rows].to(mean.device).float())
         yield ((x * 255 - mean) / std).contiguous(memory_format=precision.memory_format), y

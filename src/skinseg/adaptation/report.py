@@ -10,8 +10,7 @@ import numpy as np
 
 from skinseg.data.images import decode_rgb
 from skinseg.reporting.figures import shrink
-from skinseg.reporting.html import _page as page
-from skinseg.reporting.html import overlay_jpeg
+from skinseg.reporting.html import overlay_jpeg, page
 
 MAX_PICTURED = 300  # rows with pictures; the rest are listed with their figures alone
 
@@ -53,10 +52,14 @@ def adapt_page(result, pictures) -> str:
             f'{escape(case["id"])}</td>{cells}<td data-v="{case["before"]}">{case["before"]:.4f}</td>'
             f'<td data-v="{case["after"]}">{case["after"]:.4f}</td><td data-v="{gain}">{gain:+.4f}</td></tr>'
         )
+    notes = "".join(f"<li>{escape(note)}</li>" for note in result.notes)
+    recipe = f"; fine-tune recipe {escape(str(result.recipe.to_dict()))}" if result.recipe else ""
     top = (
         f"<p>{result.images} labelled images, cross-validated; written: <b>{escape(result.chosen)}</b>, threshold "
-        f"{result.threshold:g}. Pictures: out-of-fold prediction yellow, your outline cyan.</p>"
+        f"{result.threshold:g}, boundary offset {result.boundary_offset:+g} of the lesion's diameter{recipe}."
+        " Pictures: out-of-fold prediction yellow, your outline cyan.</p>"
         + _estimates_table(result)
+        + (f"<ul>{notes}</ul>" if notes else "")
     )
     cases = (
         '<h2>Images, worst after adapting first</h2><p><input id="worst" type="number" min="1" '

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from skinseg.adaptation.config import MAX_FOLDS, MIN_FOLDS
 from skinseg.cli.base import DeviceOption, PrecisionOption, console, out, report_errors
-from skinseg.cli.tables import literal
+from skinseg.cli.tables import literal, print_notes
 from skinseg.training.config import parse_duration
 
 
@@ -22,9 +23,16 @@ def adapt(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="The adapted model to write (.safetensors).")],
     model: Annotated[Path | None, typer.Option(help="The model to start from [default: the bundled model].")] = None,
     time_budget: Annotated[
-        str, typer.Option(help="Wall-clock budget of the whole adapt (e.g. 5m, 90s); fine-tunes are cut to fit it.")
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Wall-clock budget (e.g. 5m, 90s): the fine-tunes are cut to fit it, or left out (reading and"
+            " scoring your images are not cut).",
+        ),
     ] = "5m",
-    folds: Annotated[int, typer.Option(help="Cross-validation folds: your images held out in turn.")] = 5,
+    folds: Annotated[
+        int, typer.Option(help=f"Cross-validation folds ({MIN_FOLDS}-{MAX_FOLDS}): your images held out in turn.")
+    ] = 5,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the figures and the decision as JSON.")
     ] = None,
@@ -32,7 +40,7 @@ def adapt(
         Path | None, typer.Option("--report", help="Write an HTML page: each image before and after, worst first.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
-    seed: Annotated[int, typer.Option(help="Folds, fine-tuning order and initial state.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and of the fine-tunes' batches and augmentation.")] = 0,
     precision: PrecisionOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
@@ -59,20 +67,18 @@ def adapt(
     out.print(adapt_table(result))
     for path, reason in result.skipped:
         console.print(f"[yellow]skipped[/] {literal(str(path))}: {literal(reason)}", soft_wrap=True, highlight=False)
-    for note in result.notes:
-        console.print(literal(note), soft_wrap=True, highlight=False)
+    print_notes(console, result.notes)
     setting = f"threshold {result.threshold:g}, boundary offset {result.boundary_offset:+g}"
-    out.print(
-        f"{VERDICTS[result.chosen]} ({setting}); wrote {literal(str(result.out))}", soft_wrap=True, highlight=False
-    )
+    out.print(f"{verdict(result)} ({setting}); wrote {literal(str(result.out))}", soft_wrap=True, highlight=False)
 
 
-VERDICTS = {
-    "fine-tuned": "adapting helps: the fine-tuned model is written",
-    "calibrated": "a new threshold and outline offset help (fine-tuning added no sure gain): the starting model is"
-    " written with them",
-    "unchanged": "no sure gain on your images: the starting model is written unchanged",
-}
+def verdict(result) -> str:
+    if result.chosen == "fine-tuned":
+        return "adapting helps: the fine-tuned model is written"
+    if result.chosen == "calibrated":
+        why = "fine-tuning added no sure gain" if result.recipe is not None else "no fine-tune was tried"
+        return f"a new threshold and outline offset help ({why}): the starting model is written with them"
+    return "no sure gain on your images: the starting model is written unchanged"
 
 
 def adapt_table(result) -> Table:

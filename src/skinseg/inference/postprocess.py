@@ -39,8 +39,10 @@ def offset_boundaries(mask: np.ndarray, offsets: tuple[float, ...]) -> Iterator[
     diameter = equivalent_diameter(mask)
     outside = inside = None
     for offset in offsets:
-        if not offset or not mask.any():
+        if not offset or not mask.any() or (offset > 0 and mask.all()):
             yield mask
+        elif mask.all():  # no outline inside the image: distances are measured from the image's edge
+            yield distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1] > -offset * diameter
         elif offset > 0:
             outside = distance_transform_edt(~mask) if outside is None else outside
             yield outside <= offset * diameter

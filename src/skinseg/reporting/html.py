@@ -219,7 +219,7 @@ document.body.dataset.ready = "yes";
 """
 
 
-def _page(title: str, top: str, cases: str) -> str:
+def page(title: str, top: str, cases: str) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f'<meta name="viewport" content="width=device-width"><style>{STYLE}</style></head><body>'
@@ -250,7 +250,7 @@ def evaluation_page(report, cases: ReportCases) -> str:
         f"<div><h2>Dice per image</h2>{_histogram_svg(dice)}<ul>{failed}</ul></div></div>"
     )
     table = _cases_table(cases, _with_measures(EVALUATE_COLUMNS, cases), "the lowest Dice first", truth=True)
-    return _page("skinseg evaluation", top, table)
+    return page("skinseg evaluation", top, table)
 
 
 def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list[tuple[str, Any]]) -> str:
@@ -270,7 +270,7 @@ def segment_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
     top += f"<p>Probability margin: the fraction of a mask's pixels with |probability - threshold| &lt; {NEAR}.</p>"
     top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
     order = "empty masks first, then the largest probability margin"
-    return _page("skinseg segmentation", top, _cases_table(cases, _with_measures(SEGMENT_COLUMNS, cases), order, False))
+    return page("skinseg segmentation", top, _cases_table(cases, _with_measures(SEGMENT_COLUMNS, cases), order, False))
 
 
 def _with_measures(columns: tuple, cases: ReportCases) -> tuple:
@@ -294,7 +294,7 @@ def measure_page(cases: ReportCases, failed: list[tuple[Path, str]], facts: list
     top += "<p>Measurements for research, not a diagnosis: docs/measure.md defines each.</p>"
     top += f'<h2>Failures</h2><ul class="bad">{problems}</ul>' if failed else ""
     columns = (("prediction_area", "lesion area", "%"), *MEASURE_SHOWN)
-    return _page("skinseg measurements", top, _cases_table(cases, columns, "the most asymmetric first", truth=False))
+    return page("skinseg measurements", top, _cases_table(cases, columns, "the most asymmetric first", truth=False))
 
 
 HTML_SUFFIXES = (".html", ".htm")  # what a `report` file is named: the page is HTML, whatever the name says
