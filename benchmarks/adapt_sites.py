@@ -121,6 +121,7 @@ def run_site(args, seed: int) -> dict:
         "scored": len(eval_items),
         "chosen": result.chosen,
         "threshold": result.threshold,
+        "boundary_offset": result.boundary_offset,
         "recipe": result.recipe and result.recipe.to_dict(),
         "cross_validation": {e.name: e.to_dict() for e in result.estimates},
         "notes": result.notes,
@@ -145,6 +146,8 @@ def main() -> None:
     parser.add_argument("--prepared", default="prepared", help="folder holding isic2018/ and ham10000/ (prepare)")
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line per run")
     args = parser.parse_args()
+    if args.site == "ham-isic-only" and args.model is None:
+        parser.error("--site ham-isic-only needs --model (the ISIC-only model, see the docstring)")
     for seed in args.seeds:
         row = run_site(args, seed)
         print(json.dumps(row), flush=True)
