@@ -2,6 +2,7 @@
 masks and on the model's, beside two baselines, and the colours found per diagnosis.
 
     python benchmarks/measure_ham10000.py --split val [--model-masks [--model M]] [--ham DIR] [--json FILE]
+        [--hairs-in] [--rows FILE]
 
 The split is prepare's default (60/20/20 by lesion_id, seed 0), so the model never trained on the val and test
 images. Choose settings on val; report test once. Baselines: a shape-only fold (the mask folded about its two
@@ -25,7 +26,7 @@ from skimage.color import rgb2lab
 
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.data.splits import assign_splits
-from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
+from skinseg.measurement import MEASURE_COLUMNS, lesion, measure_lesion
 from skinseg.measurement.asymmetry import folds, principal_angle
 from skinseg.measurement.colour import COLOUR_NAMES, TABLE_LAB
 from skinseg.runtime.precision import cpu_name
@@ -100,8 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-masks", action="store_true", help="also measure on the model's masks")
     parser.add_argument("--model", type=Path, default=None, help="with --model-masks (default: the bundled model)")
     parser.add_argument("--limit", type=int, default=0, help="the first N images only")
+    parser.add_argument("--hairs-in", action="store_true", help="count hair pixels in the colours (as before #34)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--rows", type=Path, default=None, help="also write every measured row (CSV)")
     args = parser.parse_args(argv)
+    if args.hairs_in:  # no pixel is hair
+        lesion.hair_mask = lambda value: np.zeros(value.shape, bool)
     images = split_images(args.ham, args.split)[: args.limit or None]
     started = time.perf_counter()
     rows = measure_all(args.ham, images, (args.model or None) if args.model_masks else False)
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     result = {
         "split": args.split,
+        "hairs_in": args.hairs_in,
         "images": len(rows),
         "melanoma": int(positive.sum()),
         "naevi": int((~positive).sum()),
@@ -136,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     print(json.dumps({k: v for k, v in result.items()}, indent=1))
+    if args.rows:  # every measured row, to compare two runs image by image
+        with open(args.rows, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1) + "\n")

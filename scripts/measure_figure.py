@@ -22,6 +22,7 @@ from skinseg.data.images import load_mask, load_rgb
 from skinseg.measurement import measure_lesion
 from skinseg.measurement.colour import (
     COLOUR_NAMES,
+    GLARE_SRGB,
     LINEAR,
     TABLE_COLOURS,
     nearest_colours,
@@ -29,21 +30,30 @@ from skinseg.measurement.colour import (
     skin_colour,
     skin_ring,
 )
+from skinseg.measurement.hair import hair_mask
+from skinseg.measurement.lesion import COLOUR_DIAMETER
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SKIN_SHOWN = (0.55, 0.85, 0.55)  # lesion pixels named skin: pale green
+LEFT_OUT_SHOWN = (1.0, 0.0, 1.0)  # hairs and glare, left out of the colours: magenta
 
 
 def colour_map(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Each lesion pixel painted with the table colour of its name (at the image's own resolution)."""
+    """Each lesion pixel painted with the table colour of its name, hairs and glare (left out) in magenta, at the
+    resolution where measure_lesion names colours (the lesion COLOUR_DIAMETER pixels across), shown enlarged."""
     diameter = math.sqrt(4 * mask.sum() / math.pi)
-    rgb = LINEAR[image]
-    lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(mask, diameter), mask))
-    names = nearest_colours(lab[mask].reshape(-1, 3))
-    swatches = np.array([*TABLE_COLOURS.values(), SKIN_SHOWN])
-    shown = image / 255.0 * 0.35
-    shown[mask] = swatches[names]
-    return shown
+    scale = min(1.0, COLOUR_DIAMETER / diameter)
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    lesion = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)) > 127
+    rgb = LINEAR[small]
+    lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(lesion, diameter * scale), lesion))
+    names = nearest_colours(lab[lesion].reshape(-1, 3))
+    left_out = (hair_mask(small.max(-1)) | (small.min(-1) >= GLARE_SRGB))[lesion]
+    swatches = np.array([*TABLE_COLOURS.values(), SKIN_SHOWN, LEFT_OUT_SHOWN])
+    shown = small / 255.0 * 0.35
+    shown[lesion] = swatches[np.where(left_out, len(swatches) - 1, names)]
+    return np.asarray(Image.fromarray(np.uint8(shown * 255)).resize(image.shape[1::-1], Image.Resampling.NEAREST))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,9 +96,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         for axis in (top, bottom):
             axis.set_axis_off()
-    swatches = [plt.Rectangle((0, 0), 1, 1, color=c) for c in [*TABLE_COLOURS.values(), SKIN_SHOWN]]
-    labels = [n.replace("_", " ") for n in COLOUR_NAMES] + ["skin"]
-    fig.legend(swatches, labels, loc="lower center", ncol=7, frameon=False)
+    shown = [*TABLE_COLOURS.values(), SKIN_SHOWN, LEFT_OUT_SHOWN]
+    swatches = [plt.Rectangle((0, 0), 1, 1, color=c) for c in shown]
+    labels = [n.replace("_", " ") for n in COLOUR_NAMES] + ["skin", "hair or glare (left out)"]
+    fig.legend(swatches, labels, loc="lower center", ncol=8, frameon=False)
     fig.suptitle("skinseg measure on the sample images (expert masks): axes of the fold in cyan", fontsize=12)
     fig.tight_layout(rect=(0, 0.13, 1, 0.97))
     buffer = io.BytesIO()

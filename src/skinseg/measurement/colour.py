@@ -33,7 +33,9 @@ COLOUR_NAMES = tuple(TABLE_COLOURS)
 # L* 70, a* 9, b* 9): white lighter and less chromatic than the skin; red at hue 0 (the median hue of vascular
 # lesions' pixels in HAM10000 is 3 degrees, of naevi's 40); light and dark brown at the hue of naevi, at two
 # lightnesses; blue-grey achromatic at mid lightness; black near L* 0. Placed on the HAM10000 validation split
-# by how often each colour is found per diagnosis (docs/measure.md), never on test images.
+# by how often each colour is found per diagnosis (docs/measure.md), never on test images. Pixels are named by
+# the nearest of the four browns, blue-grey and black only; white and red by their rules (below), which these
+# two positions satisfy: they are examples of each colour.
 PALETTE: dict[str, tuple[float, float, float]] = {
     "white": (80.0, 0.0, 3.0),
     "red": (45.0, 40.0, 0.0),
