@@ -1,5 +1,5 @@
 """Named choices that users swap (architectures, losses, optimisers, schedules, data layouts): one dict each,
-checked by name; `--help` and the error for an unknown name list the choices from here."""
+checked by name; the help and the error for an unknown name list the choices from here."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Registry(dict[str, T], Generic[T]):
 
     def register_lazy(self, name: str, target: str, about: str | None = None) -> None:
         """Register "package.module:attribute", imported when it is first looked up: the names are known (for
-        `--help`) without importing what they name (torch)."""
+        the help) without importing what they name (torch)."""
         self.register(name, about)(_Lazy(target))  # type: ignore[arg-type]
 
     def __getitem__(self, name: str) -> T:

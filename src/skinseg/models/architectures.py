@@ -2,7 +2,7 @@
 
 A new architecture is its module plus one `ARCHITECTURES.register_lazy(...)` line here; its file's metadata then
 names it, and `load_model` rebuilds it from that name. Its module (and torch) is imported when it is first built,
-so `train --help` lists the names without importing torch.
+so the help of `train` lists the names without importing torch.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from skinseg.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-# torch is imported where a loss is computed, so that `train --help` lists the names without it.
+# torch is imported where a loss is computed, so that the help of `train` lists the names without it.
 Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 LOSSES: Registry[Loss] = Registry("loss")
 

@@ -16,7 +16,7 @@ OptimizerFactory = Callable[[Iterable["torch.nn.Parameter"], float, float], "tor
 
 
 def _torch_optimizer(name: str, **settings: Any) -> OptimizerFactory:
-    """The optimiser torch.optim.`name` with these settings (torch is imported when one is made: `train --help`
+    """The optimiser torch.optim.`name` with these settings (torch is imported when one is made: the help of `train`
     lists the names without it)."""
 
     def make(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
