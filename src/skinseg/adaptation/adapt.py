@@ -30,6 +30,7 @@ from skinseg.adaptation.scoring import Setting, probabilities, settings_table, s
 from skinseg.fileio import cache_root
 from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.layers import SegmentationModel
+from skinseg.models.reference import BUNDLED, is_bundled, user_model
 from skinseg.models.weights import ModelInfo, load_model, model_file, save_model
 from skinseg.plan import Plan
 from skinseg.reporting.figures import shrink
@@ -63,8 +64,8 @@ class AdaptResult:
 def plan_adapt(config: AdaptConfig) -> Plan:
     plan = Plan("adapt", config.overwrite)
     plan.read_data_set(config.data)
-    if config.model is not None:
-        plan.read(model_file(config.model), "model")
+    if (model := user_model(config.model)) is not None:
+        plan.read(model, "model")
     plan.write(config.out, "`out`", lock=True, suffixes=(".safetensors",))
     if config.json_file is not None:
         plan.write(config.json_file, "`json_file`", lock=True, suffixes=(".json",))
@@ -262,7 +263,7 @@ def _metadata(config: AdaptConfig, result: AdaptResult, run: _CrossValidation) -
 
     start_file = model_file(config.model)
     return {
-        "start_model": "bundled" if config.model is None else str(config.model),
+        "start_model": BUNDLED if is_bundled(config.model) else str(config.model),
         "start_model_sha256": hashlib.sha256(start_file.read_bytes()).hexdigest(),
         "data": str(config.data),
         "data_fingerprint": run.examples.fingerprint,

@@ -1,4 +1,4 @@
-"""The --report page of `adapt`: the cross-validated figures, then every image before and after, worst after
+"""The report page of `adapt`: the cross-validated figures, then every image before and after, worst after
 first. Each picture is the out-of-fold prediction (yellow) against the truth (cyan)."""
 
 from __future__ import annotations
