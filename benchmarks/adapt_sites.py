@@ -134,10 +134,10 @@ def run_site(args, seed: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--site", choices=sorted(SITES), required=True)
-    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="val")
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--eval", type=int, default=150)
     parser.add_argument("--model", type=Path, default=None)
@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0)
     parser.add_argument("--prepared", default="prepared", help="folder holding isic2018/ and ham10000/ (prepare)")
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line per run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.site == "ham-isic-only" and args.model is None:
         parser.error("--site ham-isic-only needs --model (the ISIC-only model, see the docstring)")
     for seed in args.seeds:

@@ -63,6 +63,7 @@ def inside_tmp_path(tmp_path, monkeypatch) -> None:
 
 # Each script in benchmarks/ and the tests below that run it: a new script fails the next test until it has one.
 SMOKE_TESTS = {
+    "adapt_sites.py": ["test_adapt_sites"],
     "compare.py": ["test_compare_with_skinsegs_own_models"],
     "cpu_inference.py": ["test_cpu_inference"],
     "gpu_data.py": ["test_gpu_data_copies_the_isic_2018_layout"],
@@ -84,6 +85,22 @@ def test_every_benchmark_has_a_smoke_test():
     scripts = sorted(p.name for p in BENCHMARKS.iterdir() if p.suffix in (".py", ".sh"))
     assert scripts == sorted(SMOKE_TESTS)
     assert all(callable(globals().get(test)) for tests in SMOKE_TESTS.values() for test in tests)
+
+
+def test_adapt_sites(prepared_dir, tiny_model_path, tmp_path, capsys):
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "isic2018").symlink_to(prepared_dir)
+    out = tmp_path / "sites.jsonl"
+    load("adapt_sites").main(
+        args(
+            "--site", "isic-tight", "--split", "train", "--images", 6, "--eval", 3, "--model", tiny_model_path,
+            "--budget", 1, "--prepared", tmp_path / "prepared", "--json", out,
+        )
+    )  # fmt: skip
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["site"] == "isic-tight" and row["images"] == 6 and row["scored"] == 3
+    assert row["chosen"] in ("unchanged", "calibrated") and "unchanged" in row["cross_validation"]
+    assert json.loads(capsys.readouterr().out) == row
 
 
 def test_compare_with_skinsegs_own_models(prepared_dir, tmp_path, capsys):

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 import skinseg
 from cases import IMAGE_CASES
+from skinseg.adaptation.config import AdaptConfig
+from skinseg.adaptation.pipeline import plan_adapt
 from skinseg.cli import app
 from skinseg.data.cache import plan_prepare
 from skinseg.data.config import PrepareConfig
@@ -126,6 +128,7 @@ PLANNERS = {
     EvaluateConfig: lambda c: plan_evaluation(c, ["data"]),
     ExportConfig: lambda c: plan_export(c),
     MeasureConfig: lambda c: plan_measurement(c, MeasureResult()).files,
+    AdaptConfig: lambda c: plan_adapt(c),
 }
 
 
@@ -174,6 +177,7 @@ def test_every_path_field_of_every_config_is_an_input_or_an_output(cls, tmp_path
         EvaluateConfig: dict(data=tmp_path / "prep"),
         ExportConfig: dict(run=ModelRun(), out=tmp_path / "m.onnx"),
         MeasureConfig: dict(inputs=(image,), csv_file=tmp_path / "m.csv"),
+        AdaptConfig: dict(data=tmp_path / "raw", out=tmp_path / "a.safetensors"),
     }[cls]
     (tmp_path / "model-x").write_bytes(b"")  # segment and measure check their plans as they make them
     (tmp_path / "masks-x").mkdir()
@@ -194,6 +198,7 @@ _NAMES = {
     "split_file": "s.csv",
     "coco": "c.json",
     (ExportConfig, "out"): "e.onnx",
+    (AdaptConfig, "out"): "a.safetensors",
 }
 
 

@@ -1,4 +1,4 @@
-"""`skinseg adapt`: options -> AdaptConfig -> adaptation.adapt, and the before/after table."""
+"""`skinseg adapt`: options -> AdaptConfig -> adaptation.pipeline.adapt, and the before/after table."""
 
 from __future__ import annotations
 

@@ -71,7 +71,6 @@ def plan_adapt(config: AdaptConfig) -> Plan:
         plan.write(config.json_file, "`json_file`", lock=True, suffixes=(".json",))
     if config.report is not None:
         plan.write(config.report, "`report`", lock=True, suffixes=HTML_SUFFIXES)
-    plan.check()
     return plan
 
 
@@ -86,6 +85,7 @@ def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResu
     started = time.monotonic()
     progress = on_progress or (lambda stage, done, total: None)
     plan = plan_adapt(config)
+    plan.check()
     with plan.hold():
         device = resolve_device(config.device)
         start, info = load_model(config.model, device)
