@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinseg.adaptation import AdaptConfig, adapt, crossval
+from skinseg.adaptation import AdaptConfig, adapt, crossval, pipeline
 from skinseg.adaptation.examples import MIN_PAIRS
+from skinseg.adaptation.finetune import Recipe
+from skinseg.adaptation.pipeline import MIN_STEPS
 from skinseg.adaptation.scoring import dice
 from skinseg.data.images import decode_rgb, load_mask, save_mask_png
 from skinseg.data.synthetic import write_synthetic_dataset
@@ -57,7 +59,8 @@ def test_a_set_where_adapting_cannot_help_gets_the_starting_model_back(tmp_path,
         assert np.array_equal(tensor.numpy(), adapted.state_dict()[name].numpy()), name
 
 
-def test_the_written_model_records_where_it_came_from(tmp_path, tiny_model_path, raw_dir):
+def test_the_written_model_records_where_it_came_from(tmp_path, tiny_model_path, raw_dir, monkeypatch):
+    monkeypatch.setattr(pipeline, "recipe_for", lambda count, folds: Recipe(steps=MIN_STEPS))  # a short fine-tune
     out = tmp_path / "adapted.safetensors"
     result = invoke(
         "adapt",
@@ -70,7 +73,7 @@ def test_the_written_model_records_where_it_came_from(tmp_path, tiny_model_path,
         "--folds",
         3,
         "--time-budget",
-        "40s",
+        "10m",
         "--json",
         tmp_path / "a.json",
         "--report",
@@ -82,7 +85,8 @@ def test_the_written_model_records_where_it_came_from(tmp_path, tiny_model_path,
     adapted = read_info(out).training["adapted"]
     assert adapted["start_model"] == str(tiny_model_path)
     assert adapted["images"] == 30 and len(adapted["data_fingerprint"]) == 64
-    assert set(adapted["cross_validation"]) >= {crossval.UNCHANGED, crossval.CALIBRATED}
+    assert set(adapted["cross_validation"]) == set(crossval.CANDIDATES)
+    assert adapted["recipe"] == Recipe(steps=MIN_STEPS).to_dict()  # the fine-tune was tried, in every fold
     assert adapted["chosen"] in crossval.CANDIDATES and adapted["folds"] == 3
     assert read_info(out).threshold == adapted["threshold"]
     written = json.loads((tmp_path / "a.json").read_text())
