@@ -298,7 +298,7 @@ def test_a_pale_scar_is_white_and_a_glare_spot_is_not():
     "lab, expected",
     [
         ((45.0, 35.0, 12.0), "red"),  # a vessel: red outweighs yellow
-        ((60.0, 30.0, 5.0), "red"),  # erythema, pink
+        ((60.0, 34.0, 6.0), "red"),  # erythema, pink
         ((40.0, 22.0, 22.0), "dark_brown"),  # the reddish brown of a naevus is not red
         ((55.0, 18.0, 26.0), "light_brown"),
         ((48.0, 1.0, -4.0), "blue_grey"),  # bluish grey is not white
