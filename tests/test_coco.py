@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +86,13 @@ def test_a_single_pixel_is_a_polygon_of_its_square():
     (polygon,) = mask_polygons(pixel)
     xs, ys = polygon[0::2], polygon[1::2]
     assert min(xs) >= 3 and max(xs) <= 4 and min(ys) >= 2 and max(ys) <= 3
+
+
+def test_segment_loads_the_coco_writer_only_when_asked(tmp_path):
+    """Issue #35: COCO's polygon tracing imports scipy.signal, most of a second of a cold segment without --coco."""
+    code = (
+        "import sys\nimport skinseg.inference.segment\n"
+        "print('skinseg.inference.coco' in sys.modules, 'scipy.signal' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["False", "False"]
