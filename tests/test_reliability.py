@@ -533,13 +533,14 @@ def test_an_interrupt_in_the_first_epoch_says_to_restart(prepared_dir, tmp_path)
 def test_output_folders_that_cannot_be_made_are_one_line(prepared_dir, raw_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    truth = tmp_path / "truth"
-    truth.mkdir()
-    mask_for(SIZE).save(truth / "a.png")
+    truth, pred = tmp_path / "truth", tmp_path / "pred"  # two folders: one as both is refused (issue #33)
+    for folder in (truth, pred):
+        folder.mkdir()
+        mask_for(SIZE).save(folder / "a.png")
     for args in (
         ("prepare", "--data", raw_dir, "--out", blocker / "p", "--size", 16, "--workers", 1),
         ("train", "--data", prepared_dir, "--out", blocker / "r", "--epochs", 1, "--device", "cpu"),
-        ("evaluate", "--pred", truth, "--truth", truth, "--figures", blocker / "f"),
+        ("evaluate", "--pred", pred, "--truth", truth, "--figures", blocker / "f"),
     ):
         result = invoke(*args)
         assert result.exit_code == 1, args

@@ -403,3 +403,34 @@ def test_a_3_by_20_million_png_is_segmented_without_a_huge_allocation(tiny_model
     assert model_input.shape == (48, 48, 3) and shape == (3, 20_000_000)
     (mask,) = segmenter.masks_from(segmenter.probabilities_of([model_input], [shape]))
     assert mask.shape == (3, 20_000_000) and mask.dtype == bool
+
+
+def test_issue_33_non_finite_numbers_and_a_huge_pixel_size_are_refused_in_one_line(tmp_path):
+    """Issue #33, cases 10 and 11: `train --lr inf` was accepted (nan refused); `--pixel-size 1e200` skipped
+    every image with an OverflowError and wrote an empty list."""
+    from skinseg.errors import ConfigError
+    from skinseg.inference.config import MeasureConfig
+    from skinseg.training.config import TrainConfig
+    from test_cli import invoke
+
+    for lr in (float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match=f"^`lr` must be a finite number, got {lr}$"):
+            TrainConfig(data=tmp_path, lr=lr)
+    result = invoke("train", "--data", tmp_path, "--lr", "inf")
+    assert result.exit_code == 1 and "--lr must be a finite number, got inf" in result.output
+    with pytest.raises(ConfigError, match="`pixel_size` must be a number of mm > 0, at most 10, got 1e"):
+        MeasureConfig(inputs=(tmp_path,), csv_file=tmp_path / "m.csv", pixel_size=1e200)
+
+
+def test_issue_33_evaluate_refuses_one_folder_as_both_prediction_and_truth(tmp_path):
+    """Issue #33, case 2: `evaluate --pred truth --truth truth` gave Dice 1.0 on every image, exit 0."""
+    from test_cli import invoke
+
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(truth / "a_segmentation.png")
+    (tmp_path / "link").symlink_to(truth)
+    for pred in (truth, tmp_path / "link"):
+        result = invoke("evaluate", "--pred", pred, "--truth", truth)
+        assert result.exit_code == 1
+        assert "--pred and --truth are one folder: the masks would be scored against themselves" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -28,13 +29,20 @@ def check_setting(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def check_finite(name: str, value: float) -> None:
+    """`name` must be a number, not inf or nan (inf passes a lower bound, and nan every comparison's negation)."""
+    check_setting(math.isfinite(value), f"`{name}` must be a finite number, got {value}")
+
+
 def check_at_least(name: str, value: float, low: float) -> None:
-    """`name` must be >= `low`."""
+    """`name` must be a finite number >= `low`."""
+    check_finite(name, value)
     check_setting(value >= low, f"`{name}` must be >= {low}, got {value}")
 
 
 def check_above(name: str, value: float, low: float) -> None:
-    """`name` must be > `low`."""
+    """`name` must be a finite number > `low`."""
+    check_finite(name, value)
     check_setting(value > low, f"`{name}` must be > {low}, got {value}")
 
 

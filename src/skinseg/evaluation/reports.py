@@ -4,6 +4,7 @@ before any scoring."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,10 @@ def plan_evaluation(config: EvaluateConfig, set_names: list[str]) -> Plan:
     if config.pred is not None and config.truth is not None:
         plan.read(config.pred, "`pred` folder", folder=True)
         plan.read(config.truth, "`truth` folder", folder=True)
+        if os.path.realpath(config.pred) == os.path.realpath(config.truth):  # every image would score Dice 1
+            raise SkinsegError(
+                "`pred` and `truth` are one folder: the masks would be scored against themselves", config.pred
+            )
     for data in config.data_sets:
         plan.read_data_set(data)
     if (model := config.run.user_model) is not None:

@@ -12,9 +12,12 @@ from skinseg.inference.model_run import ModelRun
 CROP_MARGIN = 0.1  # the default margin around a lesion crop
 
 
+MAX_PIXEL_SIZE = 10.0  # mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas
+
+
 def check_pixel_size(pixel_size: float | None) -> None:
-    ok = pixel_size is None or (math.isfinite(pixel_size) and pixel_size > 0)
-    check_setting(ok, f"`pixel_size` must be a number of mm > 0, got {pixel_size}")
+    ok = pixel_size is None or (math.isfinite(pixel_size) and 0 < pixel_size <= MAX_PIXEL_SIZE)
+    check_setting(ok, f"`pixel_size` must be a number of mm > 0, at most {MAX_PIXEL_SIZE:g}, got {pixel_size}")
 
 
 @dataclass(frozen=True)
