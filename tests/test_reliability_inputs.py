@@ -434,3 +434,21 @@ def test_issue_33_evaluate_refuses_one_folder_as_both_prediction_and_truth(tmp_p
         result = invoke("evaluate", "--pred", pred, "--truth", truth)
         assert result.exit_code == 1
         assert "--pred and --truth are one folder: the masks would be scored against themselves" in result.output
+
+
+def test_issue_33_a_png_with_a_bad_checksum_is_called_damaged_not_foreign(tmp_path):
+    """Issue #33, case 12: a PNG whose header checksum is wrong was called "not an image file"."""
+    from skinseg.data.images import load_rgb
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((20, 20, 3), 100, np.uint8)).save(good)
+    data = bytearray(good.read_bytes())
+    data[29] ^= 0xFF  # the last byte of the IHDR chunk's CRC
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(SkinsegError, match=r"bad.png: damaged PNG file: it cannot be decoded"):
+        load_rgb(bad)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(SkinsegError, match="not an image file"):
+        load_rgb(text)

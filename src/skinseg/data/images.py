@@ -26,9 +26,30 @@ def _open(path: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise SkinsegError("image is too large (over Pillow's decompression-bomb limit)", path) from None
     except UnidentifiedImageError:
+        damaged = _format_by_signature(path)
+        if damaged:  # Pillow knows the format but cannot read the header: a bad checksum, or a file cut short
+            message = f"damaged {damaged} file: it cannot be decoded (a bad checksum, or cut short)"
+            raise SkinsegError(message, path) from None
         raise SkinsegError("not an image file (or an unsupported format)", path) from None
     except OSError as exc:
         raise SkinsegError(f"cannot read image ({exc})", path) from None
+
+
+SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+    b"GIF8": "GIF",
+}
+
+
+def _format_by_signature(path: Path) -> str | None:
+    """The image format that a file's first bytes announce, or None."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return next((name for signature, name in SIGNATURES.items() if head.startswith(signature)), None)
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
