@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
 import tempfile
@@ -115,6 +116,11 @@ def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str] | tuple[
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, buffer.getvalue())
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex: how a cache, a manifest and a model's metadata know a file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def cache_root() -> Path:

@@ -16,6 +16,7 @@ from skinseg.data.layouts import Pair, discover_pairs
 from skinseg.data.prepare import load_manifest
 from skinseg.data.sources import split_pairs
 from skinseg.errors import SkinsegError
+from skinseg.fileio import file_sha256
 
 MIN_PAIRS = 5  # fewer cannot be cross-validated
 MAX_SCORED_SIDE = 512  # truth masks larger than this are scored at this size (Dice barely moves; time does)
@@ -61,7 +62,7 @@ def load_examples(
             inputs.append(model_input)
             masks.append(resize_mask(truth, size))
             truths.append(_scored_size(truth))
-            digests.append(f"{pair.id}:{_sha256(pair.image)}:{_sha256(pair.mask)}")
+            digests.append(f"{pair.id}:{file_sha256(pair.image)}:{file_sha256(pair.mask)}")
         if on_item is not None:
             on_item(done, len(pairs))
     if len(ids) < MIN_PAIRS:
@@ -93,7 +94,3 @@ def _scored_size(truth: np.ndarray) -> np.ndarray:
         return truth
     shape = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(truth).resize(shape, Image.Resampling.NEAREST))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -27,7 +27,7 @@ from skinseg.adaptation.config import AdaptConfig
 from skinseg.adaptation.examples import Examples, load_examples
 from skinseg.adaptation.finetune import Recipe, finetune
 from skinseg.adaptation.scoring import Setting, probabilities, settings_table, settings_with
-from skinseg.fileio import cache_root
+from skinseg.fileio import cache_root, file_sha256
 from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.layers import SegmentationModel
 from skinseg.models.reference import BUNDLED, is_bundled, user_model
@@ -150,8 +150,8 @@ class _CrossValidation:
         unchanged = tables[crossval.CALIBRATED][self.own]
         scores = {crossval.UNCHANGED: unchanged}
         self.picked[crossval.UNCHANGED] = [self.settings[self.own]] * len(everyone)
-        recipe = self._affordable_recipe()
-        fine_tuned = self._fine_tuned_table(recipe) if recipe is not None else None
+        recipe, per_step = self._affordable_recipe()
+        fine_tuned = self._fine_tuned_table(recipe, per_step) if recipe is not None else None
         if fine_tuned is not None:
             tables[crossval.FINE_TUNED] = fine_tuned
         else:
@@ -216,9 +216,10 @@ class _CrossValidation:
             masks.append(offset_boundary(mask, offset))
         return masks[0], masks[1], shrink(self.examples.truths[row], REPORT_SIDE)
 
-    def _affordable_recipe(self) -> Recipe | None:
+    def _affordable_recipe(self) -> tuple[Recipe | None, float]:
         """The fine-tune for this many images with its steps cut to what the time budget leaves for every fold
-        and the final fit, timed on a few steps; None (with a note) where that is fewer than MIN_STEPS."""
+        and the final fit, and the seconds a step took when timed; None (with a note) where that leaves fewer
+        than MIN_STEPS."""
         recipe = recipe_for(len(self.examples), self.folds)
         timings: list[float] = []
         self._fine_tune(
@@ -229,7 +230,6 @@ class _CrossValidation:
             lambda: timings.append(time.monotonic()),
         )
         per_step = (timings[-1] - timings[0]) / (len(timings) - 1)  # the first step's setup left out
-        self.per_step = per_step
         left = self.config.time_budget * (1 - SCORING_SHARE) - (time.monotonic() - self.started)
         steps = min(recipe.steps, int(left / (per_step * (self.folds + 1))))
         if steps < MIN_STEPS:
@@ -237,18 +237,18 @@ class _CrossValidation:
                 f"no fine-tune tried: the time budget leaves {max(steps, 0)} steps for each of {self.folds + 1}"
                 f" fine-tunes, fewer than {MIN_STEPS} ({per_step:.2f} s a step here); give more `time_budget`"
             )
-            return None
+            return None, per_step
         if steps < recipe.steps:
             self.notes.append(f"fine-tunes cut to {steps} steps (of {recipe.steps}) to fit the time budget")
-        return replace(recipe, steps=steps)
+        return replace(recipe, steps=steps), per_step
 
-    def _fine_tuned_table(self, recipe: Recipe) -> np.ndarray | None:
+    def _fine_tuned_table(self, recipe: Recipe, per_step: float) -> np.ndarray | None:
         """Per-image Dice at every setting of the models fine-tuned without each image's fold; None (with a
         note) where the folds run so late that the final fit would overrun the time budget."""
         table = np.empty((len(self.settings), len(self.examples)))
         for f in range(self.folds):
             left = self.config.time_budget - (time.monotonic() - self.started)
-            if left < (self.folds - f + 1) * recipe.steps * self.per_step:
+            if left < (self.folds - f + 1) * recipe.steps * per_step:
                 self.notes.append(f"fine-tune left out after {f} of {self.folds} folds: the time budget ran short")
                 return None
             held, kept = np.flatnonzero(self.fold == f), np.flatnonzero(self.fold != f)
@@ -259,12 +259,10 @@ class _CrossValidation:
 
 def _metadata(config: AdaptConfig, result: AdaptResult, run: _CrossValidation) -> dict:
     """What the written model says of where it came from (its metadata's training entry, key 'adapted')."""
-    import hashlib
-
     start_file = model_file(config.model)
     return {
         "start_model": BUNDLED if is_bundled(config.model) else str(config.model),
-        "start_model_sha256": hashlib.sha256(start_file.read_bytes()).hexdigest(),
+        "start_model_sha256": file_sha256(start_file),
         "data": str(config.data),
         "data_fingerprint": run.examples.fingerprint,
         "images": result.images,

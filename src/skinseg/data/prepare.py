@@ -36,7 +36,7 @@ from skinseg.data.images import binarise, decode_rgb, not_binary, read_mask_grey
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, interrupts_held, usual_permissions, write_text
+from skinseg.fileio import NAMES_AS_THEY_ARE, file_sha256, interrupts_held, usual_permissions, write_text
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
             "image": str(pair.image.resolve()),  # absolute: the manifest is read from any working folder
             "mask": str(pair.mask.resolve()),
             "original_size": list(original),
-            "sha256": _sha256(pair.image),
+            "sha256": file_sha256(pair.image),
             "channel_sum": [float(h @ _LEVELS) for h in histograms],
             "channel_sq_sum": [float(h @ _LEVELS**2) for h in histograms],
         },
@@ -124,10 +124,6 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
 
 
 _LEVELS = np.arange(256, dtype=np.float64)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:

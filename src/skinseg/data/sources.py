@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from skinseg.data.dataset import ensure_prepared
 from skinseg.data.layouts import Pair, discover_pairs
 from skinseg.data.prepare import load_manifest
 from skinseg.errors import SkinsegError
+from skinseg.fileio import file_sha256
 
 SPLIT_CHOICES = ("train", "val", "test", "all")
 
@@ -57,7 +57,7 @@ def split_pairs(data: Path, split: str | None, size: int = 256, split_seed: int 
             data,
         )
     for pair, item in zip(pairs, items, strict=True):  # only the split that is read: a cheap check
-        if item.get("sha256") and hashlib.sha256(pair.image.read_bytes()).hexdigest() != item["sha256"]:
+        if item.get("sha256") and file_sha256(pair.image) != item["sha256"]:
             raise SkinsegError(
                 f"source image changed since the prepared set {data} was made: its cache is stale; "
                 "re-run `skinseg prepare`",

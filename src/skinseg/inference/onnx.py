@@ -8,7 +8,6 @@ file alone is enough to segment.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import tempfile
 import warnings
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, cache_root
+from skinseg.fileio import atomic_path, cache_root, file_sha256
 from skinseg.inference.config import ExportConfig
 from skinseg.inference.model_run import ModelRun
 from skinseg.models.weights import ModelInfo, info_from_json, load_model, model_file
@@ -127,7 +126,7 @@ def cached_onnx(model_path: str | Path | None) -> Path:
     source = model_file(model_path)
     if not source.is_file():
         raise SkinsegError("model file not found", source)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
+    digest = file_sha256(source)[:20]
     target = cache_root() / "onnx" / f"{source.stem}-{digest}.onnx"
     if not target.is_file():
         export_onnx(source, target, overwrite=True)  # a cache entry: another process may have just made it
