@@ -127,3 +127,18 @@ def cache_root() -> Path:
     """Where skinseg keeps what it can rebuild (data prepared on the fly, ONNX exports): $SKINSEG_CACHE or
     ~/.cache/skinseg."""
     return Path(os.environ.get("SKINSEG_CACHE", Path.home() / ".cache" / "skinseg"))
+
+
+def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file, atomically (`atomic_path`). safetensors reports a failed write (a full disk) as its own
+    SafetensorError, which is not an OSError: it becomes one line naming the file, the temporary removed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as exc:
+            reason = str(exc).removeprefix("Error while serializing: ").removeprefix("I/O error: ")
+            reason = reason.split(" (os error")[0]
+            raise SkinsegError(f"could not write file: {reason}", path) from None

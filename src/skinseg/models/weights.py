@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from skinseg import __version__
 from skinseg.errors import ConfigError, SkinsegError
-from skinseg.fileio import atomic_path
+from skinseg.fileio import save_tensors
 from skinseg.models.config import ModelConfig
 from skinseg.models.layers import SegmentationModel
 from skinseg.models.reference import BUNDLED, is_bundled
@@ -89,8 +89,7 @@ def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtyp
             tensor = tensor.to(dtype)
         tensors[name] = tensor.contiguous()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"skinseg": info.to_json()})
+    save_tensors(path, tensors, metadata={"skinseg": info.to_json()})
     return path
 
 

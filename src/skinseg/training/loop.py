@@ -263,12 +263,16 @@ def train_and_validate(
 
 
 def _check_finite(loss: torch.Tensor, bad: float, epoch: int, step: int, run_dir: Path) -> None:
-    """`bad`: the count of ranks whose loss is not finite."""
+    """`bad`: the count of ranks whose loss is not finite. Epoch 0 is a new run's first: nothing saved yet (a
+    resumed run starts after a saved epoch), and a new run that fails there leaves no files (runs.run_folder)."""
     if bad > 0:
-        raise SkinsegError(
-            f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; stopped. The last good"
-            f" weights are in {run_dir / 'last.safetensors'} (try a lower `lr`)"
+        kept = (
+            f"stopped. The last good weights are in {run_dir / 'last.safetensors'} (try a lower `lr`)"
+            if epoch
+            else "stopped in the first epoch, before anything was saved: no weights were kept (start again with"
+            " a lower `lr`)"
         )
+        raise SkinsegError(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; {kept}")
 
 
 def run_epoch(

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import atomic_path, interrupts_held, write_csv, write_text
+from skinseg.fileio import interrupts_held, save_tensors, write_csv, write_text
 from skinseg.models.reference import user_model
 from skinseg.models.weights import ModelInfo, save_model
 from skinseg.plan import Plan
@@ -74,8 +74,7 @@ class RunState:
                     tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
                 else:
                     scalars[f"{index}.{name}"] = value
-        with atomic_path(run_dir / "state.safetensors") as tmp:
-            save_file(tensors, str(tmp))
+        save_tensors(run_dir / "state.safetensors", tensors)
         write_text(
             run_dir / "state.json",
             json.dumps(
