@@ -114,3 +114,96 @@ def test_issue_33_a_full_disk_during_train_is_one_line_and_leaves_nothing(prepar
         assert result.returncode == 1, result.stderr
         assert "safetensors: could not write file: No space left on device" in line, line
         assert leftovers(small) == []
+
+
+# ------------------------------------------------------------------------------------------ case 6
+@pytest.fixture(scope="module")
+def big_dir(tmp_path_factory) -> Path:
+    """40 pairs of 32 px: 2.5 MiB of arrays at 128 px, more than a 600 kB disk holds."""
+    from skinseg.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("big"), count=40, size=32, seed=1)
+
+
+def prepare_in_a_process(data: Path, out: Path, *options: str, check_room: bool = True):
+    """`skinseg prepare` in its own process (a SIGBUS must not take the test run with it); without `check_room`,
+    the space check is left out so that the writes meet the full disk."""
+    patch = "" if check_room else "import skinseg.data.prepare as p; p.check_room = lambda *a: None; "
+    argv = ["skinseg", "prepare", "--data", str(data), "--out", str(out), "--size", "128", *options]
+    code = f"{patch}import sys; sys.argv = {argv!r}; from skinseg.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | {"COLUMNS": "300"}
+    )
+
+
+def test_issue_33_prepare_checks_the_room_its_arrays_need_before_writing(big_dir, tmp_path, monkeypatch):
+    """Issue #33, case 6: a full disk during `prepare` was a traceback (BrokenProcessPool) or a bus error (exit
+    135, `--workers 1`), temporaries left. The room the arrays need is checked first."""
+    import shutil
+
+    from skinseg.data import npy
+    from skinseg.data.config import PrepareConfig
+    from skinseg.data.prepare import prepare_dataset
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 600_000, 600_000))
+    out = tmp_path / "p"
+    with pytest.raises(SkinsegError) as error:
+        prepare_dataset(PrepareConfig(data=big_dir, out=out, size=128, workers=1))
+    needed = npy.cache_bytes(40, 128)
+    assert str(error.value).startswith(f"{out}: not enough free space: 40 image/mask pairs at 128x128 px need")
+    assert f"need {needed} bytes" in str(error.value) and "600000 bytes (0.57 MiB) free" in str(error.value)
+    assert not out.exists()
+
+
+def test_issue_33_a_failed_write_of_the_arrays_is_one_line_and_leaves_nothing(big_dir, tmp_path, monkeypatch):
+    """Issue #33, case 6: the arrays' blocks are allocated when they are made, so a full disk is an OSError there
+    (one line naming the file), never a SIGBUS later from the memory map."""
+    import errno
+
+    from skinseg.data.config import PrepareConfig
+    from skinseg.data.prepare import prepare_dataset
+
+    def disk_full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", disk_full, raising=False)
+    out = tmp_path / "p"
+    with pytest.raises(SkinsegError) as error:
+        prepare_dataset(PrepareConfig(data=big_dir, out=out, size=128, workers=1))
+    assert str(error.value) == f"{out / 'images.npy'}: could not write file: No space left on device"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_issue_33_prepare_onto_a_full_disk_is_one_line_and_leaves_nothing(big_dir, tmp_path, workers):
+    """Issue #33, case 6, on a real 600 kB disk: refused by the room check; and without it, the writes themselves
+    fail in one line (`--workers 1` was a bus error, more workers a BrokenProcessPool traceback)."""
+    with small_disk(tmp_path / "small", "600k") as small:
+        checked = prepare_in_a_process(big_dir, small / "p", "--workers", workers)
+        assert checked.returncode == 1, checked.stderr
+        assert "not enough free space" in one_line_error(checked.stderr)
+        assert leftovers(small) == []
+        unchecked = prepare_in_a_process(big_dir, small / "p", "--workers", workers, check_room=False)
+        assert unchecked.returncode == 1, unchecked.stderr
+        line = one_line_error(unchecked.stderr)
+        assert line == f"error: {small / 'p' / 'images.npy'}: could not write file: No space left on device"
+        assert leftovers(small) == []
+
+
+def test_issue_33_skipped_pairs_are_dropped_from_the_arrays_in_place(tmp_path):
+    """The arrays of a prepare that skipped pairs are compacted in place (no second copy: no more room than the
+    check asked for), the kept rows in order."""
+    import numpy as np
+
+    from skinseg.data.npy import allocate, keep_rows
+
+    path = tmp_path / "a.npy"
+    allocate(path, (5, 4, 4, 3), tmp_path / "images.npy")
+    array = np.load(path, mmap_mode="r+")
+    array[:] = np.arange(5, dtype=np.uint8)[:, None, None, None]
+    array.flush()
+    del array
+    keep_rows(path, [1, 3, 4], tmp_path / "images.npy")
+    kept = np.load(path)
+    assert kept.shape == (3, 4, 4, 3) and kept[:, 0, 0, 0].tolist() == [1, 3, 4]
+    assert path.stat().st_size == 128 + 3 * 4 * 4 * 3

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +35,10 @@ from skinseg.data.cache import (
 from skinseg.data.config import PrepareConfig
 from skinseg.data.images import binarise, decode_rgb, not_binary, read_mask_grey, resize_mask
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
+from skinseg.data.npy import allocate, check_room, keep_rows
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, file_sha256, interrupts_held, usual_permissions, write_text
+from skinseg.fileio import NAMES_AS_THEY_ARE, atomic_path, file_sha256, interrupts_held, usual_permissions
 
 
 @dataclass
@@ -135,10 +137,16 @@ def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
         return results
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     results = []
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        for result in pool.map(_process_pair, jobs, chunksize=max(8, len(jobs) // (workers * 8))):
-            results.append(result)
-            on_done()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            for result in pool.map(_process_pair, jobs, chunksize=max(8, len(jobs) // (workers * 8))):
+                results.append(result)
+                on_done()
+    except BrokenProcessPool:  # a worker killed by the OS (out of memory), its error lost with it
+        raise SkinsegError(
+            "a decoding process was killed (out of memory?): prepare again with fewer `workers`",
+            Path(jobs[0][3]).parent,
+        ) from None
     return results
 
 
@@ -171,6 +179,7 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     previous = load_manifest(out)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
         return _reused(out, discovery.layout, previous, time.perf_counter() - start)
+    check_room(out, len(discovery.pairs), config.size)
     with _temporary_arrays(out) as arrays:
         entries, skipped = _decode_all(config, discovery, progress, arrays)
         manifest = _manifest(config, discovery.layout, entries, skipped, fingerprint, (group_file, group_column))
@@ -245,19 +254,20 @@ def _temporary_arrays(out: Path) -> Iterator[tuple[Path, Path]]:
         with interrupts_held():
             for tmp in made:
                 tmp.unlink(missing_ok=True)
-                tmp.with_suffix(".compact.npy").unlink(missing_ok=True)
+                tmp.with_suffix(".copy.npy").unlink(missing_ok=True)  # npy.keep_rows's, where it copies
 
 
 def _replace_cache(out: Path, arrays: tuple[Path, Path], manifest: str) -> None:
     """The new arrays and manifest in place of the old cache, in one step that an interrupt waits for: until
-    here the previous cache was whole and usable; without its manifest for these few renames, a folder is
-    never taken for a finished cache (a kill -9 in between leaves one that the next prepare rebuilds)."""
-    with interrupts_held():
+    here the previous cache was whole and usable (the new manifest is written to its temporary first: a full
+    disk leaves the old cache as it was); without its manifest for these few renames, a folder is never taken
+    for a finished cache (a kill -9 in between leaves one that the next prepare rebuilds)."""
+    with interrupts_held(), atomic_path(out / MANIFEST) as manifest_tmp:
+        manifest_tmp.write_text(manifest, encoding="utf-8", errors=NAMES_AS_THEY_ARE)
         (out / MANIFEST).unlink(missing_ok=True)
         for tmp, name in zip(arrays, ("images.npy", "masks.npy"), strict=True):
             usual_permissions(tmp)
             os.replace(tmp, out / name)
-        write_text(out / MANIFEST, manifest)
 
 
 def _reused(out: Path, layout: str, manifest: dict, seconds: float) -> PrepareResult:
@@ -286,8 +296,9 @@ def _decode_all(
     kept, and the pairs skipped with their reasons."""
     size, count = config.size, len(discovery.pairs)
     images_tmp, masks_tmp = arrays
-    np.lib.format.open_memmap(images_tmp, "w+", np.uint8, (count, size, size, 3)).flush()
-    np.lib.format.open_memmap(masks_tmp, "w+", np.uint8, (count, size, size)).flush()
+    out = Path(config.out)
+    allocate(images_tmp, (count, size, size, 3), out / "images.npy")
+    allocate(masks_tmp, (count, size, size), out / "masks.npy")
     jobs = [(i, pair, size, str(images_tmp), str(masks_tmp)) for i, pair in enumerate(discovery.pairs)]
     done = 0
 
@@ -311,10 +322,8 @@ def _decode_all(
             f"no usable image/mask pairs ({len(skipped)} skipped; first: {skipped[0][0]}: {skipped[0][1]})", config.data
         )
     if len(kept) < count:  # compact the arrays, dropping the slots of skipped pairs
-        keep = np.array([i for i, _ in kept])
-        for tmp in (images_tmp, masks_tmp):
-            np.save(tmp.with_suffix(".compact.npy"), np.load(tmp, mmap_mode="r")[keep])
-            os.replace(tmp.with_suffix(".compact.npy"), tmp)
+        for tmp, name in ((images_tmp, "images.npy"), (masks_tmp, "masks.npy")):
+            keep_rows(tmp, [i for i, _ in kept], out / name)
     return [info for _, info in kept], skipped
 
 
