@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from skinseg.errors import SkinsegError
-from skinseg.inputs import collect_inputs, output_paths, real_path
+from skinseg.inputs import collect_inputs, one_input_per_mask, output_paths, real_path
 
 
 def test_inputs_from_globs_and_missing_paths(tmp_path):
@@ -20,8 +20,10 @@ def test_inputs_from_globs_and_missing_paths(tmp_path):
 def test_output_paths_for_many_inputs_go_to_a_folder(tmp_path):
     targets = output_paths([tmp_path / "a.jpg", tmp_path / "b.png"], tmp_path / "out")
     assert [t.name for t in targets] == ["a_segmentation.png", "b_segmentation.png"]
-    with pytest.raises(SkinsegError, match="same mask"):
-        output_paths([tmp_path / "a.jpg", tmp_path / "sub" / "a.png"], tmp_path / "out")
+    inputs = [tmp_path / "a.jpg", tmp_path / "sub" / "a.png", tmp_path / "b.png"]
+    kept, skipped = one_input_per_mask(list(zip(inputs, output_paths(inputs, tmp_path / "out"), strict=True)))
+    assert [source.name for source, _ in kept] == ["a.jpg", "b.png"]
+    assert skipped == [(inputs[1], f"its mask a_segmentation.png is {inputs[0]}'s: rename one to segment both")]
 
 
 def test_a_folder_gives_its_images_without_masks_and_hidden_files(tmp_path):

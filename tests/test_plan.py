@@ -22,7 +22,7 @@ from skinseg.adaptation.pipeline import plan_adapt
 from skinseg.cli import app
 from skinseg.data.cache import plan_prepare
 from skinseg.data.config import PrepareConfig
-from skinseg.errors import SkinsegError
+from skinseg.errors import Interrupted, SkinsegError
 from skinseg.evaluation.config import EvaluateConfig
 from skinseg.evaluation.reports import plan_evaluation
 from skinseg.inference.config import ExportConfig, MeasureConfig, SegmentConfig
@@ -310,7 +310,7 @@ def test_a_mask_is_never_written_without_its_summary_row(tiny_model_path, tmp_pa
         summary=tmp_path / "s.csv",
         run=ModelRun(model=tiny_model_path, device="cpu"),
     )
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="after 1 of 2 images"):
         segment.segment_paths(config)
     written = sorted(p.name.removesuffix("_segmentation.png") for p in (tmp_path / "o").glob("*_segmentation.png"))
     listed = sorted(Path(r["image"]).stem for r in _summary_rows(tmp_path / "s.csv"))
@@ -431,9 +431,10 @@ def test_a_lock_file_that_cannot_be_removed_while_held_is_no_error(tmp_path, mon
         pass
 
 
-def test_figures_in_the_current_folder_can_be_locked(tmp_path, monkeypatch):
+def test_a_folder_is_locked_from_inside_it_the_current_folder_too(tmp_path, monkeypatch):
+    """Beside it, `-o .` in a home folder would need a lock file in /home (issue #33)."""
     monkeypatch.chdir(tmp_path)
-    assert lock_file(Output(Path("."), "--figures", folder=True)) == tmp_path.parent / f".{tmp_path.name}.lock"
+    assert lock_file(Output(Path("."), "--figures", folder=True)).resolve() == tmp_path / ".lock"
 
 
 def test_a_run_killed_before_its_first_epoch_is_replaced_by_the_same_command(trained_run, prepared_dir, tmp_path):

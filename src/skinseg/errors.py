@@ -15,7 +15,11 @@ class SkinsegError(Exception):
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 
-class TrainingInterrupted(SkinsegError):
+class Interrupted(SkinsegError):
+    """Ctrl-C or SIGTERM: what was finished is whole on disk, and the message says how to go on (exit code 130)."""
+
+
+class TrainingInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during training: the state of the last finished epoch is on disk (exit code 130)."""
 
 

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,15 +50,26 @@ def interrupts_held() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+class OutputExists(SkinsegError):
+    """An output that another command created while this one was working: left as it is."""
+
+
+# Temporaries are `.NAME.xxxxxxxx.SUFFIX` (mkstemp's 8 random characters): NAME is cut so that the temporary's
+# name is no longer than NAME itself could be (a 240-character mask name must not fail on its temporary).
+_NAME_ROOM = 200
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+def atomic_path(path: str | Path, suffix: str | None = None, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it to `path` only if the block succeeds. Without `replace`,
+    a file that appeared at `path` meanwhile (another command's) is left as it is: OutputExists."""
     with interrupts_held():
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+                prefix=f".{path.name[:_NAME_ROOM]}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
             )
         except OSError as exc:
             raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
@@ -66,13 +78,47 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         try:
             yield tmp
             usual_permissions(tmp)
-            os.replace(tmp, path)
+            _move(tmp, path, replace)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise SkinsegError(f"could not write file: {exc.strerror or exc}", path) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def _move(tmp: Path, path: Path, replace: bool) -> None:
+    """`tmp` renamed to `path`; without `replace`, only where `path` does not exist, checked and done in one
+    step (a hard link, where the file system has them) so that two commands never both write it."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExists("was written by another command meanwhile: left as it is", path) from None
+    except OSError:  # no hard links here (some network and FAT file systems): checked, then moved
+        if os.path.lexists(path):
+            raise OutputExists("was written by another command meanwhile: left as it is", path) from None
+        os.replace(tmp, path)
+    tmp.unlink(missing_ok=True)
+
+
+def remove_temporaries(folder: Path, names: re.Pattern) -> list[Path]:
+    """The temporaries that a killed skinseg command left in `folder` (`.NAME.xxxxxxxx.SUFFIX`, where NAME ends
+    in SUFFIX) for files whose NAME `names` finds, removed. Call it only while holding the folder."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = TEMPORARY.match(entry.name)
+            if not match or not match["name"].endswith(match["suffix"]) or not entry.is_file(follow_symlinks=False):
+                continue
+            if not names.search(match["name"]):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def real_path(path: str | Path, folders: dict[str, str]) -> str:
@@ -142,3 +188,22 @@ def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | Non
             reason = str(exc).removeprefix("Error while serializing: ").removeprefix("I/O error: ")
             reason = reason.split(" (os error")[0]
             raise SkinsegError(f"could not write file: {reason}", path) from None
+
+
+def name_limit(folder: Path, limits: dict[Path, int]) -> int:
+    """The longest file name, in bytes, that the file system of `folder` (or of its nearest existing parent)
+    takes; `limits` remembers it per folder."""
+    if folder not in limits:
+        existing = next((p for p in (folder, *folder.parents) if p.is_dir()), Path("."))
+        try:
+            limits[folder] = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the usual limit
+            limits[folder] = 255
+    return limits[folder]
+
+
+def check_name_length(path: Path, limits: dict[Path, int]) -> None:
+    """A file name longer than its file system takes, refused before any work (the OS would refuse the write)."""
+    size, limit = len(os.fsencode(path.name)), name_limit(path.parent, limits)
+    if size > limit:
+        raise SkinsegError(f"its name is {size} bytes long, and this file system takes at most {limit}", path)

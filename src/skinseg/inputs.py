@@ -26,13 +26,18 @@ NOT_INPUT_ENDINGS = spoken([*MASK_SUFFIXES.split("|"), OVERLAY, PROBABILITY, CRO
 # Files in an input folder that are masks or this command's own outputs, not images to segment.
 _NOT_INPUTS = re.compile(rf"(?:{MASK_SUFFIXES})$|{EXTRA_OUTPUTS.pattern}", re.I)
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif")
+# The names of the files segment writes into a folder of masks (masks, overlays, probability maps).
+OUTPUT_NAMES = re.compile(rf"(?:{re.escape(MASK_SUFFIX)}|(?:{OVERLAY}|{PROBABILITY})\.png)$")
 
 
-def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None) -> list[Path]:
+def collect_inputs(
+    inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None, repeated: list[Path] | None = None
+) -> list[Path]:
     """Image files from files, folders (not recursive) and glob patterns, in order, each file once (by its real
-    path). In a folder or a pattern, mask files (<id>_segmentation, _mask, _lesion) and segment's overlays and
-    probability maps are left out (and added to `ignored`): `segment DIR -o DIR` (or `'DIR/*.png'`) run twice
-    does not take its own masks as inputs. A file named on its own is always an input."""
+    path; the repeats go to `repeated`). In a folder or a pattern, mask files (<id>_segmentation, _mask, _lesion)
+    and segment's overlays and probability maps are left out (and added to `ignored`): `segment DIR -o DIR` (or
+    `'DIR/*.png'`) run twice does not take its own masks as inputs. A file named on its own is always an
+    input."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -55,7 +60,8 @@ def collect_inputs(inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | 
     folders: dict[str, str] = {}
     first: dict[str, Path] = {}  # one input per file, however it is named: DIR and $PWD/DIR are one folder
     for path in found:
-        first.setdefault(real_path(path, folders), path)
+        if first.setdefault(real_path(path, folders), path) is not path and repeated is not None:
+            repeated.append(path)
     unique = list(first.values())
     if not unique:
         raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")
@@ -98,13 +104,20 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
         )
     if output.exists() and not output.is_dir():
         raise SkinsegError("output must be a folder when segmenting several images", output)
-    targets = [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]
-    seen: dict[Path, Path] = {}
-    for source, target in zip(inputs, targets, strict=False):
-        if target in seen:
-            raise SkinsegError(f"two inputs would write the same mask ({seen[target]} and {source})", target)
-        seen[target] = source
-    return targets
+    return [output / f"{path.stem}{MASK_SUFFIX}" for path in inputs]
+
+
+def one_input_per_mask(pairs: list[tuple[Path, Path]]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
+    """(image, mask) pairs where two images would write one mask (`good.jpg` and `good.png`): the first keeps
+    it, the others are skipped, each with the reason."""
+    first: dict[Path, Path] = {}
+    kept, skipped = [], []
+    for source, target in pairs:
+        if first.setdefault(target, source) is source:
+            kept.append((source, target))
+        else:
+            skipped.append((source, f"its mask {target.name} is {first[target]}'s: rename one to segment both"))
+    return kept, skipped
 
 
 def mask_files_by_id(folder: Path) -> dict[str, Path]:

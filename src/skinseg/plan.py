@@ -14,8 +14,7 @@ the command works. The rule (docs/reliability.md):
 - a locked output held by another skinseg process refuses this one at once (or is waited for, where the
   plan says so: a cache prepared on the fly).
 
-The lock files are hidden (`.NAME.lock` beside a file, removed when the command ends; `.lock` inside a run or
-a cache)
+The lock files are hidden (`.NAME.lock` beside a file, `.lock` inside a folder), removed when the command ends,
 and taken with `filelock`, which works alike on Linux, macOS and Windows; a lock goes with its process, so a
 killed command holds none (it may leave the empty file).
 """
@@ -146,49 +145,61 @@ def _only_markers(folder: Path) -> bool:
 
 
 def lock_file(output: Output) -> Path:
-    """Where an output's lock lives: `.lock` inside a folder of the command's own (a run, a cache), else
-    `.NAME.lock` beside it."""
-    if output.owned:
+    """Where an output's lock lives: `.lock` inside a folder (a run, a cache, a folder of masks or figures), else
+    `.NAME.lock` beside the file."""
+    if output.folder:
         return output.path / MARKERS[0]
-    path = output.path.absolute()  # "." has no name of its own
+    path = output.path.absolute()
     return path.with_name(f".{path.name}.lock")
 
 
 @contextlib.contextmanager
 def _locked(output: Output, wait: bool) -> Iterator[None]:
     path = lock_file(output)
-    made = output.owned and not output.path.exists()  # a folder this command makes for its lock
+    made = output.folder and not output.path.exists()  # a folder this command makes for its lock
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
+        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", output.path) from None
     lock = FileLock(path, timeout=-1 if wait else 0)
     try:
-        lock.acquire()
+        _acquire(lock, path)
     except Timeout:
         raise SkinsegError(
             f"another skinseg command is writing it now: wait for it to finish, or give another {output.what}",
             output.path,
         ) from None
-    except OSError as exc:
-        raise SkinsegError(f"cannot lock: {exc.strerror or exc}", path) from None
-    remove_folder = False
+    except OSError as exc:  # named by the user's path: the lock file is ours, not theirs
+        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", output.path) from None
     try:
         yield
-    except BaseException:
-        remove_folder = made and _only_markers(output.path)
-        raise
     finally:
-        # No lock is left beside the user's files, nor the marks in a folder about to be removed. Removed while
-        # held (POSIX); Windows refuses that, and filelock removes the file on release there.
-        leftovers = [path.parent / name for name in MARKERS] if remove_folder else [] if output.owned else [path]
-        for leftover in leftovers:
+        # No lock is left behind, nor a folder this command made and left with nothing but its marks. Removed
+        # while held (POSIX; a waiting process sees that and takes the new file, _acquire); Windows refuses
+        # that, and filelock removes the file on release there.
+        remove_folder = made and _only_markers(output.path)
+        for leftover in [path.parent / name for name in MARKERS] if remove_folder else [path]:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         lock.release()
         if remove_folder:
             with contextlib.suppress(OSError):
                 output.path.rmdir()
+
+
+def _acquire(lock: FileLock, path: Path) -> None:
+    """Take `lock`; where its holder removed the file between this process opening and locking it, the lock is
+    on a file nobody else sees: let it go and take the file that is there now."""
+    while True:
+        lock.acquire()
+        descriptor = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+        try:
+            current = descriptor is None or os.path.samestat(os.fstat(descriptor), os.stat(path))
+        except OSError:
+            current = False
+        if current:
+            return
+        lock.release()
 
 
 def _check_parent(output: Output, known: set[Path]) -> None:

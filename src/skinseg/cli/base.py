@@ -130,13 +130,13 @@ def report_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from skinseg.errors import SkinsegError, TrainingInterrupted
+        from skinseg.errors import Interrupted, SkinsegError
 
         with flags_of(command):  # its messages name its own options
             try:
                 return command(*args, **kwargs)
             except SkinsegError as exc:
-                interrupted = isinstance(exc, TrainingInterrupted)
+                interrupted = isinstance(exc, Interrupted)
                 if interrupted:
                     _ignore_further_interrupts()
                 console.print(f"[bold red]error:[/] {literal(in_flags(str(exc)))}", highlight=False, soft_wrap=True)

@@ -25,6 +25,7 @@ from skinseg.cli.base import (
 )
 from skinseg.cli.flags import in_flags
 from skinseg.cli.tables import literal
+from skinseg.inference.config import CROP_MARGIN, MAX_CROP_SIZE
 
 
 @report_errors
@@ -64,9 +65,10 @@ def segment(
     ] = None,
     crop_margin: Annotated[
         float, typer.Option(help="Margin around the lesion's box, on each side, as a fraction of its size.")
-    ] = 0.1,
+    ] = CROP_MARGIN,
     crop_size: Annotated[
-        int | None, typer.Option(help="Resize each crop so that its longer side is this many pixels.")
+        int | None,
+        typer.Option(help=f"Resize each crop so that its longer side is this many pixels (at most {MAX_CROP_SIZE})."),
     ] = None,
     crop_square: Annotated[
         bool, typer.Option(help="Widen each crop to a square around the lesion (as far as the image allows).")
@@ -119,6 +121,8 @@ def segment(
     with lazy_bar(console, "Segmenting") as advance:
         result = segment_paths(config, on_progress=advance, on_notes=notes_printer(console))
     _print_result(result, crops)
+    if (coco is not None and result.coco is None) or (report is not None and not result.written + result.completed):
+        console.print("no --coco or --report written: no image was segmented or kept", highlight=False)
     report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)
@@ -133,6 +137,13 @@ def _print_result(result, crops: Path | None) -> None:
         console.print(
             f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
             f" (names ending {NOT_INPUT_ENDINGS}; first: {first})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.repeated:
+        first = literal(str(result.repeated[0]))
+        console.print(
+            f"{len(result.repeated)} input(s) named twice (first: {first}), segmented once",
             highlight=False,
             soft_wrap=True,
         )

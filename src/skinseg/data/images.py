@@ -155,14 +155,16 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 MASK_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}  # lossless: a mask stays 0/255
 
 
-def save_png(array: np.ndarray, path: str | Path, format: str = "PNG") -> None:
-    """A uint8 array (H, W) or (H, W, 3) written as PNG (or `format`), atomically."""
+def save_png(array: np.ndarray, path: str | Path, format: str = "PNG", *, replace: bool = True) -> None:
+    """A uint8 array (H, W) or (H, W, 3) written as PNG (or `format`), atomically; without `replace`, never over
+    a file (fileio.atomic_path)."""
     from skinseg.fileio import atomic_path
 
-    with atomic_path(path, suffix=Path(path).suffix or ".png") as tmp:
+    with atomic_path(path, suffix=Path(path).suffix or ".png", replace=replace) as tmp:
         Image.fromarray(array).save(tmp, format=format)
 
 
-def save_mask_png(mask: np.ndarray, path: str | Path) -> None:
+def save_mask_png(mask: np.ndarray, path: str | Path, *, replace: bool = True) -> None:
     """A bool or 0/1 mask written as 8-bit 0/255 image, atomically: PNG, or TIFF or BMP by the path's suffix."""
-    save_png(np.where(mask, 255, 0).astype(np.uint8), path, MASK_FORMATS.get(Path(path).suffix.lower(), "PNG"))
+    image_format = MASK_FORMATS.get(Path(path).suffix.lower(), "PNG")
+    save_png(np.where(mask, 255, 0).astype(np.uint8), path, image_format, replace=replace)

@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skinseg.errors import check_at_least, check_setting
+from skinseg.errors import check_at_least, check_between, check_setting
 from skinseg.inference.model_run import ModelRun
 
 CROP_MARGIN = 0.1  # the default margin around a lesion crop
+MAX_CROP_SIZE = 8192  # pixels: a crop's longer side; 8192 x 8192 RGB is 200 MB (100000 took 24 GB and was killed)
 
 
 MAX_PIXEL_SIZE = 10.0  # mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas
@@ -45,7 +46,7 @@ class SegmentConfig:
         margin_ok = math.isfinite(self.crop_margin) and self.crop_margin >= 0
         check_setting(margin_ok, f"`crop_margin` must be a number >= 0, got {self.crop_margin}")
         if self.crop_size is not None:
-            check_at_least("crop_size", self.crop_size, 1)
+            check_between("crop_size", self.crop_size, 1, MAX_CROP_SIZE)
         crop_options = self.crop_size is not None or self.crop_square or self.crop_margin != CROP_MARGIN
         check_setting(
             self.crops is not None or not crop_options, "`crop_size`, `crop_square`, `crop_margin` need `crops`"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,13 +30,16 @@ class Segmented:
     mask: np.ndarray
 
 
+@dataclass(frozen=True)
 class Writer:
     """One file per image. `from_segmentation`: the file comes from the model's output, so an image whose file
     is missing is segmented again (a crop is cut from the mask: it is not). `needs_image`: written only where the
-    whole image was read."""
+    whole image was read. `replace`: a file there is replaced (`overwrite`); otherwise it is never written over,
+    even one that another command wrote after this one planned (fileio.OutputExists)."""
 
-    from_segmentation = True
-    needs_image = False
+    replace: bool = False
+    from_segmentation: ClassVar[bool] = True
+    needs_image: ClassVar[bool] = False
 
     def path(self, source: Path, target: Path) -> Path:
         raise NotImplementedError
@@ -45,17 +49,19 @@ class Writer:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
 class MaskWriter(Writer):
     def path(self, source: Path, target: Path) -> Path:
         return target
 
     def write(self, item: Segmented) -> bool:
-        save_mask_png(item.mask, item.target)
+        save_mask_png(item.mask, item.target, replace=self.replace)
         return True
 
 
+@dataclass(frozen=True)
 class OverlayWriter(Writer):
-    needs_image = True
+    needs_image: ClassVar[bool] = True
 
     def path(self, source: Path, target: Path) -> Path:
         return picture_path(target.parent, source, OVERLAY)
@@ -64,17 +70,19 @@ class OverlayWriter(Writer):
         from skinseg.reporting.figures import overlay_image
 
         assert item.image is not None
-        save_png(overlay_image(item.image, item.mask), self.path(item.source, item.target))
+        save_png(overlay_image(item.image, item.mask), self.path(item.source, item.target), replace=self.replace)
         return True
 
 
+@dataclass(frozen=True)
 class ProbabilityWriter(Writer):
     def path(self, source: Path, target: Path) -> Path:
         return picture_path(target.parent, source, PROBABILITY)
 
     def write(self, item: Segmented) -> bool:
         assert item.probability is not None
-        save_png(np.round(item.probability * 255).astype(np.uint8), self.path(item.source, item.target))
+        probability = np.round(item.probability * 255).astype(np.uint8)
+        save_png(probability, self.path(item.source, item.target), replace=self.replace)
         return True
 
 
@@ -82,12 +90,12 @@ class ProbabilityWriter(Writer):
 class CropWriter(Writer):
     """The lesion cut from the whole image, into `folder`; an image without a lesion has none."""
 
-    folder: Path
-    margin: float
-    size: int | None
-    square: bool
-    from_segmentation = False
-    needs_image = True
+    folder: Path = Path()
+    margin: float = 0.0
+    size: int | None = None
+    square: bool = False
+    from_segmentation: ClassVar[bool] = False
+    needs_image: ClassVar[bool] = True
 
     def path(self, source: Path, target: Path) -> Path:
         return picture_path(self.folder, source, CROP)
@@ -97,17 +105,19 @@ class CropWriter(Writer):
         crop = lesion_crop(item.image, item.mask, self.margin, self.size, self.square)
         if crop is None:
             return False
-        save_png(crop, self.path(item.source, item.target))
+        save_png(crop, self.path(item.source, item.target), replace=self.replace)
         return True
 
 
 def writers_for(config: SegmentConfig) -> list[Writer]:
     """The writers of the files that `config` asks for, the mask first."""
-    writers: list[Writer] = [MaskWriter()]
-    writers += [OverlayWriter()] if config.overlay else []
-    writers += [ProbabilityWriter()] if config.probabilities else []
+    replace = config.overwrite
+    writers: list[Writer] = [MaskWriter(replace)]
+    writers += [OverlayWriter(replace)] if config.overlay else []
+    writers += [ProbabilityWriter(replace)] if config.probabilities else []
     if config.crops is not None:
-        writers.append(CropWriter(config.crops, config.crop_margin, config.crop_size, config.crop_square))
+        crops = config.crops
+        writers.append(CropWriter(replace, crops, config.crop_margin, config.crop_size, config.crop_square))
     return writers
 
 

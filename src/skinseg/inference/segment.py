@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from skinseg.data.images import load_mask, load_rgb
-from skinseg.errors import SkinsegError
-from skinseg.fileio import interrupts_held
+from skinseg.errors import Interrupted, SkinsegError
+from skinseg.fileio import OutputExists, check_name_length, interrupts_held, remove_temporaries
 from skinseg.inference.config import SegmentConfig
-from skinseg.inference.outputs import CropWriter, Segmented, Writer, crop_writer, writers_for
+from skinseg.inference.outputs import CropWriter, MaskWriter, Segmented, Writer, crop_writer, writers_for
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, continued_rows, summary_columns, summary_row
-from skinseg.inputs import collect_inputs, output_paths
+from skinseg.inputs import OUTPUT_NAMES, collect_inputs, one_input_per_mask, output_paths
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
@@ -37,6 +37,7 @@ class SegmentResult:
     existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
+    repeated: list[Path] = field(default_factory=list)  # inputs named twice (a file and its folder): segmented once
     uncropped: list[Path] = field(default_factory=list)  # `crops`: no lesion found, so no crop
     cropped: list[Path] = field(default_factory=list)  # `crops`: the images whose crop was written
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
@@ -88,6 +89,7 @@ class SegmentPlan:
     existing: list[tuple[Path, Path]] = field(default_factory=list)  # (image, mask) skipped: all there
     files: Plan = field(default_factory=lambda: Plan("segment"))  # every file read and written, checked
     writers: list[Writer] = field(default_factory=list)  # one per file an image gives (inference.outputs)
+    tidy: Path | None = None  # the folder of masks this command holds: a killed one's temporaries are removed
 
 
 def _files_plan(
@@ -107,8 +109,8 @@ def _files_plan(
         plan.read(path, "input image")
     if (model := config.run.user_model) is not None:
         plan.read(model, "model")
-    if config.output not in [target for _, target in pairs]:  # a folder of masks
-        plan.write(config.output, "`output`", folder=True)
+    if config.output not in [target for _, target in pairs]:  # a folder of masks, held by one command at a time
+        plan.write(config.output, "`output`", folder=True, lock=env_rank_world()[1] == 1)
     if summary is not None:
         plan.write(summary, "`summary`", continued=config.skip_existing, lock=True)
     if report is not None:
@@ -129,9 +131,10 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     an image whose outputs exist is skipped (with `skip_existing`), replaced (with `overwrite`) or reported."""
     if config.skip_existing and config.overwrite:
         raise SkinsegError("`skip_existing` and `overwrite` exclude each other: give one")
-    inputs = collect_inputs(config.inputs, result.ignored)
-    targets = output_paths(inputs, config.output)
-    pairs, rank, world = _rank_share(list(zip(inputs, targets, strict=False)))
+    inputs = collect_inputs(config.inputs, result.ignored, result.repeated)
+    pairs, clashes = one_input_per_mask(list(zip(inputs, output_paths(inputs, config.output), strict=True)))
+    result.failed += clashes
+    pairs, rank, world = _rank_share(pairs)
     report = _rank_path(config.report, rank, world) if config.report else None
     summary = _rank_path(config.summary, rank, world) if config.summary else None
     coco = _rank_path(config.coco, rank, world) if config.coco else None
@@ -145,7 +148,14 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     todo: list[tuple[Path, Path]] = []
     existing: list[tuple[Path, Path]] = []
     left: set[Path] = set()
+    limits: dict[Path, int] = {}
     for source, target in pairs:
+        try:  # an output name the file system cannot take: that image skipped, the batch goes on
+            for path in (writer.path(source, target) for writer in writers):
+                check_name_length(path, limits)
+        except SkinsegError as exc:
+            result.failed.append((source, f"its output {exc}"))
+            continue
         outputs = _outputs_of(writers, source, target)
         there = [p for p in [*outputs, *_cut_from_mask(writers, source, target)] if p.exists()]
         if config.skip_existing and all(p.exists() for p in outputs):  # a missing crop is cut from the kept mask
@@ -157,7 +167,8 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         else:
             todo.append((source, target))
             left.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
-    return SegmentPlan(todo, summary, report, coco, left, existing, files, writers)
+    tidy = config.output if any(o.lock and o.path == config.output for o in files.outputs) else None
+    return SegmentPlan(todo, summary, report, coco, left, existing, files, writers, tidy)
 
 
 def _coco_file():
@@ -172,58 +183,71 @@ def segment_paths(
     config: SegmentConfig, on_progress: Progress | None = None, on_notes: Notes | None = None
 ) -> SegmentResult:
     """Segment every input image; unreadable ones are reported and the rest go on. `on_notes(notes)`: settings
-    asked for but ignored or emulated, once the model is loaded; `on_progress(done, total)`: images done."""
-    from skinseg.reporting.html import ReportCases
-
-    advance = on_progress or no_progress
+    asked for but ignored or emulated, once the model is loaded; `on_progress(done, total)`: images done. Ctrl-C
+    ends it with Interrupted, which says how to continue."""
     result = SegmentResult(config.output)
     plan = plan_segmentation(config, result)
-    with plan.files.hold():  # a second segment writing this summary or report: refused before the model loads
-        segmenter = segmenter_for(config.run)
-        (on_notes or no_notes)(segmenter.notes)
-        cases = ReportCases(config.report_max_cases) if plan.report else None
-        coco = _coco_file() if plan.coco else None
-        failed_before = len(result.failed)  # outputs that exist: reported, not segmented
-        whole = config.overlay or plan.report is not None or config.measure or config.crops is not None
-        with (
-            SummaryWriter(plan.summary, config.skip_existing, summary_columns(config.measure)) as rows_out,
-            contextlib.closing(
-                segmented_images(segmenter, [s for s, _ in plan.todo], config.run.batch_size, whole, result.failed)
-            ) as segmented,  # ends its threads
-        ):
-            advance(0, len(plan.todo))
-            target_of = dict(plan.todo)
-            for source, image, prob, mask, seconds in segmented:
-                target = target_of[source]
-                if target in plan.left and (config.crops or plan.coco or config.measure):
-                    try:  # `skip_existing` kept the mask: the crop, the COCO entry and the measurements follow it
-                        mask = load_mask(target)
-                    except SkinsegError as exc:
-                        result.failed.append((source, f"its kept mask cannot be read: {exc}"))
-                        continue
-                measures = _measures(config, source, image, mask, prob, segmenter.threshold, result)
-                with interrupts_held():  # a mask is never written without its summary row
-                    _write_outputs(plan, Segmented(source, target, image, prob, mask), result)
-                    result.rows.append({**summary_row(source, target, mask, prob, seconds), **measures})
-                    rows_out.add(result.rows[-1])
-                (result.completed if target in plan.left else result.written).append(target)
-                if cases is not None:
-                    cases.add(
-                        source.name,
-                        mask,
-                        image=image,
-                        probability=prob,
-                        threshold=segmenter.threshold,
-                        measures=measures,
-                    )
-                if coco is not None:
-                    coco.add(source.name, mask)
-                advance(
-                    len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo)
-                )
-            advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
-        _write_collected(config, plan, segmenter, result, cases, coco)
+    try:
+        with plan.files.hold():  # a second segment writing these outputs: refused before the model loads
+            if plan.tidy is not None:
+                remove_temporaries(plan.tidy, OUTPUT_NAMES)
+            _segment_planned(config, plan, result, on_progress or no_progress, on_notes or no_notes)
+    except KeyboardInterrupt:
+        done = len(result.written) + len(result.completed)
+        raise Interrupted(
+            f"interrupted after {done} of {len(plan.todo)} images, whose files are whole: the same command with"
+            " `skip_existing` segments the rest"
+        ) from None
     return result
+
+
+def _segment_planned(config: SegmentConfig, plan: SegmentPlan, result: SegmentResult, advance, on_notes) -> None:
+    """The work of segment_paths, with its plan checked and its outputs held."""
+    from skinseg.reporting.html import ReportCases
+
+    segmenter = segmenter_for(config.run)
+    on_notes(segmenter.notes)
+    cases = ReportCases(config.report_max_cases) if plan.report else None
+    coco = _coco_file() if plan.coco else None
+    failed_before = len(result.failed)  # outputs that exist: reported, not segmented
+    whole = config.overlay or plan.report is not None or config.measure or config.crops is not None
+    with (
+        SummaryWriter(plan.summary, config.skip_existing, summary_columns(config.measure)) as rows_out,
+        contextlib.closing(
+            segmented_images(segmenter, [s for s, _ in plan.todo], config.run.batch_size, whole, result.failed)
+        ) as segmented,  # ends its threads
+    ):
+        advance(0, len(plan.todo))
+        target_of = dict(plan.todo)
+        for source, image, prob, mask, seconds in segmented:
+            target = target_of[source]
+            if target in plan.left and (config.crops or plan.coco or config.measure):
+                try:  # `skip_existing` kept the mask: the crop, the COCO entry and the measurements follow it
+                    mask = load_mask(target)
+                except SkinsegError as exc:
+                    result.failed.append((source, f"its kept mask cannot be read: {exc}"))
+                    continue
+            measures = _measures(config, source, image, mask, prob, segmenter.threshold, result)
+            with interrupts_held():  # a mask is never written without its summary row
+                if not _write_outputs(plan, Segmented(source, target, image, prob, mask), result):
+                    continue
+                result.rows.append({**summary_row(source, target, mask, prob, seconds), **measures})
+                rows_out.add(result.rows[-1])
+                (result.completed if target in plan.left else result.written).append(target)
+            if cases is not None:
+                cases.add(
+                    source.name,
+                    mask,
+                    image=image,
+                    probability=prob,
+                    threshold=segmenter.threshold,
+                    measures=measures,
+                )
+            if coco is not None:
+                coco.add(source.name, mask)
+            advance(len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo))
+        advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
+    _write_collected(config, plan, segmenter, result, cases, coco)
 
 
 def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold: float, result) -> dict:
@@ -262,10 +286,10 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
             continue
         if coco is not None:
             coco.add(source.name, mask)
-    if coco is not None and plan.coco is not None:
+    if coco is not None and plan.coco is not None and coco.images:  # none where every image failed
         coco.write(plan.coco)
         result.coco = plan.coco
-    if plan.report and cases is not None:
+    if plan.report and cases is not None and cases.rows:
         facts = [
             ("inputs", " ".join(map(str, config.inputs))),
             ("masks", config.output),
@@ -298,16 +322,24 @@ def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int,
                 yield source, d.image, prob, mask, seconds
 
 
-def _write_outputs(plan: SegmentPlan, item: Segmented, result: SegmentResult) -> None:
+def _write_outputs(plan: SegmentPlan, item: Segmented, result: SegmentResult) -> bool:
     """The files of one image, each by its writer (the mask, and the overlay, probability map and crop where asked
-    for); none that the plan keeps. An image without a lesion has no crop: it goes to `result.uncropped`."""
+    for); none that the plan keeps. An image without a lesion has no crop: it goes to `result.uncropped`. A file
+    that another command wrote meanwhile is left as it is and reported; False where that is the mask (the image
+    then has no row: its mask is not this command's)."""
     for writer in plan.writers:
         if writer.path(item.source, item.target) in plan.left or (writer.needs_image and item.image is None):
             continue
-        if isinstance(writer, CropWriter):
-            _write_crop(writer, item, result)
-        else:
-            writer.write(item)
+        try:
+            if isinstance(writer, CropWriter):
+                _write_crop(writer, item, result)
+            else:
+                writer.write(item)
+        except OutputExists as exc:
+            result.failed.append((item.source, str(exc)))
+            if isinstance(writer, MaskWriter):
+                return False
+    return True
 
 
 def _write_crop(cropper: CropWriter, item: Segmented, result: SegmentResult) -> None:
