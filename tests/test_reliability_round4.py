@@ -207,3 +207,45 @@ def test_issue_33_skipped_pairs_are_dropped_from_the_arrays_in_place(tmp_path):
     kept = np.load(path)
     assert kept.shape == (3, 4, 4, 3) and kept[:, 0, 0, 0].tolist() == [1, 3, 4]
     assert path.stat().st_size == 128 + 3 * 4 * 4 * 3
+
+
+# ------------------------------------------------------------------------------------------ case 3
+def run_files(run: Path) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in ("config.json", "metrics.csv", "last.safetensors")}
+
+
+def test_issue_33_resume_refuses_data_prepared_again_and_prepare_says_it_replaced_a_cache(tmp_path):
+    """Issue #33, case 3: `prepare` into an existing cache at another `--size` rebuilt it without a word, and
+    `train --resume` then trained at the new size, rewrote config.json and the weights' metadata, and mixed two
+    resolutions in metrics.csv. The run records its data's size and fingerprint; resume refuses other data."""
+    from helpers import write_pair
+    from test_cli import invoke
+
+    raw, cache, run = tmp_path / "raw", tmp_path / "cache", tmp_path / "run"
+    for i in range(20):
+        write_pair(raw / "images" / f"im{i:02d}.png", raw / "masks" / f"im{i:02d}_segmentation.png", 48, i)
+    assert invoke("prepare", "--data", raw, "--out", cache, "--size", "48", "--workers", "1").exit_code == 0
+    trained = invoke("train", "--data", cache, "--out", run, "--epochs", "1", "--max-train-images", "8", *TINY_FLAGS)
+    assert trained.exit_code == 0, trained.output
+    before = run_files(run)
+
+    again = invoke("prepare", "--data", raw, "--out", cache, "--size", "32", "--workers", "1")
+    assert again.exit_code == 0, again.output
+    assert f"note: replacing the prepared set in {cache}: it was prepared at 48 px, now at 32 px" in again.output
+    resumed = invoke("train", "--resume", run, "--epochs", "2")
+    assert resumed.exit_code == 1
+    assert one_line_error(resumed.output) == (
+        f"error: {run}: cannot resume: its data changed: {cache} was prepared at 48 px when the run started, now"
+        " at 32 px; resume it on the data it started with, or start a new run"
+    )
+
+    write_pair(raw / "images" / "im00.png", raw / "masks" / "im00_segmentation.png", 48, 99)  # other contents
+    again = invoke("prepare", "--data", raw, "--out", cache, "--size", "48", "--workers", "1")
+    assert "it was prepared at 32 px, now at 48 px" in again.output
+    write_pair(raw / "images" / "im01.png", raw / "masks" / "im01_segmentation.png", 48, 98)
+    again = invoke("prepare", "--data", raw, "--out", cache, "--size", "48", "--workers", "1")
+    assert "replacing the prepared set in" in again.output and "its data changed since it was prepared" in again.output
+    resumed = invoke("train", "--resume", run, "--epochs", "2")
+    assert resumed.exit_code == 1
+    assert f"{cache} holds other data than when the run started" in one_line_error(resumed.output)
+    assert run_files(run) == before

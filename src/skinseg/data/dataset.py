@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,15 @@ class PreparedData:
     @property
     def std(self) -> tuple[float, float, float]:
         return tuple(self.manifest["normalisation"]["std"])
+
+    @property
+    def fingerprint(self) -> str:
+        """What the cache was made from: prepare's fingerprint of its settings and source files (the same while
+        prepare reuses the cache); for a manifest without one, a hash of its items."""
+        if isinstance(recorded := self.manifest.get("fingerprint"), str):
+            return recorded
+        items = json.dumps(self.manifest["items"], sort_keys=True).encode("utf-8", NAMES_AS_THEY_ARE)
+        return hashlib.sha256(items).hexdigest()
 
     def indices(self, split: str) -> np.ndarray:
         if split == "all":

@@ -31,6 +31,7 @@ from skinseg.data.cache import (
     group_file,
     load_manifest,
     plan_prepare,
+    replacement_note,
 )
 from skinseg.data.config import PrepareConfig
 from skinseg.data.images import binarise, decode_rgb, not_binary, read_mask_grey, resize_mask
@@ -151,10 +152,13 @@ def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
 
 
 def prepare_dataset(
-    config: PrepareConfig, progress: Callable[[int, int], None] | None = None, wait: bool = False
+    config: PrepareConfig,
+    progress: Callable[[int, int], None] | None = None,
+    wait: bool = False,
+    on_notes: Callable[[list[str]], None] | None = None,
 ) -> PrepareResult:
     """Build (or reuse) the cache for `config.data` in `config.out`. Another run building the same folder is
-    waited for (`wait`) or refused."""
+    waited for (`wait`) or refused. `on_notes` hears when a cache found there is replaced, and why."""
     plan = plan_prepare(config)
     plan.check()
     check_out_folder(config)
@@ -163,10 +167,14 @@ def prepare_dataset(
         (out / MARKER).touch()
         for stale in out.glob(".*.tmp*.npy"):  # what a killed run left; no run can be writing it now
             stale.unlink(missing_ok=True)
-        return _prepare(config, progress)
+        return _prepare(config, progress, on_notes)
 
 
-def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None) -> PrepareResult:
+def _prepare(
+    config: PrepareConfig,
+    progress: Callable[[int, int], None] | None,
+    on_notes: Callable[[list[str]], None] | None,
+) -> PrepareResult:
     """Discover, then reuse the cache if nothing changed, else decode every pair, split and write the manifest."""
     start = time.perf_counter()
     out = Path(config.out)
@@ -179,6 +187,8 @@ def _prepare(config: PrepareConfig, progress: Callable[[int, int], None] | None)
     previous = load_manifest(out)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
         return _reused(out, discovery.layout, previous, time.perf_counter() - start)
+    if previous and on_notes:
+        on_notes([replacement_note(previous, config)])
     check_room(out, len(discovery.pairs), config.size)
     with _temporary_arrays(out) as arrays:
         entries, skipped = _decode_all(config, discovery, progress, arrays)

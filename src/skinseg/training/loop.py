@@ -31,6 +31,8 @@ from skinseg.training.engine import Engine, batch_stats, build_engine, train_ste
 from skinseg.training.optim import Schedule
 from skinseg.training.runs import METRIC_COLUMNS, Curves, RunState, check_resumable, save_epoch
 from skinseg.training.start import (
+    check_same_data,
+    data_record,
     describe_setup,
     interrupt_signals,
     load_initial_weights,
@@ -143,6 +145,8 @@ def start_run(
     """Open the data, resolve the precision, build the engine, write config.json, and load the weights a
     run starts from: `init`'s, or on resume its own last ones with its state."""
     prepared = open_data_sets(config, context)
+    if config.resume:
+        check_same_data(config, prepared)
     size = prepared[0].size  # a prepared folder keeps its own size, whatever `size` says
     precision = resolve_precision(config.precision, device, config.channels_last, job="train", size=size)
     torch.manual_seed(config.seed)
@@ -156,6 +160,7 @@ def start_run(
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         saved = replace(config, size=size).to_dict() | {"resume": None, "resolved": setup}
+        saved["prepared"] = data_record(prepared)
         write_text(run_dir / "config.json", json.dumps(saved, indent=1))
     recipe = (
         f"{config.optimizer} lr {config.lr} {config.schedule}, {config.loss}, batch {config.batch_size} x "

@@ -226,6 +226,7 @@ def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
         )
     saved = _read_json(run_dir / "config.json", "the run's settings")
     saved.pop("resolved", None)  # how the run computed: resolved again when it resumes
+    saved.pop("prepared", None)  # what its data sets were when it started: checked when it resumes
     try:
         restored = TrainConfig.from_dict(saved)
     except (TypeError, KeyError, AttributeError) as exc:

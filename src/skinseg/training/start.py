@@ -4,6 +4,7 @@ computes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,7 +16,7 @@ from skinseg.data.dataset import PreparedData, ensure_prepared
 from skinseg.errors import SkinsegError
 from skinseg.fileio import raise_interrupt
 from skinseg.models.layers import SegmentationModel
-from skinseg.models.weights import BUNDLED, ModelInfo, is_bundled, load_model, model_file
+from skinseg.models.weights import BUNDLED, ModelInfo, is_bundled, load_model, model_file, read_info
 from skinseg.runtime import distributed
 from skinseg.runtime.device import describe_device
 from skinseg.runtime.precision import Precision, compile_note
@@ -29,6 +30,42 @@ def open_data_sets(config: TrainConfig, context: distributed.Context) -> list[Pr
     prepared = [ensure_prepared(d, config.size, config.split_seed) for d in config.data_sets] if context.is_main else []
     distributed.barrier(context)
     return prepared or [ensure_prepared(d, config.size, config.split_seed) for d in config.data_sets]
+
+
+def data_record(prepared: list[PreparedData]) -> list[dict]:
+    """What a run records of its data sets when it starts (config.json's `prepared`): each cache's folder, size
+    and fingerprint, which a resumed run must find again (check_same_data)."""
+    return [{"folder": str(p.root), "size": p.size, "fingerprint": p.fingerprint} for p in prepared]
+
+
+def check_same_data(config: TrainConfig, prepared: list[PreparedData]) -> None:
+    """A resumed run trains on the data it started with: a data set prepared again at another size, or from
+    changed files or settings, is refused, in one line naming the run and what differs. For a run of an older
+    skinseg, which recorded no fingerprints, the size its weights were trained at is checked."""
+    run_dir = Path(config.resume or config.out)
+    try:
+        recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("prepared")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not (
+        isinstance(recorded, list) and len(recorded) == len(prepared) and all(isinstance(r, dict) for r in recorded)
+    ):
+        size = read_info(run_dir / "last.safetensors").input_size  # a run of an older skinseg: its weights' size
+        recorded = [{"size": size} for _ in prepared]
+    for data, then, now in zip(config.data_sets, recorded, prepared, strict=True):
+        differs = None
+        if then.get("size") != now.size:
+            differs = f"{data} was prepared at {then.get('size')} px when the run started, now at {now.size} px"
+        elif then.get("fingerprint", now.fingerprint) != now.fingerprint:
+            differs = (
+                f"{data} holds other data than when the run started (prepared again from changed files or settings)"
+            )
+        if differs:
+            raise SkinsegError(
+                f"cannot resume: its data changed: {differs}; resume it on the data it started with, or start a"
+                " new run",
+                run_dir,
+            )
 
 
 def describe_setup(device: torch.device, precision: Precision, compiled: bool) -> dict:
