@@ -161,3 +161,46 @@ def test_the_exporter_says_nothing_of_torchvision():
     with quiet_exporter():
         assert not registration.isEnabledFor(logging.WARNING) and registration.isEnabledFor(logging.ERROR)
     assert registration.isEnabledFor(logging.WARNING)
+
+
+def _identity_onnx(path, input_shape, output_shape):
+    """A graph with skinseg's metadata that gives back its input: three channels out where the metadata says one."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from skinseg.models.weights import ModelInfo
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["logits"])],
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, ModelInfo(input_size=32).to_json()
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_onnx_graph_whose_outputs_differ_from_its_metadata_is_refused(tmp_path):
+    """Issue #33, case 4: a graph with skinseg's metadata whose output is (N, 3, H, W) was accepted by segment
+    and measure, and masks were written. Checked against the metadata when loaded where the dimensions are numbers,
+    and on the first batch where they are named."""
+    numbered = _identity_onnx(tmp_path / "numbered.onnx", ["N", 3, "H", "W"], ["N", 3, "H", "W"])
+    with pytest.raises(SkinsegError, match=r"output has the shape \['N', 3, 'H', 'W'\]; its metadata says \(N, 1,"):
+        OnnxRunner(numbered)
+    named = _identity_onnx(tmp_path / "named.onnx", ["N", "C", "H", "W"], ["N", "C", "H", "W"])
+    with pytest.raises(SkinsegError, match=r"gave an output of shape \(1, 3, 32, 32\) .* says \(1, 1, 32, 32\)"):
+        OnnxRunner(named)(torch.zeros(1, 3, 32, 32))
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    for model in (numbered, named):
+        result = CliRunner().invoke(
+            app, ["segment", str(image), "-o", str(tmp_path / "m"), "--model", str(model), "--backend", "onnx"]
+        )
+        assert result.exit_code == 1 and "ONNX graph" in result.output and result.output.count("\n") <= 3
+        assert not (tmp_path / "m").exists()

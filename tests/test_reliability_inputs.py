@@ -452,3 +452,20 @@ def test_issue_33_a_png_with_a_bad_checksum_is_called_damaged_not_foreign(tmp_pa
     text.write_text("not a picture")
     with pytest.raises(SkinsegError, match="not an image file"):
         load_rgb(text)
+
+
+def test_issue_33_a_floating_point_tiff_of_0_to_1_is_read_as_such(tmp_path):
+    """Issue #33, case 5: a float32 TIFF with values in 0-1 loaded nearly black without a word."""
+    from skinseg.data.images import load_mask, load_rgb
+
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "unit.tif")
+    assert load_rgb(tmp_path / "unit.tif")[..., 0].max() == 255
+    Image.fromarray(ramp * 255, mode="F").save(tmp_path / "bytes.tif")
+    assert np.array_equal(load_rgb(tmp_path / "bytes.tif"), load_rgb(tmp_path / "unit.tif"))
+    Image.fromarray((ramp > 0.5).astype(np.float32), mode="F").save(tmp_path / "mask.tif")
+    assert load_mask(tmp_path / "mask.tif").sum() == 32
+    for bad in (ramp - 0.5, np.full((8, 8), np.nan, np.float32)):
+        Image.fromarray(bad, mode="F").save(tmp_path / "bad.tif")
+        with pytest.raises(SkinsegError, match=r"bad.tif: cannot decode image \(floating-point values from"):
+            load_rgb(tmp_path / "bad.tif")

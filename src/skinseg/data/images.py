@@ -52,13 +52,32 @@ def _format_by_signature(path: Path) -> str | None:
     return next((name for signature, name in SIGNATURES.items() if head.startswith(signature)), None)
 
 
+FLOAT_RANGES = (1.0, 255.0, 65535.0)  # what the values of a floating-point image may run to, in this order
+
+
 def _to_8bit(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit grey images are scaled to 8 bits by their value range, not clipped."""
+    """16-bit and 32-bit grey images are scaled to 8 bits by their value range, not clipped. A floating-point
+    image is read as 0-1 where its values fit (else 0-255 or 0-65535): a 0-1 TIFF was read nearly black."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        if image.mode.startswith("I;16"):
+            top = 65535.0
+        elif image.mode == "F":
+            top = _float_range(array)
+        else:
+            top = 65535.0 if array.max() > 255 else 255.0
         return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
     return image
+
+
+def _float_range(array: np.ndarray) -> float:
+    """The first of FLOAT_RANGES that holds every value; ValueError (a cannot-decode error) where none does."""
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    top = next((top for top in FLOAT_RANGES if low >= 0 and high <= top), None)
+    if top is None:  # negative, not a number, or beyond every range
+        ranges = ", ".join(f"0-{top:g}" for top in FLOAT_RANGES)
+        raise ValueError(f"floating-point values from {low:g} to {high:g}, not in {ranges}")
+    return top
 
 
 def resize_rgb(image: Image.Image | np.ndarray, size: int) -> np.ndarray:

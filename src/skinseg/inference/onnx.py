@@ -146,8 +146,34 @@ class OnnxRunner:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise SkinsegError(f"ONNX Runtime cannot load the model ({type(exc).__name__})", path) from None
-        self.input_name = self.session.get_inputs()[0].name
+        self.path = path
+        self.input_name = _check_graph(self.session, self.info, path)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+        logits = self.session.run(None, {self.input_name: array})[0]
+        expected = (array.shape[0], self.info.config.out_channels, *array.shape[2:])
+        if logits.shape != expected:  # a graph whose dimensions are named, not numbered, is checked here
+            raise SkinsegError(
+                f"the ONNX graph gave an output of shape {logits.shape} for an input of {array.shape}: its metadata"
+                f" says {expected}",
+                self.path,
+            )
+        return torch.from_numpy(logits)
+
+
+def _check_graph(session, info: ModelInfo, path: Path) -> str:
+    """The graph's one input (N, in_channels, H, W) and first output (N, out_channels, H, W), as the metadata
+    says, where their dimensions are numbers; the input's name."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs:
+        words = f"takes {len(inputs)} inputs and gives {len(outputs)} outputs; a skinseg model takes one image"
+        raise SkinsegError(f"the ONNX graph {words}", path)
+    config = info.config
+    for what, item, channels in (("input", inputs[0], config.in_channels), ("output", outputs[0], config.out_channels)):
+        shape = list(item.shape)
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != channels):
+            raise SkinsegError(
+                f"the ONNX graph's {what} has the shape {shape}; its metadata says (N, {channels}, H, W)", path
+            )
+    return inputs[0].name
