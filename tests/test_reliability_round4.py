@@ -95,7 +95,7 @@ def test_issue_33_a_failed_safetensors_write_is_one_line_naming_the_file(tmp_pat
     model(torch.zeros(1, 3, 32, 32)).sum().backward()
     optimizer.step()
     with pytest.raises(SkinsegError, match=r"state\.safetensors: could not write file: No space left on device"):
-        RunState().save(tmp_path, optimizer)
+        RunState().save(lambda name: tmp_path / name, optimizer)
     assert leftovers(tmp_path) == []
 
 
@@ -249,3 +249,34 @@ def test_issue_33_resume_refuses_data_prepared_again_and_prepare_says_it_replace
     assert resumed.exit_code == 1
     assert f"{cache} holds other data than when the run started" in one_line_error(resumed.output)
     assert run_files(run) == before
+
+
+def test_issue_33_a_full_disk_in_a_later_epoch_leaves_the_last_saved_epoch_whole(prepared_dir, tmp_path, monkeypatch):
+    """Issue #33, case 7: a write of epoch 2 that fails (here its resume state) leaves epoch 1's weights, state
+    and metrics, all of one epoch (`--resume` continues from there), and no pending file."""
+    import json
+
+    import safetensors.torch
+
+    from skinseg.models.weights import load_model
+    from skinseg.training.config import TrainConfig
+    from skinseg.training.loop import train
+
+    real_save, states = safetensors.torch.save_file, []
+
+    def full_in_epoch_2(tensors, filename, metadata=None):
+        if "state.safetensors" in filename:
+            states.append(filename)
+            if len(states) == 2:
+                raise SafetensorError(DISK_FULL)
+        real_save(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_in_epoch_2)
+    run = tmp_path / "run"
+    config = TrainConfig(data=prepared_dir, out=run, epochs=3, device="cpu", max_train_images=8, **TINY)
+    with pytest.raises(SkinsegError, match=r"state\.safetensors: could not write file: No space left on device"):
+        train(config)
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    assert load_model(run / "last.safetensors")[1].training["epochs"] == 1
+    assert (run / "metrics.csv").read_text().count("\n") == 2  # the header and epoch 1
+    assert not [name for name in leftovers(run) if name.startswith(".")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,12 @@ class RunState:
         self.bad_epochs += 1
         return False
 
-    def save(self, run_dir: Path, optimizer: torch.optim.Optimizer, trained: torch.nn.Module | None = None) -> None:
-        """Optimiser tensors as safetensors, everything else as JSON; never pickle. `trained`: the weights the
-        optimiser trains, where the run saves others (their average, `ema`), stored here as `model.*`."""
+    def save(
+        self, place: Callable[[str], Path], optimizer: torch.optim.Optimizer, trained: torch.nn.Module | None = None
+    ) -> None:
+        """Optimiser tensors as safetensors, everything else as JSON; never pickle. `place(name)`: where the file
+        `name` is written (epoch_files). `trained`: the weights the optimiser trains, where the run saves others
+        (their average, `ema`), stored here as `model.*`."""
         opt_state = optimizer.state_dict()
         tensors: dict[str, torch.Tensor] = {}
         scalars = {}
@@ -74,9 +78,9 @@ class RunState:
                     tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
                 else:
                     scalars[f"{index}.{name}"] = value
-        save_tensors(run_dir / "state.safetensors", tensors)
+        save_tensors(place("state.safetensors"), tensors)
         write_text(
-            run_dir / "state.json",
+            place("state.json"),
             json.dumps(
                 {
                     "epoch": self.epoch,
@@ -294,16 +298,43 @@ def save_epoch(
     columns: list[str] | tuple[str, ...] = METRIC_COLUMNS,
     curves: bool = True,
 ) -> None:
-    """The epoch's files, and with `curves` its curves. An interrupt waits until they are all written (and
-    matplotlib imported: a KeyboardInterrupt inside an import can surface as another error)."""
+    """The epoch's files, all of them or none (epoch_files), and with `curves` its curves. An interrupt waits
+    until they are all written (and matplotlib imported: a KeyboardInterrupt inside an import can surface as
+    another error)."""
     with interrupts_held():
-        if improved:
-            save_model(engine.saved, run_dir / "best.safetensors", info)
-        save_model(engine.saved, run_dir / "last.safetensors", info)
-        state.save(run_dir, engine.optimizer, engine.model if engine.average else None)
-        write_csv(run_dir / "metrics.csv", state.history, columns)
+        with epoch_files(run_dir) as place:
+            if improved:
+                save_model(engine.saved, place("best.safetensors"), info)
+            save_model(engine.saved, place("last.safetensors"), info)
+            state.save(place, engine.optimizer, engine.model if engine.average else None)
+            write_csv(place("metrics.csv"), state.history, columns)
         if curves:
             draw_curves(run_dir, state.history)
+
+
+@contextlib.contextmanager
+def epoch_files(run_dir: Path) -> Iterator[Callable[[str], Path]]:
+    """One epoch's files (weights, resume state, metrics), each written whole under a hidden name
+    (`.NAME.pending`: `place(NAME)` gives it), then renamed into place together: a write that fails (a full
+    disk) leaves the previous epoch's files as they were, all of one epoch, and no pending file behind."""
+    pending: dict[Path, Path] = {}
+
+    def place(name: str) -> Path:
+        pending[run_dir / name] = run_dir / f".{name}.pending"
+        return pending[run_dir / name]
+
+    try:
+        yield place
+        for path, tmp in pending.items():
+            os.replace(tmp, path)
+    except SkinsegError as exc:  # a failed write names the file the user knows, not its pending name
+        real = {tmp: path for path, tmp in pending.items()}
+        if exc.path not in real:
+            raise
+        raise SkinsegError(str(exc).removeprefix(f"{exc.path}: "), real[exc.path]) from None
+    finally:
+        for tmp in pending.values():
+            tmp.unlink(missing_ok=True)
 
 
 def draw_curves(run_dir: Path, history: list[dict]) -> None:
