@@ -189,7 +189,7 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(weights, "save_file", full_disk)
+    monkeypatch.setattr("safetensors.torch.save_file", full_disk)  # what fileio.save_tensors calls
     target = tmp_path / "w.safetensors"
     with pytest.raises(SkinsegError, match="No space left on device"):
         weights.save_model(ImprovedUNet(ModelConfig(base_filters=2, depth=2)), target, weights.ModelInfo())

@@ -209,7 +209,7 @@ def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_
     config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.csv")
     segment_paths(SegmentConfig(**config, run=ModelRun(model=tiny_model_path, device="cpu")))
     next((tmp_path / "m").iterdir()).unlink()
-    with pytest.raises(SkinsegError, match="its columns differ"):
+    with pytest.raises(SkinsegError, match="has other columns than this command writes"):
         segment_paths(
             SegmentConfig(**config, skip_existing=True, measure=True, run=ModelRun(model=tiny_model_path, device="cpu"))
         )

@@ -48,6 +48,13 @@ def measure(
     report: ReportOption = None,
     report_max_cases: ReportMaxCasesOption = 500,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            help="Leave images that have a row in --csv/--json, measure the rest and append their rows: resume a"
+            " batch (--report is made anew)."
+        ),
+    ] = False,
     model: ModelOption = None,
     threshold: ThresholdOption = None,
     tta: TtaOption = False,
@@ -71,12 +78,14 @@ def measure(
         report=report,
         report_max_cases=report_max_cases,
         overwrite=overwrite,
+        skip_existing=skip_existing,
         run=model_run(model, threshold, tta, postprocess, backend, precision, device, batch_size),
     )
     with lazy_bar(console, "Measuring") as advance:
         result = measure_paths(config, on_progress=advance)
     written = " and ".join(literal(str(p)) for p in (csv_file, json_file, report) if p is not None)
-    failed = f"; {len(result.failed)} failed" if result.failed else ""
+    failed = f"; {len(result.existing)} measured before (skipped)" if result.existing else ""
+    failed += f"; {len(result.failed)} failed" if result.failed else ""
     empty = f"; {len(result.empty)} without a lesion (a row with area 0)" if result.empty else ""
     out.print(f"measured {len(result.rows)} image(s) into {written}{empty}{failed}", soft_wrap=True, highlight=False)
     if result.unmatched_masks:

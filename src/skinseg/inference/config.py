@@ -13,6 +13,7 @@ CROP_MARGIN = 0.1  # the default margin around a lesion crop
 MAX_CROP_SIZE = 8192  # pixels: a crop's longer side; 8192 x 8192 RGB is 200 MB (100000 took 24 GB and was killed)
 
 
+EXCLUSIVE_WRITES = "`skip_existing` and `overwrite` exclude each other: give one"
 MAX_PIXEL_SIZE = 10.0  # mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas
 
 
@@ -80,6 +81,7 @@ class MeasureConfig:
     report: Path | None = None
     report_max_cases: int = 500
     overwrite: bool = False
+    skip_existing: bool = False  # images with a row in `csv_file`/`json_file` left; the rest measured and appended
     run: ModelRun = field(default_factory=ModelRun)  # the model and how it runs, as segment's (used without masks)
 
     def __post_init__(self) -> None:
@@ -92,3 +94,8 @@ class MeasureConfig:
         )
         check_pixel_size(self.pixel_size)
         check_at_least("report_max_cases", self.report_max_cases, 0)
+        check_setting(not (self.skip_existing and self.overwrite), EXCLUSIVE_WRITES)
+        rows_kept = self.csv_file is not None or self.json_file is not None
+        check_setting(
+            not self.skip_existing or rows_kept, "`skip_existing` continues `csv_file` or `json_file`: give one"
+        )

@@ -15,7 +15,7 @@ from skinseg.data.images import binarise, load_rgb, not_binary, read_mask_grey
 from skinseg.errors import SkinsegError
 from skinseg.fileio import interrupts_held
 from skinseg.inference.config import MeasureConfig
-from skinseg.inference.summary import SummaryWriter
+from skinseg.inference.summary import SummaryWriter, rows_of
 from skinseg.inputs import collect_inputs, mask_files_by_id
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
@@ -31,6 +31,7 @@ class MeasureResult:
     rows: list[dict] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not measured
+    existing: list[Path] = field(default_factory=list)  # `skip_existing`: images with a row already, left
     unmatched_masks: list[Path] = field(default_factory=list)  # masks in `masks` without an input image
 
     @property
@@ -55,13 +56,9 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
         if seen.setdefault(image.stem, image) != image:
             raise SkinsegError(f"two input images are named {image.stem} ({seen[image.stem]} and {image}): rename one")
     files = Plan("measure", config.overwrite)
-    for path, what, suffixes in (
-        (config.csv_file, "`csv_file`", (".csv",)),
-        (config.json_file, "`json_file`", (".json",)),
-        (config.report, "`report`", HTML_SUFFIXES),
-    ):
-        if path is not None:
-            files.write(path, what, lock=True, suffixes=suffixes)
+    for path, what, suffixes in (*_row_files(config), (config.report, "`report`", HTML_SUFFIXES)):
+        if path is not None:  # `skip_existing` continues the rows and makes the page anew
+            files.write(path, what, lock=True, suffixes=suffixes, continued=config.skip_existing)
     for image in images:
         files.read(image, "input image")
     masks: dict[Path, Path] = {}
@@ -77,7 +74,22 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
     elif (model := config.run.user_model) is not None:
         files.read(model, "model")
     files.check()
-    return MeasurePlan([i for i in images if config.masks is None or i in masks], masks, files)
+    done = _measured_before(config) if config.skip_existing else set()
+    result.existing = [image for image in images if image.stem in done]
+    measured = [i for i in images if (config.masks is None or i in masks) and i.stem not in done]
+    return MeasurePlan(measured, masks, files)
+
+
+def _row_files(config: MeasureConfig) -> list[tuple[Path | None, str, tuple[str, ...]]]:
+    return [(config.csv_file, "`csv_file`", (".csv",)), (config.json_file, "`json_file`", (".json",))]
+
+
+def _measured_before(config: MeasureConfig) -> set[str]:
+    """The ids with a row in every row file there (`skip_existing`); a file that cannot be continued is refused
+    now, before any image is read."""
+    files = [(path, what) for path, what, _ in _row_files(config) if path is not None and path.exists()]
+    done = [{str(row.get("id")) for row in rows_of(path, ROW_COLUMNS, what)} for path, what in files]
+    return set.intersection(*done) if done else set()
 
 
 def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
@@ -115,8 +127,8 @@ def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) ->
     cases = ReportCases(config.report_max_cases) if config.report else None
     with plan.files.hold(), contextlib.ExitStack() as stack:
         writers = [
-            stack.enter_context(SummaryWriter(path, columns=ROW_COLUMNS))
-            for path in (config.csv_file, config.json_file)
+            stack.enter_context(SummaryWriter(path, config.skip_existing, ROW_COLUMNS, what))
+            for path, what, _ in _row_files(config)
             if path is not None
         ]
         advance(0, len(plan.images))
@@ -133,9 +145,9 @@ def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) ->
                 cases.add(source.stem, mask, image=image, measures=measures, badness=rank)
             advance(len(result.rows) + len(result.failed) - failed_before, len(plan.images))
         advance(len(plan.images), len(plan.images))
-        if config.report and cases is not None:
+        if config.report and cases is not None and cases.rows:
             page = measure_page(cases, result.failed, [("images", " ".join(map(str, config.inputs))), *facts])
-            write_page(config.report, page, config.overwrite)
+            write_page(config.report, page, config.overwrite or config.skip_existing)
     return result
 
 

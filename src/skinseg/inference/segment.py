@@ -16,7 +16,7 @@ import numpy as np
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.errors import Interrupted, SkinsegError
 from skinseg.fileio import OutputExists, check_name_length, interrupts_held, remove_temporaries
-from skinseg.inference.config import SegmentConfig
+from skinseg.inference.config import EXCLUSIVE_WRITES, SegmentConfig
 from skinseg.inference.outputs import CropWriter, MaskWriter, Segmented, Writer, crop_writer, writers_for
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, continued_rows, summary_columns, summary_row
@@ -130,7 +130,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     """Every output is checked before the model is loaded: none may be an input (not even with `overwrite`);
     an image whose outputs exist is skipped (with `skip_existing`), replaced (with `overwrite`) or reported."""
     if config.skip_existing and config.overwrite:
-        raise SkinsegError("`skip_existing` and `overwrite` exclude each other: give one")
+        raise SkinsegError(EXCLUSIVE_WRITES)
     inputs = collect_inputs(config.inputs, result.ignored, result.repeated)
     pairs, clashes = one_input_per_mask(list(zip(inputs, output_paths(inputs, config.output), strict=True)))
     result.failed += clashes

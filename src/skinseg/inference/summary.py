@@ -6,12 +6,12 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import numpy as np
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, interrupts_held
+from skinseg.fileio import NAMES_AS_THEY_ARE
 from skinseg.measurement import MEASURE_COLUMNS
 
 SUMMARY_COLUMNS = (
@@ -55,42 +55,51 @@ def summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, 
 
 class SummaryWriter:
     """Per-image rows written to CSV (or a JSON list, by suffix) as they come and flushed each time, so that an
-    interrupted batch keeps the rows of the images it finished (the JSON list is closed on the way out).
-    `continued`: a summary that exists is continued (segment's `skip_existing`): its rows are kept and the new
-    ones appended, provided it has the same columns. `columns`: segment's summary, or `measure`'s."""
+    interrupted batch keeps the rows of the images it finished. The file is whole at every moment, even after a
+    kill -9: a CSV ends with its last whole row, and a JSON list is closed after each row (the next row is written
+    over the closing bracket, together with a new one, in one write). `continued`: a file that exists is continued
+    (`skip_existing`): its rows are kept and the new ones appended, provided it has the same columns. `columns`:
+    segment's summary, or `measure`'s; `what` names the file in errors."""
 
-    def __init__(self, path: Path | None, continued: bool = False, columns: tuple[str, ...] = SUMMARY_COLUMNS):
+    def __init__(
+        self,
+        path: Path | None,
+        continued: bool = False,
+        columns: tuple[str, ...] = SUMMARY_COLUMNS,
+        what: str = "`summary`",
+    ):
         self.path = path
         self.columns = columns
-        self.file: TextIO | None = None
+        self.what = what
+        self.file: BinaryIO | None = None
         self.json = path is not None and _is_json(path)
         self.continued = continued and path is not None and path.exists()
         self.count = 0
+        self.end = 0  # JSON: where the closing bracket starts
 
     def __enter__(self) -> SummaryWriter:
         if self.path is None:
             return self
-        continued = continued_rows(self.path, self.columns) if self.continued else None
+        continued = continued_rows(self.path, self.columns, self.what) if self.continued else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if continued:  # cut a JSON list's closing bracket, or a row that a kill -9 cut short, then append
-                with open(self.path, "r+b") as whole:
-                    whole.truncate(continued[0])
-            self.file = open(  # closed in __exit__
-                self.path, "a" if continued else "w", encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline=""
-            )
+            self.file = open(self.path, "r+b" if continued else "wb")  # closed in __exit__
+            if continued:  # cut a row that a kill -9 cut short (and a JSON list's closing bracket)
+                self.file.truncate(continued[0])
+                self.file.seek(continued[0])
         except OSError as exc:
             raise SkinsegError(f"cannot write the summary: {exc.strerror or exc}", self.path) from None
-        if continued:
-            self.count = continued[1]
-        else:
+        self.count, self.end = continued[1] if continued else 0, continued[0] if continued else 1
+        if not continued:
             self._write("[" if self.json else ",".join(self.columns) + "\r\n")
+        if self.json:
+            self._write(_CLOSING)
         return self
 
     def _write(self, text: str) -> None:
         assert self.file is not None
         try:
-            self.file.write(text)
+            self.file.write(text.encode("utf-8", NAMES_AS_THEY_ARE))
             self.file.flush()
         except OSError as exc:
             raise SkinsegError(f"could not write file: {exc.strerror or exc}", self.path) from None
@@ -99,7 +108,10 @@ class SummaryWriter:
         if self.file is None:
             return
         if self.json:
-            self._write(("," if self.count else "") + "\n " + json.dumps(row))
+            text = ("," if self.count else "") + "\n " + json.dumps(row)
+            self.file.seek(self.end)
+            self._write(text + _CLOSING)
+            self.end += len(text.encode("utf-8", NAMES_AS_THEY_ARE))
         else:
             buffer = io.StringIO()
             csv.DictWriter(buffer, fieldnames=self.columns).writerow(row)
@@ -107,14 +119,11 @@ class SummaryWriter:
         self.count += 1
 
     def __exit__(self, *exc_info) -> None:
-        if self.file is None:
-            return
-        with interrupts_held():
-            try:
-                if self.json:
-                    self._write("\n]\n")
-            finally:
-                self.file.close()
+        if self.file is not None:
+            self.file.close()
+
+
+_CLOSING = "\n]\n"  # what ends a JSON summary, after every row
 
 
 def _is_json(path: Path) -> bool:
@@ -122,7 +131,9 @@ def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
 
 
-def continued_rows(path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> tuple[int, int] | None:
+def continued_rows(
+    path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS, what: str = "`summary`"
+) -> tuple[int, int] | None:
     """Where a summary being continued ends (in bytes) and how many rows it holds (None: it is empty, and is
     written anew); a row that a kill -9 cut short is dropped. One without these `columns` is refused, so that
     rows of two kinds never mix."""
@@ -133,7 +144,9 @@ def continued_rows(path: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> tu
         raise SkinsegError(f"cannot read the summary to continue it: {exc.strerror or exc}", path) from None
     if not text.strip():
         return None
-    refuse = SkinsegError("is not a summary of segment's (its columns differ): give another `summary`", path)
+    refuse = SkinsegError(
+        f"has other columns than this command writes, so it cannot be continued: give another {what}", path
+    )
     if _is_json(path):
         rows, body = _json_rows(text)
         if rows is None or any(not isinstance(r, dict) or tuple(r) != columns for r in rows):
@@ -157,3 +170,14 @@ def _json_rows(text: str) -> tuple[list | None, str]:
             continue
         return (rows, candidate) if isinstance(rows, list) else (None, candidate)
     return None, body
+
+
+def rows_of(path: Path, columns: tuple[str, ...], what: str) -> list[dict]:
+    """The whole rows of a file that `skip_existing` continues (checked as continued_rows checks it), as dicts of
+    strings (CSV) or of JSON values; none where it is missing or empty."""
+    if not path.exists() or continued_rows(path, columns, what) is None:
+        return []
+    text = path.read_text(encoding="utf-8", errors=NAMES_AS_THEY_ARE)
+    if _is_json(path):
+        return _json_rows(text)[0] or []
+    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1], newline="")))

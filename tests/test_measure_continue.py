@@ -1,0 +1,84 @@
+"""Issue #33, case 14: `measure`'s row files are whole at every moment (a kill -9 left an unclosed JSON list under
+its real name), and `measure --skip-existing` continues a batch as `segment --skip-existing` does."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinseg.errors import ConfigError, SkinsegError
+from skinseg.inference.config import MeasureConfig
+from skinseg.inference.measure import measure_paths
+from skinseg.inference.summary import SummaryWriter
+from test_cli import invoke
+
+
+def lesions(folder: Path, *names: str) -> Path:
+    """Images with a dark disc on skin, and its mask beside each (`<id>_segmentation.png`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:48, :48]
+    for index, name in enumerate(names):
+        disc = (yy - 24) ** 2 + (xx - 22 - index) ** 2 < 150
+        image = np.where(disc[..., None], [90, 60, 40], [220, 180, 160]).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"{name}.png")
+        Image.fromarray(disc.astype(np.uint8) * 255).save(folder / f"{name}_segmentation.png")
+    return folder
+
+
+def test_a_json_list_is_closed_after_every_row_not_only_at_the_end(tmp_path):
+    """A kill -9 never reaches __exit__: the file must be a whole list after each row, as it is then."""
+    path = tmp_path / "rows.json"
+    writer = SummaryWriter(path, columns=("id", "value")).__enter__()
+    assert json.loads(path.read_text()) == []
+    for index in range(3):
+        writer.add({"id": f"a{index}", "value": index})
+        assert [row["id"] for row in json.loads(path.read_text())] == [f"a{i}" for i in range(index + 1)]
+    writer.file.close()  # as a kill -9 leaves it: no __exit__
+    with SummaryWriter(path, continued=True, columns=("id", "value")) as again:
+        again.add({"id": "b", "value": 9})
+    assert [row["id"] for row in json.loads(path.read_text())] == ["a0", "a1", "a2", "b"]
+
+
+def test_measure_skip_existing_measures_only_the_images_without_a_row(tmp_path):
+    folder = lesions(tmp_path / "in", "a", "b")
+    csv_file, json_file = tmp_path / "m.csv", tmp_path / "m.json"
+    first = invoke("measure", folder, "--masks", folder, "--csv", csv_file, "--json", json_file)
+    assert first.exit_code == 0, first.output
+    lesions(folder, "a", "b", "c")
+    refused = invoke("measure", folder, "--masks", folder, "--csv", csv_file, "--json", json_file)
+    assert refused.exit_code == 1 and "exists" in refused.output
+    again = invoke("measure", folder, "--masks", folder, "--csv", csv_file, "--json", json_file, "--skip-existing")
+    assert again.exit_code == 0 and "measured 1 image(s)" in again.output and "2 measured before" in again.output
+    with open(csv_file, newline="") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == ["a", "b", "c"]
+    assert [row["id"] for row in json.loads(json_file.read_text())] == ["a", "b", "c"]
+
+
+def test_measure_skip_existing_cuts_a_row_that_a_kill_left_half_written(tmp_path):
+    folder = lesions(tmp_path / "in", "a", "b")
+    json_file = tmp_path / "m.json"
+    measure_paths(MeasureConfig(inputs=(folder,), masks=folder, json_file=json_file))
+    rows = json.loads(json_file.read_text())
+    json_file.write_text("[\n " + json.dumps(rows[0]) + ",\n " + json.dumps(rows[1])[:40])  # cut inside row b
+    result = measure_paths(MeasureConfig(inputs=(folder,), masks=folder, json_file=json_file, skip_existing=True))
+    assert [p.name for p in result.existing] == ["a.png"] and [r["id"] for r in result.rows] == ["b"]
+    assert [row["id"] for row in json.loads(json_file.read_text())] == ["a", "b"]
+
+
+def test_measure_skip_existing_refuses_what_it_cannot_continue(tmp_path):
+    folder = lesions(tmp_path / "in", "a")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        MeasureConfig(inputs=(folder,), csv_file=tmp_path / "m.csv", skip_existing=True, overwrite=True)
+    with pytest.raises(ConfigError, match="`skip_existing` continues `csv_file` or `json_file`"):
+        MeasureConfig(inputs=(folder,), report=tmp_path / "m.html", skip_existing=True)
+    other = tmp_path / "other.csv"
+    other.write_text("name,score\nx,1\n")
+    config = MeasureConfig(inputs=(folder,), masks=folder, csv_file=other, skip_existing=True)
+    with pytest.raises(SkinsegError, match=r"has other columns than this command writes.*give another `csv_file`"):
+        measure_paths(config)
+    assert other.read_text() == "name,score\nx,1\n"
