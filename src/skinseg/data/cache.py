@@ -91,18 +91,18 @@ def group_file(config: PrepareConfig) -> Path | None:
     return path
 
 
-def replacement_note(previous: dict, config: PrepareConfig) -> str:
-    """Why prepare replaces the cache it found in `out` (whose manifest is `previous`): a note for the user,
-    since runs made from the cache cannot be resumed on the new one."""
+def replacement_note(previous: dict, config: PrepareConfig, fingerprint: str) -> str:
+    """Why prepare replaces the cache it found in `out` (whose manifest is `previous`; `fingerprint`: the new
+    cache's), for the user: runs trained on a cache whose fingerprint changed cannot be resumed on the new one."""
     then, now = previous.get("settings") or {}, config.cache_settings()
+    if previous.get("fingerprint") == fingerprint:
+        return f"rebuilding the prepared set in {config.out} (`force`) from the same files and settings"
     if previous.get("source") != str(Path(config.data).resolve()):
         why = f"it held the prepared set of {previous.get('source')}"
     elif then.get("size", previous.get("size")) != now["size"]:
         why = f"it was prepared at {then.get('size', previous.get('size'))} px, now at {now['size']} px"
     elif changed := [name for name in now if name in then and then[name] != now[name]]:
         why = "; ".join(f"`{name}` was {then[name]}, now {now[name]}" for name in changed)
-    elif config.force:
-        why = "`force` rebuilds it"
     else:
         why = "its data changed since it was prepared (files added, removed or modified)"
     return f"replacing the prepared set in {config.out}: {why} (runs trained on it cannot be resumed on this one)"

@@ -188,7 +188,7 @@ def _prepare(
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
         return _reused(out, discovery.layout, previous, time.perf_counter() - start)
     if previous and on_notes:
-        on_notes([replacement_note(previous, config)])
+        on_notes([replacement_note(previous, config, fingerprint)])
     check_room(out, len(discovery.pairs), config.size)
     with _temporary_arrays(out) as arrays:
         entries, skipped = _decode_all(config, discovery, progress, arrays)
