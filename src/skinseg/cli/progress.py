@@ -122,7 +122,6 @@ def training_display(console: Console, epochs: int | None, first_epoch: int = 1)
                 highlight=False,
             )
             state["epoch"] = row["epoch"] + 1
-            state["loss"] = None
-            progress.update(task, completed=0, info="")
+            state["loss"] = None  # the bar shows the finished epoch until the next one's first step
 
         yield on_step, on_epoch

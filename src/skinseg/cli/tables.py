@@ -20,8 +20,8 @@ def prepare_summary(result) -> Table:
     table = Table(
         title=literal(f"Prepared {result.out_dir}") + (" (cache reused)" if result.reused else ""), show_header=True
     )
-    table.add_column("item")
-    table.add_column("value", justify="right")
+    table.add_column("item", overflow="fold")  # a long path is folded onto more lines, never cut with an ellipsis
+    table.add_column("value", justify="right", overflow="fold")
     table.add_row("layout", result.layout)
     table.add_row("pairs", str(result.count))
     for name, count in result.split_sizes.items():
