@@ -184,12 +184,12 @@ def _prepare(
         raise SkinsegError(reason, path)
     group_file, group_column = _grouping(config, discovery)
     fingerprint = _fingerprint(config, discovery.pairs, group_file)
-    previous = load_manifest(out)
+    previous = load_manifest(out, strict=False)
     if previous and previous.get("fingerprint") == fingerprint and not config.force:
         return _reused(out, discovery.layout, previous, time.perf_counter() - start)
+    check_room(out, len(discovery.pairs), config.size)
     if previous and on_notes:
         on_notes([replacement_note(previous, config, fingerprint)])
-    check_room(out, len(discovery.pairs), config.size)
     with _temporary_arrays(out) as arrays:
         entries, skipped = _decode_all(config, discovery, progress, arrays)
         manifest = _manifest(config, discovery.layout, entries, skipped, fingerprint, (group_file, group_column))
