@@ -469,3 +469,19 @@ def test_issue_33_a_floating_point_tiff_of_0_to_1_is_read_as_such(tmp_path):
         Image.fromarray(bad, mode="F").save(tmp_path / "bad.tif")
         with pytest.raises(SkinsegError, match=r"bad.tif: cannot decode image \(floating-point values from"):
             load_rgb(tmp_path / "bad.tif")
+
+
+def test_issue_33_a_manifest_that_is_not_json_is_named_not_read_as_raw_data(raw_dir, prepared_dir, tmp_path):
+    """Issue #33, case 5: a `manifest.json` that is not JSON made a folder read as raw ("no image/mask pairs")."""
+    from test_cli import invoke
+
+    broken = tmp_path / "prepared"
+    shutil.copytree(prepared_dir, broken)
+    (broken / MANIFEST).write_text("{not json")
+    with pytest.raises(SkinsegError, match=r"manifest.json: damaged prepared set: manifest.json is not JSON \("):
+        split_pairs(broken, "test")
+    result = invoke("evaluate", "--data", broken, "--model", bundled_model_path())
+    assert result.exit_code == 1 and "damaged prepared set: manifest.json is not JSON" in result.output
+    again = invoke("prepare", "--data", raw_dir, "--out", broken, "--size", 32, "--force")  # prepare replaces it
+    assert again.exit_code == 0, again.output
+    assert split_pairs(broken, "test")

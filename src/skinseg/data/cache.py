@@ -15,14 +15,22 @@ MANIFEST = "manifest.json"
 CACHE_FORMAT = "skinseg-prepared/1"
 
 
-def load_manifest(out_dir: str | Path) -> dict | None:
+def load_manifest(out_dir: str | Path, strict: bool = True) -> dict | None:
     """A folder's prepared-set manifest, or None where it has none. One that claims to be skinseg's but lacks
-    what the readers need is an error naming it, not a traceback later."""
+    what the readers need, or a manifest.json that is not JSON at all, is an error naming it (`strict`; prepare,
+    which replaces it, reads it as none), not a folder read as raw data or a traceback later."""
     path = Path(out_dir) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_bytes()
+    except OSError:
         return None
+    try:
+        manifest = json.loads(text.decode("utf-8"))
+    except ValueError as exc:
+        if not strict:
+            return None
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"not JSON ({exc})"
+        raise SkinsegError(f"damaged prepared set: {MANIFEST} is {reason}; run `skinseg prepare` again", path) from None
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
         return None
     shapes = {"items": list, "split_sizes": dict, "count": int, "size": int}
@@ -70,7 +78,7 @@ def check_out_folder(config: PrepareConfig) -> None:
     out, data = Path(config.out), Path(config.data)
     names = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
     foreign = [name for name in names if not OWN_NAMES.fullmatch(name)]
-    manifest = load_manifest(out)
+    manifest = load_manifest(out, strict=False)
     ours = any((out / name).exists() for name in MARKERS) or manifest is not None
     if names and (foreign or not ours):
         first = (foreign or names)[0]
