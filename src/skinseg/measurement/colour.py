@@ -1,8 +1,9 @@
 """The colours of a lesion: the image is first normalised against the skin around the lesion, then each lesion
-pixel is named in CIELAB: skin where it is close to the normalised skin; white where it is light and not
-yellowish (fibrosis, regression, the veil's haze); red where its red outweighs its yellow (vessels, erythema,
-not the reddish brown of naevi); else the nearest of light brown, dark brown, blue-grey and black. Hairs and
-glare (specular highlights) are left out before the fractions are taken.
+pixel is named in CIELAB: red where its red outweighs its yellow (vessels), or where it is light and redder
+than the skin (erythema, pink; not the reddish brown of naevi); white where it is light, whitish and not
+yellowish (fibrosis, regression, the veil's haze); skin where it is close to the normalised skin (but white a
+little lighter or less yellow than it); else the nearest of light brown, dark brown, blue-grey and black.
+Hairs and glare (specular highlights) are left out before the fractions are taken.
 
 Normalisation: dermoscopes differ in their light and cameras in their white balance, and the same brown looks
 different on fair and on dark skin. Each image is scaled, channel by channel in linear RGB (a von Kries
@@ -48,15 +49,28 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 # benchmarks/skin_reference.py.
 SKIN_REFERENCE = (0.765, 0.643, 0.608)
 SKIN_DIFFERENCE = 10.0  # CIE76: a pixel this close to the normalised skin's colour is skin, not one of the six
-PRESENT = 0.03  # a colour counts as present (colour_count) when it covers at least this fraction of the lesion
+# A colour counts as present (colour_count) when it covers at least this fraction of the lesion: red and
+# blue-grey at 1% (vessels and regression's blue areas are small), white and light brown at 3%, dark brown and
+# black at 10% (a faint hair or the shadow at a mask's edge is a few percent of dark). Chosen by the count's
+# Spearman correlation with the labels' count on derm7pt's calibrate part (0.20 at 3% for all six, 0.30 here).
+PRESENT: dict[str, float] = {
+    "white": 0.03,
+    "red": 0.01,
+    "light_brown": 0.03,
+    "dark_brown": 0.10,
+    "blue_grey": 0.01,
+    "black": 0.10,
+}
 # White and red are named by rule, before the nearest of the other four, placed by AUC against dermatologists'
-# labels on derm7pt's calibrate part (benchmarks/measure_derm7pt.py, docs/measure.md); red's margin then raised
-# from 20 (the best AUC) to 27 (0.02 less), as at 20 two thirds of HAM10000's validation naevi had red, at 27 a
-# fifth (vascular lesions: all):
+# labels on derm7pt's calibrate part (benchmarks/measure_derm7pt.py, docs/measure.md):
 WHITE_LIGHTNESS = 55.0  # white: L* above this (lighter than blue-grey's mid lightness) ...
-WHITE_YELLOW = 8.0  # ... and b* below this (less yellow than the skin, b* 9, and any brown)
-RED_MARGIN = 27.0  # red: a* - RED_YELLOW b* above this; hue about 30 degrees or less, and saturated
+WHITE_YELLOW = 8.0  # ... b* below this (less yellow than the skin, b* 9, and any brown) ...
+WHITE_CHROMA = 15.0  # ... chroma below this (whitish: a pale pink is white, a saturated pink red) ...
+WHITE_FROM_SKIN = 3.0  # ... and at least this far (CIE76) from the skin: white may be as close to it as this
+RED_MARGIN = 27.0  # red: a* - RED_YELLOW b* above this (hue about 30 degrees or less, saturated: vessels) ...
 RED_YELLOW = 0.5
+LIGHT_RED_MARGIN = 12.0  # ... or above this where L* is above LIGHT_RED_LIGHTNESS (erythema, pink, light vessels:
+LIGHT_RED_LIGHTNESS = 55.0  # redder than the skin, a* - 0.5 b* 5.5, and than light brown's 5)
 GLARE_SRGB = 245  # glare: all three channels at least this bright (0-255) before normalisation; left out
 RING = (0.05, 0.25)  # the skin ring: from this far to this far outside the lesion, in lesion diameters
 
@@ -107,27 +121,31 @@ TABLE_LAB = rgb2lab(np.array([list(TABLE_COLOURS.values())]))[0]
 
 
 def nearest_colours(lab: np.ndarray) -> np.ndarray:
-    """For CIELAB pixels (n, 3), the index of their colour (0-5, in the order of COLOUR_NAMES; 6: skin): skin
-    within SKIN_DIFFERENCE of the normalised skin; else red by its rule (RED_*), else white by its (WHITE_*: a
-    pink pixel is red, not white); else the nearest of light brown, dark brown, blue-grey and black in PALETTE
-    by CIE76 distance."""
+    """For CIELAB pixels (n, 3), the index of their colour (0-5, in the order of COLOUR_NAMES; 6: skin): red by
+    its rules (RED_*, LIGHT_RED_*), white by its (WHITE_*: a pale, whitish pixel is white, though a light red
+    one too); else skin within SKIN_DIFFERENCE of the normalised skin, but white that is WHITE_FROM_SKIN from
+    it; else the nearest of light brown, dark brown, blue-grey and black in PALETTE by CIE76 distance."""
     names = NEAREST_OF[((PALETTE_NEAREST**2).sum(1) - 2 * lab @ PALETTE_NEAREST.T).argmin(1)]  # |x - p|^2 less |x|^2
     lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
-    names[(lightness > WHITE_LIGHTNESS) & (b < WHITE_YELLOW)] = COLOUR_NAMES.index("white")
-    names[a - RED_YELLOW * b > RED_MARGIN] = COLOUR_NAMES.index("red")
-    names[((lab - SKIN_LAB) ** 2).sum(-1) < SKIN_DIFFERENCE**2] = len(COLOUR_NAMES)
+    redness = a - RED_YELLOW * b
+    red = (redness > RED_MARGIN) | ((redness > LIGHT_RED_MARGIN) & (lightness > LIGHT_RED_LIGHTNESS))
+    names[red] = COLOUR_NAMES.index("red")
+    white = (lightness > WHITE_LIGHTNESS) & (b < WHITE_YELLOW) & (a * a + b * b < WHITE_CHROMA**2)
+    names[white] = COLOUR_NAMES.index("white")
+    from_skin = ((lab - SKIN_LAB) ** 2).sum(-1)
+    names[(from_skin < SKIN_DIFFERENCE**2) & ~(white & (from_skin >= WHITE_FROM_SKIN**2))] = len(COLOUR_NAMES)
     return names
 
 
 def colour_fractions(lab: np.ndarray, left_out: np.ndarray | None = None) -> dict[str, float]:
     """The fraction of the lesion's pixels (CIELAB, (n, 3)) given each colour, how many of the six cover at
-    least PRESENT of it, and the fraction named skin; pixels `left_out` (hairs, glare) are not counted."""
+    least its PRESENT share of it, and the fraction named skin; pixels `left_out` (hairs, glare) are not counted."""
     if left_out is not None and (~left_out).any():
         lab = lab[~left_out]
     *fractions, skin = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1) / max(1, len(lab))
     result: dict[str, float] = {
         f"colour_{name}": round(float(f), 4) for name, f in zip(COLOUR_NAMES, fractions, strict=True)
     }
-    result["colour_count"] = int(sum(f >= PRESENT for f in fractions))
+    result["colour_count"] = int(sum(f >= PRESENT[name] for name, f in zip(COLOUR_NAMES, fractions, strict=True)))
     result["colour_skin"] = round(float(skin), 4)
     return result
