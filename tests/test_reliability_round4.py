@@ -280,3 +280,24 @@ def test_issue_33_a_full_disk_in_a_later_epoch_leaves_the_last_saved_epoch_whole
     assert load_model(run / "last.safetensors")[1].training["epochs"] == 1
     assert (run / "metrics.csv").read_text().count("\n") == 2  # the header and epoch 1
     assert not [name for name in leftovers(run) if name.startswith(".")]
+
+
+def test_issue_33_a_run_on_a_raw_folder_resumes_however_the_folder_is_spelled(tmp_path, monkeypatch):
+    """A run on a raw folder given as a relative path resumes (its config.json records the folder resolved: the
+    fingerprint is of what the cache holds, not of the paths); a mask changed since is refused."""
+    from helpers import write_pair
+    from test_cli import invoke
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKINSEG_CACHE", str(tmp_path / "cache"))
+    for i in range(16):
+        write_pair(tmp_path / "raw" / "images" / f"im{i:02d}.png", tmp_path / "raw" / "masks" / f"im{i:02d}.png", 32, i)
+    options = ("--size", "32", "--max-train-images", "8", *TINY_FLAGS)
+    assert invoke("train", "--data", "raw", "--out", "run", "--epochs", "1", *options).exit_code == 0
+    resumed = invoke("train", "--resume", "run", "--epochs", "2")
+    assert resumed.exit_code == 0, resumed.output
+    write_pair(tmp_path / "raw" / "images" / "im00.png", tmp_path / "raw" / "masks" / "im00.png", 32, 0)
+    (tmp_path / "raw" / "masks" / "im00.png").write_bytes((tmp_path / "raw" / "masks" / "im01.png").read_bytes())
+    resumed = invoke("train", "--resume", "run", "--epochs", "3")
+    assert resumed.exit_code == 1
+    assert f"{tmp_path / 'raw'} holds other data than when the run started" in one_line_error(resumed.output)

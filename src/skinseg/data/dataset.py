@@ -37,12 +37,13 @@ class PreparedData:
 
     @property
     def fingerprint(self) -> str:
-        """What the cache was made from: prepare's fingerprint of its settings and source files (the same while
-        prepare reuses the cache); for a manifest without one, a hash of its items."""
-        if isinstance(recorded := self.manifest.get("fingerprint"), str):
-            return recorded
-        items = json.dumps(self.manifest["items"], sort_keys=True).encode("utf-8", NAMES_AS_THEY_ARE)
-        return hashlib.sha256(items).hexdigest()
+        """What the cache holds, however its source folder was spelled: its size, and each item's id, split,
+        original size and the hashes of its image and mask (in caches of older versions, of its image); the
+        normalisation computed from its pixels."""
+        keys = ("id", "split", "original_size", "sha256", "mask_sha256")
+        items = [[item.get(key) for key in keys] for item in self.manifest["items"]]
+        held = [self.size, items, self.manifest.get("normalisation")]
+        return hashlib.sha256(json.dumps(held).encode("utf-8", NAMES_AS_THEY_ARE)).hexdigest()
 
     def indices(self, split: str) -> np.ndarray:
         if split == "all":
@@ -92,7 +93,9 @@ def ensure_prepared(data: str | Path, size: int = 256, split_seed: int = 0) -> P
     if (manifest := load_manifest(data)) is not None:
         return open_prepared(data, manifest)
     out = default_cache_dir(data, size, split_seed)
-    result = prepare_dataset(PrepareConfig(data=data, out=out, size=size, seed=split_seed), wait=True)
+    # the folder resolved: its cache is known as the same however the folder is spelled (prepare's fingerprint
+    # holds the paths of the files)
+    result = prepare_dataset(PrepareConfig(data=data.resolve(), out=out, size=size, seed=split_seed), wait=True)
     return open_prepared(out, result.manifest)
 
 

@@ -119,6 +119,7 @@ def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | Non
             "mask": str(pair.mask.resolve()),
             "original_size": list(original),
             "sha256": file_sha256(pair.image),
+            "mask_sha256": file_sha256(pair.mask),  # with the image's: what the cache holds (PreparedData.fingerprint)
             "channel_sum": [float(h @ _LEVELS) for h in histograms],
             "channel_sq_sum": [float(h @ _LEVELS**2) for h in histograms],
         },
