@@ -125,10 +125,12 @@ def big_dir(tmp_path_factory) -> Path:
     return write_synthetic_dataset(tmp_path_factory.mktemp("big"), count=40, size=32, seed=1)
 
 
-def prepare_in_a_process(data: Path, out: Path, *options: str, check_room: bool = True):
+def prepare_in_a_process(data: Path, out: Path, *options: str, check_room: bool = True, fallocate: bool = True):
     """`skinseg prepare` in its own process (a SIGBUS must not take the test run with it); without `check_room`,
-    the space check is left out so that the writes meet the full disk."""
+    the space check is left out so that the writes meet the full disk; without `fallocate`, as on a system
+    without posix_fallocate (macOS, Windows)."""
     patch = "" if check_room else "import skinseg.data.prepare as p; p.check_room = lambda *a: None; "
+    patch += "" if fallocate else "import os; del os.posix_fallocate; "
     argv = ["skinseg", "prepare", "--data", str(data), "--out", str(out), "--size", "128", *options]
     code = f"{patch}import sys; sys.argv = {argv!r}; from skinseg.cli import main; main()"
     return subprocess.run(
@@ -188,17 +190,23 @@ def test_issue_33_prepare_onto_a_full_disk_is_one_line_and_leaves_nothing(big_di
         line = one_line_error(unchecked.stderr)
         assert line == f"error: {small / 'p' / 'images.npy'}: could not write file: No space left on device"
         assert leftovers(small) == []
+        written = prepare_in_a_process(big_dir, small / "p", "--workers", workers, check_room=False, fallocate=False)
+        assert one_line_error(written.stderr) == line and leftovers(small) == []
 
 
-def test_issue_33_skipped_pairs_are_dropped_from_the_arrays_in_place(tmp_path):
+@pytest.mark.parametrize("fallocate", [True, False], ids=["posix_fallocate", "zeros_written"])
+def test_issue_33_skipped_pairs_are_dropped_from_the_arrays_in_place(tmp_path, monkeypatch, fallocate):
     """The arrays of a prepare that skipped pairs are compacted in place (no second copy: no more room than the
-    check asked for), the kept rows in order."""
+    check asked for), the kept rows in order; where the OS has no posix_fallocate, the blocks are written."""
     import numpy as np
 
     from skinseg.data.npy import allocate, keep_rows
 
+    if not fallocate:
+        monkeypatch.delattr(os, "posix_fallocate", raising=False)
     path = tmp_path / "a.npy"
     allocate(path, (5, 4, 4, 3), tmp_path / "images.npy")
+    assert not np.load(path).any() and path.stat().st_blocks * 512 >= path.stat().st_size
     array = np.load(path, mmap_mode="r+")
     array[:] = np.arange(5, dtype=np.uint8)[:, None, None, None]
     array.flush()

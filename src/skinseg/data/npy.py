@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -64,17 +65,31 @@ def allocate(path: Path, shape: tuple[int, ...], name: Path) -> None:
     raises here, not as a SIGBUS when a memory map writes a page the disk has no room for). `name`: the file it
     becomes, named in an error."""
     with writing(name):
-        np.lib.format.open_memmap(path, "w+", np.uint8, shape).flush()
-        if not hasattr(os, "posix_fallocate"):  # macOS, Windows: left to the OS
-            return
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-        except OSError as exc:
-            if exc.errno not in NOT_SUPPORTED:
-                raise
-        finally:
-            os.close(fd)
+        array = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+        start = array.offset  # the data's, after the header
+        array.flush()
+        del array
+        with open(path, "r+b") as handle:
+            end = os.fstat(handle.fileno()).st_size
+            try:
+                os.posix_fallocate(handle.fileno(), start, end - start)
+                return
+            except AttributeError:  # no posix_fallocate (macOS, Windows)
+                pass
+            except OSError as exc:
+                if exc.errno not in NOT_SUPPORTED:
+                    raise
+            _write_zeros(handle, start, end)
+
+
+def _write_zeros(handle: BinaryIO, start: int, end: int, chunk: int = 64 * 2**20) -> None:
+    """Allocate the blocks of a file's bytes `start` to `end` (zeros already) by writing them, where the OS
+    cannot preallocate them."""
+    zeros = bytes(min(chunk, end - start))
+    handle.seek(start)
+    while start < end:
+        start += handle.write(zeros[: end - start])
+    handle.flush()
 
 
 def keep_rows(path: Path, keep: list[int], name: Path) -> None:
