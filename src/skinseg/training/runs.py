@@ -204,9 +204,11 @@ def run_folder(config: TrainConfig, overwrite: bool = False, writer: bool = True
 
 
 def clear_run_folder(out: Path) -> None:
-    """Remove the files of the run in `out` (`overwrite`), so that none of the old run's is left beside the new."""
+    """Remove the files of the run in `out` (`overwrite`), so that none of the old run's is left beside the new,
+    and the pending ones a kill -9 left (epoch_files)."""
     for name in RUN_OUTPUTS:
         (Path(out) / name).unlink(missing_ok=True)
+        (Path(out) / f".{name}.pending").unlink(missing_ok=True)
 
 
 def load_run(run_dir: str | Path, **options: Any) -> TrainConfig:
