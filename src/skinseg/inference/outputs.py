@@ -14,7 +14,6 @@ import numpy as np
 
 from skinseg.data.images import save_mask_png, save_png
 from skinseg.inference.config import SegmentConfig
-from skinseg.inference.crops import lesion_crop
 from skinseg.inputs import CROP, OVERLAY, PROBABILITY, picture_path
 
 
@@ -102,6 +101,8 @@ class CropWriter(Writer):
 
     def write(self, item: Segmented) -> bool:
         assert item.image is not None
+        from skinseg.inference.crops import lesion_crop  # its bounding box comes with scipy: only for `crops`
+
         crop = lesion_crop(item.image, item.mask, self.margin, self.size, self.square)
         if crop is None:
             return False

@@ -21,7 +21,6 @@ from skinseg.inference.outputs import CropWriter, MaskWriter, Segmented, Writer,
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, continued_rows, summary_columns, summary_row
 from skinseg.inputs import OUTPUT_NAMES, collect_inputs, one_input_per_mask, output_paths
-from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -255,6 +254,8 @@ def _measures(config: SegmentConfig, source: Path, image, mask, prob, threshold:
     whose measurement fails keeps its mask and a row with the measurements empty, and is reported."""
     if not config.measure or image is None:
         return {}
+    from skinseg.measurement import MEASURE_COLUMNS, measure_lesion  # scipy and scikit-image: only when asked for
+
     try:
         row = measure_lesion(
             image,

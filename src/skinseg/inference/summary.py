@@ -12,7 +12,6 @@ import numpy as np
 
 from skinseg.errors import SkinsegError
 from skinseg.fileio import NAMES_AS_THEY_ARE
-from skinseg.measurement import MEASURE_COLUMNS
 
 SUMMARY_COLUMNS = (
     "image",
@@ -32,7 +31,11 @@ SUMMARY_COLUMNS = (
 
 def summary_columns(measure: bool) -> tuple[str, ...]:
     """A summary's columns: segment's, and with `measure` those of `skinseg measure` after them."""
-    return (*SUMMARY_COLUMNS, *MEASURE_COLUMNS[1:]) if measure else SUMMARY_COLUMNS
+    if not measure:
+        return SUMMARY_COLUMNS
+    from skinseg.measurement import MEASURE_COLUMNS  # its package brings scipy and scikit-image: only when asked for
+
+    return (*SUMMARY_COLUMNS, *MEASURE_COLUMNS[1:])
 
 
 def summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, seconds: float) -> dict:

@@ -283,7 +283,8 @@ def load_model(
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise SkinsegError(f"tensor {name} holds NaN or infinite values: the weights are unusable", path)
-    model = model.to_empty(device="cpu")  # memory without the random initialisation that the file replaces
+    # The file's tensors become the parameters (assign): no memory is allocated for the meta model, and no
+    # to_empty, whose first call imports sympy (0.4-0.9 s of a cold one-image segment; issue #35).
     state = model.state_dict()
-    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()})
+    model.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()}, assign=True)
     return model.to(device).eval(), info
