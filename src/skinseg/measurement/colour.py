@@ -113,6 +113,21 @@ def normalised_lab(image: np.ndarray, skin: np.ndarray) -> np.ndarray:
     return xyz2lab(np.clip(image * gain, 0.0, 1.0) @ XYZ_OF_RGB.T)
 
 
+LAB_STEPS = 1 << 16  # lab_of_pixels: CIELAB's cube root by lookup, X/Xn, Y/Yn and Z/Zn in this many steps of 0-1
+_STEP = np.linspace(0.0, 1.0, LAB_STEPS)
+CUBE_ROOT = np.where(_STEP > 0.008856, np.cbrt(_STEP), 7.787 * _STEP + 16.0 / 116.0).astype(np.float32)
+XN_OF_RGB = (XYZ_OF_RGB / XYZ_OF_RGB.sum(1, keepdims=True)).T.astype(np.float32)  # linear RGB -> X/Xn, Y/Yn, Z/Zn
+
+
+def lab_of_pixels(pixels: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """normalised_lab of uint8 sRGB pixels (n, 3), within 0.06 of it and about twice as fast (the cube root
+    by lookup): for the colour names, on many more pixels than the folds'."""
+    gain = (SKIN_LINEAR / np.maximum(skin, 1e-4)).astype(np.float32)
+    ratio = np.clip(LINEAR[pixels] * gain, 0.0, 1.0) @ XN_OF_RGB
+    f = CUBE_ROOT[np.minimum((ratio * (LAB_STEPS - 1) + 0.5).astype(np.int32), LAB_STEPS - 1)]
+    return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], -1)
+
+
 SKIN_LAB = rgb2lab(np.array([[SKIN_REFERENCE]]))[0, 0]
 PALETTE_LAB = np.array(list(PALETTE.values()))
 NEAREST_OF = np.array([i for i, n in enumerate(COLOUR_NAMES) if n not in ("white", "red")])  # by distance

@@ -26,7 +26,9 @@ def hair_mask(value: np.ndarray) -> np.ndarray:
     closed = ndimage.grey_closing(value, size=(CLOSING, CLOSING))
     depth = closed.astype(np.int16) - value
     dark = (depth > DARKER) & (depth > RELATIVE * closed)
-    thin = dark & ~ndimage.binary_opening(dark, structure=np.ones((THIN, THIN)))  # not dots, globules, blotches
+    # not dots, globules, blotches: the binary opening by a THIN square, as two separable grey filters (faster)
+    eroded = ndimage.minimum_filter(dark.view(np.uint8), size=THIN, mode="constant", cval=0)
+    thin = dark & ~ndimage.maximum_filter(eroded, size=THIN, mode="constant", cval=0, origin=-(1 - THIN % 2)).view(bool)
     labels, count = ndimage.label(thin, structure=np.ones((3, 3)))
     if count == 0:
         return thin
@@ -34,4 +36,6 @@ def hair_mask(value: np.ndarray) -> np.ndarray:
     hairy = np.hypot(sides[:, 0], sides[:, 1]) >= LONG  # hairs cross each other: their traces join, still thin
     if not hairy.any():
         return np.zeros_like(dark)
-    return ndimage.binary_dilation(np.concatenate([[False], hairy])[labels])
+    hairs = np.concatenate([[False], hairy])[labels].view(np.uint8)
+    widened = [ndimage.maximum_filter1d(hairs, 3, axis, mode="constant", cval=0) for axis in (0, 1)]
+    return (widened[0] | widened[1]).view(bool)  # by a pixel up, down, left and right
