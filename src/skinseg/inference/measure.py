@@ -169,7 +169,7 @@ def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, st
             if (measures := _measured(source, result, image, mask, pixel_size=config.pixel_size)) is not None
         )
         return [("masks", str(config.masks))], measured
-    from skinseg.inference.segment import segmented_images
+    from skinseg.inference.pipeline import segmented_images
     from skinseg.inference.segmenter import segmenter_for
 
     segmenter = segmenter_for(config.run)

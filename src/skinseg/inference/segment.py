@@ -4,20 +4,15 @@ while the model works on the current one, every failure reported and the rest go
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.errors import Interrupted, SkinsegError
 from skinseg.fileio import OutputExists, check_name_length, interrupts_held, remove_temporaries
 from skinseg.inference.config import EXCLUSIVE_WRITES, SegmentConfig
 from skinseg.inference.outputs import CropWriter, MaskWriter, Segmented, Writer, crop_writer, writers_for
+from skinseg.inference.pipeline import segmented_images
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, continued_rows, summary_columns, summary_row
 from skinseg.inputs import OUTPUT_NAMES, collect_inputs, one_input_per_mask, output_paths
@@ -46,24 +41,6 @@ def _rank_share(items: list) -> tuple[list, int, int]:
     """Under torchrun, each rank takes every WORLD_SIZE-th input."""
     rank, world = env_rank_world()
     return items[rank::world], rank, world
-
-
-@dataclass
-class Decoded:
-    """One input image as the model reads it, its (height, width), and the whole image where an output needs
-    it (an overlay, a report)."""
-
-    model_input: np.ndarray
-    shape: tuple[int, int]
-    image: np.ndarray | None
-
-
-def _read(source: Path, segmenter: Segmenter, whole: bool) -> tuple[Path, Decoded | None, str | None]:
-    try:
-        model_input, shape = segmenter.read(source)
-        return source, Decoded(model_input, shape, load_rgb(source) if whole else None), None
-    except SkinsegError as exc:
-        return source, None, str(exc).removeprefix(f"{source}: ")
 
 
 def _outputs_of(writers: list[Writer], source: Path, target: Path) -> list[Path]:
@@ -299,28 +276,6 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
         model_name = str(config.run.model) if config.run.model else None
         page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
         write_page(plan.report, page, config.overwrite or config.skip_existing)
-
-
-def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int, whole: bool, failed: list):
-    """(source, image or None, probability, mask, seconds per image) for each readable image of `sources`, in
-    batches of `batch_size`; the next batch is decoded in threads while the model works on this one. `whole`: the
-    whole image is read too. Unreadable images go to `failed` as (path, reason)."""
-    batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
-    read = functools.partial(_read, segmenter=segmenter, whole=whole)
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        pending = pool.map(read, batches[0]) if batches else iter(())
-        for index in range(len(batches)):
-            decoded = list(pending)
-            if index + 1 < len(batches):  # decode the next batch while this one is computed
-                pending = pool.map(read, batches[index + 1])
-            started = time.perf_counter()
-            ready = [(s, d) for s, d, _ in decoded if d is not None]
-            failed += [(s, error or "unreadable") for s, d, error in decoded if d is None]
-            probs = segmenter.probabilities_of([d.model_input for _, d in ready], [d.shape for _, d in ready])
-            masks = segmenter.masks_from(probs)
-            seconds = (time.perf_counter() - started) / max(1, len(ready))
-            for (source, d), prob, mask in zip(ready, probs, masks, strict=True):
-                yield source, d.image, prob, mask, seconds
 
 
 def _write_outputs(plan: SegmentPlan, item: Segmented, result: SegmentResult) -> bool:
