@@ -78,6 +78,7 @@ SMOKE_TESTS = {
     "skin_reference.py": ["test_skin_reference"],
     "threshold_sweep.py": ["test_threshold_sweep"],
     "train_speed.py": ["test_train_speed"],
+    "segment_speed.py": ["test_segment_speed"],
 }
 
 
@@ -317,6 +318,34 @@ def test_measure_speed(tiny_model_path, tmp_path):
     assert report["added_ms_per_image"] == pytest.approx(
         report["measure_ms_per_image"] - report["segment_ms_per_image"], abs=0.11
     )
+
+
+def test_segment_speed(tiny_model_path, tmp_path):
+    out = tmp_path / "speed.json"
+    images = tmp_path / "jpegs"
+    for i in range(3):
+        write_pair(images / f"ISIC_{i:07d}.jpg", tmp_path / "masks" / f"{i}.png", size=48, seed=i)
+    load("segment_speed").main(
+        args(
+            "--images",
+            images,
+            "--count",
+            2,
+            "--floor-count",
+            3,
+            "--rounds",
+            1,
+            "--model",
+            tiny_model_path,
+            "--json",
+            out,
+        )
+    )
+    report = json.loads(out.read_text())
+    assert (report["images"], report["floor_images"]) == (2, 3) and report["floor_s"] > 0
+    [row] = report["rows"]
+    assert row["images_per_s"] > 0 and row["ratio_to_floor"] > 0 and row["one_cold_s"] > 0
+    assert row["masks_differing_from_first_tree"] == 0
 
 
 def test_skin_reference(tmp_path, capsys):
