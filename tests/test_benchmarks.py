@@ -304,11 +304,16 @@ def test_measure_derm7pt(tmp_path):
     assert set(report["auc"]) >= {"white", "red", "blue_grey"} and len(report["count_spearman"]) == 3
 
 
-def test_measure_speed(tiny_model_path, tmp_path):
-    out = tmp_path / "speed.json"
+def isic_jpegs(tmp_path, count: int) -> Path:
+    """A folder of `count` small ISIC-named JPEGs (their masks beside it, in masks/)."""
     images = tmp_path / "jpegs"
-    for i in range(3):
+    for i in range(count):
         write_pair(images / f"ISIC_{i:07d}.jpg", tmp_path / "masks" / f"{i}.png", size=48, seed=i)
+    return images
+
+
+def test_measure_speed(tiny_model_path, tmp_path):
+    out, images = tmp_path / "speed.json", isic_jpegs(tmp_path, 3)
     load("measure_speed").main(
         args("--images", images, "--count", 2, "--rounds", 1, "--threads", 1, "--model", tiny_model_path, "--json", out)
     )
@@ -321,10 +326,7 @@ def test_measure_speed(tiny_model_path, tmp_path):
 
 
 def test_segment_speed(tiny_model_path, tmp_path):
-    out = tmp_path / "speed.json"
-    images = tmp_path / "jpegs"
-    for i in range(3):
-        write_pair(images / f"ISIC_{i:07d}.jpg", tmp_path / "masks" / f"{i}.png", size=48, seed=i)
+    out, images = tmp_path / "speed.json", isic_jpegs(tmp_path, 3)
     load("segment_speed").main(
         args(
             "--images",
