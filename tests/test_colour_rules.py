@@ -1,5 +1,6 @@
 """Issue #34: the colour rules placed against dermatologists' labels on derm7pt's calibrate part (light red,
-whitish white near the skin, a minimum area per colour), on single CIELAB pixels and small synthetic lesions."""
+whitish white near the skin, grey as blue-grey, a minimum area per colour), on single CIELAB pixels and small
+synthetic lesions."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ def named(lab: tuple[float, float, float]) -> str:
         ((45.0, 20.0, 12.0), "dark_brown"),  # as red as erythema, but dark: a naevus's brown
         ((74.0, 5.0, 2.0), "white"),  # a little lighter and less yellow than the skin: white, not skin
         ((72.0, 14.0, 2.0), "white"),  # whitish pink (chroma 14): white, though light red too
+        ((30.0, 12.0, 4.0), "blue_grey"),  # dark grey, a little red: nearer black and dark brown, but grey
+        ((38.0, 16.0, 12.0), "dark_brown"),  # yellower: brown
         ((SKIN_LAB[0] + 1.0, SKIN_LAB[1] - 1.0, 7.5), "skin"),  # within ΔE 3 of the skin: skin
         ((70.0, 10.0, 9.0), "skin"),
     ],
 )
-def test_light_red_and_whitish_white_are_named(lab, expected):
+def test_light_red_whitish_white_and_grey_are_named(lab, expected):
     assert named(lab) == expected
 
 

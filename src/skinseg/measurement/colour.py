@@ -61,12 +61,16 @@ PRESENT: dict[str, float] = {
     "blue_grey": 0.01,
     "black": 0.10,
 }
-# White and red are named by rule, before the nearest of the other four, placed by AUC against dermatologists'
-# labels on derm7pt's calibrate part (benchmarks/measure_derm7pt.py, docs/measure.md):
+# White, red and blue-grey are named by rule, before the nearest of the other four (blue-grey also where it is
+# nearest), placed by AUC against dermatologists' labels on derm7pt's calibrate part (benchmarks/
+# measure_derm7pt.py, docs/measure.md):
 WHITE_LIGHTNESS = 55.0  # white: L* above this (lighter than blue-grey's mid lightness) ...
 WHITE_YELLOW = 8.0  # ... b* below this (less yellow than the skin, b* 9, and any brown) ...
 WHITE_CHROMA = 15.0  # ... chroma below this (whitish: a pale pink is white, a saturated pink red) ...
 WHITE_FROM_SKIN = 3.0  # ... and at least this far (CIE76) from the skin: white may be as close to it as this
+BLUE_GREY_LIGHTNESS = (20.0, 55.0)  # blue-grey: L* between these (darker than white, lighter than black) ...
+BLUE_GREY_YELLOW = 6.0  # ... b* below this and chroma below BLUE_GREY_CHROMA (grey or bluish, not brown), as
+BLUE_GREY_CHROMA = 20.0  # well as what is nearest its PALETTE position
 RED_MARGIN = 27.0  # red: a* - RED_YELLOW b* above this (hue about 30 degrees or less, saturated: vessels) ...
 RED_YELLOW = 0.5
 LIGHT_RED_MARGIN = 12.0  # ... or above this where L* is above LIGHT_RED_LIGHTNESS (erythema, pink, light vessels:
@@ -136,16 +140,20 @@ TABLE_LAB = rgb2lab(np.array([list(TABLE_COLOURS.values())]))[0]
 
 
 def nearest_colours(lab: np.ndarray) -> np.ndarray:
-    """For CIELAB pixels (n, 3), the index of their colour (0-5, in the order of COLOUR_NAMES; 6: skin): red by
-    its rules (RED_*, LIGHT_RED_*), white by its (WHITE_*: a pale, whitish pixel is white, though a light red
-    one too); else skin within SKIN_DIFFERENCE of the normalised skin, but white that is WHITE_FROM_SKIN from
-    it; else the nearest of light brown, dark brown, blue-grey and black in PALETTE by CIE76 distance."""
+    """For CIELAB pixels (n, 3), the index of their colour (0-5, in the order of COLOUR_NAMES; 6: skin): skin
+    within SKIN_DIFFERENCE of the normalised skin, but white that is WHITE_FROM_SKIN from it; else white by its
+    rule (WHITE_*: a pale, whitish pixel is white, though a light red one too), red by its (RED_*,
+    LIGHT_RED_*), blue-grey by its (BLUE_GREY_*); else the nearest of light brown, dark brown, blue-grey and
+    black in PALETTE by CIE76 distance."""
     names = NEAREST_OF[((PALETTE_NEAREST**2).sum(1) - 2 * lab @ PALETTE_NEAREST.T).argmin(1)]  # |x - p|^2 less |x|^2
     lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
+    chroma2 = a * a + b * b
+    grey = (lightness > BLUE_GREY_LIGHTNESS[0]) & (lightness < BLUE_GREY_LIGHTNESS[1]) & (b < BLUE_GREY_YELLOW)
+    names[grey & (chroma2 < BLUE_GREY_CHROMA**2)] = COLOUR_NAMES.index("blue_grey")
     redness = a - RED_YELLOW * b
     red = (redness > RED_MARGIN) | ((redness > LIGHT_RED_MARGIN) & (lightness > LIGHT_RED_LIGHTNESS))
     names[red] = COLOUR_NAMES.index("red")
-    white = (lightness > WHITE_LIGHTNESS) & (b < WHITE_YELLOW) & (a * a + b * b < WHITE_CHROMA**2)
+    white = (lightness > WHITE_LIGHTNESS) & (b < WHITE_YELLOW) & (chroma2 < WHITE_CHROMA**2)
     names[white] = COLOUR_NAMES.index("white")
     from_skin = ((lab - SKIN_LAB) ** 2).sum(-1)
     names[(from_skin < SKIN_DIFFERENCE**2) & ~(white & (from_skin >= WHITE_FROM_SKIN**2))] = len(COLOUR_NAMES)
