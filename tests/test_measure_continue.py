@@ -82,3 +82,22 @@ def test_measure_skip_existing_refuses_what_it_cannot_continue(tmp_path):
     with pytest.raises(SkinsegError, match=r"has other columns than this command writes.*give another `csv_file`"):
         measure_paths(config)
     assert other.read_text() == "name,score\nx,1\n"
+
+
+def test_an_interrupted_measure_says_how_to_continue(tmp_path):
+    """Issue #33, case 17's rule for measure too: Ctrl-C printed only "interrupted"."""
+    from skinseg.errors import Interrupted
+
+    folder = lesions(tmp_path / "in", "a", "b")
+
+    def interrupt_after_one(done: int, total: int) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    config = MeasureConfig(inputs=(folder,), masks=folder, csv_file=tmp_path / "m.csv")
+    with pytest.raises(Interrupted, match=r"after 1 of 2 images, whose rows are written; .* `skip_existing`"):
+        measure_paths(config, on_progress=interrupt_after_one)
+    again = measure_paths(
+        MeasureConfig(inputs=(folder,), masks=folder, csv_file=tmp_path / "m.csv", skip_existing=True)
+    )
+    assert [row["id"] for row in again.rows] == ["b"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from skinseg.data.images import binarise, load_rgb, not_binary, read_mask_grey
-from skinseg.errors import SkinsegError
+from skinseg.errors import Interrupted, SkinsegError
 from skinseg.fileio import interrupts_held
 from skinseg.inference.config import MeasureConfig
 from skinseg.inference.summary import SummaryWriter, rows_of
@@ -118,12 +118,24 @@ def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Pat
 
 def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) -> MeasureResult:
     """Measure the lesion of every input image; unreadable ones are reported and the rest go on.
-    `on_progress(done, total)`: images done."""
-    from skinseg.reporting.html import ReportCases, measure_page, write_page
-
-    advance = on_progress or no_progress
+    `on_progress(done, total)`: images done. Ctrl-C ends it with Interrupted, which says how to continue."""
     result = MeasureResult()
     plan = plan_measurement(config, result)
+    try:
+        _measure_planned(config, plan, result, on_progress or no_progress)
+    except KeyboardInterrupt:
+        kept = "whose rows are written" if config.csv_file or config.json_file else "no rows kept: no `csv_file`"
+        raise Interrupted(
+            f"interrupted after {len(result.rows)} of {len(plan.images)} images, {kept}; the same command with"
+            " `skip_existing` measures the rest"
+        ) from None
+    return result
+
+
+def _measure_planned(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, advance: Progress) -> None:
+    """The work of measure_paths, with its plan checked."""
+    from skinseg.reporting.html import ReportCases, measure_page, write_page
+
     cases = ReportCases(config.report_max_cases) if config.report else None
     with plan.files.hold(), contextlib.ExitStack() as stack:
         writers = [
@@ -148,7 +160,6 @@ def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) ->
         if config.report and cases is not None and cases.rows:
             page = measure_page(cases, result.failed, [("images", " ".join(map(str, config.inputs))), *facts])
             write_page(config.report, page, config.overwrite or config.skip_existing)
-    return result
 
 
 def _measured(source: Path, result: MeasureResult, image, mask, **options) -> dict | None:
