@@ -28,7 +28,7 @@ from skinseg.data.images import load_mask, load_rgb
 from skinseg.data.splits import assign_splits
 from skinseg.measurement import MEASURE_COLUMNS, lesion, measure_lesion
 from skinseg.measurement.asymmetry import folds, principal_angle
-from skinseg.measurement.colour import COLOUR_NAMES, TABLE_LAB
+from skinseg.measurement.colour import COLOUR_NAMES, PRESENT, TABLE_LAB
 from skinseg.runtime.precision import cpu_name
 
 HAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         dx: {
             "images": sum(r["dx"] == dx for r in rows),
             **{
-                name: float(np.mean([r[f"colour_{name}"] >= 0.05 for r in rows if r["dx"] == dx]))
+                name: float(np.mean([r[f"colour_{name}"] >= PRESENT[name] for r in rows if r["dx"] == dx]))
                 for name in COLOUR_NAMES
             },
             "colour_count": float(np.mean([r["colour_count"] for r in rows if r["dx"] == dx])),
