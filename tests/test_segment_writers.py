@@ -12,7 +12,7 @@ from filelock import FileLock
 from PIL import Image
 
 from skinseg.errors import ConfigError, Interrupted, SkinsegError
-from skinseg.fileio import atomic_path, remove_temporaries
+from skinseg.fileio import _temporary_name, atomic_path, remove_temporaries
 from skinseg.inference.config import MAX_CROP_SIZE, SegmentConfig
 from skinseg.inference.model_run import ModelRun
 from skinseg.inference.segment import segment_paths
@@ -98,6 +98,9 @@ def test_a_long_name_is_skipped_and_the_batch_goes_on(tiny_model_path, tmp_path)
     assert sorted(p.name[:3] for p in result.written) == ["a_s", "xxx", "z_s"]
     assert [(s.name, "name is 263 bytes long" in why) for s, why in result.failed] == [(too_long, True)]
     assert coco.exists()
+    # into the folder that now exists (a name too long cannot even be asked whether it exists there)
+    again = segment_paths(config_for(tiny_model_path, images, tmp_path / "out", skip_existing=True))
+    assert len(again.existing) == 3 and [s.name for s, _ in again.failed] == [too_long]
 
 
 def test_two_images_of_one_name_segment_the_first_and_skip_the_other(tiny_model_path, tmp_path):
@@ -153,7 +156,10 @@ def test_a_killed_segments_temporaries_are_removed_by_the_next_one(tiny_model_pa
     images = images_in(tmp_path / "in", "a.png")
     out = tmp_path / "out"
     out.mkdir()
+    long_name = "y" * 230 + "_segmentation.png"  # its temporary keeps the name's start and end
     leftovers = [".a_segmentation.png.k2x_9abc.png", ".b_overlay.png.0123abcd.png"]
+    leftovers.append(f".{_temporary_name(long_name)}.q1w2e3r4.png")
+    assert len(leftovers[-1]) <= 255 and leftovers[-1].endswith("_segmentation.png.q1w2e3r4.png")
     kept = [".notes.txt", ".report.html.abcdefgh.html", ".holiday.png.12345678.png"]  # not segment's outputs
     for name in leftovers + kept:
         (out / name).write_bytes(b"")

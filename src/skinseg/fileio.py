@@ -54,9 +54,18 @@ class OutputExists(SkinsegError):
     """An output that another command created while this one was working: left as it is."""
 
 
-# Temporaries are `.NAME.xxxxxxxx.SUFFIX` (mkstemp's 8 random characters): NAME is cut so that the temporary's
-# name is no longer than NAME itself could be (a 240-character mask name must not fail on its temporary).
+# Temporaries are `.NAME.xxxxxxxx.SUFFIX` (mkstemp's 8 random characters). A NAME of more than _NAME_ROOM bytes
+# keeps its start and its end (`_segmentation.png`, by which the next segment knows its own) around a `~`, so that
+# the temporary's name is no longer than NAME itself could be (a 240-character mask name failed on its temporary).
 _NAME_ROOM = 200
+
+
+def _temporary_name(name: str) -> str:
+    encoded = os.fsencode(name)
+    if len(encoded) <= _NAME_ROOM:
+        return name
+    half = _NAME_ROOM // 2 - 1
+    return os.fsdecode(encoded[:half] + b"~" + encoded[-half:])
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
 
 
@@ -69,7 +78,7 @@ def atomic_path(path: str | Path, suffix: str | None = None, *, replace: bool = 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(
-                prefix=f".{path.name[:_NAME_ROOM]}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
+                prefix=f".{_temporary_name(path.name)}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
             )
         except OSError as exc:
             raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None

@@ -117,6 +117,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     if summary and summary.suffix.lower() not in (".csv", ".json"):
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
     writers = writers_for(config)
+    pairs = _names_that_fit(pairs, writers, result)
     files = _files_plan(config, writers, inputs, pairs, summary, report, coco)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
@@ -124,14 +125,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     todo: list[tuple[Path, Path]] = []
     existing: list[tuple[Path, Path]] = []
     left: set[Path] = set()
-    limits: dict[Path, int] = {}
     for source, target in pairs:
-        try:  # an output name the file system cannot take: that image skipped, the batch goes on
-            for path in (writer.path(source, target) for writer in writers):
-                check_name_length(path, limits)
-        except SkinsegError as exc:
-            result.failed.append((source, f"its output {exc}"))
-            continue
         outputs = _outputs_of(writers, source, target)
         there = [p for p in [*outputs, *_cut_from_mask(writers, source, target)] if p.exists()]
         if config.skip_existing and all(p.exists() for p in outputs):  # a missing crop is cut from the kept mask
@@ -145,6 +139,22 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
             left.update(there if config.skip_existing else ())  # the outputs missing are written, the rest left
     tidy = config.output if any(o.lock and o.path == config.output for o in files.outputs) else None
     return SegmentPlan(todo, summary, report, coco, left, existing, files, writers, tidy)
+
+
+def _names_that_fit(pairs: list[tuple[Path, Path]], writers: list[Writer], result: SegmentResult) -> list:
+    """The pairs whose every output name the file system takes; the others skipped and said, before anything
+    else looks at their files (a name too long cannot even be asked whether it exists)."""
+    limits: dict[Path, int] = {}
+    kept = []
+    for source, target in pairs:
+        try:
+            for path in (writer.path(source, target) for writer in writers):
+                check_name_length(path, limits)
+        except SkinsegError as exc:
+            result.failed.append((source, f"its output {exc}"))
+            continue
+        kept.append((source, target))
+    return kept
 
 
 def _coco_file():
