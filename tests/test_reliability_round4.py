@@ -309,3 +309,28 @@ def test_issue_33_a_run_on_a_raw_folder_resumes_however_the_folder_is_spelled(tm
     resumed = invoke("train", "--resume", "run", "--epochs", "3")
     assert resumed.exit_code == 1
     assert f"{tmp_path / 'raw'} holds other data than when the run started" in one_line_error(resumed.output)
+
+
+def test_issue_33_weights_broken_by_an_epochs_last_step_are_not_saved(prepared_dir, tmp_path, monkeypatch):
+    """Found by the fresh-eyes trial: `train --lr 1e308` on a one-step epoch exited 0 and saved weights that were
+    all NaN: the step's loss was computed before the update that broke them, and the validation loss (nan) was
+    not checked."""
+    from skinseg.training import loop
+    from test_cli import invoke
+
+    real_step = loop.train_step
+
+    def breaking_step(engine, x, y, lr):
+        loss, logits = real_step(engine, x, y, lr)
+        with torch.no_grad():
+            for parameter in engine.model.parameters():
+                parameter.fill_(float("nan"))
+        return loss, logits
+
+    monkeypatch.setattr(loop, "train_step", breaking_step)
+    run = tmp_path / "n"
+    one_step = ("--batch-size", "512")  # the whole set in one step: its loss is checked before the update
+    result = invoke("train", "--data", prepared_dir, "--out", run, "--epochs", "2", *TINY_FLAGS, *one_step)
+    line = one_line_error(result.output)
+    assert result.exit_code == 1 and "the validation loss became nan after epoch 1" in line, result.output
+    assert "no weights were kept" in line and not run.exists()

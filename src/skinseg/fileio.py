@@ -66,6 +66,8 @@ def _temporary_name(name: str) -> str:
         return name
     half = _NAME_ROOM // 2 - 1
     return os.fsdecode(encoded[:half] + b"~" + encoded[-half:])
+
+
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
 
 

@@ -12,6 +12,7 @@ continues its schedule, not bit for bit).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -263,6 +264,8 @@ def train_and_validate(
     figures = run_epoch(run.engine, run.data, run.config, run.schedule, epoch, run.run_dir, run.context, on_step, spent)
     budget_spent = figures.pop("budget_spent")
     val, per_set = validate_sets(run.engine, run.data, run.config, run.context)
+    if not math.isfinite(val.loss):  # the epoch's last step broke the weights after its loss was checked
+        raise _not_finite(f"the validation loss became {val.loss} after epoch {epoch + 1}", epoch, run.run_dir)
     row = {"epoch": epoch + 1, **figures, "val_loss": val.loss, "val_accuracy": val.accuracy, "val_dice": val.dice}
     return row | per_set | {"seconds": time.perf_counter() - started}, budget_spent
 
@@ -271,13 +274,18 @@ def _check_finite(loss: torch.Tensor, bad: float, epoch: int, step: int, run_dir
     """`bad`: the count of ranks whose loss is not finite. Epoch 0 is a new run's first: nothing saved yet (a
     resumed run starts after a saved epoch), and a new run that fails there leaves no files (runs.run_folder)."""
     if bad > 0:
-        kept = (
-            f"stopped. The last good weights are in {run_dir / 'last.safetensors'} (try a lower `lr`)"
-            if epoch
-            else "stopped in the first epoch, before anything was saved: no weights were kept (start again with"
-            " a lower `lr`)"
-        )
-        raise SkinsegError(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; {kept}")
+        raise _not_finite(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}", epoch, run_dir)
+
+
+def _not_finite(what: str, epoch: int, run_dir: Path) -> SkinsegError:
+    """The error of a run whose numbers stopped being finite in `epoch` (0: a new run's first, nothing saved)."""
+    kept = (
+        f"stopped. The last good weights are in {run_dir / 'last.safetensors'} (try a lower `lr`)"
+        if epoch
+        else "stopped in the first epoch, before anything was saved: no weights were kept (start again with"
+        " a lower `lr`)"
+    )
+    return SkinsegError(f"{what}; {kept}")
 
 
 def run_epoch(
