@@ -35,22 +35,41 @@ class Layout:
             return None
         return next((f for f in files if re.fullmatch(self.groups[0], f.name, re.I)), None)
 
-    def image_id(self, path: Path) -> str | None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not _matches(self.image_dir, path.parent.name):
+    def image_id(self, name: _Name) -> str | None:
+        if not _matches(self.image_dir, name.folder):
             return None
-        return None if re.search(self.ignore, path.stem, re.I) else path.stem
+        return None if _pattern(self.ignore).search(name.stem) else name.stem
 
-    def mask_id(self, path: Path) -> str | None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not _matches(self.mask_dir, path.parent.name):
+    def mask_id(self, name: _Name) -> str | None:
+        if not _matches(self.mask_dir, name.folder):
             return None
-        match = re.fullmatch(rf"(.+?)(?:{self.mask_suffix})", path.stem, re.I)
+        match = _pattern(rf"(.+?)(?:{self.mask_suffix})").fullmatch(name.stem)
         return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class _Name:
+    """An image file's path and the parts of it that a layout reads, taken apart once for every layout."""
+
+    path: Path
+    folder: str
+    stem: str
+
+
+def _image_names(files: list[Path]) -> list[_Name]:
+    """The files with an image's suffix, taken apart."""
+    return [_Name(f, f.parent.name, f.stem) for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
 
 
 @functools.lru_cache(maxsize=4096)
 def _matches(pattern: str, folder_name: str) -> bool:
     """Folder names repeat for every file in them: match each once."""
     return re.fullmatch(pattern, folder_name, re.I) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.I)
 
 
 MASK_SUFFIXES = "_segmentation|_mask|_lesion"  # what a mask's file name may add to its image's id
@@ -160,19 +179,19 @@ def _extract_whole(archive: Path, target: Path, stamp: str) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _pair_with(layout: Layout, files: list[Path]) -> Discovery:
+def _pair_with(layout: Layout, files: list[Path], names: list[_Name]) -> Discovery:
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
     problems: list[tuple[Path, str]] = []
-    for path in files:
-        mask_id = layout.mask_id(path)
-        found, kind, key = (masks, "mask", mask_id) if mask_id is not None else (images, "image", layout.image_id(path))
+    for name in names:
+        mask_id = layout.mask_id(name)
+        found, kind, key = (masks, "mask", mask_id) if mask_id is not None else (images, "image", layout.image_id(name))
         if key is None:
             continue
         if key in found:
-            problems.append((path, f"second {kind} for id {key} (kept {found[key].name})"))
+            problems.append((name.path, f"second {kind} for id {key} (kept {found[key].name})"))
         else:
-            found[key] = path
+            found[key] = name.path
     pairs = [Pair(i, images[i], masks[i]) for i in sorted(images) if i in masks]
     problems += [(images[i], "image without a mask") for i in sorted(images) if i not in masks]
     problems += [(masks[i], "mask without an image") for i in sorted(masks) if i not in images]
@@ -202,7 +221,8 @@ def discover_pairs(
     candidates = [LAYOUTS[layout]] if layout != "auto" else list(LAYOUTS.values())
     if mask_suffix is not None:
         candidates = [replace(c, mask_suffix=re.escape(mask_suffix)) for c in candidates]
-    results = [_pair_with(c, files) for c in candidates]
+    names = _image_names(files)
+    results = [_pair_with(c, files, names) for c in candidates]
     best = max(results, key=lambda d: (len(d.pairs), -len(d.problems)))
     if not best.pairs:
         found_images = sum(1 for f in files if f.suffix.lower() in IMAGE_SUFFIXES)

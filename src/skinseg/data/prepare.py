@@ -34,12 +34,12 @@ from skinseg.data.cache import (
     replacement_note,
 )
 from skinseg.data.config import PrepareConfig
-from skinseg.data.images import binarise, decode_rgb, not_binary, read_mask_grey, resize_mask
+from skinseg.data.decoding import close_outputs, process_pair
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.npy import allocate, check_room, keep_rows
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
 from skinseg.errors import SkinsegError
-from skinseg.fileio import NAMES_AS_THEY_ARE, atomic_path, file_sha256, interrupts_held, usual_permissions
+from skinseg.fileio import NAMES_AS_THEY_ARE, atomic_path, interrupts_held, usual_permissions
 
 
 @dataclass
@@ -74,74 +74,18 @@ def _fingerprint(config: PrepareConfig, pairs: list[Pair], group_file: Path | No
     return digest.hexdigest()
 
 
-_outputs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _open_outputs(images_path: str, masks_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """The output arrays, memory-mapped once per worker process (the OS writes the pages back)."""
-    key = (images_path, masks_path)
-    if key not in _outputs:
-        _outputs.clear()
-        _outputs[key] = (np.load(images_path, mmap_mode="r+"), np.load(masks_path, mmap_mode="r+"))
-    return _outputs[key]
-
-
-def _process_pair(job: tuple[int, Pair, int, str, str]) -> tuple[int, dict | None, tuple[str, str] | None]:
-    """Decode, check and resize one pair into slot `index` of the memory-mapped arrays."""
-    index, pair, size, images_path, masks_path = job
-    try:
-        image, original = decode_rgb(pair.image, size)
-        grey = read_mask_grey(pair.mask)
-        mask = binarise(grey)
-    except SkinsegError as exc:
-        return index, None, (str(exc.path or pair.image), str(exc).removeprefix(f"{exc.path}: "))
-    except Exception as exc:  # a decoder failing in an unforeseen way must not stop the batch
-        return index, None, (str(pair.image), f"unreadable ({type(exc).__name__}: {exc})")
-    problem = None
-    if mask.shape[::-1] != original:
-        problem = f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {original[0]}x{original[1]}"
-    elif (levels_problem := not_binary(grey)) is not None:
-        problem = levels_problem
-    elif not mask.any():
-        problem = "empty mask (no lesion pixels)"
-    if problem:
-        return index, None, (str(pair.mask), problem)
-
-    images, masks = _open_outputs(images_path, masks_path)
-    images[index] = image
-    masks[index] = resize_mask(mask, size)
-    histograms = [np.bincount(image[..., c].ravel(), minlength=256) for c in range(3)]
-    return (
-        index,
-        {
-            "id": pair.id,
-            "image": str(pair.image.resolve()),  # absolute: the manifest is read from any working folder
-            "mask": str(pair.mask.resolve()),
-            "original_size": list(original),
-            "sha256": file_sha256(pair.image),
-            "mask_sha256": file_sha256(pair.mask),  # with the image's: what the cache holds (PreparedData.fingerprint)
-            "channel_sum": [float(h @ _LEVELS) for h in histograms],
-            "channel_sq_sum": [float(h @ _LEVELS**2) for h in histograms],
-        },
-        None,
-    )
-
-
-_LEVELS = np.arange(256, dtype=np.float64)
-
-
 def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
     if workers <= 1 or len(jobs) < 32:
         results = []
         for job in jobs:
-            results.append(_process_pair(job))
+            results.append(process_pair(job))
             on_done()
         return results
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     results = []
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            for result in pool.map(_process_pair, jobs, chunksize=max(8, len(jobs) // (workers * 8))):
+            for result in pool.map(process_pair, jobs, chunksize=max(8, len(jobs) // (workers * 8))):
                 results.append(result)
                 on_done()
     except BrokenProcessPool:  # a worker killed by the OS (out of memory), its error lost with it
@@ -321,7 +265,7 @@ def _decode_all(
 
     workers = config.workers or min(os.cpu_count() or 1, 8)
     results = sorted(_run_jobs(jobs, workers, on_done), key=lambda r: r[0])
-    _outputs.clear()
+    close_outputs()
     skipped = [(str(p), reason) for p, reason in discovery.problems]
     errors = [error for _, _, error in results if error]
     if config.strict and errors:
