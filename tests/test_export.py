@@ -163,15 +163,16 @@ def test_the_exporter_says_nothing_of_torchvision():
     assert registration.isEnabledFor(logging.WARNING)
 
 
-def _identity_onnx(path, input_shape, output_shape):
-    """A graph with skinseg's metadata that gives back its input: three channels out where the metadata says one."""
+def _identity_onnx(path, input_shape, output_shape, nodes=None):
+    """A graph with skinseg's metadata that gives back its input (three channels out where the metadata says one),
+    or computes `nodes` from "image" to "logits"."""
     import onnx
     from onnx import TensorProto, helper
 
     from skinseg.models.weights import ModelInfo
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["image"], ["logits"])],
+        nodes or [helper.make_node("Identity", ["image"], ["logits"])],
         "g",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)],
@@ -204,3 +205,19 @@ def test_an_onnx_graph_whose_outputs_differ_from_its_metadata_is_refused(tmp_pat
         )
         assert result.exit_code == 1 and "ONNX graph" in result.output and result.output.count("\n") <= 3
         assert not (tmp_path / "m").exists()
+
+
+def test_an_onnx_model_that_gives_nan_is_refused_not_read_as_no_lesion(tmp_path):
+    """Found by the fresh-eyes trial: an ONNX graph whose output is NaN gave empty masks, exit 0."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes", TensorProto.INT64, [1], [1])),
+        helper.make_node("ReduceMean", ["image", "axes"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["mean", "mean"], ["zero"]),
+        helper.make_node("Div", ["zero", "zero"], ["logits"]),
+    ]
+    model = _identity_onnx(tmp_path / "nan.onnx", ["N", 3, "H", "W"], ["N", 1, "H", "W"], nodes)
+    segmenter = Segmenter(model, backend="onnx")
+    with pytest.raises(SkinsegError, match=r"nan.onnx: the model gave probabilities that are NaN or infinite"):
+        segmenter.probabilities_of([np.zeros((32, 32, 3), np.uint8)], [(40, 40)])

@@ -102,7 +102,7 @@ def test_outputs_follow_the_rules_of_every_command(tmp_path):
     ("settings", "message"),
     [
         ({}, "give `csv_file`, `json_file` or `report`"),
-        ({"csv_file": "m.csv", "pixel_size": 0.0}, "`pixel_size` must be a number of mm > 0"),
+        ({"csv_file": "m.csv", "pixel_size": 0.0}, "`pixel_size` must be a number of mm from 0.0001 to 10"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):

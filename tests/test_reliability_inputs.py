@@ -418,8 +418,10 @@ def test_issue_33_non_finite_numbers_and_a_huge_pixel_size_are_refused_in_one_li
             TrainConfig(data=tmp_path, lr=lr)
     result = invoke("train", "--data", tmp_path, "--lr", "inf")
     assert result.exit_code == 1 and "--lr must be a finite number, got inf" in result.output
-    with pytest.raises(ConfigError, match="`pixel_size` must be a number of mm > 0, at most 10, got 1e"):
+    with pytest.raises(ConfigError, match=r"`pixel_size` must be a number of mm from 0.0001 to 10, got 1e"):
         MeasureConfig(inputs=(tmp_path,), csv_file=tmp_path / "m.csv", pixel_size=1e200)
+    with pytest.raises(ConfigError, match=r"from 0.0001 to 10, got 1e-30"):  # every mm value read 0.0
+        MeasureConfig(inputs=(tmp_path,), csv_file=tmp_path / "m.csv", pixel_size=1e-30)
 
 
 def test_issue_33_evaluate_refuses_one_folder_as_both_prediction_and_truth(tmp_path):
@@ -465,10 +467,14 @@ def test_issue_33_a_floating_point_tiff_of_0_to_1_is_read_as_such(tmp_path):
     assert np.array_equal(load_rgb(tmp_path / "bytes.tif"), load_rgb(tmp_path / "unit.tif"))
     Image.fromarray((ramp > 0.5).astype(np.float32), mode="F").save(tmp_path / "mask.tif")
     assert load_mask(tmp_path / "mask.tif").sum() == 32
-    for bad in (ramp - 0.5, np.full((8, 8), np.nan, np.float32)):
-        Image.fromarray(bad, mode="F").save(tmp_path / "bad.tif")
-        with pytest.raises(SkinsegError, match=r"bad.tif: cannot decode image \(floating-point values from"):
-            load_rgb(tmp_path / "bad.tif")
+    Image.fromarray(ramp - 0.5, mode="F").save(tmp_path / "bad.tif")
+    with pytest.raises(SkinsegError, match=r"bad.tif: cannot decode image \(floating-point values from -0.5 to 0.5"):
+        load_rgb(tmp_path / "bad.tif")
+    one_nan = ramp.copy()
+    one_nan[0, 0] = np.nan  # said so, not "from nan to nan" (found by the fresh-eyes trial)
+    Image.fromarray(one_nan, mode="F").save(tmp_path / "bad.tif")
+    with pytest.raises(SkinsegError, match=r"\(1 of its floating-point values are NaN \(not a number\)\)"):
+        load_rgb(tmp_path / "bad.tif")
 
 
 def test_issue_33_a_manifest_that_is_not_json_is_named_not_read_as_raw_data(raw_dir, prepared_dir, tmp_path):

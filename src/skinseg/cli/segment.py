@@ -25,7 +25,7 @@ from skinseg.cli.base import (
 )
 from skinseg.cli.flags import in_flags
 from skinseg.cli.tables import literal
-from skinseg.inference.config import CROP_MARGIN, MAX_CROP_SIZE
+from skinseg.inference.config import CROP_MARGIN, MAX_CROP_MARGIN, MAX_CROP_SIZE
 
 
 @report_errors
@@ -64,7 +64,10 @@ def segment(
         typer.Option(help="Folder for lesion crops from the full image (<stem>_crop.png); no lesion: no crop."),
     ] = None,
     crop_margin: Annotated[
-        float, typer.Option(help="Margin around the lesion's box, on each side, as a fraction of its size.")
+        float,
+        typer.Option(
+            help=f"Margin around the lesion's box, on each side, as a fraction of its size (0 to {MAX_CROP_MARGIN:g})."
+        ),
     ] = CROP_MARGIN,
     crop_size: Annotated[
         int | None,

@@ -72,9 +72,11 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 def _float_range(array: np.ndarray) -> float:
     """The first of FLOAT_RANGES that holds every value; ValueError (a cannot-decode error) where none does."""
+    if np.isnan(array).any():
+        raise ValueError(f"{int(np.isnan(array).sum())} of its floating-point values are NaN (not a number)")
     low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
     top = next((top for top in FLOAT_RANGES if low >= 0 and high <= top), None)
-    if top is None:  # negative, not a number, or beyond every range
+    if top is None:  # negative, or beyond every range
         ranges = ", ".join(f"0-{top:g}" for top in FLOAT_RANGES)
         raise ValueError(f"floating-point values from {low:g} to {high:g}, not in {ranges}")
     return top

@@ -6,20 +6,23 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skinseg.errors import check_at_least, check_between, check_setting
+from skinseg.errors import check_at_least, check_between, check_finite, check_setting
 from skinseg.inference.model_run import ModelRun
 
 CROP_MARGIN = 0.1  # the default margin around a lesion crop
+MAX_CROP_MARGIN = 10.0  # ten times the lesion's box on each side: far past any image (1e308 overflowed)
 MAX_CROP_SIZE = 8192  # pixels: a crop's longer side; 8192 x 8192 RGB is 200 MB (100000 took 24 GB and was killed)
 
 
 EXCLUSIVE_WRITES = "`skip_existing` and `overwrite` exclude each other: give one"
-MAX_PIXEL_SIZE = 10.0  # mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas
+# mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas, far less rounds them to 0
+MIN_PIXEL_SIZE, MAX_PIXEL_SIZE = 1e-4, 10.0
 
 
 def check_pixel_size(pixel_size: float | None) -> None:
-    ok = pixel_size is None or (math.isfinite(pixel_size) and 0 < pixel_size <= MAX_PIXEL_SIZE)
-    check_setting(ok, f"`pixel_size` must be a number of mm > 0, at most {MAX_PIXEL_SIZE:g}, got {pixel_size}")
+    ok = pixel_size is None or (math.isfinite(pixel_size) and MIN_PIXEL_SIZE <= pixel_size <= MAX_PIXEL_SIZE)
+    words = f"a number of mm from {MIN_PIXEL_SIZE:g} to {MAX_PIXEL_SIZE:g}"
+    check_setting(ok, f"`pixel_size` must be {words}, got {pixel_size}")
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,8 @@ class SegmentConfig:
 
     def __post_init__(self) -> None:
         check_at_least("report_max_cases", self.report_max_cases, 0)
-        margin_ok = math.isfinite(self.crop_margin) and self.crop_margin >= 0
-        check_setting(margin_ok, f"`crop_margin` must be a number >= 0, got {self.crop_margin}")
+        check_finite("crop_margin", self.crop_margin)
+        check_between("crop_margin", self.crop_margin, 0, MAX_CROP_MARGIN)
         if self.crop_size is not None:
             check_between("crop_size", self.crop_size, 1, MAX_CROP_SIZE)
         crop_options = self.crop_size is not None or self.crop_square or self.crop_margin != CROP_MARGIN

@@ -18,7 +18,7 @@ from skinseg.errors import SkinsegError, check_threshold
 from skinseg.inference.model_run import ModelRun
 from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.reference import model_label
-from skinseg.models.weights import load_model
+from skinseg.models.weights import load_model, model_file
 from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import resolve_precision
 
@@ -56,6 +56,7 @@ class Segmenter:
 
             self.device = torch.device("cpu")
             self.model = OnnxRunner(cached_onnx(model_path))
+            self.model_file = self.model.path  # how errors about the model's output name it
             self.info = self.model.info
             self.precision = resolve_precision("fp32", self.device, job="infer", size=self.info.input_size)
             if precision not in ("auto", "fp32"):
@@ -65,6 +66,7 @@ class Segmenter:
         elif backend == "torch":
             self.device = device if isinstance(device, torch.device) else resolve_device(device)
             model, self.info = load_model(model_path, self.device)
+            self.model_file = model_file(model_path)
             self.precision = resolve_precision(precision, self.device, job="infer", size=self.info.input_size)
             self.notes += self.precision.notes
             self.model = model.to(memory_format=self.precision.memory_format).eval()  # type: ignore[call-overload]
@@ -126,6 +128,10 @@ class Segmenter:
         if not model_inputs:
             return []
         probs = self._forward(torch.cat([self._to_input(x) for x in model_inputs]))
+        if not bool(torch.isfinite(probs).all()):  # NaN would read as "no lesion" everywhere, without a word
+            raise SkinsegError(
+                "the model gave probabilities that are NaN or infinite: it cannot be used", self.model_file
+            )
         result = []
         for prob, shape in zip(probs, shapes, strict=True):
             full = F.interpolate(prob[None], size=tuple(shape), mode="bilinear", align_corners=False)
