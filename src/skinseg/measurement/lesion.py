@@ -81,8 +81,8 @@ def _work_area(
 
 def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
     """The colour columns, on a cut of the lesion COLOUR_DIAMETER pixels across (the hair filter's scale; on
-    derm7pt's calibrate part 192 px named colours no better, at 1.5 times the cost), normalised against `skin`
-    (linear RGB), with hairs and glare left out."""
+    derm7pt's calibrate part 192 px named colours no better, at about 1.3 times the cost), normalised against
+    `skin` (linear RGB), with hairs and glare left out."""
     cut, lesion, _ = _work_area(image, mask, sizes, COLOUR_DIAMETER, enlarge=False, margin=COLOUR_MARGIN)
     pixels = cut[lesion]
     red, green, blue = (pixels[:, i] for i in range(3))
