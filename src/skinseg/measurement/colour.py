@@ -2,7 +2,8 @@
 pixel is named in CIELAB: red where its red outweighs its yellow (vessels), or where it is light and redder
 than the skin (erythema, pink; not the reddish brown of naevi); white where it is light, whitish and not
 yellowish (fibrosis, regression, the veil's haze); skin where it is close to the normalised skin (but white a
-little lighter or less yellow than it); else the nearest of light brown, dark brown, blue-grey and black.
+little lighter or less yellow than it); blue-grey where it is grey or bluish at mid lightness; else the
+nearest of light brown, dark brown, blue-grey and black.
 Hairs and glare (specular highlights) are left out before the fractions are taken.
 
 Normalisation: dermoscopes differ in their light and cameras in their white balance, and the same brown looks
@@ -52,7 +53,8 @@ SKIN_DIFFERENCE = 10.0  # CIE76: a pixel this close to the normalised skin's col
 # A colour counts as present (colour_count) when it covers at least this fraction of the lesion: red and
 # blue-grey at 1% (vessels and regression's blue areas are small), white and light brown at 3%, dark brown and
 # black at 10% (a faint hair or the shadow at a mask's edge is a few percent of dark). Chosen by the count's
-# Spearman correlation with the labels' count on derm7pt's calibrate part (0.20 at 3% for all six, 0.30 here).
+# Spearman correlation with the labels' count on derm7pt's calibrate part (0.26 at 3% for all six, 0.32 here;
+# that count has no dark brown or black of its own, so their shares rest on no label: docs/measure.md).
 PRESENT: dict[str, float] = {
     "white": 0.03,
     "red": 0.01,
