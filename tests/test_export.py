@@ -200,11 +200,13 @@ def test_an_onnx_graph_whose_outputs_differ_from_its_metadata_is_refused(tmp_pat
 
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
     for model in (numbered, named):
+        summary = ["--summary", str(tmp_path / "s.csv")]
         result = CliRunner().invoke(
-            app, ["segment", str(image), "-o", str(tmp_path / "m"), "--model", str(model), "--backend", "onnx"]
+            app,
+            ["segment", str(image), "-o", str(tmp_path / "m"), "--model", str(model), "--backend", "onnx", *summary],
         )
         assert result.exit_code == 1 and "ONNX graph" in result.output and result.output.count("\n") <= 3
-        assert not (tmp_path / "m").exists()
+        assert not (tmp_path / "m").exists() and not (tmp_path / "s.csv").exists()  # no summary of a header alone
 
 
 def test_an_onnx_model_that_gives_nan_is_refused_not_read_as_no_lesion(tmp_path):

@@ -30,8 +30,9 @@ def test_existing_file_survives_a_failed_rewrite(tmp_path):
 def test_unwritable_place_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(SkinsegError, match="cannot write here"):
+    with pytest.raises(SkinsegError, match="cannot write here") as caught:
         write_text(blocker / "d.txt", "x")
+    assert caught.value.path == blocker / "d.txt"  # the file asked for (it named its folder: issue #33's trial)
 
 
 def test_an_interrupt_during_a_write_is_held_until_the_file_is_whole(tmp_path):

@@ -491,3 +491,13 @@ def test_issue_33_a_manifest_that_is_not_json_is_named_not_read_as_raw_data(raw_
     again = invoke("prepare", "--data", raw_dir, "--out", broken, "--size", 32, "--force")  # prepare replaces it
     assert again.exit_code == 0, again.output
     assert split_pairs(broken, "test")
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"items": [1, 2]}', '{"format": "skinseg"}'])
+def test_issue_33_a_manifest_of_another_shape_beside_the_arrays_is_named(prepared_dir, tmp_path, text):
+    """Found by the fresh-eyes trial: such a manifest beside prepare's arrays gave "no image/mask pairs"."""
+    broken = tmp_path / "prepared"
+    shutil.copytree(prepared_dir, broken)
+    (broken / MANIFEST).write_text(text)
+    with pytest.raises(SkinsegError, match=r"damaged prepared set: manifest.json is not a skinseg manifest: prepare"):
+        split_pairs(broken, "test")

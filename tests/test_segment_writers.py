@@ -136,7 +136,8 @@ def test_repeated_inputs_are_named_and_a_batch_with_nothing_to_do_writes_no_empt
     images = images_in(tmp_path / "in", "a.png")
     out = tmp_path / "out"
     first = invoke("segment", images, images / "a.png", "-o", out, "--model", tiny_model_path)
-    assert first.exit_code == 0 and "1 input(s) named twice" in first.output
+    said = f"1 input(s) are the same file as another, segmented once (first: {images / 'a.png'}, which is"
+    assert first.exit_code == 0 and said in first.output
     outputs = ("--coco", tmp_path / "c.json", "--report", tmp_path / "r.html")
     again = invoke("segment", images, "-o", out, "--model", tiny_model_path, *outputs)
     assert again.exit_code == 1 and "no --coco or --report written" in again.output

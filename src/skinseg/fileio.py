@@ -82,8 +82,8 @@ def atomic_path(path: str | Path, suffix: str | None = None, *, replace: bool = 
             fd, tmp_name = tempfile.mkstemp(
                 prefix=f".{_temporary_name(path.name)}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
             )
-        except OSError as exc:
-            raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path.parent) from None
+        except OSError as exc:  # named by the file the user gave, not the folder it would be in
+            raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path) from None
         os.close(fd)
         tmp = Path(tmp_name)
         try:

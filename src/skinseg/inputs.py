@@ -31,13 +31,15 @@ OUTPUT_NAMES = re.compile(rf"(?:{re.escape(MASK_SUFFIX)}|(?:{OVERLAY}|{PROBABILI
 
 
 def collect_inputs(
-    inputs: tuple[Path, ...] | list[Path], ignored: list[Path] | None = None, repeated: list[Path] | None = None
+    inputs: tuple[Path, ...] | list[Path],
+    ignored: list[Path] | None = None,
+    repeated: list[tuple[Path, Path]] | None = None,
 ) -> list[Path]:
     """Image files from files, folders (not recursive) and glob patterns, in order, each file once (by its real
-    path; the repeats go to `repeated`). In a folder or a pattern, mask files (<id>_segmentation, _mask, _lesion)
-    and segment's overlays and probability maps are left out (and added to `ignored`): `segment DIR -o DIR` (or
-    `'DIR/*.png'`) run twice does not take its own masks as inputs. A file named on its own is always an
-    input."""
+    path; each repeat goes to `repeated` with the input it repeats). In a folder or a pattern, mask files
+    (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out (and added to
+    `ignored`): `segment DIR -o DIR` (or `'DIR/*.png'`) run twice does not take its own masks as inputs. A file
+    named on its own is always an input."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -60,8 +62,9 @@ def collect_inputs(
     folders: dict[str, str] = {}
     first: dict[str, Path] = {}  # one input per file, however it is named: DIR and $PWD/DIR are one folder
     for path in found:
-        if first.setdefault(real_path(path, folders), path) is not path and repeated is not None:
-            repeated.append(path)
+        kept = first.setdefault(real_path(path, folders), path)
+        if kept is not path and repeated is not None:
+            repeated.append((path, kept))
     unique = list(first.values())
     if not unique:
         raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")

@@ -144,9 +144,10 @@ def _print_result(result, crops: Path | None) -> None:
             soft_wrap=True,
         )
     if result.repeated:
-        first = literal(str(result.repeated[0]))
+        repeat, kept = (literal(str(path)) for path in result.repeated[0])
         console.print(
-            f"{len(result.repeated)} input(s) named twice (first: {first}), segmented once",
+            f"{len(result.repeated)} input(s) are the same file as another, segmented once (first: {repeat}, which is"
+            f" {kept})",
             highlight=False,
             soft_wrap=True,
         )

@@ -24,14 +24,19 @@ def load_manifest(out_dir: str | Path, strict: bool = True) -> dict | None:
         text = path.read_bytes()
     except OSError:
         return None
+    again = (
+        "prepare the data again with `skinseg prepare`, or, if this folder is not a prepared set, move the file away"
+    )
     try:
         manifest = json.loads(text.decode("utf-8"))
     except ValueError as exc:
         if not strict:
             return None
         reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"not JSON ({exc})"
-        raise SkinsegError(f"damaged prepared set: {MANIFEST} is {reason}; run `skinseg prepare` again", path) from None
+        raise SkinsegError(f"damaged prepared set: {MANIFEST} is {reason}: {again}", path) from None
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
+        if strict and (Path(out_dir) / OWN_FILES[1]).exists():  # beside prepare's arrays: a cache's, damaged
+            raise SkinsegError(f"damaged prepared set: {MANIFEST} is not a skinseg manifest: {again}", path)
         return None
     shapes = {"items": list, "split_sizes": dict, "count": int, "size": int}
     wrong = [key for key, kind in shapes.items() if not isinstance(manifest.get(key), kind)]

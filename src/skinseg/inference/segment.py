@@ -31,7 +31,7 @@ class SegmentResult:
     existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
-    repeated: list[Path] = field(default_factory=list)  # inputs named twice (a file and its folder): segmented once
+    repeated: list[tuple[Path, Path]] = field(default_factory=list)  # (input, the one it is: segmented once)
     uncropped: list[Path] = field(default_factory=list)  # `crops`: no lesion found, so no crop
     cropped: list[Path] = field(default_factory=list)  # `crops`: the images whose crop was written
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)

@@ -121,9 +121,12 @@ class SummaryWriter:
             self._write(buffer.getvalue())
         self.count += 1
 
-    def __exit__(self, *exc_info) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, kind, *exc_info) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        if kind is not None and not self.continued and self.count == 0 and self.path is not None:
+            self.path.unlink(missing_ok=True)  # a failed command leaves no trace: no file of a header alone
 
 
 _CLOSING = "\n]\n"  # what ends a JSON summary, after every row

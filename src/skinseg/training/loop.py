@@ -264,8 +264,11 @@ def train_and_validate(
     figures = run_epoch(run.engine, run.data, run.config, run.schedule, epoch, run.run_dir, run.context, on_step, spent)
     budget_spent = figures.pop("budget_spent")
     val, per_set = validate_sets(run.engine, run.data, run.config, run.context)
-    if not math.isfinite(val.loss):  # the epoch's last step broke the weights after its loss was checked
-        raise _not_finite(f"the validation loss became {val.loss} after epoch {epoch + 1}", epoch, run.run_dir)
+    weights = run.engine.saved.parameters()
+    if (val.count and not math.isfinite(val.loss)) or not all(bool(torch.isfinite(w).all()) for w in weights):
+        # the epoch's last step broke the weights after its loss was checked
+        what = f"the weights became NaN or infinite in epoch {epoch + 1} (validation loss {val.loss})"
+        raise _not_finite(what, epoch, run.run_dir)
     row = {"epoch": epoch + 1, **figures, "val_loss": val.loss, "val_accuracy": val.accuracy, "val_dice": val.dice}
     return row | per_set | {"seconds": time.perf_counter() - started}, budget_spent
 
