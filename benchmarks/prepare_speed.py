@@ -1,9 +1,13 @@
 """Prepare benchmark: skinseg prepare against a plain Pillow loop, on the shared ISIC 2018 set.
 
-    python benchmarks/prepare_speed.py [--data ../shared/data/isic2018] [--size 256] [--repeat 3]
+    python benchmarks/prepare_speed.py [--data ../shared/data/isic2018] [--size 256] [--repeat 3] [--workers 0]
 
-Prints images/s for (1) a one-core Pillow open+convert+resize loop, (2) the same with JPEG draft
-decoding, (3) `skinseg prepare` (all cores, cold: --force), and (4) a warm rerun (cache reused).
+Prints seconds (best of --repeat) and images/s for (1) a one-core Pillow open+convert+resize loop of images
+and masks, (2) the same with JPEG draft decoding, (3) `skinseg prepare` cold: a new cache folder (all cores),
+(4) `skinseg prepare --force` over a cache that is there (the old arrays are dropped when the new ones replace
+them), and (5) a warm rerun (cache reused). Between timed runs the disk is synced and old caches removed,
+outside the timing, so that no run waits on the writes of the one before. The source files are read by (1)
+first, so every run finds them in the page cache. The machine should be quiet: name its CPU beside the figures.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -34,30 +40,67 @@ def pillow_loop(pairs, size: int, draft: bool) -> float:
     return time.perf_counter() - start
 
 
+def best(repeat: int, run: Callable[[int], float], before: Callable[[int], None] = lambda _: None) -> float:
+    """The least seconds of `repeat` runs; `before` (untimed) readies run i."""
+    times = []
+    for i in range(repeat):
+        before(i)
+        os.sync()
+        times.append(run(i))
+    return min(times)
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        return f"{names[0]}, {len(names)} cores" if names else platform.processor()
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/isic2018")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0, help="prepare's decoding processes (0: one per core)")
     args = parser.parse_args(argv)
     pairs = discover_pairs(args.data).pairs
     n = len(pairs)
-    machine = platform.processor() or platform.machine()
-    print(f"{n} pairs from {args.data}, size {args.size}, {os.cpu_count()} cores, {machine}")
+    print(f"{n} pairs from {args.data}, size {args.size}, {cpu_name()}")
     rows = []
-    rows.append(("Pillow loop, 1 core", min(pillow_loop(pairs, args.size, False) for _ in range(args.repeat))))
-    rows.append(("Pillow loop + draft, 1 core", min(pillow_loop(pairs, args.size, True) for _ in range(args.repeat))))
+    rows.append(("Pillow loop, 1 core", best(args.repeat, lambda _: pillow_loop(pairs, args.size, False))))
+    rows.append(("Pillow loop + draft, 1 core", best(args.repeat, lambda _: pillow_loop(pairs, args.size, True))))
     with tempfile.TemporaryDirectory() as tmp:
-        config = PrepareConfig(data=args.data, out=Path(tmp) / "cache", size=args.size, force=True)
-        cold = [prepare_dataset(config).seconds for _ in range(args.repeat)]
-        rows.append(("skinseg prepare (cold, all cores)", min(cold)))
-        warm = PrepareConfig(data=args.data, out=Path(tmp) / "cache", size=args.size)
+
+        def config(i: int, force: bool = True) -> PrepareConfig:
+            out = Path(tmp) / f"cache{i}"
+            return PrepareConfig(data=args.data, out=out, size=args.size, force=force, workers=args.workers)
+
+        def new_folder(i: int) -> None:
+            shutil.rmtree(Path(tmp) / f"cache{i - 1}", ignore_errors=True)
+
         rows.append(
-            ("skinseg prepare (warm, cache reused)", min(prepare_dataset(warm).seconds for _ in range(args.repeat)))
+            (
+                "skinseg prepare, cold (new cache folder)",
+                best(args.repeat, lambda i: prepare_dataset(config(i)).seconds, new_folder),
+            )
         )
-    print(f"{'what':40s} {'seconds':>8s} {'images/s':>9s}")
+        prepare_dataset(config(args.repeat))
+        rows.append(
+            (
+                "skinseg prepare --force (over a cache)",
+                best(args.repeat, lambda _: prepare_dataset(config(args.repeat)).seconds),
+            )
+        )
+        warm = config(args.repeat, force=False)
+        rows.append(
+            ("skinseg prepare, warm (cache reused)", best(args.repeat, lambda _: prepare_dataset(warm).seconds))
+        )
+    print(f"{'what':42s} {'seconds':>8s} {'images/s':>9s}")
     for name, seconds in rows:
-        print(f"{name:40s} {seconds:8.2f} {n / seconds:9.0f}")
+        print(f"{name:42s} {seconds:8.2f} {n / seconds:9.0f}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from skinseg.data.cache import (
     replacement_note,
 )
 from skinseg.data.config import PrepareConfig
-from skinseg.data.decoding import close_outputs, process_pair
+from skinseg.data.decoding import close_outputs, process_pair, start_worker
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.npy import allocate, check_room, keep_rows
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
@@ -84,8 +84,8 @@ def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     results = []
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            for result in pool.map(process_pair, jobs, chunksize=max(8, len(jobs) // (workers * 8))):
+        with ProcessPoolExecutor(workers, multiprocessing.get_context(method), start_worker) as pool:
+            for result in pool.map(process_pair, jobs, chunksize=_chunk(len(jobs), workers)):
                 results.append(result)
                 on_done()
     except BrokenProcessPool:  # a worker killed by the OS (out of memory), its error lost with it
@@ -94,6 +94,12 @@ def _run_jobs(jobs: list, workers: int, on_done: Callable[[], None]) -> list:
             Path(jobs[0][3]).parent,
         ) from None
     return results
+
+
+def _chunk(count: int, workers: int) -> int:
+    """Pairs sent to a worker at a time: few enough that the workers finish together (the last chunks are what one
+    waits for while the other has none left), enough that sending them costs little."""
+    return max(1, min(16, count // (workers * 8)))
 
 
 def prepare_dataset(
