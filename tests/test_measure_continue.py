@@ -101,3 +101,38 @@ def test_an_interrupted_measure_says_how_to_continue(tmp_path):
         MeasureConfig(inputs=(folder,), masks=folder, csv_file=tmp_path / "m.csv", skip_existing=True)
     )
     assert [row["id"] for row in again.rows] == ["b"]
+
+
+def test_skip_existing_fills_each_row_file_with_the_rows_it_lacks(tmp_path):
+    """Found by review: with a new --json beside a complete --csv every image was skipped (the JSON left empty);
+    a row that only one file had (a kill between the two writes) was written twice to it."""
+    folder = lesions(tmp_path / "in", "a", "b")
+    csv_file, json_file = tmp_path / "m.csv", tmp_path / "m.json"
+    measure_paths(MeasureConfig(inputs=(folder,), masks=folder, csv_file=csv_file))
+    before = csv_file.read_text()
+    config = MeasureConfig(inputs=(folder,), masks=folder, csv_file=csv_file, json_file=json_file, skip_existing=True)
+    result = measure_paths(config)
+    assert [row["id"] for row in result.rows] == ["a", "b"] and csv_file.read_text() == before
+    assert [row["id"] for row in json.loads(json_file.read_text())] == ["a", "b"]
+    rows = json.loads(json_file.read_text())
+    json_file.write_text(json.dumps(rows[:1]))  # b's row reached the CSV only
+    again = measure_paths(config)
+    assert [row["id"] for row in again.rows] == ["b"] and csv_file.read_text() == before
+    assert [row["id"] for row in json.loads(json_file.read_text())] == ["a", "b"]
+
+
+def test_a_json_file_cut_just_after_a_rows_comma_keeps_that_row(tmp_path):
+    """Found by review: a short write that ended in the `,` before the next row dropped the last whole row."""
+    path = tmp_path / "rows.json"
+    path.write_text('[\n {"id": "a", "value": 1},\n {"id": "b", "value": 2},')
+    with SummaryWriter(path, continued=True, columns=("id", "value")) as rows:
+        rows.add({"id": "c", "value": 3})
+    assert [row["id"] for row in json.loads(path.read_text())] == ["a", "b", "c"]
+
+
+def test_a_command_that_writes_no_row_leaves_no_file_of_a_header_alone(tmp_path):
+    """Found by review: every image unreadable left a header-only summary, and the rerun was refused ("exists")."""
+    for name in ("m.csv", "m.json"):
+        with SummaryWriter(tmp_path / name, columns=("id", "value")):
+            pass
+        assert not (tmp_path / name).exists()

@@ -434,7 +434,7 @@ def test_a_lock_file_that_cannot_be_removed_while_held_is_no_error(tmp_path, mon
 def test_a_folder_is_locked_from_inside_it_the_current_folder_too(tmp_path, monkeypatch):
     """Beside it, `-o .` in a home folder would need a lock file in /home (issue #33)."""
     monkeypatch.chdir(tmp_path)
-    assert lock_file(Output(Path("."), "--figures", folder=True)).resolve() == tmp_path / ".lock"
+    assert lock_file(Output(Path("."), "--figures", folder=True)).resolve() == tmp_path / ".skinseg.lock"
 
 
 def test_a_run_killed_before_its_first_epoch_is_replaced_by_the_same_command(trained_run, prepared_dir, tmp_path):

@@ -17,7 +17,7 @@ from skinseg.inference.config import MAX_CROP_SIZE, SegmentConfig
 from skinseg.inference.model_run import ModelRun
 from skinseg.inference.segment import segment_paths
 from skinseg.inputs import OUTPUT_NAMES
-from skinseg.plan import Plan
+from skinseg.plan import FOLDER_LOCK, Plan
 from test_cli import invoke
 
 
@@ -59,11 +59,13 @@ def test_a_second_segment_into_a_folder_being_written_is_refused(tiny_model_path
     images = images_in(tmp_path / "in", "a.png")
     out = tmp_path / "out"
     out.mkdir()
-    with FileLock(out / ".lock"), pytest.raises(SkinsegError, match="another skinseg command is writing it now"):
+    (out / ".lock").write_text("the user's own")  # not skinseg's: left as it is
+    with FileLock(out / FOLDER_LOCK), pytest.raises(SkinsegError, match="another skinseg command is writing it now"):
         segment_paths(config_for(tiny_model_path, images, out))
     assert not (out / "a_segmentation.png").exists()
     segment_paths(config_for(tiny_model_path, images, out))
-    assert sorted(p.name for p in out.iterdir()) == ["a_segmentation.png"]  # its lock removed
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "a_segmentation.png"]  # its lock removed
+    assert (out / ".lock").read_text() == "the user's own"
 
 
 def test_atomic_path_without_replace_never_writes_over_a_file(tmp_path):
@@ -126,6 +128,9 @@ def test_an_interrupted_segment_says_how_to_continue(tiny_model_path, tmp_path):
     with pytest.raises(Interrupted, match=r"after 1 of 2 images.*the same command with `skip_existing`"):
         segment_paths(config, on_progress=interrupt_after_one)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_segmentation.png"]
+    overwriting = config_for(tiny_model_path, images, tmp_path / "out", overwrite=True)  # review: it advised a
+    with pytest.raises(Interrupted, match=r"with `skip_existing` in place of `overwrite` segments the rest"):
+        segment_paths(overwriting, on_progress=interrupt_after_one)  # command that is refused
 
 
 def test_repeated_inputs_are_named_and_a_batch_with_nothing_to_do_writes_no_empty_coco_or_report(
@@ -191,3 +196,24 @@ def test_a_lock_that_cannot_be_made_names_the_users_path(tmp_path, monkeypatch):
     with pytest.raises(SkinsegError) as caught, plan.hold():
         pass
     assert str(caught.value) == f"{tmp_path / 's.csv'}: cannot write here: Read-only file system"
+
+
+def test_a_long_temporary_name_is_cut_between_characters():
+    """Found by review: cut by bytes inside a UTF-8 character, the name was invalid UTF-8 (APFS refuses it)."""
+    name = "é" * 120 + "_segmentation.png"  # 257 bytes
+    cut = _temporary_name(name)
+    assert len(cut.encode()) <= 200 and cut.endswith("_segmentation.png") and "~" in cut
+    cut.encode("utf-8")  # strict: every character whole
+
+
+def test_an_error_other_than_no_hard_links_is_not_taken_for_it(tmp_path, monkeypatch):
+    """Found by review: any OSError from os.link (a full disk, a quota) fell back to the check-then-move."""
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.link", full_disk)
+    refused = pytest.raises(SkinsegError, match="could not write file: No space left")
+    with refused, atomic_path(tmp_path / "m.png", replace=False) as tmp:
+        tmp.write_bytes(b"ours")
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -61,11 +62,15 @@ _NAME_ROOM = 200
 
 
 def _temporary_name(name: str) -> str:
-    encoded = os.fsencode(name)
+    """`name`, or its start and end around a `~`, cut between characters (a name cut inside a UTF-8 character is
+    refused by some file systems, APFS among them)."""
+    encoded = name.encode("utf-8", NAMES_AS_THEY_ARE)
     if len(encoded) <= _NAME_ROOM:
         return name
     half = _NAME_ROOM // 2 - 1
-    return os.fsdecode(encoded[:half] + b"~" + encoded[-half:])
+    head = encoded[:half].decode("utf-8", "ignore")
+    tail = encoded[-half:].decode("utf-8", "ignore")
+    return f"{head}~{tail}"
 
 
 TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
@@ -83,7 +88,7 @@ def atomic_path(path: str | Path, suffix: str | None = None, *, replace: bool = 
                 prefix=f".{_temporary_name(path.name)}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent
             )
         except OSError as exc:  # named by the file the user gave, not the folder it would be in
-            raise SkinsegError(f"cannot write here: {exc.strerror or exc}", path) from None
+            raise cannot_write_here(exc, path) from None
         os.close(fd)
         tmp = Path(tmp_name)
         try:
@@ -98,19 +103,27 @@ def atomic_path(path: str | Path, suffix: str | None = None, *, replace: bool = 
             raise
 
 
+# What os.link says where the file system has no hard links (some network, FAT and exFAT file systems).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
+_WRITTEN_MEANWHILE = "was written by another command meanwhile: left as it is"
+
+
 def _move(tmp: Path, path: Path, replace: bool) -> None:
     """`tmp` renamed to `path`; without `replace`, only where `path` does not exist, checked and done in one
-    step (a hard link, where the file system has them) so that two commands never both write it."""
+    step (a hard link) so that two commands never both write it. Without hard links it is checked, then
+    moved: two commands finishing the same file within that moment could still both write it."""
     if replace:
         os.replace(tmp, path)
         return
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise OutputExists("was written by another command meanwhile: left as it is", path) from None
-    except OSError:  # no hard links here (some network and FAT file systems): checked, then moved
+        raise OutputExists(_WRITTEN_MEANWHILE, path) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
         if os.path.lexists(path):
-            raise OutputExists("was written by another command meanwhile: left as it is", path) from None
+            raise OutputExists(_WRITTEN_MEANWHILE, path) from None
         os.replace(tmp, path)
     tmp.unlink(missing_ok=True)
 
@@ -130,6 +143,11 @@ def remove_temporaries(folder: Path, names: re.Pattern) -> list[Path]:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+def cannot_write_here(exc: OSError, path: str | Path) -> SkinsegError:
+    """The one error for a place where a file or folder cannot be made (read-only, no permission, no room)."""
+    return SkinsegError(f"cannot write here: {exc.strerror or exc}", path)
 
 
 def real_path(path: str | Path, folders: dict[str, str]) -> str:

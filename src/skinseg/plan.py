@@ -30,7 +30,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from skinseg.errors import SkinsegError
-from skinseg.fileio import real_path, refuse_existing
+from skinseg.fileio import cannot_write_here, real_path, refuse_existing
 
 
 @dataclass(frozen=True)
@@ -135,20 +135,22 @@ class Plan:
 
 
 MARKERS = (".lock", ".skinseg-cache")  # a folder's lock, and the mark of a prepared cache (data.cache)
+FOLDER_LOCK = ".skinseg.lock"  # the lock inside a folder that is not the command's own
 
 
 def _only_markers(folder: Path) -> bool:
     try:
-        return all(entry.name in MARKERS for entry in folder.iterdir())
+        return all(entry.name in (*MARKERS, FOLDER_LOCK) for entry in folder.iterdir())
     except OSError:
         return False
 
 
 def lock_file(output: Output) -> Path:
-    """Where an output's lock lives: `.lock` inside a folder (a run, a cache, a folder of masks or figures), else
+    """Where an output's lock lives: `.lock` inside a folder of the command's own (a run, a cache),
+    `.skinseg.lock` inside any other folder (of masks, of figures: a `.lock` there may be the user's), else
     `.NAME.lock` beside the file."""
     if output.folder:
-        return output.path / MARKERS[0]
+        return output.path / (MARKERS[0] if output.owned else FOLDER_LOCK)
     path = output.path.absolute()
     return path.with_name(f".{path.name}.lock")
 
@@ -160,7 +162,7 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", output.path) from None
+        raise cannot_write_here(exc, output.path) from None
     lock = FileLock(path, timeout=-1 if wait else 0)
     try:
         _acquire(lock, path)
@@ -170,7 +172,7 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
             output.path,
         ) from None
     except OSError as exc:  # named by the user's path: the lock file is ours, not theirs
-        raise SkinsegError(f"cannot write here: {exc.strerror or exc}", output.path) from None
+        raise cannot_write_here(exc, output.path) from None
     try:
         yield
     finally:
@@ -178,7 +180,7 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
         # while held (POSIX; a waiting process sees that and takes the new file, _acquire); Windows refuses
         # that, and filelock removes the file on release there.
         remove_folder = made and _only_markers(output.path)
-        for leftover in [path.parent / name for name in MARKERS] if remove_folder else [path]:
+        for leftover in [path.parent / name for name in (*MARKERS, FOLDER_LOCK)] if remove_folder else [path]:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         lock.release()
@@ -190,8 +192,14 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
 def _acquire(lock: FileLock, path: Path) -> None:
     """Take `lock`; where its holder removed the file between this process opening and locking it, the lock is
     on a file nobody else sees: let it go and take the file that is there now."""
-    while True:
-        lock.acquire()
+    for attempt in range(100):
+        try:
+            lock.acquire()
+        except FileNotFoundError:  # its last holder removed it (or its new folder) as this one opened it
+            if attempt == 99:
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
         descriptor = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
         try:
             current = descriptor is None or os.path.samestat(os.fstat(descriptor), os.stat(path))
@@ -200,6 +208,7 @@ def _acquire(lock: FileLock, path: Path) -> None:
         if current:
             return
         lock.release()
+    raise Timeout(str(path))  # taken and removed under it a hundred times: as busy as a lock held
 
 
 def _check_parent(output: Output, known: set[Path]) -> None:

@@ -124,8 +124,9 @@ def segment(
     with lazy_bar(console, "Segmenting") as advance:
         result = segment_paths(config, on_progress=advance, on_notes=notes_printer(console))
     _print_result(result, crops)
-    if (coco is not None and result.coco is None) or (report is not None and not result.written + result.completed):
-        console.print("no --coco or --report written: no image was segmented or kept", highlight=False)
+    pages = (("--coco", coco, result.coco), ("--report", report, result.report))
+    if unwritten := [flag for flag, asked, made in pages if asked and not made]:
+        console.print(f"no {' or '.join(unwritten)} written: no image was segmented or kept", highlight=False)
     report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)

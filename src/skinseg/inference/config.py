@@ -15,6 +15,14 @@ MAX_CROP_SIZE = 8192  # pixels: a crop's longer side; 8192 x 8192 RGB is 200 MB 
 
 
 EXCLUSIVE_WRITES = "`skip_existing` and `overwrite` exclude each other: give one"
+
+
+def how_to_continue(overwrite: bool, rest: str) -> str:
+    """What an interrupted batch advises: the same command with `skip_existing` (in place of `overwrite`, which
+    it excludes) does `rest`."""
+    return f"the same command with `skip_existing`{' in place of `overwrite`' if overwrite else ''} {rest}"
+
+
 # mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas, far less rounds them to 0
 MIN_PIXEL_SIZE, MAX_PIXEL_SIZE = 1e-4, 10.0
 

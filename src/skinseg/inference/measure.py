@@ -14,7 +14,7 @@ import numpy as np
 from skinseg.data.images import binarise, load_rgb, not_binary, read_mask_grey
 from skinseg.errors import Interrupted, SkinsegError
 from skinseg.fileio import interrupts_held
-from skinseg.inference.config import MeasureConfig
+from skinseg.inference.config import MeasureConfig, how_to_continue
 from skinseg.inference.summary import SummaryWriter, rows_of
 from skinseg.inputs import collect_inputs, mask_files_by_id
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
@@ -45,6 +45,7 @@ class MeasurePlan:
     images: list[Path]
     masks: dict[Path, Path]  # image -> its given mask (with `masks`)
     files: Plan
+    rows_there: dict[Path, set[str]] = field(default_factory=dict)  # `skip_existing`: each row file's ids
 
 
 def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePlan:
@@ -74,22 +75,23 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
     elif (model := config.run.user_model) is not None:
         files.read(model, "model")
     files.check()
-    done = _measured_before(config) if config.skip_existing else set()
+    rows_there = _measured_before(config) if config.skip_existing else {}
+    done = set.intersection(*rows_there.values()) if rows_there else set()  # a row in every file
     result.existing = [image for image in images if image.stem in done]
     measured = [i for i in images if (config.masks is None or i in masks) and i.stem not in done]
-    return MeasurePlan(measured, masks, files)
+    return MeasurePlan(measured, masks, files, rows_there)
 
 
 def _row_files(config: MeasureConfig) -> list[tuple[Path | None, str, tuple[str, ...]]]:
     return [(config.csv_file, "`csv_file`", (".csv",)), (config.json_file, "`json_file`", (".json",))]
 
 
-def _measured_before(config: MeasureConfig) -> set[str]:
-    """The ids with a row in every row file there (`skip_existing`); a file that cannot be continued is refused
-    now, before any image is read."""
-    files = [(path, what) for path, what, _ in _row_files(config) if path is not None and path.exists()]
-    done = [{str(row.get("id")) for row in rows_of(path, ROW_COLUMNS, what)} for path, what in files]
-    return set.intersection(*done) if done else set()
+def _measured_before(config: MeasureConfig) -> dict[Path, set[str]]:
+    """The ids with a row in each row file (none in one not made yet): `skip_existing` measures the images that
+    lack a row in any of them, and writes each row to the files that lack it. A file that cannot be continued
+    is refused now, before any image is read."""
+    files = [(path, what) for path, what, _ in _row_files(config) if path is not None]
+    return {path: {str(row.get("id")) for row in rows_of(path, ROW_COLUMNS, what)} for path, what in files}
 
 
 def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
@@ -124,10 +126,11 @@ def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) ->
     try:
         _measure_planned(config, plan, result, on_progress or no_progress)
     except KeyboardInterrupt:
-        kept = "whose rows are written" if config.csv_file or config.json_file else "no rows kept: no `csv_file`"
+        done = f"interrupted after {len(result.rows)} of {len(plan.images)} images"
+        if not (config.csv_file or config.json_file):  # nothing to continue
+            raise Interrupted(f"{done}; no rows kept (no `csv_file` or `json_file`)") from None
         raise Interrupted(
-            f"interrupted after {len(result.rows)} of {len(plan.images)} images, {kept}; the same command with"
-            " `skip_existing` measures the rest"
+            f"{done}, whose rows are written; {how_to_continue(config.overwrite, 'measures the rest')}"
         ) from None
     return result
 
@@ -139,7 +142,7 @@ def _measure_planned(config: MeasureConfig, plan: MeasurePlan, result: MeasureRe
     cases = ReportCases(config.report_max_cases) if config.report else None
     with plan.files.hold(), contextlib.ExitStack() as stack:
         writers = [
-            stack.enter_context(SummaryWriter(path, config.skip_existing, ROW_COLUMNS, what))
+            (stack.enter_context(SummaryWriter(path, config.skip_existing, ROW_COLUMNS, what)), path)
             for path, what, _ in _row_files(config)
             if path is not None
         ]
@@ -148,9 +151,10 @@ def _measure_planned(config: MeasureConfig, plan: MeasurePlan, result: MeasureRe
         failed_before = len(result.failed)  # images without a mask: not among those measured
         for source, image, mask, measures in lesions:
             row = {"id": source.stem, **measures, "image": str(source), "mask": str(plan.masks.get(source, ""))}
-            with interrupts_held():  # a row is written whole to every file
-                for writer in writers:
-                    writer.add(row)
+            with interrupts_held():  # a row is written whole to every file (that lacks it: `skip_existing`)
+                for writer, path in writers:
+                    if source.stem not in plan.rows_there.get(path, ()):
+                        writer.add(row)
             result.rows.append(row)
             if cases is not None:
                 rank = -1.0 if measures["asymmetry"] is None else measures["asymmetry"]  # no lesion: last

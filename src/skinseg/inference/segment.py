@@ -10,7 +10,7 @@ from pathlib import Path
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.errors import Interrupted, SkinsegError
 from skinseg.fileio import OutputExists, check_name_length, interrupts_held, remove_temporaries
-from skinseg.inference.config import EXCLUSIVE_WRITES, SegmentConfig
+from skinseg.inference.config import EXCLUSIVE_WRITES, SegmentConfig, how_to_continue
 from skinseg.inference.outputs import CropWriter, MaskWriter, Segmented, Writer, crop_writer, writers_for
 from skinseg.inference.pipeline import segmented_images
 from skinseg.inference.segmenter import Segmenter, segmenter_for
@@ -35,6 +35,7 @@ class SegmentResult:
     uncropped: list[Path] = field(default_factory=list)  # `crops`: no lesion found, so no crop
     cropped: list[Path] = field(default_factory=list)  # `crops`: the images whose crop was written
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
+    report: Path | None = None  # the page written
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
@@ -181,8 +182,8 @@ def segment_paths(
     except KeyboardInterrupt:
         done = len(result.written) + len(result.completed)
         raise Interrupted(
-            f"interrupted after {done} of {len(plan.todo)} images, whose files are whole: the same command with"
-            " `skip_existing` segments the rest"
+            f"interrupted after {done} of {len(plan.todo)} images, whose files are whole: "
+            + how_to_continue(config.overwrite, "segments the rest")
         ) from None
     return result
 
@@ -286,6 +287,7 @@ def _write_collected(config: SegmentConfig, plan: SegmentPlan, segmenter: Segmen
         model_name = str(config.run.model) if config.run.model else None
         page = segment_page(cases, result.failed, [*facts, *segmenter.facts(model_name)])
         write_page(plan.report, page, config.overwrite or config.skip_existing)
+        result.report = plan.report
 
 
 def _write_outputs(plan: SegmentPlan, item: Segmented, result: SegmentResult) -> bool:

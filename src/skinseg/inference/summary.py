@@ -76,6 +76,7 @@ class SummaryWriter:
         self.what = what
         self.file: BinaryIO | None = None
         self.json = path is not None and _is_json(path)
+        self.continuing = continued  # `skip_existing`: a rerun continues this file (so one of a header is kept)
         self.continued = continued and path is not None and path.exists()
         self.count = 0
         self.end = 0  # JSON: where the closing bracket starts
@@ -91,7 +92,7 @@ class SummaryWriter:
                 self.file.truncate(continued[0])
                 self.file.seek(continued[0])
         except OSError as exc:
-            raise SkinsegError(f"cannot write the summary: {exc.strerror or exc}", self.path) from None
+            raise SkinsegError(f"cannot write {self.what}: {exc.strerror or exc}", self.path) from None
         self.count, self.end = continued[1] if continued else 0, continued[0] if continued else 1
         if not continued:
             self._write("[" if self.json else ",".join(self.columns) + "\r\n")
@@ -121,12 +122,12 @@ class SummaryWriter:
             self._write(buffer.getvalue())
         self.count += 1
 
-    def __exit__(self, kind, *exc_info) -> None:
+    def __exit__(self, *exc_info) -> None:
         if self.file is None:
             return
         self.file.close()
-        if kind is not None and not self.continued and self.count == 0 and self.path is not None:
-            self.path.unlink(missing_ok=True)  # a failed command leaves no trace: no file of a header alone
+        if not self.continuing and self.count == 0 and self.path is not None:
+            self.path.unlink(missing_ok=True)  # no file of a header alone: a rerun would be refused ("exists")
 
 
 _CLOSING = "\n]\n"  # what ends a JSON summary, after every row
@@ -169,7 +170,8 @@ def _json_rows(text: str) -> tuple[list | None, str]:
     """The rows of a JSON summary (closed, or left open by a kill -9, perhaps inside its last row: one row a
     line) and the text up to the end of its last whole row."""
     body = text.rstrip().removesuffix("]").rstrip()
-    for candidate in (body, body[: body.rfind("\n")].rstrip().removesuffix(",")):
+    # closed; cut after a row's comma (a short write of the next row's start); cut inside the last row
+    for candidate in (body, body.removesuffix(","), body[: body.rfind("\n")].rstrip().removesuffix(",")):
         try:
             rows = json.loads(candidate + "]")
         except ValueError:
