@@ -58,7 +58,13 @@ class _Name:
 
 def _image_names(files: list[Path]) -> list[_Name]:
     """The files with an image's suffix, taken apart."""
-    return [_Name(f, f.parent.name, f.stem) for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    names = []
+    for file in files:
+        name = file.name
+        dot = name.rfind(".")  # where pathlib's suffix begins, if it has one
+        if 0 < dot < len(name) - 1 and name[dot:].lower() in IMAGE_SUFFIXES:
+            names.append(_Name(file, file.parent.name, name[:dot]))
+    return names
 
 
 @functools.lru_cache(maxsize=4096)
@@ -114,7 +120,8 @@ def _walk_files(root: Path) -> list[Path]:
     found = []
     for folder, dirs, files in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
-        found += [Path(folder) / f for f in sorted(files) if not f.startswith(".")]
+        within = Path(folder)
+        found += [within / f for f in sorted(files) if not f.startswith(".")]
     return found
 
 
@@ -183,6 +190,9 @@ def _pair_with(layout: Layout, files: list[Path], names: list[_Name]) -> Discove
     images: dict[str, Path] = {}
     masks: dict[str, Path] = {}
     problems: list[tuple[Path, str]] = []
+    folders = {name.folder for name in names}
+    if not any(_matches(layout.image_dir, f) or _matches(layout.mask_dir, f) for f in folders):
+        names = []  # none of its folders: nothing to pair, and no need to look at each file
     for name in names:
         mask_id = layout.mask_id(name)
         found, kind, key = (masks, "mask", mask_id) if mask_id is not None else (images, "image", layout.image_id(name))
