@@ -84,13 +84,13 @@ def process_pair(job: Job) -> Result:
         read, quick = None, None
     if read is None or quick is None:
         return _general(job)
-    (rgb, original, histogram), (grey, levels) = quick
+    (rgb, original, histogram), (grey, levels, top) = quick
     problem = _mask_problem(grey.size, original, levels)
     if problem:
         return index, None, (str(pair.mask), problem)
     (images_fd, images_offset), (masks_fd, masks_offset) = _open_outputs(images_path, masks_path)
     _write_at(images_fd, rgb, images_offset + index * len(rgb))
-    _write_at(masks_fd, _reduced_mask(grey, levels, size), masks_offset + index * size * size)
+    _write_at(masks_fd, _reduced_mask(grey, levels, top, size), masks_offset + index * size * size)
     hashes = (hashlib.sha256(read[0]).hexdigest(), hashlib.sha256(read[1]).hexdigest())
     return index, _item(pair, original, hashes, histogram), None
 
@@ -105,7 +105,8 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
 
 def _quick(read: tuple[bytes, bytes], size: int) -> tuple[tuple, tuple] | None:
     """The usual pair's image (its size x size RGB bytes, own (width, height), 768-bin histogram) and mask (8-bit
-    grey, its 256-bin histogram), or None for a pair that goes the general way."""
+    grey, its grey values, where it has two the pixels of the higher), or None for a pair that goes the general
+    way."""
     image = _opened(read[0])
     if image.format != "JPEG":
         return None
@@ -121,17 +122,18 @@ def _quick(read: tuple[bytes, bytes], size: int) -> tuple[tuple, tuple] | None:
     if grey.mode != "L" or grey.getexif().get(ORIENTATION, 1) in TURNED:
         return None
     levels = _levels(grey)
-    return (rgb, (grey, levels)) if levels else None
+    return (rgb, (grey, *levels)) if levels else None
 
 
-def _levels(grey: Image.Image) -> list[int] | None:
+def _levels(grey: Image.Image) -> tuple[list[int], np.ndarray | None] | None:
     """The grey values of a mask that has at most two (found without a histogram, which counts a binary mask's
-    long runs of one value slowly), else None."""
+    long runs of one value slowly) and, where it has two, where it has the higher (H, W); None where it has more."""
     low, high = typing.cast(tuple[int, int], grey.getextrema())  # an 8-bit grey image's
     if low == high:
-        return [low]
-    values = np.frombuffer(grey.tobytes(), np.uint8)
-    return [low, high] if not np.count_nonzero((values != low) & (values != high)) else None
+        return [low], None
+    values = np.frombuffer(grey.tobytes(), np.uint8).reshape(grey.height, grey.width)
+    top = values == high
+    return ([low, high], top) if np.count_nonzero(values == low) + np.count_nonzero(top) == values.size else None
 
 
 def _opened(data: bytes) -> Image.Image:
@@ -157,8 +159,16 @@ def _lesion(level: int, levels: list[int]) -> bool:
     return level * 255 > 128 if levels[-1] <= 1 else level > 128
 
 
-def _reduced_mask(grey: Image.Image, levels: list[int], size: int) -> bytes:
+def _reduced_mask(grey: Image.Image, levels: list[int], top: np.ndarray | None, size: int) -> bytes:
     """The mask binarised (> 128, a 0/1 mask read as 0/255) and resized as resize_mask does, as 0/1 bytes."""
+    halved = top is not None and grey.size == (2 * size, 2 * size)
+    if halved and not _lesion(levels[0], levels) and _lesion(levels[1], levels):
+        # Pillow's 2x2 reduce of the 0/255 mask, (sum + 2) >> 2 > 127: where two or more of the four are lesion
+        ones = typing.cast(np.ndarray, top).view(np.uint8)
+        blocks = ones[0::2, 0::2] + ones[0::2, 1::2]
+        blocks += ones[1::2, 0::2]
+        blocks += ones[1::2, 1::2]
+        return (blocks >= 2).tobytes()
     lesion = [255 if _lesion(level, levels) else 0 for level in range(256)]
     if any(lesion[level] != level for level in levels):
         grey = grey.point(lesion)
