@@ -1,11 +1,12 @@
 """The work of `skinseg prepare` on one image/mask pair, done in its worker processes: both files read once (for
 their SHA-256 and their decoding), the pair checked, resized and written into its row of the cache's arrays.
 
-The usual pair (a JPEG image and an 8-bit grey mask, neither turned by EXIF) goes a short way: Pillow's images
-throughout, the checks read off the mask's histogram, each row written with one `pwrite`. It gives the bytes
-that the general way gives (images.decode_rgb, read_mask_grey, binarise and resize_mask, which the training
-cache and every prediction share), without their copies. Any other pair, and any pair that fails on the short
-way, goes the general way, which also words the errors.
+The usual pair (a JPEG image and an 8-bit grey mask, neither turned by EXIF) goes a short way: the image kept in
+Pillow (its channel sums from Pillow's histogram), the mask checked by its extrema and one comparison in numpy (a
+histogram counts a binary mask's long runs of one value slowly), a mask of twice the size halved in numpy, each
+row written with one `pwrite`. It gives the bytes that the general way gives (images.decode_rgb, read_mask_grey,
+binarise and resize_mask, which the training cache and every prediction share), without their copies. Any other
+pair, and any pair that fails on the short way, goes the general way, which also words the errors.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _LEVELS = np.arange(256, dtype=np.int64)
 _ONES = bytes(128) + bytes([1]) * 128  # resize_mask's "lesion where at least half is lesion": > 127, as 0/1
 
 _outputs: dict[tuple[str, str], tuple[tuple[int, int], tuple[int, int]]] = {}
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def start_worker() -> None:
@@ -49,9 +51,6 @@ def start_worker() -> None:
         return
     mallopt(M_MMAP_THRESHOLD, 64 * 2**20)
     mallopt(M_TRIM_THRESHOLD, 256 * 2**20)
-
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
 def _open_outputs(images_path: str, masks_path: str) -> tuple[tuple[int, int], tuple[int, int]]:

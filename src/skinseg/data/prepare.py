@@ -270,8 +270,10 @@ def _decode_all(
             progress(done, count)
 
     workers = config.workers or min(os.cpu_count() or 1, 8)
-    results = sorted(_run_jobs(jobs, workers, on_done), key=lambda r: r[0])
-    close_outputs()
+    try:
+        results = sorted(_run_jobs(jobs, workers, on_done), key=lambda r: r[0])
+    finally:
+        close_outputs()  # what this process opened, where it decoded the pairs itself
     skipped = [(str(p), reason) for p, reason in discovery.problems]
     errors = [error for _, _, error in results if error]
     if config.strict and errors:
