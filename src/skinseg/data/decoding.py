@@ -132,7 +132,8 @@ def _levels(grey: Image.Image) -> tuple[list[int], np.ndarray | None] | None:
         return [low], None
     values = np.frombuffer(grey.tobytes(), np.uint8).reshape(grey.height, grey.width)
     top = values == high
-    return ([low, high], top) if np.count_nonzero(values == low) + np.count_nonzero(top) == values.size else None
+    others = np.count_nonzero(values) if low == 0 else values.size - np.count_nonzero(values == low)  # than low
+    return ([low, high], top) if others == np.count_nonzero(top) else None
 
 
 def _opened(data: bytes) -> Image.Image:
