@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 
 from skinseg.data.images import load_mask, load_rgb
+from skinseg.evaluation.metrics import rank_auc as auc
 from skinseg.measurement import lesion, measure_lesion
 from skinseg.runtime.precision import cpu_name
 
@@ -76,15 +77,6 @@ def cases(root: Path) -> list[dict]:
         row["part"] = part_of(row["derm"])
         row["id"] = Path(row["derm"]).stem
     return rows
-
-
-def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """The probability that a positive scores above a negative (ties count half): Mann-Whitney."""
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def with_interval(statistic, *arrays: np.ndarray, seed: int = 0) -> list[float]:

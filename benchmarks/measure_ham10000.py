@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 from skimage.color import rgb2lab
 
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.data.splits import assign_splits
+from skinseg.evaluation.metrics import rank_auc as auc
 from skinseg.measurement import MEASURE_COLUMNS, lesion, measure_lesion
 from skinseg.measurement.asymmetry import folds, principal_angle
 from skinseg.measurement.colour import COLOUR_NAMES, PRESENT, TABLE_LAB
@@ -34,15 +35,6 @@ from skinseg.runtime.precision import cpu_name
 HAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
 NUMBERS = [c for c in MEASURE_COLUMNS if c not in ("id", "centre_x", "centre_y", "bbox_x", "bbox_y", "confidence")]
 NUMBERS = [c for c in NUMBERS if not c.endswith(("_mm", "_mm2"))]
-
-
-def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """The probability that a positive scores above a negative (ties count half): Mann-Whitney."""
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def baselines(image: np.ndarray, mask: np.ndarray) -> dict[str, float]:

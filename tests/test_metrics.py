@@ -60,3 +60,13 @@ def test_the_summary_gives_each_mean_a_95_percent_bootstrap_interval():
     assert dice["ci95_low"] < dice["mean"] < dice["ci95_high"]
     normal_width = 2 * 1.96 * values.std() / np.sqrt(len(values))  # what the normal approximation gives
     assert dice["ci95_high"] - dice["ci95_low"] == pytest.approx(normal_width, rel=0.2)
+
+
+def test_rank_auc_is_mann_whitneys():
+    from skinseg.evaluation.metrics import rank_auc
+
+    positive = np.array([True, True, False, False])
+    assert rank_auc(np.array([0.9, 0.8, 0.1, 0.2]), positive) == 1.0
+    assert rank_auc(np.array([0.5, 0.5, 0.5, 0.5]), positive) == 0.5  # ties count half
+    assert rank_auc(np.array([0.9, 0.1, 0.5, 0.2]), positive) == 0.75
+    assert np.isnan(rank_auc(np.array([0.1, 0.2]), np.array([True, True])))

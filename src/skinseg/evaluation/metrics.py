@@ -76,3 +76,15 @@ def bootstrap_interval(values: Iterable[float], rounds: int = 1000, seed: int = 
     )
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
+
+
+def rank_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The probability that a positive scores above a negative (ties count half): Mann-Whitney's AUC, as the
+    measurement benchmarks score a column against experts' labels. NaN where either class is absent."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -144,6 +144,13 @@ def continued_rows(
     """Where a summary being continued ends (in bytes) and how many rows it holds (None: it is empty, and is
     written anew); a row that a kill -9 cut short is dropped. One without these `columns` is refused, so that
     rows of two kinds never mix."""
+    whole = _whole_rows(path, columns, what)
+    return None if whole is None else (len(whole[0].encode("utf-8", NAMES_AS_THEY_ARE)), whole[1])
+
+
+def _whole_rows(path: Path, columns: tuple[str, ...], what: str) -> tuple[str, int, list | None] | None:
+    """A summary's text up to the end of its last whole row, its count of rows, and (JSON) the rows; None where
+    it is empty. Read once, for continued_rows and rows_of alike."""
     try:
         with open(path, encoding="utf-8", errors=NAMES_AS_THEY_ARE, newline="") as handle:  # \r\n kept: counted
             text = handle.read()
@@ -158,12 +165,12 @@ def continued_rows(
         rows, body = _json_rows(text)
         if rows is None or any(not isinstance(r, dict) or tuple(r) != columns for r in rows):
             raise refuse
-        return len(body.encode("utf-8", NAMES_AS_THEY_ARE)), len(rows)
+        return body, len(rows), rows
     whole = text[: text.rfind("\n") + 1]  # a last row without its line end was cut short: dropped
     lines = whole.splitlines()
     if not lines or lines[0] != ",".join(columns):
         raise refuse
-    return len(whole.encode("utf-8", NAMES_AS_THEY_ARE)), len(lines) - 1
+    return whole, len(lines) - 1, None
 
 
 def _json_rows(text: str) -> tuple[list | None, str]:
@@ -183,9 +190,8 @@ def _json_rows(text: str) -> tuple[list | None, str]:
 def rows_of(path: Path, columns: tuple[str, ...], what: str) -> list[dict]:
     """The whole rows of a file that `skip_existing` continues (checked as continued_rows checks it), as dicts of
     strings (CSV) or of JSON values; none where it is missing or empty."""
-    if not path.exists() or continued_rows(path, columns, what) is None:
+    whole = _whole_rows(path, columns, what) if path.exists() else None
+    if whole is None:
         return []
-    text = path.read_text(encoding="utf-8", errors=NAMES_AS_THEY_ARE)
-    if _is_json(path):
-        return _json_rows(text)[0] or []
-    return list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1], newline="")))
+    text, _, json_rows = whole
+    return json_rows if json_rows is not None else list(csv.DictReader(io.StringIO(text, newline="")))
