@@ -68,5 +68,5 @@ def test_rank_auc_is_mann_whitneys():
     positive = np.array([True, True, False, False])
     assert rank_auc(np.array([0.9, 0.8, 0.1, 0.2]), positive) == 1.0
     assert rank_auc(np.array([0.5, 0.5, 0.5, 0.5]), positive) == 0.5  # ties count half
-    assert rank_auc(np.array([0.9, 0.1, 0.5, 0.2]), positive) == 0.75
+    assert rank_auc(np.array([0.9, 0.3, 0.5, 0.2]), positive) == 0.75  # 3 of the 4 pairs in order
     assert np.isnan(rank_auc(np.array([0.1, 0.2]), np.array([True, True])))
