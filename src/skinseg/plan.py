@@ -136,11 +136,12 @@ class Plan:
 
 MARKERS = (".lock", ".skinseg-cache")  # a folder's lock, and the mark of a prepared cache (data.cache)
 FOLDER_LOCK = ".skinseg.lock"  # the lock inside a folder that is not the command's own
+OWN_MARKS = (*MARKERS, FOLDER_LOCK)  # what a folder this command made may hold and still be removed as empty
 
 
 def _only_markers(folder: Path) -> bool:
     try:
-        return all(entry.name in (*MARKERS, FOLDER_LOCK) for entry in folder.iterdir())
+        return all(entry.name in OWN_MARKS for entry in folder.iterdir())
     except OSError:
         return False
 
@@ -180,7 +181,7 @@ def _locked(output: Output, wait: bool) -> Iterator[None]:
         # while held (POSIX; a waiting process sees that and takes the new file, _acquire); Windows refuses
         # that, and filelock removes the file on release there.
         remove_folder = made and _only_markers(output.path)
-        for leftover in [path.parent / name for name in (*MARKERS, FOLDER_LOCK)] if remove_folder else [path]:
+        for leftover in [path.parent / name for name in OWN_MARKS] if remove_folder else [path]:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         lock.release()
