@@ -77,17 +77,19 @@ def _files_plan(
     summary: Path | None,
     report: Path | None,
     coco: Path | None,
+    world: int,
 ) -> Plan:
-    """The images and the model read; the summary (continued by `skip_existing`), the report and every
-    image's outputs written. Whether an image's existing outputs are replaced, kept or reported is decided
-    image by image (plan_segmentation), so the plan judges only that none is an input."""
+    """The images and the model read; the summary (continued by `skip_existing`), the report and every image's
+    outputs written, the folder of masks locked unless torchrun's `world` of processes shares it. Whether an
+    image's existing outputs are replaced, kept or reported is decided image by image (plan_segmentation), so
+    the plan judges only that none is an input."""
     plan = Plan("segment", config.overwrite)
     for path in inputs:
         plan.read(path, "input image")
     if (model := config.run.user_model) is not None:
         plan.read(model, "model")
     if config.output not in [target for _, target in pairs]:  # a folder of masks, held by one command at a time
-        plan.write(config.output, "`output`", folder=True, lock=env_rank_world()[1] == 1)
+        plan.write(config.output, "`output`", folder=True, lock=world == 1)
     if summary is not None:
         plan.write(summary, "`summary`", continued=config.skip_existing, lock=True)
     if report is not None:
@@ -119,7 +121,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
         raise SkinsegError("a summary is CSV or JSON, by its suffix: name it .csv or .json", summary)
     writers = writers_for(config)
     pairs = _names_that_fit(pairs, writers, result)
-    files = _files_plan(config, writers, inputs, pairs, summary, report, coco)
+    files = _files_plan(config, writers, inputs, pairs, summary, report, coco, world)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
         continued_rows(summary, summary_columns(config.measure))  # one that cannot be continued: said now
