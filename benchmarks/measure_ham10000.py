@@ -29,7 +29,7 @@ from skinseg.data.splits import assign_splits
 from skinseg.evaluation.metrics import rank_auc as auc
 from skinseg.measurement import MEASURE_COLUMNS, lesion, measure_lesion
 from skinseg.measurement.asymmetry import folds, principal_angle
-from skinseg.measurement.colour import COLOUR_NAMES, PRESENT, TABLE_LAB
+from skinseg.measurement.colour import COLOUR_NAMES, TABLE_LAB, present_shares
 from skinseg.runtime.precision import cpu_name
 
 HAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ham10000"
@@ -105,11 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     chosen = [r for r in rows if r["dx"] in ("mel", "nv")]
     positive = np.array([r["dx"] == "mel" for r in chosen])
     baseline = {k: auc(np.array([r[k] for r in chosen]), positive) for k in rows[0] if k.startswith("baseline_")}
+    present = present_shares()
     by_dx = {
         dx: {
             "images": sum(r["dx"] == dx for r in rows),
             **{
-                name: float(np.mean([r[f"colour_{name}"] >= PRESENT[name] for r in rows if r["dx"] == dx]))
+                name: float(np.mean([r[f"colour_{name}"] >= present[name] for r in rows if r["dx"] == dx]))
                 for name in COLOUR_NAMES
             },
             "colour_count": float(np.mean([r["colour_count"] for r in rows if r["dx"] == dx])),

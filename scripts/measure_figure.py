@@ -30,16 +30,19 @@ from skinseg.measurement.colour import (
     skin_colour,
     skin_ring,
 )
+from skinseg.measurement.colour_model import LEARNED, bundled_pixel_model, pixel_features
 from skinseg.measurement.hair import hair_mask
 from skinseg.measurement.lesion import COLOUR_DIAMETER
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SKIN_SHOWN = (0.55, 0.85, 0.55)  # lesion pixels named skin: pale green
 LEFT_OUT_SHOWN = (1.0, 0.0, 1.0)  # hairs and glare, left out of the colours: magenta
+LEARNED_SHOWN = 0.5  # white and red painted where the learned model's probability is at least this
 
 
 def colour_map(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Each lesion pixel painted with the table colour of its name, hairs and glare (left out) in magenta, at the
+    """Each lesion pixel painted with the table colour of its name (white and red where the learned model gives
+    them a probability of LEARNED_SHOWN or more), hairs and glare (left out) in magenta, at the
     resolution where measure_lesion names colours (the lesion COLOUR_DIAMETER pixels across), shown enlarged."""
     diameter = math.sqrt(4 * mask.sum() / math.pi)
     scale = min(1.0, COLOUR_DIAMETER / diameter)
@@ -49,7 +52,13 @@ def colour_map(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     rgb = LINEAR[small]
     lab = normalised_lab(rgb, skin_colour(rgb, skin_ring(lesion, diameter * scale), lesion))
     names = nearest_colours(lab[lesion].reshape(-1, 3))
-    left_out = (hair_mask(small.max(-1)) | (small.min(-1) >= GLARE_SRGB))[lesion]
+    left_out_map = hair_mask(small.max(-1)) | (small.min(-1) >= GLARE_SRGB)
+    left_out = left_out_map[lesion]
+    counted = lesion & ~left_out_map
+    learned = np.zeros((lesion.sum(), len(LEARNED)))
+    learned[~left_out] = bundled_pixel_model().probabilities(pixel_features(lab, lesion, counted))
+    likely = learned.max(1) >= LEARNED_SHOWN
+    names[likely] = np.array([COLOUR_NAMES.index(n) for n in LEARNED])[learned.argmax(1)[likely]]
     swatches = np.array([*TABLE_COLOURS.values(), SKIN_SHOWN, LEFT_OUT_SHOWN])
     shown = small / 255.0 * 0.35
     shown[lesion] = swatches[np.where(left_out, len(swatches) - 1, names)]

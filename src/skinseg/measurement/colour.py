@@ -6,6 +6,10 @@ little lighter or less yellow than it); blue-grey where it is grey or bluish at 
 nearest of light brown, dark brown, blue-grey and black.
 Hairs and glare (specular highlights) are left out before the fractions are taken.
 
+The columns of white and red are not these rules' fractions: those two are found by a small per-pixel model
+learned from dermatologists' labels (colour_model.py), and their columns are the mean of its probabilities over
+the lesion. The rules still name white and red pixels, so that they are not counted as another colour.
+
 Normalisation: dermoscopes differ in their light and cameras in their white balance, and the same brown looks
 different on fair and on dark skin. Each image is scaled, channel by channel in linear RGB (a von Kries
 transform), so that the median colour of a ring of skin around the lesion becomes SKIN_REFERENCE, the median
@@ -17,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from skimage.color import rgb2lab, xyz2lab
+
+from skinseg.measurement.colour_model import LEARNED, bundled_pixel_model
 
 # The six colours of the dermoscopic ABCD rule (Stolz et al. 1994; Argenziano et al. 2003) as pure colours, sRGB
 # 0-1, in the table of Kasmi and Mokrani (2016), "Classification of malignant melanoma and benign skin lesions:
@@ -50,19 +56,12 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 # benchmarks/skin_reference.py.
 SKIN_REFERENCE = (0.765, 0.643, 0.608)
 SKIN_DIFFERENCE = 10.0  # CIE76: a pixel this close to the normalised skin's colour is skin, not one of the six
-# A colour counts as present (colour_count) when it covers at least this fraction of the lesion: red and
-# blue-grey at 1% (vessels and regression's blue areas are small), white and light brown at 3%, dark brown and
-# black at 10% (a faint hair or the shadow at a mask's edge is a few percent of dark). Chosen by the count's
-# Spearman correlation with the labels' count on derm7pt's calibrate part (0.26 at 3% for all six, 0.32 here;
-# that count has no dark brown or black of its own, so their shares rest on no label: docs/measure.md).
-PRESENT: dict[str, float] = {
-    "white": 0.03,
-    "red": 0.01,
-    "light_brown": 0.03,
-    "dark_brown": 0.10,
-    "blue_grey": 0.01,
-    "black": 0.10,
-}
+# A colour counts as present (colour_count) when it covers at least this fraction of the lesion: blue-grey at 1%
+# (regression's blue areas are small), light brown at 3%, dark brown and black at 10% (a faint hair or the shadow
+# at a mask's edge is a few percent of dark). Chosen by the count's Spearman correlation with the labels' count on
+# derm7pt's calibrate part (that count has no dark brown or black of its own, so their shares rest on no label:
+# docs/measure.md). White and red count from the share of the learned model's own fit (present_shares).
+PRESENT_BY_RULE: dict[str, float] = {"light_brown": 0.03, "dark_brown": 0.10, "blue_grey": 0.01, "black": 0.10}
 # White, red and blue-grey are named by rule, before the nearest of the other four (blue-grey also where it is
 # nearest), placed by AUC against dermatologists' labels on derm7pt's calibrate part (benchmarks/
 # measure_derm7pt.py, docs/measure.md):
@@ -162,15 +161,24 @@ def nearest_colours(lab: np.ndarray) -> np.ndarray:
     return names
 
 
-def colour_fractions(lab: np.ndarray, left_out: np.ndarray | None = None) -> dict[str, float]:
-    """The fraction of the lesion's pixels (CIELAB, (n, 3)) given each colour, how many of the six cover at
-    least its PRESENT share of it, and the fraction named skin; pixels `left_out` (hairs, glare) are not counted."""
-    if left_out is not None and (~left_out).any():
-        lab = lab[~left_out]
+def present_shares() -> dict[str, float]:
+    """The share of the lesion from which each of the six colours counts as present (colour_count): PRESENT_BY_RULE,
+    and for white and red the learned model's present_share (where its fit says the labels more likely say
+    present)."""
+    learned = dict(zip(LEARNED, bundled_pixel_model().present_share.tolist(), strict=True))
+    shares = {**PRESENT_BY_RULE, **learned}
+    return {name: shares[name] for name in COLOUR_NAMES}
+
+
+def colour_fractions(lab: np.ndarray, learned: np.ndarray) -> dict[str, float]:
+    """The fraction of the lesion's counted pixels (CIELAB, (n, 3); hairs and glare left out) given each colour,
+    how many of the six cover at least their present_shares of it, and the fraction named skin. White's and red's
+    fractions are the mean of the learned model's probabilities `learned` (n, len(LEARNED))."""
     *fractions, skin = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1) / max(1, len(lab))
-    result: dict[str, float] = {
-        f"colour_{name}": round(float(f), 4) for name, f in zip(COLOUR_NAMES, fractions, strict=True)
-    }
-    result["colour_count"] = int(sum(f >= PRESENT[name] for name, f in zip(COLOUR_NAMES, fractions, strict=True)))
+    named = dict(zip(COLOUR_NAMES, fractions, strict=True))
+    named.update(zip(LEARNED, learned.mean(0) if len(learned) else np.zeros(len(LEARNED)), strict=True))
+    result: dict[str, float] = {f"colour_{name}": round(float(f), 4) for name, f in named.items()}
+    present = present_shares()
+    result["colour_count"] = int(sum(f >= present[name] for name, f in named.items()))
     result["colour_skin"] = round(float(skin), 4)
     return result

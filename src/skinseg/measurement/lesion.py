@@ -20,6 +20,7 @@ from skinseg.measurement.colour import (
     skin_colour,
     skin_ring,
 )
+from skinseg.measurement.colour_model import bundled_pixel_model, pixel_features
 from skinseg.measurement.hair import hair_mask
 from skinseg.measurement.shape import shape_measures
 
@@ -79,17 +80,42 @@ def _work_area(
     return np.asarray(crop), small, diameter * scale
 
 
-def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
-    """The colour columns, on a cut of the lesion COLOUR_DIAMETER pixels across (the hair filter's scale; on
-    derm7pt's calibrate part 192 px named colours no better, at about 1.3 times the cost), normalised against
-    `skin` (linear RGB), with hairs and glare left out."""
+def colour_pixels(
+    image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The lesion where colours are named: a cut of it COLOUR_DIAMETER pixels across (the hair filter's scale;
+    on derm7pt's calibrate part 192 px named colours no better, at about 1.3 times the cost), normalised against
+    `skin` (linear RGB). Returns the cut's CIELAB (h, w, 3), the lesion in it, the pixels counted (the lesion
+    without hairs and glare, unless that leaves none) and their colour_model FEATURES."""
     cut, lesion, _ = _work_area(image, mask, sizes, COLOUR_DIAMETER, enlarge=False, margin=COLOUR_MARGIN)
-    pixels = cut[lesion]
-    red, green, blue = (pixels[:, i] for i in range(3))
-    glare = (red >= GLARE_SRGB) & (green >= GLARE_SRGB) & (blue >= GLARE_SRGB)
+    lab = lab_of_pixels(cut.reshape(-1, 3), skin).reshape(cut.shape)
+    glare = (cut[..., 0] >= GLARE_SRGB) & (cut[..., 1] >= GLARE_SRGB) & (cut[..., 2] >= GLARE_SRGB)
     brightest = np.maximum(np.maximum(cut[..., 0], cut[..., 1]), cut[..., 2])  # as cut.max(-1), faster
-    left_out = hair_mask(brightest)[lesion] | glare
-    return colour_fractions(lab_of_pixels(pixels, skin), left_out)
+    counted = lesion & ~(hair_mask(brightest) | glare)
+    if not counted.any():  # all hair or glare: better its colours than none
+        counted = lesion
+    return lab, lesion, counted, pixel_features(lab, lesion, counted)
+
+
+def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
+    """The colour columns: white, red and blue-grey by the learned pixel model, the rest by colour.py's names."""
+    lab, _, counted, features = colour_pixels(image, mask, sizes, skin)
+    return colour_fractions(lab[counted], bundled_pixel_model().probabilities(features))
+
+
+def lesion_colour_pixels(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CIELAB colours (n, 3) and colour_model FEATURES of the pixels whose colours measure_lesion names,
+    for fitting the learned colour model (scripts/fit_colour_model.py)."""
+    mask = _checked(image, mask)
+    sizes = shape_measures(mask, connected_parts=False)
+    cut, small, diameter = _work_area(image, mask, sizes)
+    lab, _, counted, features = colour_pixels(image, mask, sizes, _skin(cut, small, diameter))
+    return lab[counted], features
+
+
+def _skin(cut: np.ndarray, small: np.ndarray, diameter: float) -> np.ndarray:
+    """The skin colour (linear RGB) of a _work_area cut."""
+    return skin_colour(LINEAR[cut], skin_ring(small, diameter), small)
 
 
 def _checked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -133,9 +159,8 @@ def measure_lesion(
             factor = pixel_size**2 if name == "area" else pixel_size
             row[_mm_column(name)] = round(float(sizes[f"{name}_px"]) * factor, 4)
     cut, small, diameter = _work_area(image, mask, sizes)
-    rgb = LINEAR[cut]
-    skin = skin_colour(rgb, skin_ring(small, diameter), small)
-    lab = normalised_lab(rgb, skin)
+    skin = _skin(cut, small, diameter)
+    lab = normalised_lab(LINEAR[cut], skin)
     row.update(asymmetry_measures(small, lab, diameter))
     row["border_abruptness"] = round(border_abruptness(small, lab) * diameter / 100, 3)  # per 1% of the diameter
     row.update(_colours(image, mask, sizes, skin))

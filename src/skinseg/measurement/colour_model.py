@@ -1,0 +1,82 @@
+"""White and red, learned: a small per-pixel model that gives each lesion pixel a probability of each, fitted to
+dermatologists' per-image labels (derm7pt's seven-point checklist criteria: regression's white areas, the
+blue-whitish veil's white haze, vascular structures) by multiple-instance learning. There are no
+per-pixel labels; the model was fitted so that the mean of its probabilities over a lesion (the share of the
+lesion it names that colour) ranks lesions as the experts' labels do (scripts/fit_colour_model.py,
+docs/measure.md). Thresholds on colour alone could not tell regression's white from the skin's or a pale brown,
+nor a pink vessel from a reddish naevus: the model also sees each pixel against the rest of the lesion, its local
+texture and how deep inside the lesion it lies.
+
+Plain numpy at run time; the weights are a safetensors file in skinseg's assets.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+from safetensors.numpy import load_file
+from scipy import ndimage
+
+# The colours the model names; the others are named by colour.py. Blue-grey was tried too: its cross-validated
+# AUC on derm7pt's calibrate part (0.66-0.80, with the folds and the starts) was no surer than its rule's (0.73),
+# which already agrees with experts best of the six (docs/measure.md).
+LEARNED = ("white", "red")
+# lightness, a, b: CIELAB after normalisation against the skin; *_from_lesion: the same minus the median of the
+# lesion's pixels; texture: the local standard deviation of lightness over TEXTURE_WINDOW pixels; depth: the
+# distance to the lesion's edge over the largest such distance in the lesion (0-1).
+FEATURES = ("lightness", "a", "b", "lightness_from_lesion", "a_from_lesion", "b_from_lesion", "texture", "depth")
+TEXTURE_WINDOW = 5  # px, with the lesion at most 128 px across (measurement.lesion.COLOUR_DIAMETER)
+WEIGHTS_FILE = "colour-pixels.safetensors"
+
+
+def pixel_features(lab: np.ndarray, lesion: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """The FEATURES (float32, (n, len(FEATURES))) of the `counted` pixels (bool, (h, w); within `lesion`) of a
+    CIELAB cut of the lesion (h, w, 3), in row-major order."""
+    lightness = lab[..., 0]
+    mean = ndimage.uniform_filter(lightness, TEXTURE_WINDOW)
+    texture = np.sqrt(np.maximum(ndimage.uniform_filter(lightness * lightness, TEXTURE_WINDOW) - mean * mean, 0.0))
+    depth = ndimage.distance_transform_edt(lesion)
+    depth /= max(float(depth.max()), 1.0)
+    pixels = lab[counted]
+    columns = [pixels, pixels - np.median(pixels, axis=0), texture[counted][:, None], depth[counted][:, None]]
+    return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PixelModel:
+    """For each colour of LEARNED, a few networks (members, fitted from different starts: one alone depends on
+    its start) of one hidden tanh layer on the standardised FEATURES; a pixel's probability is their mean."""
+
+    feature_mean: np.ndarray  # (len(FEATURES),)
+    feature_scale: np.ndarray  # (len(FEATURES),)
+    hidden_weight: np.ndarray  # (len(LEARNED), members, len(FEATURES), hidden)
+    hidden_bias: np.ndarray  # (len(LEARNED), members, hidden)
+    out_weight: np.ndarray  # (len(LEARNED), members, hidden)
+    out_bias: np.ndarray  # (len(LEARNED), members)
+    present_share: np.ndarray  # (len(LEARNED),): from this share of the lesion the labels more likely say present
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Each pixel's probability (n, len(LEARNED)) of each LEARNED colour."""
+        x = ((features - self.feature_mean) / self.feature_scale).astype(np.float32)
+        hidden = np.tanh(np.einsum("nf,cmfh->cmnh", x, self.hidden_weight) + self.hidden_bias[:, :, None, :])
+        logits = np.einsum("cmnh,cmh->cmn", hidden, self.out_weight) + self.out_bias[:, :, None]
+        return (1.0 / (1.0 + np.exp(-logits))).mean(1).T
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The arrays to save, by field name (load_pixel_model reads them back)."""
+        return {name: np.ascontiguousarray(getattr(self, name), np.float32) for name in self.__dataclass_fields__}
+
+
+def load_pixel_model(path) -> PixelModel:
+    """A PixelModel from a safetensors file of its tensors (PixelModel.tensors)."""
+    tensors = load_file(str(path))
+    return PixelModel(**{name: tensors[name].astype(np.float32) for name in PixelModel.__dataclass_fields__})
+
+
+@functools.cache
+def bundled_pixel_model() -> PixelModel:
+    """The model fitted on derm7pt's calibrate part, shipped with skinseg (read once per process)."""
+    return load_pixel_model(resources.files("skinseg") / "assets" / WEIGHTS_FILE)
