@@ -15,6 +15,7 @@ from skinseg.measurement.colour import COLOUR_NAMES, colour_fractions, present_s
 from skinseg.measurement.colour_model import (
     FEATURES,
     LEARNED,
+    MODEL_PIXELS,
     PixelModel,
     bundled_pixel_model,
     load_pixel_model,
@@ -60,11 +61,11 @@ def test_features_of_a_flat_lesion_are_its_colour_no_texture_and_its_depth():
     lab = np.zeros((100, 100, 3), np.float32)
     lab[...] = (70.0, 9.0, 9.0)
     lab[lesion] = (50.0, 20.0, 25.0)
-    features = pixel_features(lab, lesion, lesion)
+    features = pixel_features(lab, lesion, lesion, most=None)
     assert features.shape == (lesion.sum(), len(FEATURES))
     column = dict(zip(FEATURES, features.T, strict=True))
     assert np.allclose(column["lightness"], 50.0) and np.allclose(column["lightness_from_lesion"], 0.0)
-    inner = pixel_features(lab, lesion, disc(30, size=100))
+    inner = pixel_features(lab, lesion, disc(30, size=100), most=None)
     assert np.allclose(dict(zip(FEATURES, inner.T, strict=True))["texture"], 0.0, atol=1e-2)  # far from the edge
     assert column["depth"].min() > 0 and column["depth"].max() == pytest.approx(1.0)
 
@@ -95,3 +96,13 @@ def test_a_one_pixel_lesion_is_measured():
     row = measure_lesion(paint([(mask, BROWN)]), mask)
     rules = sum(row[f"colour_{n}"] for n in COLOUR_NAMES if n not in LEARNED) + row["colour_skin"]
     assert rules == pytest.approx(1.0, abs=1e-3) and 0 <= row["colour_white"] <= 1 and 0 <= row["colour_red"] <= 1
+
+
+def test_a_large_lesions_features_are_of_evenly_spaced_pixels():
+    lesion = disc(40, size=100)
+    lab = np.random.default_rng(4).normal(50, 10, (100, 100, 3)).astype(np.float32)
+    every = pixel_features(lab, lesion, lesion, most=None)
+    some = pixel_features(lab, lesion, lesion, most=1000)
+    step = -(-len(every) // 1000)
+    assert len(some) <= 1000 and np.array_equal(some, every[::step])
+    assert np.array_equal(pixel_features(lab, lesion, lesion), every[:: -(-len(every) // MODEL_PIXELS)])

@@ -11,7 +11,7 @@ from lesions import SIZE, disc, ellipse, grid, l_shape, paint, palette_srgb
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.measurement.colour import COLOUR_NAMES, nearest_colours, present_shares
 from skinseg.measurement.colour_model import LEARNED
-from skinseg.measurement.shape import feret_diameter, shape_measures
+from skinseg.measurement.shape import feret_diameter, perimeter_crofton, shape_measures
 
 PRESENT = present_shares()  # the share from which each colour counts
 
@@ -44,6 +44,15 @@ def test_a_rectangles_box_and_feret_diameter_are_exact():
     assert row["diameter_px"] == pytest.approx(math.hypot(40, 60), abs=0.01)
     assert (row["centre_x"], row["centre_y"]) == (69.5, 49.5)
     assert row["border_irregularity"] > 1.15  # 200^2 / (4 pi 2400) = 1.33; Crofton's estimate of edges is lower
+
+
+def test_the_crofton_perimeter_is_skimages():
+    from skimage.measure import perimeter_crofton as skimage_perimeter
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random((rng.integers(1, 40), rng.integers(1, 40))) > rng.random()
+        assert perimeter_crofton(mask) == pytest.approx(skimage_perimeter(mask, directions=4), abs=1e-9)
 
 
 def test_a_single_pixel_and_a_line_have_feret_diameters():

@@ -9,7 +9,6 @@ import math
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
-from skimage.measure import perimeter_crofton
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -18,6 +17,24 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     if len(rows) == 0:
         return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+# skimage.measure.perimeter_crofton's weights (directions=4) of the 16 configurations of a 2 x 2 window, coded
+# as in perimeter_crofton; the sum over the windows of the mask is its Crofton perimeter.
+_EDGE, _DIAGONAL, _CORNER = np.pi / 4 * (1 + 1 / np.sqrt(2)), np.pi / (4 * np.sqrt(2)), np.pi / (2 * np.sqrt(2))
+_QUARTER, _HALF = np.pi / 4, np.pi / 2
+CROFTON_WEIGHTS = np.array(
+    [0, _EDGE, _DIAGONAL, _CORNER, 0, _EDGE, 0, _DIAGONAL, _QUARTER, _HALF, _DIAGONAL, _DIAGONAL, _QUARTER, _HALF, 0, 0]
+)
+
+
+def perimeter_crofton(mask: np.ndarray) -> float:
+    """skimage.measure.perimeter_crofton(mask, directions=4), the same number by slicing instead of a
+    convolution (about 3 times as fast): each pixel's 2 x 2 window up and to the left is coded 1 (the pixel) + 2
+    (above) + 4 (left) + 8 (above left), over the mask padded by two pixels of background."""
+    padded = np.pad(mask.astype(np.uint8), 2)
+    codes = padded[1:, 1:] + 2 * padded[:-1, 1:] + 4 * padded[1:, :-1] + 8 * padded[:-1, :-1]
+    return float(CROFTON_WEIGHTS @ np.bincount(codes.ravel(), minlength=16))
 
 
 def feret_diameter(mask: np.ndarray) -> float:
@@ -49,7 +66,7 @@ def shape_measures(mask: np.ndarray, connected_parts: bool = True) -> dict[str, 
     area = int(mask.sum())
     centre_y = float((mask.sum(1) * np.arange(-1, y1 - y0 + 1)).sum() / area) + y0
     centre_x = float((mask.sum(0) * np.arange(-1, x1 - x0 + 1)).sum() / area) + x0
-    perimeter = float(perimeter_crofton(mask, directions=4))
+    perimeter = perimeter_crofton(mask)
     components = int(ndimage.label(mask, structure=np.ones((3, 3)))[1]) if connected_parts else 1
     return {
         "area_px": area,
