@@ -27,6 +27,7 @@ from skinseg.measurement.colour import (
     TABLE_COLOURS,
     nearest_colours,
     normalised_lab,
+    present_shares,
     skin_colour,
     skin_ring,
 )
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         top.set_title(path.stem, fontsize=11)
         bottom.imshow(colour_map(image, mask))
-        found = [name for name in COLOUR_NAMES if row[f"colour_{name}"] >= 0.01]
+        found = [name for name, share in present_shares().items() if row[f"colour_{name}"] >= share]  # counted
         colours = ", ".join(f"{name.replace('_', ' ')} {row[f'colour_{name}']:.0%}" for name in found)
         bottom.text(
             0.5,
