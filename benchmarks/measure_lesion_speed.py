@@ -1,15 +1,16 @@
 """What `skinseg measure` costs per image with given masks, for one or more source trees on the same machine
 (issue #34's budget: within 1.5 times the code before it).
 
-    python benchmarks/measure_lesion_speed.py [--count 100] [--rounds 3] [--tree SRC ...] [--json FILE]
+    python benchmarks/measure_lesion_speed.py [--images DIR --masks DIR] [--count 100] [--rounds 3] [--tree SRC ...]
+                                              [--json FILE]
 
 For each tree (a `src` folder, e.g. from `git archive COMMIT src | tar -x -C DIR`; default: this checkout's), in
 alternating rounds so that all see the same load:
 - `measure_lesion` alone on --count ISIC 2018 images with their expert masks, decoded first: ms per image;
 - `skinseg measure IMAGES --masks MASKS --csv FILE` on the same images end to end, less a one-image run (the
   start-up): ms per image.
-The median of the rounds is printed, with the CPU named. Images: the first ISIC 2018 training JPEGs (512 x 512)
-in ../shared/data.
+The median of the rounds is printed, with the CPU named. Images: the first --count JPEGs of --images, each with
+`<id>_segmentation.png` in --masks; by default the ISIC 2018 training JPEGs (512 x 512) in ../shared/data.
 """
 
 from __future__ import annotations
@@ -68,22 +69,26 @@ def one_round(tree: Path, folder: Path, single: Path, work: Path) -> dict[str, f
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=IMAGES)
+    parser.add_argument("--masks", type=Path, default=MASKS)
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tree", type=Path, action="append", default=None, help="a src folder (repeatable)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.count < 2:
+        parser.error("--count must be at least 2 (one image is the start-up's run)")
     trees = args.tree or [ROOT / "src"]
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         folder, single = work / "images", work / "single"
         folder.mkdir()
         single.mkdir()
-        chosen = sorted(IMAGES.glob("*.jpg"))[: args.count]
+        chosen = sorted(args.images.glob("*.jpg"))[: args.count]
         for place, images in ((folder, chosen), (single, chosen[:1])):
             for image in images:
                 (place / image.name).symlink_to(image)
-                (place / f"{image.stem}_segmentation.png").symlink_to(MASKS / f"{image.stem}_segmentation.png")
+                (place / f"{image.stem}_segmentation.png").symlink_to(args.masks / f"{image.stem}_segmentation.png")
         rounds: dict[str, list[dict[str, float]]] = {str(tree): [] for tree in trees}
         for _ in range(args.rounds):
             for tree in trees:

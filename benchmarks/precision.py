@@ -43,8 +43,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
+def _timed(fn, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
+    """The median of `repeats` timed calls after `warmup` untimed ones, and the first call's seconds (which hold
+    torch.compile's compilation and the first-call set-up)."""
+    started = time.perf_counter()
+    fn()
+    _sync(device)
+    first = time.perf_counter() - started
+    for _ in range(warmup - 1):
         fn()
     _sync(device)
     times = []
@@ -53,7 +59,7 @@ def _timed(fn, device: torch.device, warmup: int, repeats: int) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(times), first
 
 
 def measure(
@@ -81,7 +87,7 @@ def measure(
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=precision.memory_format)
     y = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
     extra = 2 if config.compile else 0
-    train_s = _timed(lambda: train_step(engine, x, y, 1e-4), device, warmup + extra, repeats)
+    train_s, first_train_s = _timed(lambda: train_step(engine, x, y, 1e-4), device, warmup + extra, repeats)
 
     model = engine.forward
     engine.model.eval()
@@ -91,15 +97,17 @@ def measure(
         with torch.inference_mode(), precision.autocast():
             model(xi)
 
-    infer_s = _timed(infer, device, warmup + extra, repeats)
+    infer_s, first_infer_s = _timed(infer, device, warmup + extra, repeats)
     return {
         "setting": setting,
         "size": size,
         "batch": batch,
         "train_step_s": round(train_s, 4),
         "train_images_per_s": round(batch / train_s, 1),
+        "first_train_step_s": round(first_train_s, 2),
         "infer_batch": infer_batch,
         "infer_ms_per_image": round(1000 * infer_s / infer_batch, 2),
+        "first_infer_s": round(first_infer_s, 2),
     }
 
 

@@ -8,7 +8,7 @@ its split and labels are used: white = regression's white areas or combinations,
 = any vascular structure.
 
 Multiple-instance learning: each pixel gets p = sigmoid(net(features)); a lesion's share of the colour is the
-mean p over PIXELS pixels drawn from it; the image's probability of the label is sigmoid(a log(share + 0.001) +
+mean p over PIXELS pixels drawn from it; the image's probability of the label is sigmoid(a log(share + SHARE_FLOOR) +
 b), fitted by binary cross-entropy with an L2 penalty on the net's weights (full batch, Adam). `--folds K` first
 prints the K-fold cross-validated AUC of each colour's share on the calibrate part (how the settings below were
 chosen: white 0.801, red 0.817 against 0.63 and 0.79 for the rules before, fitted on the whole part; blue-grey,
@@ -34,7 +34,7 @@ from measure_derm7pt import DERM7PT, cases, labels
 from skinseg.data.images import load_mask, load_rgb
 from skinseg.evaluation.metrics import rank_auc
 from skinseg.measurement.colour_model import FEATURES, LEARNED, WEIGHTS_FILE, PixelModel
-from skinseg.measurement.lesion import lesion_colour_pixels
+from skinseg.measurement.lesion import lesion_colour_features
 
 ASSET = Path(__file__).resolve().parents[1] / "src" / "skinseg" / "assets" / WEIGHTS_FILE
 PIXELS = 600  # pixels drawn per lesion
@@ -43,6 +43,7 @@ EPOCHS = 300
 LEARNING_RATE = 0.03
 WEIGHT_DECAY = 1e-3
 SEED = 0
+SHARE_FLOOR = 1e-3  # log(share + this): a share of 0 stays finite
 MEMBERS = 5  # nets per colour, from different starts
 
 
@@ -56,7 +57,7 @@ def lesion_pixels(root: Path, masks: Path) -> tuple[list[np.ndarray], np.ndarray
         mask = load_mask(masks / f"{case['id']}_segmentation.png") > 0
         if not mask.any():
             continue
-        _, pixels = lesion_colour_pixels(load_rgb(root / "images" / case["derm"]), mask)
+        pixels = lesion_colour_features(load_rgb(root / "images" / case["derm"]), mask)
         features.append(pixels[rng.choice(len(pixels), min(len(pixels), PIXELS), replace=False)])
         truth.append([labels(case)[name] for name in LEARNED])
         ids.append(case["id"])
@@ -73,7 +74,9 @@ def fit_one(x: torch.Tensor, lesion_of: torch.Tensor, truth: np.ndarray, seed: i
     rows = torch.bincount(lesion_of, minlength=len(truth)).float()
     for _ in range(EPOCHS):
         share = torch.zeros(len(truth)).index_add_(0, lesion_of, torch.sigmoid(net(x)[:, 0])) / rows
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(scale * torch.log(share + 1e-3) + offset, target)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            scale * torch.log(share + SHARE_FLOOR) + offset, target
+        )
         loss = loss + WEIGHT_DECAY * sum((w**2).sum() for w in net.parameters())
         optimiser.zero_grad()
         loss.backward()
@@ -108,9 +111,9 @@ def fit(features: list[np.ndarray], truth: np.ndarray) -> PixelModel:
 
 
 def present_share(share: np.ndarray, truth: np.ndarray) -> float:
-    """The share from which a logistic regression on log(share + 0.001), fitted to the lesions' labels, gives
+    """The share from which a logistic regression on log(share + SHARE_FLOOR), fitted to the lesions' labels, gives
     a probability of present above one half."""
-    x = torch.tensor(np.log(share + 1e-3)[:, None], dtype=torch.float64)
+    x = torch.tensor(np.log(share + SHARE_FLOOR)[:, None], dtype=torch.float64)
     regression = torch.nn.Linear(1, 1).double()
     optimiser = torch.optim.LBFGS(regression.parameters(), max_iter=200)
     target = torch.tensor(truth, dtype=torch.float64)
@@ -123,7 +126,9 @@ def present_share(share: np.ndarray, truth: np.ndarray) -> float:
 
     optimiser.step(closure)
     slope, offset = regression.weight.item(), regression.bias.item()
-    return float(np.exp(-offset / slope) - 1e-3)
+    if slope <= 0:
+        raise SystemExit(f"the labels are not more likely with a larger share (slope {slope:.3f}): no threshold")
+    return float(np.exp(-offset / slope) - SHARE_FLOOR)
 
 
 def shares(model: PixelModel, features: list[np.ndarray]) -> np.ndarray:

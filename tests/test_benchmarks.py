@@ -70,6 +70,7 @@ SMOKE_TESTS = {
     "gpu_check.sh": ["test_gpu_check_sh_plumbing_with_a_stand_in_python"],
     "link_split.py": ["test_link_split"],
     "measure_derm7pt.py": ["test_measure_derm7pt"],
+    "measure_lesion_speed.py": ["test_measure_lesion_speed"],
     "measure_ham10000.py": ["test_measure_ham10000"],
     "measure_speed.py": ["test_measure_speed"],
     "precision.py": ["test_precision_table", "test_precision_agreement"],
@@ -302,6 +303,19 @@ def test_measure_derm7pt(tmp_path):
     report = json.loads(out.read_text())
     assert report["images"] == 8 and report["positives"]["white"] == report["positives"]["red"] == 4
     assert set(report["auc"]) >= {"white", "red", "blue_grey"} and len(report["count_spearman"]) == 3
+
+
+def test_measure_lesion_speed(tmp_path):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "speed.json"
+    for i in range(3):
+        write_pair(images / f"ISIC_{i:07d}.jpg", masks / f"ISIC_{i:07d}_segmentation.png", size=48, seed=i)
+    source = REPO / "src"
+    load("measure_lesion_speed").main(
+        args("--images", images, "--masks", masks, "--count", 3, "--rounds", 1, "--tree", source, "--json", out)
+    )
+    report = json.loads(out.read_text())
+    (figures,) = report["trees"].values()
+    assert report["images"] == 3 and figures["measure_lesion_ms"] > 0 and figures["measure_command_ms"] > 0
 
 
 def isic_jpegs(tmp_path, count: int) -> Path:

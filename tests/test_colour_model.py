@@ -1,5 +1,5 @@
-"""skinseg.measurement.colour_model: the learned per-pixel model of white, red and blue-grey, its features, its
-file, and how its probabilities are shared out with the other colours (colour.pixel_shares)."""
+"""skinseg.measurement.colour_model: the learned per-pixel model of white and red, its features, its file, and
+how its probabilities become the colour columns (colour.colour_fractions)."""
 
 from __future__ import annotations
 
@@ -98,11 +98,51 @@ def test_a_one_pixel_lesion_is_measured():
     assert rules == pytest.approx(1.0, abs=1e-3) and 0 <= row["colour_white"] <= 1 and 0 <= row["colour_red"] <= 1
 
 
-def test_a_large_lesions_features_are_of_evenly_spaced_pixels():
-    lesion = disc(40, size=100)
+def test_a_large_lesions_features_are_of_pixels_on_a_lattice():
+    lesion = disc(40, (50, 50), size=100)
     lab = np.random.default_rng(4).normal(50, 10, (100, 100, 3)).astype(np.float32)
     every = pixel_features(lab, lesion, lesion, most=None)
-    some = pixel_features(lab, lesion, lesion, most=1000)
-    step = -(-len(every) // 1000)
-    assert len(some) <= 1000 and np.array_equal(some, every[::step])
-    assert np.array_equal(pixel_features(lab, lesion, lesion), every[:: -(-len(every) // MODEL_PIXELS)])
+    some = pixel_features(lab, lesion, lesion, most=1000)  # 5,025 pixels: every third row and column
+    lattice = np.zeros_like(lesion)
+    lattice[::3, ::3] = True
+    assert len(some) == (lesion & lattice).sum() <= 1000
+    on_lattice = (lesion & lattice)[lesion]  # which of every's rows (row-major) lie on the lattice
+    assert np.array_equal(some[:, :3], every[on_lattice, :3]) and np.array_equal(some[:, 6:], every[on_lattice, 6:])
+    assert len(pixel_features(lab, lesion, lesion)) <= MODEL_PIXELS
+
+
+def test_a_lesion_filling_its_cut_is_deepest_in_the_middle():  # EDT of no background measured from nowhere
+    lab = np.full((21, 21, 3), 50.0, np.float32)
+    full = np.ones((21, 21), bool)
+    depth = pixel_features(lab, full, full, most=None)[:, FEATURES.index("depth")].reshape(21, 21)
+    assert depth[10, 10] == 1.0 and depth[0, 0] == depth[0, 20] == depth[20, 0] == pytest.approx(1 / 11)
+    assert np.allclose(depth, depth[::-1, ::-1])  # the cut's border is the edge all round
+
+
+def test_no_counted_pixel_is_refused():
+    lesion = disc(5, size=20)
+    with pytest.raises(ValueError, match="no pixel is counted"):
+        pixel_features(np.zeros((20, 20, 3), np.float32), lesion, np.zeros_like(lesion))
+
+
+def test_a_file_that_does_not_fit_the_features_is_refused(tmp_path):
+    model = random_model()
+    save_file({**model.tensors(), "feature_mean": np.zeros(3, np.float32)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match="`feature_mean` is"):
+        load_pixel_model(tmp_path / "bad.safetensors")
+    save_file({"feature_mean": np.zeros(8, np.float32)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a colour model"):
+        load_pixel_model(tmp_path / "other.safetensors")
+
+
+def test_the_fitting_features_are_those_measured():
+    from skinseg.measurement.lesion import lesion_colour_features
+
+    mask = disc(60)
+    image = paint([(mask, BROWN), (disc(20, (110, 130)), palette_srgb("red"))])
+    features = lesion_colour_features(image, mask)
+    assert features.shape[1] == len(FEATURES) and 0 < len(features) <= MODEL_PIXELS
+    p = bundled_pixel_model().probabilities(features)
+    assert measure_lesion(image, mask)["colour_red"] == pytest.approx(
+        float(p[:, LEARNED.index("red")].mean()), abs=1e-4
+    )

@@ -43,6 +43,7 @@ def test_the_wheel_alone_segments_the_samples_with_the_bundled_model(tmp_path):
         metadata = archive.read(f"{DISTRIBUTION.replace('-', '_')}-{__version__}.dist-info/METADATA").decode()
         entry_points = archive.read(f"{DISTRIBUTION.replace('-', '_')}-{__version__}.dist-info/entry_points.txt")
     assert "skinseg/assets/skinseg-isic2018.safetensors" in names
+    assert "skinseg/assets/colour-pixels.safetensors" in names  # measure's learned white and red
     assert f"Name: {DISTRIBUTION}\n" in metadata and "skinseg = skinseg.cli:main" in entry_points.decode()
     assert not any(name.startswith(("tests/", "benchmarks/", "samples/")) for name in names)
     assert (

@@ -13,6 +13,7 @@ Plain numpy at run time; the weights are a safetensors file in skinseg's assets.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from importlib import resources
 
@@ -26,27 +27,36 @@ from scipy import ndimage
 LEARNED = ("white", "red")
 # lightness, a, b: CIELAB after normalisation against the skin; *_from_lesion: the same minus the median of the
 # lesion's pixels; texture: the local standard deviation of lightness over TEXTURE_WINDOW pixels; depth: the
-# distance to the lesion's edge over the largest such distance in the lesion (0-1).
+# distance to the nearest pixel outside the lesion in the cut (to the cut's border where the lesion fills it) over
+# the largest such distance in the lesion (0-1).
 FEATURES = ("lightness", "a", "b", "lightness_from_lesion", "a_from_lesion", "b_from_lesion", "texture", "depth")
 TEXTURE_WINDOW = 5  # px, with the lesion at most 128 px across (measurement.lesion.COLOUR_DIAMETER)
 WEIGHTS_FILE = "colour-pixels.safetensors"
-MODEL_PIXELS = 1024  # the learned shares are means over at most this many of the lesion's pixels, evenly spaced
+MODEL_PIXELS = 1024  # the learned shares are means over at most this many of the lesion's pixels, on a lattice
 
 
 def pixel_features(
     lab: np.ndarray, lesion: np.ndarray, counted: np.ndarray, most: int | None = MODEL_PIXELS
 ) -> np.ndarray:
     """The FEATURES (float32, (n, len(FEATURES))) of the `counted` pixels (bool, (h, w); within `lesion`) of a
-    CIELAB cut of the lesion (h, w, 3), in row-major order; of every k-th of them where there are more than
-    MODEL_PIXELS (the model's cost is per pixel; a mean over 1024 evenly spaced pixels is within a fraction of a
-    percent of the mean over all)."""
+    CIELAB cut of the lesion (h, w, 3), in row-major order. Where there are more than `most` (MODEL_PIXELS; None:
+    no limit), of those on a square lattice that leaves at most `most` (the model's cost is per pixel, and a mean
+    over 1024 pixels spread over the lesion is within a fraction of a percent of the mean over all)."""
+    if not counted.any():
+        raise ValueError("no pixel is counted: the lesion's colours need at least one")
     lightness = lab[..., 0]
     mean = ndimage.uniform_filter(lightness, TEXTURE_WINDOW)
     texture = np.sqrt(np.maximum(ndimage.uniform_filter(lightness * lightness, TEXTURE_WINDOW) - mean * mean, 0.0))
-    depth = ndimage.distance_transform_edt(lesion)
+    filled = bool(lesion.all())  # no pixel outside the lesion: EDT would measure from nowhere; the border is the edge
+    depth = ndimage.distance_transform_edt(np.pad(lesion, 1) if filled else lesion)
+    depth = depth[1:-1, 1:-1] if filled else depth
     depth /= max(float(depth.max()), 1.0)
+    step = 1 if most is None else math.ceil(math.sqrt(counted.sum() / most))
+    if step > 1:
+        lattice = np.zeros_like(counted)
+        lattice[::step, ::step] = True
+        counted = counted & lattice if (counted & lattice).any() else counted
     where = np.flatnonzero(counted)
-    where = where[:: 1 if most is None else -(-len(where) // most)]
     pixels = lab.reshape(-1, 3)[where]
     columns = [pixels, pixels - np.median(pixels, axis=0), texture.ravel()[where, None], depth.ravel()[where, None]]
     return np.concatenate(columns, axis=1).astype(np.float32)
@@ -92,9 +102,28 @@ class PixelModel:
 
 
 def load_pixel_model(path) -> PixelModel:
-    """A PixelModel from a safetensors file of its tensors (PixelModel.tensors)."""
+    """A PixelModel from a safetensors file of its tensors (PixelModel.tensors); a file whose tensors do not fit
+    FEATURES and LEARNED is refused with a ValueError naming the tensor."""
     tensors = load_file(str(path))
-    return PixelModel(**{name: tensors[name].astype(np.float32) for name in PixelModel.__dataclass_fields__})
+    missing = [name for name in PixelModel.__dataclass_fields__ if name not in tensors]
+    if missing:
+        raise ValueError(f"{path}: not a colour model, it lacks {', '.join(missing)}")
+    model = PixelModel(**{name: tensors[name].astype(np.float32) for name in PixelModel.__dataclass_fields__})
+    colours, features = len(LEARNED), len(FEATURES)
+    expected = {
+        "feature_mean": (features,),
+        "feature_scale": (features,),
+        "hidden_weight": (colours, None, features, None),
+        "hidden_bias": (colours, None, None),
+        "out_weight": (colours, None, None),
+        "out_bias": (colours, None),
+        "present_share": (colours,),
+    }
+    for name, shape in expected.items():
+        actual = getattr(model, name).shape
+        if len(actual) != len(shape) or any(e is not None and e != a for e, a in zip(shape, actual, strict=True)):
+            raise ValueError(f"{path}: `{name}` is {actual}, expected {shape} (None: any)")
+    return model
 
 
 @functools.cache

@@ -98,19 +98,18 @@ def colour_pixels(
 
 
 def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
-    """The colour columns: white, red and blue-grey by the learned pixel model, the rest by colour.py's names."""
+    """The colour columns: white and red by the learned pixel model, the rest by colour.py's rules."""
     lab, _, counted, features = colour_pixels(image, mask, sizes, skin)
     return colour_fractions(lab[counted], bundled_pixel_model().probabilities(features))
 
 
-def lesion_colour_pixels(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The CIELAB colours (n, 3) and colour_model FEATURES of the pixels whose colours measure_lesion names,
-    for fitting the learned colour model (scripts/fit_colour_model.py)."""
+def lesion_colour_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The colour_model FEATURES of the pixels on which measure_lesion runs the learned colour model, as it does
+    (for fitting that model: scripts/fit_colour_model.py)."""
     mask = _checked(image, mask)
     sizes = shape_measures(mask, connected_parts=False)
     cut, small, diameter = _work_area(image, mask, sizes)
-    lab, _, counted, features = colour_pixels(image, mask, sizes, _skin(cut, small, diameter))
-    return lab[counted], features
+    return colour_pixels(image, mask, sizes, _skin(cut, small, diameter))[3]
 
 
 def _skin(cut: np.ndarray, small: np.ndarray, diameter: float) -> np.ndarray:
