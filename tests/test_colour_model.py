@@ -82,12 +82,26 @@ def test_the_bundled_model_gives_a_probability_of_each_learned_colour():
 def test_white_and_red_are_the_learned_mean_and_the_others_the_rules_fractions():
     lab = np.array([[55.0, 18.0, 26.0], [55.0, 18.0, 26.0], [70.0, 9.0, 9.0], [12.0, 3.0, 3.0]])  # 2 light brown
     learned = np.array([[0.2, 0.1], [0.6, 0.3], [0.0, 0.0], [0.0, 0.2]])
-    row = colour_fractions(lab, learned)
+    row = colour_fractions(lab, learned, lab)
     assert (row["colour_white"], row["colour_red"]) == pytest.approx((0.2, 0.15))
     assert (row["colour_light_brown"], row["colour_black"], row["colour_skin"]) == (0.5, 0.25, 0.25)
     present = present_shares()
     expected = sum(row[f"colour_{name}"] >= present[name] for name in COLOUR_NAMES)
     assert row["colour_count"] == expected == 4  # white and red over the bundled model's shares (3% and 10%)
+
+
+def test_a_pixel_the_rules_call_skin_is_not_red_but_may_be_white():
+    skin = np.array([[70.0, 9.0, 9.0], [55.0, 18.0, 26.0]])  # the normalised skin, and a light brown
+    row = colour_fractions(skin, np.array([[0.4, 0.5], [0.2, 0.3]]), skin)
+    assert row["colour_red"] == pytest.approx(0.15) and row["colour_white"] == pytest.approx(0.3)
+
+
+def test_a_mask_over_plain_skin_has_no_red():  # it had 9-15%, counted (a trial of 2026-12-07)
+    image = paint([], noise=6.0, seed=5)
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[60:180, 50:170] = True
+    row = measure_lesion(image, mask)
+    assert row["colour_skin"] > 0.8 and row["colour_red"] < present_shares()["red"] / 2  # far from counting
 
 
 def test_a_one_pixel_lesion_is_measured():

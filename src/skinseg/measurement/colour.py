@@ -170,11 +170,18 @@ def present_shares() -> dict[str, float]:
     return {name: shares[name] for name in COLOUR_NAMES}
 
 
-def colour_fractions(lab: np.ndarray, learned: np.ndarray) -> dict[str, float]:
+NOT_ON_SKIN = ("red",)  # a pixel the rules call skin has none of these learned colours (red is redder than the
+# skin; white may be as close to it as a scar is): without it, a mask drawn over plain skin counted red
+
+
+def colour_fractions(lab: np.ndarray, learned: np.ndarray, learned_lab: np.ndarray) -> dict[str, float]:
     """The fraction of the lesion's counted pixels (CIELAB, (n, 3); hairs and glare left out) given each colour,
     how many of the six cover at least their present_shares of it, and the fraction named skin. White's and red's
-    fractions are the mean of the learned model's probabilities `learned` (n, len(LEARNED))."""
+    fractions are the mean of the learned model's probabilities `learned` (m, len(LEARNED)) of the pixels it ran
+    on (CIELAB `learned_lab`, (m, 3)), those the rules call skin counting as none of NOT_ON_SKIN."""
     *fractions, skin = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1) / max(1, len(lab))
+    on_skin = nearest_colours(learned_lab) == len(COLOUR_NAMES)
+    learned = np.where(on_skin[:, None] & np.isin(LEARNED, NOT_ON_SKIN), 0.0, learned)
     named = dict(zip(COLOUR_NAMES, fractions, strict=True))
     named.update(zip(LEARNED, learned.mean(0) if len(learned) else np.zeros(len(LEARNED)), strict=True))
     result: dict[str, float] = {f"colour_{name}": round(float(f), 4) for name, f in named.items()}

@@ -20,7 +20,7 @@ from skinseg.measurement.colour import (
     skin_colour,
     skin_ring,
 )
-from skinseg.measurement.colour_model import bundled_pixel_model, pixel_features
+from skinseg.measurement.colour_model import FEATURES, bundled_pixel_model, pixel_features
 from skinseg.measurement.hair import hair_mask
 from skinseg.measurement.shape import shape_measures
 
@@ -100,7 +100,8 @@ def colour_pixels(
 def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
     """The colour columns: white and red by the learned pixel model, the rest by colour.py's rules."""
     lab, _, counted, features = colour_pixels(image, mask, sizes, skin)
-    return colour_fractions(lab[counted], bundled_pixel_model().probabilities(features))
+    learned_lab = features[:, [FEATURES.index(name) for name in ("lightness", "a", "b")]].astype(np.float64)
+    return colour_fractions(lab[counted], bundled_pixel_model().probabilities(features), learned_lab)
 
 
 def lesion_colour_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
