@@ -27,6 +27,7 @@ from skinseg.measurement.colour import (
     TABLE_COLOURS,
     nearest_colours,
     normalised_lab,
+    off_skin,
     present_shares,
     skin_colour,
     skin_ring,
@@ -57,7 +58,8 @@ def colour_map(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     left_out = left_out_map[lesion]
     counted = lesion & ~left_out_map
     learned = np.zeros((lesion.sum(), len(LEARNED)))
-    learned[~left_out] = bundled_pixel_model().probabilities(pixel_features(lab, lesion, counted, most=None))
+    probabilities = bundled_pixel_model().probabilities(pixel_features(lab, lesion, counted, most=None))
+    learned[~left_out] = off_skin(probabilities, lab[counted])  # as the columns take them
     likely = learned.max(1) >= LEARNED_SHOWN
     names[likely] = np.array([COLOUR_NAMES.index(n) for n in LEARNED])[learned.argmax(1)[likely]]
     swatches = np.array([*TABLE_COLOURS.values(), SKIN_SHOWN, LEFT_OUT_SHOWN])

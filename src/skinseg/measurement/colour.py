@@ -174,14 +174,20 @@ NOT_ON_SKIN = ("red",)  # a pixel the rules call skin has none of these learned 
 # skin; white may be as close to it as a scar is): without it, a mask drawn over plain skin counted red
 
 
+def off_skin(learned: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """The learned model's probabilities (n, len(LEARNED)) of pixels of CIELAB `lab` (n, 3), with those of
+    NOT_ON_SKIN 0 where the rules call the pixel skin."""
+    on_skin = nearest_colours(lab) == len(COLOUR_NAMES)
+    return np.where(on_skin[:, None] & np.isin(LEARNED, NOT_ON_SKIN), 0.0, learned)
+
+
 def colour_fractions(lab: np.ndarray, learned: np.ndarray, learned_lab: np.ndarray) -> dict[str, float]:
     """The fraction of the lesion's counted pixels (CIELAB, (n, 3); hairs and glare left out) given each colour,
     how many of the six cover at least their present_shares of it, and the fraction named skin. White's and red's
     fractions are the mean of the learned model's probabilities `learned` (m, len(LEARNED)) of the pixels it ran
-    on (CIELAB `learned_lab`, (m, 3)), those the rules call skin counting as none of NOT_ON_SKIN."""
+    on (CIELAB `learned_lab`, (m, 3)), taken off_skin."""
     *fractions, skin = np.bincount(nearest_colours(lab), minlength=len(COLOUR_NAMES) + 1) / max(1, len(lab))
-    on_skin = nearest_colours(learned_lab) == len(COLOUR_NAMES)
-    learned = np.where(on_skin[:, None] & np.isin(LEARNED, NOT_ON_SKIN), 0.0, learned)
+    learned = off_skin(learned, learned_lab)
     named = dict(zip(COLOUR_NAMES, fractions, strict=True))
     named.update(zip(LEARNED, learned.mean(0) if len(learned) else np.zeros(len(LEARNED)), strict=True))
     result: dict[str, float] = {f"colour_{name}": round(float(f), 4) for name, f in named.items()}

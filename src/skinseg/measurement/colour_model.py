@@ -55,7 +55,8 @@ def pixel_features(
     if step > 1:
         lattice = np.zeros_like(counted)
         lattice[::step, ::step] = True
-        counted = counted & lattice if (counted & lattice).any() else counted
+        on_lattice = counted & lattice
+        counted = on_lattice if on_lattice.any() else counted
     where = np.flatnonzero(counted)
     pixels = lab.reshape(-1, 3)[where]
     columns = [pixels, pixels - np.median(pixels, axis=0), texture.ravel()[where, None], depth.ravel()[where, None]]
@@ -85,13 +86,13 @@ class PixelModel:
         blocks = colours * members
         second = np.zeros((blocks * hidden, blocks), np.float32)
         second[np.arange(blocks * hidden), np.repeat(np.arange(blocks), hidden)] = self.out_weight.reshape(-1)
-        return first / self.feature_scale[:, None], self.hidden_bias.reshape(-1), second, self.out_bias.reshape(-1)
+        first = (first / self.feature_scale[:, None]).astype(np.float32)
+        return first, self.hidden_bias.reshape(-1), second, self.out_bias.reshape(-1)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Each pixel's probability (n, len(LEARNED)) of each LEARNED colour."""
         first, first_bias, second, second_bias = self._layers
-        shifted = (features - self.feature_mean).astype(np.float32)
-        hidden = np.tanh(shifted @ first.astype(np.float32) + first_bias)
+        hidden = np.tanh((features - self.feature_mean) @ first + first_bias)
         logits = hidden @ second + second_bias
         probability = 1.0 / (1.0 + np.exp(-logits))
         return probability.reshape(len(features), *self.out_bias.shape).mean(-1)

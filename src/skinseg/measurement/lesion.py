@@ -82,11 +82,11 @@ def _work_area(
 
 def colour_pixels(
     image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The lesion where colours are named: a cut of it COLOUR_DIAMETER pixels across (the hair filter's scale;
     on derm7pt's calibrate part 192 px named colours no better, at about 1.3 times the cost), normalised against
-    `skin` (linear RGB). Returns the cut's CIELAB (h, w, 3), the lesion in it, the pixels counted (the lesion
-    without hairs and glare, unless that leaves none) and their colour_model FEATURES."""
+    `skin` (linear RGB). Returns the cut's CIELAB (h, w, 3), the pixels counted (the lesion without hairs and
+    glare, unless that leaves none) and their colour_model FEATURES."""
     cut, lesion, _ = _work_area(image, mask, sizes, COLOUR_DIAMETER, enlarge=False, margin=COLOUR_MARGIN)
     lab = lab_of_pixels(cut.reshape(-1, 3), skin).reshape(cut.shape)
     glare = (cut[..., 0] >= GLARE_SRGB) & (cut[..., 1] >= GLARE_SRGB) & (cut[..., 2] >= GLARE_SRGB)
@@ -94,12 +94,12 @@ def colour_pixels(
     counted = lesion & ~(hair_mask(brightest) | glare)
     if not counted.any():  # all hair or glare: better its colours than none
         counted = lesion
-    return lab, lesion, counted, pixel_features(lab, lesion, counted)
+    return lab, counted, pixel_features(lab, lesion, counted)
 
 
 def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
     """The colour columns: white and red by the learned pixel model, the rest by colour.py's rules."""
-    lab, _, counted, features = colour_pixels(image, mask, sizes, skin)
+    lab, counted, features = colour_pixels(image, mask, sizes, skin)
     learned_lab = features[:, [FEATURES.index(name) for name in ("lightness", "a", "b")]].astype(np.float64)
     return colour_fractions(lab[counted], bundled_pixel_model().probabilities(features), learned_lab)
 
@@ -110,7 +110,7 @@ def lesion_colour_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     mask = _checked(image, mask)
     sizes = shape_measures(mask, connected_parts=False)
     cut, small, diameter = _work_area(image, mask, sizes)
-    return colour_pixels(image, mask, sizes, _skin(cut, small, diameter))[3]
+    return colour_pixels(image, mask, sizes, _skin(cut, small, diameter))[2]
 
 
 def _skin(cut: np.ndarray, small: np.ndarray, diameter: float) -> np.ndarray:
