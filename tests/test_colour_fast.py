@@ -1,5 +1,5 @@
 """Issue #34: the faster paths of the colour measurement give what the plain ones give: CIELAB by a cube-root
-lookup, and the hair filter's opening and widening as separable filters."""
+lookup, and the hair filter's closing, opening and widening as separable filters of numpy's minimum and maximum."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from skinseg.measurement.colour import LINEAR, SKIN_LINEAR, lab_of_pixels, normalised_lab
-from skinseg.measurement.hair import CLOSING, DARKER, LONG, RELATIVE, THIN, hair_mask
+from skinseg.measurement.hair import CLOSING, DARKER, LONG, RELATIVE, THIN, hair_mask, window_extreme
 
 
 def test_lab_by_lookup_is_within_a_tenth_of_the_exact_one():
@@ -44,3 +44,14 @@ def test_the_hair_mask_is_the_one_of_binary_opening_and_dilation():
     found = hair_mask(value)
     assert found.sum() > 300 and not found[100, 40]
     assert np.array_equal(found, plain_hair_mask(value))
+
+
+def test_window_extremes_are_scipys_one_dimensional_filters():
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 256, (37, 41)).astype(np.uint8)
+    scipy_filter = {np.minimum: ndimage.minimum_filter1d, np.maximum: ndimage.maximum_filter1d}
+    for size in (1, 2, 3, 4, 5, 8, 9, 13):
+        for origin in {0, -(1 - size % 2)}:
+            for pick, border, axis in ((np.minimum, "reflect", 0), (np.maximum, "constant", 1)):
+                expected = scipy_filter[pick](values, size, axis, mode=border, cval=0, origin=origin)
+                assert np.array_equal(window_extreme(values, size, axis, pick, border, origin), expected)

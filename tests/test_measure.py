@@ -83,6 +83,20 @@ def test_images_without_a_mask_or_with_one_of_another_size_are_reported_and_the_
     assert [p.name for p in result.unmatched_masks] == ["stray_segmentation.png"]
 
 
+def test_given_masks_measured_in_threads_keep_the_images_order(tmp_path, monkeypatch):
+    monkeypatch.setattr("skinseg.inference.measure.thread_count", lambda: 3)
+    names = tuple("abcdefgh")
+    images, masks = lesion_files(tmp_path, names=names)
+    for name in "cf":  # fail, between images that do not
+        Image.fromarray(np.zeros((10, 12), np.uint8)).save(masks / f"{name}_segmentation.png")
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv"))
+    assert [row["id"] for row in result.rows] == ["a", "b", "d", "e", "g", "h"]
+    assert [path.name for path, _ in result.failed] == ["c.png", "f.png"]
+    with open(tmp_path / "m.csv", newline="") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == ["a", "b", "d", "e", "g", "h"]
+    assert [row["area_px"] for row in result.rows[:2]] == [disc(30).sum(), disc(50).sum()]
+
+
 def test_outputs_follow_the_rules_of_every_command(tmp_path):
     images, masks = lesion_files(tmp_path, names=("a",))
     (tmp_path / "m.csv").write_text("mine\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Progress, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
+from skinseg.runtime.threads import in_order, thread_count
 
 # Every column of a row: the measurements, then where the image and its mask came from.
 ROW_COLUMNS = (*MEASURE_COLUMNS, "image", "mask")
@@ -94,28 +95,37 @@ def _measured_before(config: MeasureConfig) -> dict[Path, set[str]]:
     return {path: {str(row.get("id")) for row in rows_of(path, ROW_COLUMNS, what)} for path, what in files}
 
 
-def _given_masks(plan: MeasurePlan, result: MeasureResult) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    """(image path, image, mask) for each image whose image and mask can be read, whose mask is binary (a photo
-    given as a mask would be measured as whatever its grey values say) and agrees with it in size."""
-    for source in plan.images:
-        mask_path = plan.masks[source]
-        if os.path.realpath(mask_path) == os.path.realpath(source):
-            result.failed.append((source, "is its own mask in `masks`: give the folder of its masks"))
-            continue
-        try:
-            image, grey = load_rgb(source), read_mask_grey(mask_path)
-        except SkinsegError as exc:
-            result.failed.append((source, str(exc)))
-            continue
-        if (problem := not_binary(grey)) is not None:
-            result.failed.append((source, f"{mask_path}: {problem}"))
-            continue
-        mask = binarise(grey)
-        if image.shape[:2] != mask.shape:
-            size = f"{mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
-            result.failed.append((source, f"its mask {mask_path} is {size}"))
-            continue
-        yield source, image, mask
+def _given_lesion(source: Path, mask_path: Path, pixel_size: float | None) -> tuple[np.ndarray, np.ndarray, dict] | str:
+    """The image, its given mask and its measurements; or why it cannot be measured: the image or mask cannot be
+    read, the mask is not binary (a photo given as a mask would be measured as whatever its grey values say) or
+    does not agree with the image in size."""
+    if os.path.realpath(mask_path) == os.path.realpath(source):
+        return "is its own mask in `masks`: give the folder of its masks"
+    try:
+        image, grey = load_rgb(source), read_mask_grey(mask_path)
+    except SkinsegError as exc:
+        return str(exc)
+    if (problem := not_binary(grey)) is not None:
+        return f"{mask_path}: {problem}"
+    mask = binarise(grey)
+    if image.shape[:2] != mask.shape:
+        return f"its mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
+    measures = _measures_or_why(image, mask, pixel_size=pixel_size)
+    return measures if isinstance(measures, str) else (image, mask, measures)
+
+
+def _given_lesions(plan: MeasurePlan, result: MeasureResult, pixel_size: float | None) -> Generator[tuple]:
+    """(image path, image, mask, measurements) for each image with a given mask, read and measured in threads
+    (the two cores measure about 1.1 times as many images as one; decoding overlaps measuring); the others go to
+    `result.failed`, in the images' order."""
+    outcomes = in_order(
+        lambda source: _given_lesion(source, plan.masks[source], pixel_size), plan.images, thread_count()
+    )
+    for source, outcome in zip(plan.images, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.failed.append((source, outcome))
+        else:
+            yield source, *outcome
 
 
 def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) -> MeasureResult:
@@ -166,23 +176,25 @@ def _measure_planned(config: MeasureConfig, plan: MeasurePlan, result: MeasureRe
             write_page(config.report, page, config.overwrite or config.skip_existing)
 
 
-def _measured(source: Path, result: MeasureResult, image, mask, **options) -> dict | None:
-    """measure_lesion of one image; None, with the image in `result.failed`, where it fails: the batch goes on."""
+def _measures_or_why(image: np.ndarray, mask: np.ndarray, **options) -> dict | str:
+    """measure_lesion of one image, or why it failed: the batch goes on."""
     try:
         return measure_lesion(image, mask, **options)
     except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
-        result.failed.append((source, f"could not be measured: {type(exc).__name__}: {exc}"))
-        return None
+        return f"could not be measured: {type(exc).__name__}: {exc}"
+
+
+def _failed(source: Path, result: MeasureResult, measures: dict | str) -> bool:
+    """Whether `measures` is why the image failed; it is then in `result.failed`."""
+    if isinstance(measures, str):
+        result.failed.append((source, measures))
+    return isinstance(measures, str)
 
 
 def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, stack: contextlib.ExitStack):
     """The facts of what the masks are, and (image path, image, mask, measurements) for each image measured."""
     if config.masks is not None:
-        measured = (
-            (source, image, mask, measures)
-            for source, image, mask in _given_masks(plan, result)
-            if (measures := _measured(source, result, image, mask, pixel_size=config.pixel_size)) is not None
-        )
+        measured = stack.enter_context(contextlib.closing(_given_lesions(plan, result, config.pixel_size)))
         return [("masks", str(config.masks))], measured
     from skinseg.inference.pipeline import segmented_images
     from skinseg.inference.segmenter import segmenter_for
@@ -195,7 +207,7 @@ def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, st
     measured = (
         (source, image, mask, measures)
         for source, image, prob, mask, _ in segmented
-        if (measures := _measured(source, result, image, mask, probability=prob, **options)) is not None
+        if not _failed(source, result, measures := _measures_or_why(image, mask, probability=prob, **options))
     )
     model_name = str(config.run.model) if config.run.model else None
     return [("masks", "the model's"), *segmenter.facts(model_name)], measured

@@ -1,0 +1,47 @@
+"""Work on many items in a few threads, the results in the items' order."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+MAX_THREADS = 4  # numpy and PIL let go of the GIL for their large steps only: more threads than this win nothing
+AHEAD = 2  # items started per thread before the caller takes the first result
+
+
+def thread_count() -> int:
+    """The threads for work that is partly numpy and partly Python: one per core, at most MAX_THREADS."""
+    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+
+
+def in_order(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Iterator[Result]:
+    """function(item) for each item, computed in `threads` threads, yielded in the items' order; at most
+    AHEAD * threads items are started and not yet taken, so that a long list does not fill the memory. An error
+    in function reaches the caller at its item. Leaving early (an error, Ctrl-C, a caller that stops) waits for the
+    items being computed and starts no more."""
+    if threads <= 1:
+        yield from map(function, items)
+        return
+    pending: deque[Future[Result]] = deque()
+    remaining = iter(items)
+    with ThreadPoolExecutor(threads, thread_name_prefix="skinseg-work") as pool:
+        try:
+            for item in remaining:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= AHEAD * threads:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                for item in remaining:  # one started for each one taken
+                    pending.append(pool.submit(function, item))
+                    break
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,60 @@
+"""runtime.threads.in_order: results in the items' order, a bounded number started ahead, errors at their item."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from skinseg.runtime.threads import AHEAD, in_order, thread_count
+
+
+def test_results_come_in_the_items_order_whatever_order_they_finish_in():
+    def slow_first(n: int) -> int:
+        time.sleep(0.02 if n % 3 == 0 else 0.0)
+        return n * n
+
+    assert list(in_order(slow_first, range(20), threads=3)) == [n * n for n in range(20)]
+    assert list(in_order(slow_first, range(5), threads=1)) == [0, 1, 4, 9, 16]
+
+
+def test_no_more_than_ahead_per_thread_are_started_before_the_first_is_taken():
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def record(n: int) -> int:
+        with lock:
+            started.append(n)
+        return n
+
+    results = in_order(record, range(100), threads=2)
+    assert next(results) == 0
+    time.sleep(0.05)
+    assert len(started) <= AHEAD * 2 + 1
+    results.close()  # leaving early starts no more
+    count = len(started)
+    time.sleep(0.05)
+    assert len(started) == count < 100
+
+
+def test_an_error_reaches_the_caller_at_its_item():
+    def fails_at_three(n: int) -> int:
+        if n == 3:
+            raise ValueError("three")
+        return n
+
+    taken = []
+    with pytest.raises(ValueError, match="three"):
+        for value in in_order(fails_at_three, range(10), threads=2):
+            taken.append(value)
+    assert taken == [0, 1, 2]
+
+
+def test_one_thread_per_core_up_to_the_limit(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert thread_count() == 2
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert thread_count() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert 1 < thread_count() < 64
