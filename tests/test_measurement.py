@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from lesions import SIZE, disc, ellipse, grid, l_shape, paint, palette_srgb
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
@@ -325,3 +326,26 @@ def test_a_pale_scar_is_white_and_a_glare_spot_is_not():
 )
 def test_each_colour_is_named_where_it_lies(lab, expected):
     assert COLOUR_NAMES[nearest_colours(np.array([lab]))[0]] == expected
+
+
+def test_the_folds_by_flat_index_are_those_by_row_and_column():
+    from skinseg.measurement.asymmetry import COLOUR_STEP, STRUCTURE_STEP, folds
+
+    rng = np.random.default_rng(3)
+    mask = ndimage.binary_opening(rng.random((50, 60)) > 0.3)
+    lab = rng.normal(50, 15, (50, 60, 3)).astype(np.float32)
+    texture = rng.normal(5, 3, (50, 60)).astype(np.float32)
+    angles = np.linspace(0, np.pi, 8, endpoint=False)
+    ys, xs = np.nonzero(mask)
+    c, s = np.cos(2 * angles)[:, None], np.sin(2 * angles)[:, None]
+    mx = np.rint(xs.mean() + c * (xs - xs.mean()) + s * (ys - ys.mean())).astype(np.intp)
+    my = np.rint(ys.mean() + s * (xs - xs.mean()) - c * (ys - ys.mean())).astype(np.intp)
+    inside = (mx >= 0) & (mx < 60) & (my >= 0) & (my < 50)
+    my, mx = my.clip(0, 49), mx.clip(0, 59)
+    both = inside & mask[my, mx]
+    colour = (((lab[ys, xs][None] - lab[my, mx]) ** 2).sum(-1) > COLOUR_STEP**2) & both
+    structure = (np.abs(texture[ys, xs][None] - texture[my, mx]) > STRUCTURE_STEP) & both
+    found = folds(mask, lab, texture, angles)
+    assert np.array_equal(found["shape"], 1.0 - both.sum(1) / len(ys))
+    assert np.array_equal(found["colour"], colour.sum(1) / np.maximum(1, both.sum(1)))
+    assert np.array_equal(found["structure"], structure.sum(1) / np.maximum(1, both.sum(1)))

@@ -39,17 +39,22 @@ def principal_angle(mask: np.ndarray) -> float:
 
 def folds(mask: np.ndarray, lab: np.ndarray, texture: np.ndarray, angles: np.ndarray) -> dict[str, np.ndarray]:
     """The shape, colour and structure asymmetry about the axes through the mask's centre at `angles` (radians,
-    from the x axis): one value per angle each."""
+    from the x axis): one value per angle each. Pixels are addressed by their flat index (one gather instead of
+    two per map)."""
     ys, xs = np.nonzero(mask)
     dx, dy = xs - xs.mean(), ys - ys.mean()
     c, s = np.cos(2 * angles)[:, None], np.sin(2 * angles)[:, None]
     mx = np.rint(xs.mean() + c * dx + s * dy).astype(np.intp)  # (angles, pixels): each pixel's mirror point
     my = np.rint(ys.mean() + s * dx - c * dy).astype(np.intp)
-    inside = (mx >= 0) & (mx < mask.shape[1]) & (my >= 0) & (my < mask.shape[0])
-    my, mx = my.clip(0, mask.shape[0] - 1), mx.clip(0, mask.shape[1] - 1)
-    both = inside & mask[my, mx]
-    colour_apart = ((lab[ys, xs][None] - lab[my, mx]) ** 2).sum(-1) > COLOUR_STEP**2
-    texture_apart = np.abs(texture[ys, xs][None] - texture[my, mx]) > STRUCTURE_STEP
+    height, width = mask.shape
+    inside = (mx >= 0) & (mx < width) & (my >= 0) & (my < height)
+    mirror = my.clip(0, height - 1) * width + mx.clip(0, width - 1)
+    here = ys * width + xs
+    both = inside & mask.ravel()[mirror]
+    squared = sum((channel[here][None] - channel[mirror]) ** 2 for channel in lab.reshape(-1, 3).T)
+    colour_apart = squared > COLOUR_STEP**2
+    flat_texture = texture.ravel()
+    texture_apart = np.abs(flat_texture[here][None] - flat_texture[mirror]) > STRUCTURE_STEP
     pairs = np.maximum(1, both.sum(1))
     return {
         "shape": 1.0 - both.sum(1) / len(ys),
