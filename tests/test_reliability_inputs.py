@@ -501,3 +501,42 @@ def test_issue_33_a_manifest_of_another_shape_beside_the_arrays_is_named(prepare
     (broken / MANIFEST).write_text(text)
     with pytest.raises(SkinsegError, match=r"damaged prepared set: manifest.json is not a skinseg manifest: prepare"):
         split_pairs(broken, "test")
+
+
+def test_two_threads_opening_images_over_the_size_limit_both_refuse_them(tmp_path, monkeypatch):
+    """Opening set a warnings filter that two threads restored over each other: the second image was decoded."""
+    import threading
+    import time
+    import warnings
+
+    from PIL import Image as PILImage
+
+    from skinseg.data import images as images_module
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 3000)  # 4096 pixels: over the limit, under twice it
+    real_open = PILImage.open
+
+    def slow_open(*args, **kwargs):
+        time.sleep(0.1)  # the two threads' opening overlaps
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(images_module.Image, "open", slow_open)
+    filters_before = list(warnings.filters)
+    outcomes: list[str] = []
+
+    def load() -> None:
+        try:
+            images_module.load_rgb(tmp_path / "big.png")
+            outcomes.append("decoded")
+        except SkinsegError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.03)
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 2 and all("too large" in outcome for outcome in outcomes), outcomes
+    assert warnings.filters == filters_before

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from skinseg.runtime.threads import AHEAD, in_order, thread_count
+from skinseg.runtime.threads import AHEAD, MAX_THREADS, in_order, thread_count
 
 
 def test_results_come_in_the_items_order_whatever_order_they_finish_in():
@@ -52,9 +52,10 @@ def test_an_error_reaches_the_caller_at_its_item():
 
 
 def test_one_thread_per_core_up_to_the_limit(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert thread_count() == 2
+    for cores, expected in ((2, 2), (1, 1), (64, MAX_THREADS)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _, n=cores: set(range(n)), raising=False)
+        monkeypatch.setattr("os.cpu_count", lambda n=cores: n)
+        assert thread_count() == expected
+    monkeypatch.delattr("os.sched_getaffinity", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: None)
     assert thread_count() == 1
-    monkeypatch.setattr("os.cpu_count", lambda: 64)
-    assert 1 < thread_count() < 64

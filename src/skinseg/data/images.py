@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from skinseg.errors import SkinsegError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+# warnings.catch_warnings saves and restores the process's filters: two threads opening images at once (segment's
+# and measure's pools) would restore each other's, and an image over the limit would be decoded. Opening reads
+# only the header, so one at a time costs nothing.
+_OPENING = threading.Lock()
 
 
 def _open(path: Path) -> Image.Image:
@@ -19,7 +24,7 @@ def _open(path: Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise SkinsegError("empty file (0 bytes)", path)
     try:
-        with warnings.catch_warnings():
+        with _OPENING, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
         return image

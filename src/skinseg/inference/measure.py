@@ -118,14 +118,13 @@ def _given_lesions(plan: MeasurePlan, result: MeasureResult, pixel_size: float |
     """(image path, image, mask, measurements) for each image with a given mask, read and measured in threads
     (the two cores measure about 1.1 times as many images as one; decoding overlaps measuring); the others go to
     `result.failed`, in the images' order."""
-    outcomes = in_order(
-        lambda source: _given_lesion(source, plan.masks[source], pixel_size), plan.images, thread_count()
-    )
-    for source, outcome in zip(plan.images, outcomes, strict=True):
-        if isinstance(outcome, str):
-            result.failed.append((source, outcome))
-        else:
-            yield source, *outcome
+    work = in_order(lambda source: _given_lesion(source, plan.masks[source], pixel_size), plan.images, thread_count())
+    with contextlib.closing(work) as outcomes:  # closed with this generator: no more images started
+        for source, outcome in zip(plan.images, outcomes, strict=True):
+            if isinstance(outcome, str):
+                result.failed.append((source, outcome))
+            else:
+                yield source, *outcome
 
 
 def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) -> MeasureResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-CLOSING = 9  # the closing's square window (px): dark traces narrower than this stand out
+CLOSING = 9  # the closing's square window (px, odd: centred): dark traces narrower than this stand out
 DARKER = 18  # how much darker (0-255) than the closing a pixel must be to be part of a trace ...
 RELATIVE = 0.15  # ... and by this share of the closing (a glare spot's rim is darker only by a small share)
 THIN = 4  # a hair's trace is narrower than this (px): it vanishes under an opening by a square this wide ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -16,11 +16,13 @@ AHEAD = 2  # items started per thread before the caller takes the first result
 
 
 def thread_count() -> int:
-    """The threads for work that is partly numpy and partly Python: one per core, at most MAX_THREADS."""
-    return max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    """The threads for work that is partly numpy and partly Python: one per core this process may run on, at most
+    MAX_THREADS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_THREADS, cores or 1))
 
 
-def in_order(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Iterator[Result]:
+def in_order(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Generator[Result]:
     """function(item) for each item, computed in `threads` threads, yielded in the items' order; at most
     AHEAD * threads items are started and not yet taken, so that a long list does not fill the memory. An error
     in function reaches the caller at its item. Leaving early (an error, Ctrl-C, a caller that stops) waits for the
