@@ -68,6 +68,7 @@ SMOKE_TESTS = {
     "cpu_inference.py": ["test_cpu_inference"],
     "gpu_data.py": ["test_gpu_data_copies_the_isic_2018_layout"],
     "gpu_check.sh": ["test_gpu_check_sh_plumbing_with_a_stand_in_python"],
+    "int8_quantization.py": ["test_int8_quantization"],
     "link_split.py": ["test_link_split"],
     "measure_derm7pt.py": ["test_measure_derm7pt"],
     "measure_lesion_speed.py": ["test_measure_lesion_speed"],
@@ -409,6 +410,33 @@ def test_precision_agreement(prepared_dir, tiny_model_path, tmp_path):
     val = [item for item in load_manifest(prepared_dir)["items"] if item["split"] == "val"]
     assert result["images"] == len(val) and result["pixels"] == len(val) * 48 * 48
     assert 0.5 < result["worst_image_agreement"] <= result["agreement"] <= 1
+
+
+def test_int8_quantization(prepared_dir, tiny_model_path, tmp_path):
+    out = tmp_path / "int8.json"
+    load("int8_quantization").main(
+        args(
+            "--data",
+            prepared_dir,
+            "--model",
+            tiny_model_path,
+            "--calibrate",
+            4,
+            "--batch",
+            2,
+            "--repeats",
+            1,
+            "--json",
+            out,
+        )
+    )
+    result = json.loads(out.read_text())
+    assert result["calibration_images"] == 4 and result["images"] > 0 and result["where"].startswith("val split")
+    assert set(result["forward_ms_per_image"]) == {"fp32", "int8"} and result["int8_speedup"] > 0
+    assert 0.5 < result["agreement"] <= 1 and 0 <= result["dice_int8"] <= 1
+    assert result["int8_passes"] == (
+        result["agreement"] >= 0.995 and abs(result["dice_int8"] - result["dice_fp32"]) <= 0.001
+    )
 
 
 def test_prepare_speed(raw_dir, capsys):
