@@ -349,3 +349,50 @@ def test_the_folds_by_flat_index_are_those_by_row_and_column():
     assert np.array_equal(found["shape"], 1.0 - both.sum(1) / len(ys))
     assert np.array_equal(found["colour"], colour.sum(1) / np.maximum(1, both.sum(1)))
     assert np.array_equal(found["structure"], structure.sum(1) / np.maximum(1, both.sum(1)))
+
+
+def test_hairs_on_one_half_do_not_make_a_symmetric_lesion_asymmetric(monkeypatch):
+    """Issue #34: hairs out of the structure measurements too. Three hairs across one half of a plain disc made
+    its structure asymmetric (0.25) before; the hair mask now gives them no weight in the folds' maps."""
+    import skinseg.measurement.lesion as lesion_module
+
+    mask = disc(60)
+    clean = paint([(mask, palette_srgb("light_brown"))], seed=0)
+    ys, xs = grid()
+    hairy = clean.copy()
+    for offset in (-30, 0, 30):
+        hairy[(np.abs(ys - 0.4 * xs - 40 - offset) < 1.0) & (xs > 120)] = (45, 35, 30)
+    plain, with_hairs = measure_lesion(clean, mask), measure_lesion(hairy, mask)
+    assert with_hairs["asymmetry"] == plain["asymmetry"] < 0.05
+    assert abs(with_hairs["border_abruptness"] - plain["border_abruptness"]) < 0.2
+    monkeypatch.setattr(lesion_module, "hair_mask", lambda value: np.zeros(value.shape, bool))
+    assert measure_lesion(hairy, mask)["asymmetry_structure"] > 0.15  # the hairs, counted, would matter
+
+
+def test_smoothing_without_hairs_sees_through_them():
+    from skinseg.measurement.hair import smoothed_without
+
+    field = np.full((40, 50, 2), 30.0, np.float32)
+    field[..., 1] = 70.0
+    hairs = np.zeros((40, 50), bool)
+    hairs[:, 20:22] = True
+    field[hairs] = 0.0  # dark
+    smooth = smoothed_without(field, 2.0, hairs)
+    assert np.allclose(smooth[..., 0], 30.0, atol=1e-3) and np.allclose(smooth[..., 1], 70.0, atol=1e-3)
+    plain = smoothed_without(field, 2.0, None)
+    assert plain[20, 21, 0] < 20.0 and np.array_equal(plain, smoothed_without(field, 2.0, np.zeros_like(hairs)))
+    everywhere = smoothed_without(field, 2.0, np.ones_like(hairs))  # nothing kept: the plain smoothing
+    assert np.allclose(everywhere, plain)
+
+
+def test_a_cuts_pixels_carried_onto_another_cut_of_the_same_image():
+    from skinseg.measurement.lesion import CutBox
+
+    fine = CutBox(y0=10, y1=50, x0=20, x1=100, size=(80, 40))  # one cut pixel per image pixel
+    coarse = CutBox(y0=0, y1=60, x0=0, x1=120, size=(60, 30))  # two image pixels per cut pixel, wider
+    marked = np.zeros((40, 80), bool)
+    marked[10:14, 30:34] = True  # image rows 20-23, columns 50-53
+    carried = fine.onto(marked, coarse)
+    assert carried.shape == (30, 60) and np.argwhere(carried).tolist() == [[10, 25], [10, 26], [11, 25], [11, 26]]
+    assert np.array_equal(fine.onto(marked, fine), marked)
+    assert not fine.onto(np.ones((40, 80), bool), coarse)[:4].any()  # rows the fine cut does not reach

@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
+
+from skinseg.measurement.hair import smoothed_without
 
 COLOUR_STEP = 12.0  # CIE76 difference that counts as another colour
 STRUCTURE_STEP = 4.0  # difference in the local standard deviation of L* that counts as another structure
@@ -68,22 +69,23 @@ def axis_asymmetry(terms: dict[str, np.ndarray]) -> np.ndarray:
     return 1.0 - (1.0 - shape) * (1.0 - terms["colour"]) * (1.0 - terms["structure"])
 
 
-def region_maps(lab: np.ndarray, diameter: float) -> tuple[np.ndarray, np.ndarray]:
+def region_maps(lab: np.ndarray, diameter: float, hairs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The colours averaged over SMOOTH of the lesion's diameter, and the local contrast of lightness (standard
-    deviation of L* over the same neighbourhood)."""
+    deviation of L* over the same neighbourhood), with the `hairs` pixels given no weight (smoothed_without)."""
     sigma = max(1.0, SMOOTH * diameter)
-    smooth = np.stack([ndimage.gaussian_filter(lab[..., i], sigma) for i in range(3)], -1)
-    lightness = lab[..., 0]
-    mean_square = ndimage.gaussian_filter(lightness**2, sigma)
-    texture = np.sqrt(np.maximum(mean_square - smooth[..., 0] ** 2, 0.0))
-    return smooth, texture
+    smooth = smoothed_without(np.concatenate([lab, lab[..., :1] ** 2], -1), sigma, hairs)
+    texture = np.sqrt(np.maximum(smooth[..., 3] - smooth[..., 0] ** 2, 0.0))
+    return smooth[..., :3], texture
 
 
-def asymmetry_measures(mask: np.ndarray, lab: np.ndarray, diameter: float) -> dict[str, float | int]:
+def asymmetry_measures(
+    mask: np.ndarray, lab: np.ndarray, diameter: float, hairs: np.ndarray | None = None
+) -> dict[str, float | int]:
     """The asymmetry (0-1), the number of asymmetric axes (0, 1 or 2: the ABCD rule's A score), the angle of the
     first axis (degrees from the image's x axis, clockwise as y points down; the second is 90 degrees on) and the
-    three terms averaged over the two axes, for the perpendicular pair of axes that is the most symmetric."""
-    smooth, texture = region_maps(lab, diameter)
+    three terms averaged over the two axes, for the perpendicular pair of axes that is the most symmetric. The
+    colours and structures are compared without the `hairs` pixels (bool, as `mask`; None: none)."""
+    smooth, texture = region_maps(lab, diameter, hairs)
     first = principal_angle(mask) + np.arange(ANGLES) * (math.pi / 2) / ANGLES
     terms = folds(mask, smooth, texture, np.concatenate([first, first + math.pi / 2]))
     scores = axis_asymmetry(terms).reshape(2, ANGLES)

@@ -72,3 +72,20 @@ def hair_mask(value: np.ndarray) -> np.ndarray:
     hairs = np.concatenate([[False], hairy])[labels]
     widened = [window_extreme(hairs, 3, axis, np.maximum, "constant") for axis in (0, 1)]
     return widened[0] | widened[1]  # by a pixel up, down, left and right
+
+
+def smoothed_without(maps: np.ndarray, sigma: float, left_out: np.ndarray | None) -> np.ndarray:
+    """The Gaussian smoothing (scipy's, `sigma` px) of each of `maps` (h, w, k) with the `left_out` pixels (bool,
+    (h, w); hairs) given no weight: each pixel is the weighted mean of the others near it (normalised
+    convolution), a left-out pixel too, so that a hair neither darkens its neighbours nor keeps its own colour.
+    Where nothing near a pixel is kept, its plain smoothing. With nothing left out (None, or no pixel), the plain
+    smoothing of each map."""
+    if left_out is None or not left_out.any():
+        return np.stack([ndimage.gaussian_filter(maps[..., i], sigma) for i in range(maps.shape[-1])], -1)
+    weight = (~left_out).astype(maps.dtype)
+    spread = ndimage.gaussian_filter(weight, sigma)[..., None]
+    smooth = ndimage.gaussian_filter(maps * weight[..., None], (sigma, sigma, 0)) / np.maximum(spread, 1e-3)
+    unknown = spread[..., 0] <= 1e-3
+    if unknown.any():
+        smooth[unknown] = ndimage.gaussian_filter(maps, (sigma, sigma, 0))[unknown]
+    return smooth

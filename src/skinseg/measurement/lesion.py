@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -47,6 +48,42 @@ MEASURE_COLUMNS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CutBox:
+    """Where a cut of the image lies: its rows y0:y1 and columns x0:x1, and its size (width, height) once resized."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    size: tuple[int, int]
+
+    def onto(self, values: np.ndarray, other: CutBox) -> np.ndarray:
+        """`values` (bool, this cut's height and width) at the pixels of the `other` cut, each from the pixel of
+        this cut under its centre; False where this cut does not reach."""
+
+        def axis(start: int, stop: int, count: int, other_start: int, other_stop: int, other_count: int):
+            centres = other_start + (np.arange(other_count) + 0.5) * (other_stop - other_start) / other_count
+            index = np.floor((centres - start) * count / (stop - start)).astype(np.intp)
+            return index.clip(0, count - 1), (index >= 0) & (index < count)
+
+        rows, rows_in = axis(self.y0, self.y1, self.size[1], other.y0, other.y1, other.size[1])
+        columns, columns_in = axis(self.x0, self.x1, self.size[0], other.x0, other.x1, other.size[0])
+        return values[np.ix_(rows, columns)] & rows_in[:, None] & columns_in[None, :]
+
+
+def _cut_box(shape: tuple[int, ...], sizes: dict, target: float, enlarge: bool, margin: float) -> tuple[CutBox, float]:
+    """The box of a _work_area cut and its scale (cut pixels per image pixel)."""
+    diameter = max(1.0, sizes["equivalent_diameter_px"])
+    margin = math.ceil(margin * diameter) + 2
+    y0, x0 = max(0, sizes["bbox_y"] - margin), max(0, sizes["bbox_x"] - margin)
+    y1 = min(shape[0], sizes["bbox_y"] + sizes["bbox_height"] + margin)
+    x1 = min(shape[1], sizes["bbox_x"] + sizes["bbox_width"] + margin)
+    scale = min(target / diameter, 4 * target / max(x1 - x0, y1 - y0), math.inf if enlarge else 1.0)
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    return CutBox(y0, y1, x0, x1, size), scale
+
+
 def _work_area(
     image: np.ndarray,
     mask: np.ndarray,
@@ -58,14 +95,9 @@ def _work_area(
     """The lesion and a skin ring around it (`margin` lesion diameters wide), cut from the image and scaled so
     that the lesion's equivalent diameter is `target` pixels (never enlarged unless `enlarge`), the cut at most
     4 * `target` pixels across (a mask of scattered specks has a small area in a large box): (uint8 RGB, mask,
-    the lesion's equivalent diameter there)."""
-    diameter = max(1.0, sizes["equivalent_diameter_px"])
-    margin = math.ceil(margin * diameter) + 2
-    y0, x0 = max(0, sizes["bbox_y"] - margin), max(0, sizes["bbox_x"] - margin)
-    y1 = min(mask.shape[0], sizes["bbox_y"] + sizes["bbox_height"] + margin)
-    x1 = min(mask.shape[1], sizes["bbox_x"] + sizes["bbox_width"] + margin)
-    scale = min(target / diameter, 4 * target / max(x1 - x0, y1 - y0), math.inf if enlarge else 1.0)
-    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    the lesion's equivalent diameter there). Where it lies: _cut_box."""
+    box, scale = _cut_box(mask.shape, sizes, target, enlarge, margin)
+    y0, y1, x0, x1, size = box.y0, box.y1, box.x0, box.x1, box.size
     # Enlarged, pixels are repeated: blending would paint a skin-coloured rim round a small lesion.
     resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR
     crop = Image.fromarray(np.ascontiguousarray(image[y0:y1, x0:x1])).resize(size, resample)
@@ -77,31 +109,40 @@ def _work_area(
             min(size[1] - 1, round((sizes["centre_y"] - y0) * scale)),
             min(size[0] - 1, round((sizes["centre_x"] - x0) * scale)),
         ] = True
-    return np.asarray(crop), small, diameter * scale
+    return np.asarray(crop), small, max(1.0, sizes["equivalent_diameter_px"]) * scale
 
 
 def colour_pixels(
     image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The lesion where colours are named: a cut of it COLOUR_DIAMETER pixels across (the hair filter's scale;
     on derm7pt's calibrate part 192 px named colours no better, at about 1.3 times the cost), normalised against
     `skin` (linear RGB). Returns the cut's CIELAB (h, w, 3), the pixels counted (the lesion without hairs and
-    glare, unless that leaves none) and their colour_model FEATURES."""
+    glare, unless that leaves none), their colour_model FEATURES and the hairs (bool, (h, w))."""
     cut, lesion, _ = _work_area(image, mask, sizes, COLOUR_DIAMETER, enlarge=False, margin=COLOUR_MARGIN)
     lab = lab_of_pixels(cut.reshape(-1, 3), skin).reshape(cut.shape)
     glare = (cut[..., 0] >= GLARE_SRGB) & (cut[..., 1] >= GLARE_SRGB) & (cut[..., 2] >= GLARE_SRGB)
     brightest = np.maximum(np.maximum(cut[..., 0], cut[..., 1]), cut[..., 2])  # as cut.max(-1), faster
-    counted = lesion & ~(hair_mask(brightest) | glare)
+    hairs = hair_mask(brightest)
+    counted = lesion & ~(hairs | glare)
     if not counted.any():  # all hair or glare: better its colours than none
         counted = lesion
-    return lab, counted, pixel_features(lab, lesion, counted)
+    return lab, counted, pixel_features(lab, lesion, counted), hairs
 
 
-def _colours(image: np.ndarray, mask: np.ndarray, sizes: dict, skin: np.ndarray) -> dict[str, float]:
-    """The colour columns: white and red by the learned pixel model, the rest by colour.py's rules."""
-    lab, counted, features = colour_pixels(image, mask, sizes, skin)
+def _colours(lab: np.ndarray, counted: np.ndarray, features: np.ndarray) -> dict[str, float]:
+    """The colour columns of colour_pixels' cut: white and red by the learned pixel model, the rest by colour.py's
+    rules."""
     learned_lab = features[:, [FEATURES.index(name) for name in ("lightness", "a", "b")]].astype(np.float64)
     return colour_fractions(lab[counted], bundled_pixel_model().probabilities(features), learned_lab)
+
+
+def _hairs_in_work_area(hairs: np.ndarray, mask: np.ndarray, sizes: dict) -> np.ndarray:
+    """The hairs found on colour_pixels' cut, at the pixels of the _work_area cut (the skin beyond the colour
+    cut's margin has none)."""
+    colour_box, _ = _cut_box(mask.shape, sizes, COLOUR_DIAMETER, False, COLOUR_MARGIN)
+    work_box, _ = _cut_box(mask.shape, sizes, WORK_DIAMETER, True, RING[1])
+    return colour_box.onto(hairs, work_box)
 
 
 def lesion_colour_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -160,10 +201,13 @@ def measure_lesion(
             row[_mm_column(name)] = round(float(sizes[f"{name}_px"]) * factor, 4)
     cut, small, diameter = _work_area(image, mask, sizes)
     skin = _skin(cut, small, diameter)
+    colour_lab, counted, features, hairs = colour_pixels(image, mask, sizes, skin)
+    hairs = _hairs_in_work_area(hairs, mask, sizes)  # left out of the structure and the colours compared
     lab = normalised_lab(LINEAR[cut], skin)
-    row.update(asymmetry_measures(small, lab, diameter))
-    row["border_abruptness"] = round(border_abruptness(small, lab) * diameter / 100, 3)  # per 1% of the diameter
-    row.update(_colours(image, mask, sizes, skin))
+    row.update(asymmetry_measures(small, lab, diameter, hairs))
+    abruptness = border_abruptness(small, lab, hairs) * diameter / 100  # per 1% of the diameter
+    row["border_abruptness"] = round(abruptness, 3)
+    row.update(_colours(colour_lab, counted, features))
     if probability is not None:
         margin = np.clip((probability[mask] - threshold) / (1.0 - threshold), 0.0, 1.0)
         row["confidence"] = round(float(margin.mean()), 4)
