@@ -17,6 +17,7 @@ UNUSED_BY_PLAIN_SEGMENT = (
     "scipy.signal",  # --coco (polygon tracing)
     "skinseg.measurement",  # --measure
     "scipy.spatial",  # --measure (convex hull)
+    "scipy.ndimage",  # 0.3 s: post-processing loads its compiled labelling alone; a boundary offset, --measure
     "skinseg.inference.crops",  # --crops
     "skinseg.reporting.figures",  # --overlay
     "matplotlib",  # figures of train and evaluate

@@ -139,6 +139,24 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
     assert len(json.loads((tmp_path / "s.json").read_text())) == 2
 
 
+def test_the_compiled_labelling_is_scipys_label(monkeypatch):
+    from scipy import ndimage
+
+    from skinseg.inference import postprocess
+
+    assert postprocess.compiled_label() is not None  # this scipy's file is where it is looked for
+    rng = np.random.default_rng(4)
+    for shape, density in (((60, 80), 0.5), ((33, 17), 0.2), ((1, 9), 0.5), ((128, 128), 0.7)):
+        mask = rng.random(shape) < density
+        for structure in (postprocess.EIGHT_CONNECTED, postprocess.FOUR_CONNECTED):
+            expected, count = ndimage.label(mask, structure=structure)
+            labels, found = postprocess.label(mask, structure)
+            assert found == count and np.array_equal(labels, expected)
+    monkeypatch.setattr(postprocess, "compiled_label", lambda: None)  # another scipy: its public label
+    labels, found = postprocess.label(mask, postprocess.EIGHT_CONNECTED)
+    assert np.array_equal(labels, ndimage.label(mask, structure=postprocess.EIGHT_CONNECTED)[0])
+
+
 def test_postprocess_keeps_the_largest_component_and_fills_holes():
     from skinseg.inference.postprocess import postprocess_mask
 

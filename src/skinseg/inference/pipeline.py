@@ -46,8 +46,8 @@ def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int,
     in a thread and the one after is decoded. `whole`: the whole image is read too. Unreadable images go to
     `failed` as (path, reason)."""
     pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
-    if segmenter.postprocess:  # imported while the first batch is decoded and computed
-        pool.submit(import_postprocessing)
+    if segmenter.postprocess or segmenter.info.boundary_offset:  # loaded while the first batch is computed
+        pool.submit(import_postprocessing, bool(segmenter.info.boundary_offset))
     with pool, _one_ahead(_probabilities(segmenter, sources, batch_size, whole, failed, pool)) as computed:
         for ready, probs, seconds in computed:
             masks = segmenter.masks_from(probs)

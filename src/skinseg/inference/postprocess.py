@@ -2,30 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import importlib.machinery
+import importlib.util
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
 EIGHT_CONNECTED = np.ones((3, 3), bool)
+FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
-def import_postprocessing() -> None:
-    """Import what postprocess_mask uses (scipy.ndimage: 0.3 s cold), in a thread while the model works."""
-    import scipy.ndimage  # noqa: F401
+@functools.cache
+def compiled_label() -> Callable | None:
+    """The compiled connected-component labelling that scipy.ndimage.label runs (its `_ni_label._label(input,
+    structure, output)`, which returns the count), loaded from its file alone: importing scipy.ndimage takes
+    0.3 s, most of what post-processing added to a cold one-image segment (issue #35). None where the file is not
+    as expected (another scipy): label then calls scipy.ndimage.label. A later import of scipy.ndimage finds the
+    same module object."""
+    scipy_spec = importlib.util.find_spec("scipy")
+    if scipy_spec is None or scipy_spec.origin is None:
+        return None
+    folder = Path(scipy_spec.origin).parent / "ndimage"
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = folder / f"_ni_label{suffix}"
+        spec = importlib.util.spec_from_file_location("_ni_label", path) if path.is_file() else None
+        if spec is None or spec.loader is None:
+            continue
+        try:
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module._label
+        except (ImportError, AttributeError):
+            return None
+    return None
+
+
+def label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+    """scipy.ndimage.label(mask, structure) of a 2-D boolean mask: its connected parts numbered 1, 2, ... in the
+    order of their first pixel, row by row, and their count."""
+    compiled = compiled_label()
+    if compiled is None or mask.size == 0:
+        from scipy.ndimage import label as scipy_label
+
+        labels, count = scipy_label(mask, structure=structure)
+        return labels, int(count)
+    labels = np.empty(mask.shape, np.int32)
+    return labels, int(compiled(np.ascontiguousarray(mask), structure, labels))
+
+
+def import_postprocessing(offset: bool) -> None:
+    """Load what masks_from will use, in a thread while the model works: the labelling, and scipy.ndimage (0.3 s
+    cold) where a boundary `offset` needs its distance transform or the labelling needs it."""
+    if offset or compiled_label() is None:
+        import scipy.ndimage  # noqa: F401
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
     """Keep the largest connected lesion (8-connected) and fill its holes: the background regions that do not
     reach the image's edge (4-connected, as scipy's binary_fill_holes, which took three times as long)."""
-    # scipy's label is what scikit-image's runs for a boolean mask; called directly, it spares a cold segment
-    # the import of skimage.morphology and scipy.spatial (issue #35).
-    from scipy.ndimage import label
-
     if not mask.any():
         return mask
-    labels, _ = label(mask, structure=EIGHT_CONNECTED)
+    labels, _ = label(mask, EIGHT_CONNECTED)
     lesion = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    background, _ = label(~lesion)  # 4-connected
+    background, _ = label(~lesion, FOUR_CONNECTED)
     edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
     return lesion | (~lesion & ~np.isin(background, edge[edge > 0]))
 
