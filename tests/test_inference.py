@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -139,22 +142,49 @@ def test_probabilities_summary_tta_and_postprocess(tiny_model_path, tmp_path):
     assert len(json.loads((tmp_path / "s.json").read_text())) == 2
 
 
-def test_the_compiled_labelling_is_scipys_label(monkeypatch):
+COMPILED_LABEL_CHECK = """
+import sys
+import numpy as np
+from skinseg.inference import postprocess
+assert "scipy.ndimage" not in sys.modules
+assert postprocess.compiled_label() is not None, "scipy's labelling file was not found"
+rng = np.random.default_rng(4)
+cases = []
+for shape, density in (((60, 80), 0.5), ((33, 17), 0.2), ((1, 9), 0.5), ((128, 128), 0.7)):
+    mask = rng.random(shape) < density
+    for structure in (postprocess.EIGHT_CONNECTED, postprocess.FOUR_CONNECTED):
+        cases.append((mask, structure, postprocess.label(mask, structure)))
+from scipy import ndimage  # later, as --measure or a boundary offset imports it: the same module, working
+for mask, structure, (labels, count) in cases:
+    expected, expected_count = ndimage.label(mask, structure=structure)
+    assert count == expected_count and np.array_equal(labels, expected)
+assert postprocess.compiled_label() is not None and "_ni_label" in repr(ndimage._measurements._ni_label)
+print("same")
+"""
+
+
+def test_the_compiled_labelling_is_scipys_label():
+    """In a fresh process, as a cold segment loads it: scipy.ndimage not imported, then imported after."""
+    done = subprocess.run([sys.executable, "-c", COMPILED_LABEL_CHECK], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "same", done.stderr
+
+
+def test_the_labelling_falls_back_to_scipys_public_label(monkeypatch):
     from scipy import ndimage
 
     from skinseg.inference import postprocess
 
-    assert postprocess.compiled_label() is not None  # this scipy's file is where it is looked for
-    rng = np.random.default_rng(4)
-    for shape, density in (((60, 80), 0.5), ((33, 17), 0.2), ((1, 9), 0.5), ((128, 128), 0.7)):
-        mask = rng.random(shape) < density
-        for structure in (postprocess.EIGHT_CONNECTED, postprocess.FOUR_CONNECTED):
-            expected, count = ndimage.label(mask, structure=structure)
-            labels, found = postprocess.label(mask, structure)
-            assert found == count and np.array_equal(labels, expected)
-    monkeypatch.setattr(postprocess, "compiled_label", lambda: None)  # another scipy: its public label
-    labels, found = postprocess.label(mask, postprocess.EIGHT_CONNECTED)
-    assert np.array_equal(labels, ndimage.label(mask, structure=postprocess.EIGHT_CONNECTED)[0])
+    mask = np.random.default_rng(5).random((40, 50)) < 0.5
+    expected = ndimage.label(mask, structure=postprocess.EIGHT_CONNECTED)[0]
+    postprocess._loaded_label.cache_clear()  # whatever an earlier test loaded
+    assert postprocess.compiled_label() is None  # scipy.ndimage is imported here: its module is not loaded twice
+
+    def another_signature(*arguments):
+        raise TypeError("_label() takes 2 arguments")
+
+    for compiled in (None, another_signature):
+        monkeypatch.setattr(postprocess, "compiled_label", lambda compiled=compiled: compiled)
+        assert np.array_equal(postprocess.label(mask, postprocess.EIGHT_CONNECTED)[0], expected)
 
 
 def test_postprocess_keeps_the_largest_component_and_fills_holes():

@@ -18,7 +18,7 @@ import numpy as np
 
 from skinseg.data.images import load_rgb
 from skinseg.errors import SkinsegError
-from skinseg.inference.postprocess import import_postprocessing
+from skinseg.inference.postprocess import import_ndimage, needs_ndimage
 from skinseg.inference.segmenter import Segmenter
 
 
@@ -46,8 +46,8 @@ def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int,
     in a thread and the one after is decoded. `whole`: the whole image is read too. Unreadable images go to
     `failed` as (path, reason)."""
     pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
-    if segmenter.postprocess or segmenter.info.boundary_offset:  # loaded while the first batch is computed
-        pool.submit(import_postprocessing, bool(segmenter.info.boundary_offset))
+    if needs_ndimage(segmenter.postprocess, bool(segmenter.info.boundary_offset)):
+        pool.submit(import_ndimage)  # while the first batch is decoded and computed
     with pool, _one_ahead(_probabilities(segmenter, sources, batch_size, whole, failed, pool)) as computed:
         for ready, probs, seconds in computed:
             masks = segmenter.masks_from(probs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import importlib.machinery
 import importlib.util
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,13 +16,24 @@ EIGHT_CONNECTED = np.ones((3, 3), bool)
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
-@functools.cache
+_LOADING = threading.Lock()
+
+
 def compiled_label() -> Callable | None:
     """The compiled connected-component labelling that scipy.ndimage.label runs (its `_ni_label._label(input,
     structure, output)`, which returns the count), loaded from its file alone: importing scipy.ndimage takes
-    0.3 s, most of what post-processing added to a cold one-image segment (issue #35). None where the file is not
-    as expected (another scipy): label then calls scipy.ndimage.label. A later import of scipy.ndimage finds the
-    same module object."""
+    0.3 s, most of what post-processing added to a cold one-image segment (issue #35). A later import of
+    scipy.ndimage finds the same module object. None (label then calls scipy.ndimage.label) where scipy.ndimage
+    is imported already, or being imported (the module may be set up only once, so the two must not overlap:
+    call this before starting threads that may import scipy.ndimage), or where the file is not as expected."""
+    with _LOADING:
+        return _loaded_label()
+
+
+@functools.cache
+def _loaded_label() -> Callable | None:
+    if "scipy.ndimage" in sys.modules:
+        return None
     scipy_spec = importlib.util.find_spec("scipy")
     if scipy_spec is None or scipy_spec.origin is None:
         return None
@@ -34,7 +47,7 @@ def compiled_label() -> Callable | None:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             return module._label
-        except (ImportError, AttributeError):
+        except Exception:  # any scipy whose module is not as this one's: its public label
             return None
     return None
 
@@ -43,20 +56,27 @@ def label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
     """scipy.ndimage.label(mask, structure) of a 2-D boolean mask: its connected parts numbered 1, 2, ... in the
     order of their first pixel, row by row, and their count."""
     compiled = compiled_label()
-    if compiled is None or mask.size == 0:
-        from scipy.ndimage import label as scipy_label
+    if compiled is not None and mask.size:
+        labels = np.empty(mask.shape, np.int32)
+        try:
+            return labels, int(compiled(np.ascontiguousarray(mask), structure, labels))
+        except (TypeError, ValueError):  # another scipy's private function: its public label
+            pass
+    from scipy.ndimage import label as scipy_label
 
-        labels, count = scipy_label(mask, structure=structure)
-        return labels, int(count)
-    labels = np.empty(mask.shape, np.int32)
-    return labels, int(compiled(np.ascontiguousarray(mask), structure, labels))
+    labels, count = scipy_label(mask, structure=structure)
+    return labels, int(count)
 
 
-def import_postprocessing(offset: bool) -> None:
-    """Load what masks_from will use, in a thread while the model works: the labelling, and scipy.ndimage (0.3 s
-    cold) where a boundary `offset` needs its distance transform or the labelling needs it."""
-    if offset or compiled_label() is None:
-        import scipy.ndimage  # noqa: F401
+def needs_ndimage(postprocess: bool, offset: bool) -> bool:
+    """Whether masks_from will import scipy.ndimage (0.3 s cold; import it in a thread while the model works):
+    for a boundary `offset`'s distance transform, or to `postprocess` where the compiled labelling did not load.
+    Loads that labelling now (0.5 ms), on the calling thread, before any such thread starts."""
+    return offset or (postprocess and compiled_label() is None)
+
+
+def import_ndimage() -> None:
+    import scipy.ndimage  # noqa: F401
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:

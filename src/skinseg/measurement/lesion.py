@@ -35,6 +35,9 @@ WORK_DIAMETER = 64  # asymmetry and border are measured with the lesion scaled t
 WORK_SIDE = 4 * WORK_DIAMETER  # ... on a cut of the image at most this many pixels across
 COLOUR_DIAMETER = 128  # colours are named with the lesion at most this many pixels across ...
 COLOUR_MARGIN = 0.05  # ... on a cut this far round it (lesion diameters; 6 px or more there, 2 px more cut)
+# The two cuts, as _work_area and _cut_box take them: (target diameter, enlarged, margin in lesion diameters)
+WORK_CUT = (WORK_DIAMETER, True, RING[1])
+COLOUR_CUT = (COLOUR_DIAMETER, False, COLOUR_MARGIN)
 SIZE_COLUMNS = ("area", "perimeter", "diameter", "equivalent_diameter")
 MEASURE_COLUMNS = (
     "id",
@@ -88,9 +91,9 @@ def _work_area(
     image: np.ndarray,
     mask: np.ndarray,
     sizes: dict,
-    target: float = WORK_DIAMETER,
-    enlarge: bool = True,
-    margin: float = RING[1],
+    target: float = WORK_CUT[0],
+    enlarge: bool = WORK_CUT[1],
+    margin: float = WORK_CUT[2],
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The lesion and a skin ring around it (`margin` lesion diameters wide), cut from the image and scaled so
     that the lesion's equivalent diameter is `target` pixels (never enlarged unless `enlarge`), the cut at most
@@ -119,7 +122,7 @@ def colour_pixels(
     on derm7pt's calibrate part 192 px named colours no better, at about 1.3 times the cost), normalised against
     `skin` (linear RGB). Returns the cut's CIELAB (h, w, 3), the pixels counted (the lesion without hairs and
     glare, unless that leaves none), their colour_model FEATURES and the hairs (bool, (h, w))."""
-    cut, lesion, _ = _work_area(image, mask, sizes, COLOUR_DIAMETER, enlarge=False, margin=COLOUR_MARGIN)
+    cut, lesion, _ = _work_area(image, mask, sizes, *COLOUR_CUT)
     lab = lab_of_pixels(cut.reshape(-1, 3), skin).reshape(cut.shape)
     glare = (cut[..., 0] >= GLARE_SRGB) & (cut[..., 1] >= GLARE_SRGB) & (cut[..., 2] >= GLARE_SRGB)
     brightest = np.maximum(np.maximum(cut[..., 0], cut[..., 1]), cut[..., 2])  # as cut.max(-1), faster
@@ -140,8 +143,8 @@ def _colours(lab: np.ndarray, counted: np.ndarray, features: np.ndarray) -> dict
 def _hairs_in_work_area(hairs: np.ndarray, mask: np.ndarray, sizes: dict) -> np.ndarray:
     """The hairs found on colour_pixels' cut, at the pixels of the _work_area cut (the skin beyond the colour
     cut's margin has none)."""
-    colour_box, _ = _cut_box(mask.shape, sizes, COLOUR_DIAMETER, False, COLOUR_MARGIN)
-    work_box, _ = _cut_box(mask.shape, sizes, WORK_DIAMETER, True, RING[1])
+    colour_box, _ = _cut_box(mask.shape, sizes, *COLOUR_CUT)
+    work_box, _ = _cut_box(mask.shape, sizes, *WORK_CUT)
     return colour_box.onto(hairs, work_box)
 
 
