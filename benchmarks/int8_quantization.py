@@ -118,10 +118,11 @@ def main(argv: list[str] | None = None) -> None:
         "int8_passes": quality["agreement"] >= AGREEMENT_NEEDED
         and abs(quality["dice_int8"] - quality["dice_fp32"]) <= DICE_TOLERANCE,
     }
-    print(json.dumps(result, indent=1))
+    text = json.dumps(result, indent=1)
+    print(text)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        args.json.write_text(text + "\n")
 
 
 if __name__ == "__main__":
