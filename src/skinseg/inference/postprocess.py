@@ -80,15 +80,21 @@ def import_ndimage() -> None:
 
 
 def postprocess_mask(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest connected lesion (8-connected) and fill its holes: the background regions that do not
-    reach the image's edge (4-connected, as scipy's binary_fill_holes, which took three times as long)."""
-    if not mask.any():
+    """Keep the largest connected lesion (8-connected; of equal ones, the first row by row) and fill its holes:
+    the background regions that do not reach the image's edge (4-connected, as scipy's binary_fill_holes, which
+    took three times as long). Both are labelled within the mask's bounding box, which holds every lesion pixel:
+    what lies outside it is background joined to the image's edge, so a frame of background round the box stands
+    for it (the same mask, 2 to 3 times as fast as over the whole image)."""
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if len(rows) == 0:
         return mask
-    labels, _ = label(mask, EIGHT_CONNECTED)
-    lesion = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    background, _ = label(~lesion, FOUR_CONNECTED)
-    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
-    return lesion | (~lesion & ~np.isin(background, edge[edge > 0]))
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    labels, count = label(np.asarray(mask[box], bool), EIGHT_CONNECTED)
+    lesion = labels > 0 if count == 1 else labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    background, _ = label(np.pad(~lesion, 1, constant_values=True), FOUR_CONNECTED)  # 0: the lesion
+    filled = np.zeros(mask.shape, bool)
+    filled[box] = background[1:-1, 1:-1] != background[0, 0]  # the lesion, and the background off the frame
+    return filled
 
 
 def equivalent_diameter(mask: np.ndarray) -> float:
