@@ -193,4 +193,4 @@ def save_png(array: np.ndarray, path: str | Path, format: str = "PNG", *, replac
 def save_mask_png(mask: np.ndarray, path: str | Path, *, replace: bool = True) -> None:
     """A bool or 0/1 mask written as 8-bit 0/255 image, atomically: PNG, or TIFF or BMP by the path's suffix."""
     image_format = MASK_FORMATS.get(Path(path).suffix.lower(), "PNG")
-    save_png(np.where(mask, 255, 0).astype(np.uint8), path, image_format, replace=replace)
+    save_png(np.multiply(np.asarray(mask, bool), 255, dtype=np.uint8), path, image_format, replace=replace)
