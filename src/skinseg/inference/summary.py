@@ -40,8 +40,8 @@ def summary_columns(measure: bool) -> tuple[str, ...]:
 
 def summary_row(source: Path, target: Path, mask: np.ndarray, prob: np.ndarray, seconds: float) -> dict:
     area = int(mask.sum())
-    ys, xs = np.nonzero(mask)
-    box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if area else [0, 0, 0, 0]
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))  # not every pixel's place: faster
+    box = [int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1] if area else [0, 0, 0, 0]
     values = [
         str(source),
         str(target),
