@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import math
 import os
 import re
 import subprocess
@@ -316,7 +317,10 @@ def test_measure_lesion_speed(tmp_path):
     )
     report = json.loads(out.read_text())
     (figures,) = report["trees"].values()
-    assert report["images"] == 3 and figures["measure_lesion_ms"] > 0 and figures["measure_command_ms"] > 0
+    assert report["images"] == 3 and figures["measure_lesion_ms"] > 0
+    # the command's figure is a difference of two runs' times, each mostly start-up: on 3 tiny images its sign is
+    # noise (CI once saw -115.8), so only its presence is checked here
+    assert math.isfinite(figures["measure_command_ms"])
 
 
 def isic_jpegs(tmp_path, count: int) -> Path:
