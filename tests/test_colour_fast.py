@@ -48,10 +48,13 @@ def test_the_hair_mask_is_the_one_of_binary_opening_and_dilation():
 
 def test_window_extremes_are_scipys_one_dimensional_filters():
     rng = np.random.default_rng(2)
-    values = rng.integers(0, 256, (37, 41)).astype(np.uint8)
     scipy_filter = {np.minimum: ndimage.minimum_filter1d, np.maximum: ndimage.maximum_filter1d}
-    for size in (1, 2, 3, 4, 5, 8, 9, 13):
-        for origin in {0, -(1 - size % 2)}:
-            for pick, border, axis in ((np.minimum, "reflect", 0), (np.maximum, "constant", 1)):
-                expected = scipy_filter[pick](values, size, axis, mode=border, cval=0, origin=origin)
-                assert np.array_equal(window_extreme(values, size, axis, pick, border, origin), expected)
+    for shape in ((37, 41), (2, 3), (1, 9), (5, 1)):  # the small ones: windows longer than the array
+        values = rng.integers(0, 256, shape).astype(np.uint8)
+        for size in (1, 2, 3, 4, 5, 8, 9, 13):
+            for origin in {0, -(1 - size % 2)}:
+                for pick, border in ((np.minimum, "reflect"), (np.maximum, "constant"), (np.maximum, "reflect")):
+                    for axis in (0, 1):
+                        expected = scipy_filter[pick](values, size, axis, mode=border, cval=0, origin=origin)
+                        found = window_extreme(values, size, axis, pick, border, origin)
+                        assert np.array_equal(found, expected), (shape, size, origin, border, axis)
