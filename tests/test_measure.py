@@ -79,6 +79,7 @@ def test_images_without_a_mask_or_with_one_of_another_size_are_reported_and_the_
     assert [row["id"] for row in result.rows] == ["a"]
     reasons = dict((path.name, reason) for path, reason in result.failed)
     assert "no mask for it" in reasons["b.png"]
+    assert all(name in reasons["b.png"] for name in ("<id>_segmentation.png", "<id>_mask.png", "<id>_lesion.png"))
     assert "is 12x10, the image 240x240" in reasons["c.png"]
     assert [p.name for p in result.unmatched_masks] == ["stray_segmentation.png"]
 

@@ -21,6 +21,8 @@ MASK_SUFFIX = "_segmentation.png"
 # recognised and named in messages from here.
 OVERLAY, PROBABILITY, CROP = "_overlay", "_probability", "_crop"
 EXTRA_OUTPUTS = re.compile(rf"(?:{'|'.join((OVERLAY, PROBABILITY, CROP))})$", re.I)
+# The names a given mask may have, in words (mask_files_by_id pairs them).
+MASK_NAMES = spoken([f"<id>{suffix}.png" for suffix in MASK_SUFFIXES.split("|")] + ["<id>.png"])
 # The endings of file names that an input folder's listing leaves out, in words.
 NOT_INPUT_ENDINGS = spoken([*MASK_SUFFIXES.split("|"), OVERLAY, PROBABILITY, CROP])
 # Files in an input folder that are masks or this command's own outputs, not images to segment.

@@ -25,6 +25,7 @@ from skinseg.cli.base import (
 )
 from skinseg.cli.segment import report_skipped
 from skinseg.cli.tables import literal
+from skinseg.inputs import MASK_NAMES
 
 
 @report_errors
@@ -36,7 +37,7 @@ def measure(
     masks: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of masks to measure, paired by name (<id>_segmentation.png, _mask, _lesion, or <id> alone)"
+            help=f"Folder of masks to measure, paired by name ({MASK_NAMES})"
             " [default: segment the images with the model].",
         ),
     ] = None,

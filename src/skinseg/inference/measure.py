@@ -16,7 +16,7 @@ from skinseg.errors import Interrupted, SkinsegError
 from skinseg.fileio import interrupts_held
 from skinseg.inference.config import MeasureConfig, how_to_continue
 from skinseg.inference.summary import SummaryWriter, rows_of
-from skinseg.inputs import collect_inputs, mask_files_by_id
+from skinseg.inputs import MASK_NAMES, collect_inputs, mask_files_by_id
 from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Progress, no_progress
@@ -71,7 +71,7 @@ def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePla
             if image.stem in by_id:
                 masks[image] = by_id.pop(image.stem)
             else:
-                result.failed.append((image, f"no mask for it in {config.masks} (<id>_segmentation.png or <id>.png)"))
+                result.failed.append((image, f"no mask for it in {config.masks} ({MASK_NAMES})"))
         result.unmatched_masks = sorted(by_id.values())
     elif (model := config.run.user_model) is not None:
         files.read(model, "model")
