@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +110,7 @@ def _given_lesion(source: Path, mask_path: Path, pixel_size: float | None) -> tu
     mask = binarise(grey)
     if image.shape[:2] != mask.shape:
         return f"its mask {mask_path} is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
-    measures = _measures_or_why(image, mask, pixel_size=pixel_size)
-    return measures if isinstance(measures, str) else (image, mask, measures)
+    return _lesion_or_why(image, mask, pixel_size=pixel_size)
 
 
 def _given_lesions(plan: MeasurePlan, result: MeasureResult, pixel_size: float | None) -> Generator[tuple]:
@@ -120,11 +119,7 @@ def _given_lesions(plan: MeasurePlan, result: MeasureResult, pixel_size: float |
     `result.failed`, in the images' order."""
     work = in_order(lambda source: _given_lesion(source, plan.masks[source], pixel_size), plan.images, thread_count())
     with contextlib.closing(work) as outcomes:  # closed with this generator: no more images started
-        for source, outcome in zip(plan.images, outcomes, strict=True):
-            if isinstance(outcome, str):
-                result.failed.append((source, outcome))
-            else:
-                yield source, *outcome
+        yield from _kept(zip(plan.images, outcomes, strict=True), result)
 
 
 def measure_paths(config: MeasureConfig, on_progress: Progress | None = None) -> MeasureResult:
@@ -175,19 +170,22 @@ def _measure_planned(config: MeasureConfig, plan: MeasurePlan, result: MeasureRe
             write_page(config.report, page, config.overwrite or config.skip_existing)
 
 
-def _measures_or_why(image: np.ndarray, mask: np.ndarray, **options) -> dict | str:
-    """measure_lesion of one image, or why it failed: the batch goes on."""
+def _lesion_or_why(image: np.ndarray, mask: np.ndarray, **options) -> tuple[np.ndarray, np.ndarray, dict] | str:
+    """The image, its mask and measure_lesion's measurements of them; or why they could not be measured."""
     try:
-        return measure_lesion(image, mask, **options)
+        return image, mask, measure_lesion(image, mask, **options)
     except Exception as exc:  # one image's failure, whatever it is, is reported and the batch goes on
         return f"could not be measured: {type(exc).__name__}: {exc}"
 
 
-def _failed(source: Path, result: MeasureResult, measures: dict | str) -> bool:
-    """Whether `measures` is why the image failed; it is then in `result.failed`."""
-    if isinstance(measures, str):
-        result.failed.append((source, measures))
-    return isinstance(measures, str)
+def _kept(outcomes: Iterable[tuple[Path, tuple | str]], result: MeasureResult) -> Generator[tuple]:
+    """(image path, *outcome) for each (image path, outcome) whose outcome is not why it failed; those go to
+    `result.failed`, in the images' order: the batch goes on."""
+    for source, outcome in outcomes:
+        if isinstance(outcome, str):
+            result.failed.append((source, outcome))
+        else:
+            yield source, *outcome
 
 
 def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, stack: contextlib.ExitStack):
@@ -203,10 +201,9 @@ def _lesions(config: MeasureConfig, plan: MeasurePlan, result: MeasureResult, st
         contextlib.closing(segmented_images(segmenter, plan.images, config.run.batch_size, True, result.failed))
     )
     options = dict(pixel_size=config.pixel_size, threshold=segmenter.threshold, one_lesion=config.run.postprocess)
-    measured = (
-        (source, image, mask, measures)
-        for source, image, prob, mask, _ in segmented
-        if not _failed(source, result, measures := _measures_or_why(image, mask, probability=prob, **options))
+    outcomes = (
+        (source, _lesion_or_why(image, mask, probability=prob, **options)) for source, image, prob, mask, _ in segmented
     )
+    measured = _kept(outcomes, result)
     model_name = str(config.run.model) if config.run.model else None
     return [("masks", "the model's"), *segmenter.facts(model_name)], measured

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from skinseg.data.images import load_rgb
 from skinseg.errors import SkinsegError
 from skinseg.inference.postprocess import import_ndimage, needs_ndimage
 from skinseg.inference.segmenter import Segmenter
+from skinseg.runtime.threads import thread_count
 
 
 @dataclass
@@ -45,7 +45,7 @@ def segmented_images(segmenter: Segmenter, sources: list[Path], batch_size: int,
     batches of `batch_size`. While the caller handles one batch (its masks and files), the model computes the next
     in a thread and the one after is decoded. `whole`: the whole image is read too. Unreadable images go to
     `failed` as (path, reason)."""
-    pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
+    pool = ThreadPoolExecutor(thread_count())
     if needs_ndimage(segmenter.postprocess, bool(segmenter.info.boundary_offset)):
         pool.submit(import_ndimage)  # while the first batch is decoded and computed
     with pool, _one_ahead(_probabilities(segmenter, sources, batch_size, whole, failed, pool)) as computed:
