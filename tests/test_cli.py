@@ -172,3 +172,41 @@ def test_a_file_name_with_a_line_break_cannot_forge_a_line(tmp_path):
     assert result.exit_code == 1
     skipped = [line for line in result.stderr.splitlines() if "fake.png" in line]
     assert skipped == [f"skipped {folder}/nl\\nerror: fake.png: not an image file (or an unsupported format)"]
+
+
+class _Node:
+    """An object that can sit in a reference cycle (a plain list cannot be weakly referenced)."""
+
+    def __init__(self):
+        self.other = self
+
+
+def test_heavy_imports_pause_the_collector_then_freeze_what_they_made():
+    import gc
+    import weakref
+
+    garbage = _Node()
+    before = weakref.ref(garbage)
+    del garbage  # a cycle: only a collection frees it
+    assert gc.isenabled()
+    with cli.heavy_imports():
+        assert not gc.isenabled()
+        assert before() is None  # collected before the pause, not frozen
+        frozen = gc.get_freeze_count()
+        made = [_Node() for _ in range(100)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= frozen + len(made)
+
+
+def test_heavy_imports_leave_a_paused_collector_to_its_caller():
+    import gc
+
+    gc.disable()
+    try:
+        frozen = gc.get_freeze_count()
+        with cli.heavy_imports():
+            made = [_Node() for _ in range(100)]
+        assert not gc.isenabled() and len(made) == 100
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.enable()

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from skinseg.adaptation.config import MAX_FOLDS, MIN_FOLDS
-from skinseg.cli.base import DeviceOption, PrecisionOption, console, out, report_errors
+from skinseg.cli.base import DeviceOption, PrecisionOption, console, heavy_imports, out, report_errors
 from skinseg.cli.tables import literal, print_notes
 from skinseg.training.config import parse_duration
 
@@ -46,8 +46,9 @@ def adapt(
 ) -> None:
     """Fit a model to your site's outlines from a few labelled images; kept only where cross-validation shows a
     gain (docs/adapt.md)."""
-    from skinseg.adaptation import AdaptConfig, adapt
-    from skinseg.cli.progress import progress_bar
+    with heavy_imports():
+        from skinseg.adaptation import AdaptConfig, adapt
+        from skinseg.cli.progress import progress_bar
 
     config = AdaptConfig(
         data=data,

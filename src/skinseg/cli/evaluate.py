@@ -19,6 +19,7 @@ from skinseg.cli.base import (
     ThresholdOption,
     TtaOption,
     console,
+    heavy_imports,
     model_run,
     out,
     report_errors,
@@ -67,10 +68,11 @@ def evaluate(
     ] = False,
 ) -> None:
     """Score a model (or a folder of masks) with the ISIC challenge metrics."""
-    from skinseg.data.dataset import data_set_name
-    from skinseg.errors import SkinsegError
-    from skinseg.evaluation.config import EvaluateConfig
-    from skinseg.evaluation.reports import plan_evaluation, write_reports
+    with heavy_imports():
+        from skinseg.data.dataset import data_set_name
+        from skinseg.errors import SkinsegError
+        from skinseg.evaluation.config import EvaluateConfig
+        from skinseg.evaluation.reports import plan_evaluation, write_reports
 
     if pred is not None or truth is not None:
         if pred is None or truth is None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skinseg.cli.base import out, report_errors
+from skinseg.cli.base import heavy_imports, out, report_errors
 from skinseg.cli.tables import literal
 
 
@@ -21,8 +21,9 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Export the model as ONNX (dynamic batch and image size, metadata included)."""
-    from skinseg.errors import SkinsegError
-    from skinseg.inference.onnx import export_onnx
+    with heavy_imports():
+        from skinseg.errors import SkinsegError
+        from skinseg.inference.onnx import export_onnx
 
     if format != "onnx":
         raise SkinsegError(f"unknown export format '{format}'; only onnx is supported")

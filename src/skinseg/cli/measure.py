@@ -19,6 +19,7 @@ from skinseg.cli.base import (
     ThresholdOption,
     TtaOption,
     console,
+    heavy_imports,
     model_run,
     out,
     report_errors,
@@ -66,9 +67,10 @@ def measure(
     device: DeviceOption = "auto",
 ) -> None:
     """Measure each lesion: size, asymmetry, border and colours (docs/measure.md; for research, not a diagnosis)."""
-    from skinseg.cli.progress import lazy_bar
-    from skinseg.inference.config import MeasureConfig
-    from skinseg.inference.measure import measure_paths
+    with heavy_imports():
+        from skinseg.cli.progress import lazy_bar
+        from skinseg.inference.config import MeasureConfig
+        from skinseg.inference.measure import measure_paths
 
     config = MeasureConfig(
         inputs=tuple(inputs),

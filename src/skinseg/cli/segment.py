@@ -19,6 +19,7 @@ from skinseg.cli.base import (
     ThresholdOption,
     TtaOption,
     console,
+    heavy_imports,
     model_run,
     out,
     report_errors,
@@ -118,8 +119,9 @@ def segment(
         coco=coco,
     )
     output_paths(collect_inputs(config.inputs), config.output)  # a wrong path is reported before torch is imported
-    from skinseg.cli.progress import lazy_bar, notes_printer
-    from skinseg.inference.segment import segment_paths
+    with heavy_imports():
+        from skinseg.cli.progress import lazy_bar, notes_printer
+        from skinseg.inference.segment import segment_paths
 
     with lazy_bar(console, "Segmenting") as advance:
         result = segment_paths(config, on_progress=advance, on_notes=notes_printer(console))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skinseg.cli.base import DeviceOption, console, out, report_errors
+from skinseg.cli.base import DeviceOption, console, heavy_imports, out, report_errors
 from skinseg.cli.flags import in_flags
 from skinseg.cli.tables import literal
 from skinseg.training.config import DEFAULT_PRESET, choices_text, default_text, default_value, preset_text
@@ -155,11 +155,12 @@ def train(
 ) -> None:
     """Train the improved UNet; writes best/last weights (.safetensors), metrics.csv and curves.png."""
     options = {name: value for name, value in locals().items() if name not in COMMAND_ONLY}  # None: not given
-    from skinseg.cli.tables import training_summary
-    from skinseg.errors import SkinsegError
-    from skinseg.runtime.distributed import is_main_process
-    from skinseg.training.config import parse_duration, train_config
-    from skinseg.training.runs import load_run, refuse_resume_with_overwrite, run_folder
+    with heavy_imports():
+        from skinseg.cli.tables import training_summary
+        from skinseg.errors import SkinsegError
+        from skinseg.runtime.distributed import is_main_process
+        from skinseg.training.config import parse_duration, train_config
+        from skinseg.training.runs import load_run, refuse_resume_with_overwrite, run_folder
 
     options["time_budget"] = parse_duration(time_budget) if time_budget is not None else None
     if resume:
