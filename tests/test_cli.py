@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import THREAD_ENV
 from skinseg import __version__
+from skinseg.cli import app
 from skinseg.cli import base as cli
 
 COLUMNS = {"COLUMNS": "160"}  # tables on one line each, whatever the terminal
@@ -35,7 +36,7 @@ def invoke(*args):
     # The CLI's rich consoles fix their width when skinseg.cli is imported if COLUMNS is set then (pytest-xdist
     # sets it to 80 in its workers), so widen them for the call as COLUMNS does for a fresh process.
     with mock.patch.object(cli.out, "_width", 160), mock.patch.object(cli.console, "_width", 160):
-        return CliRunner().invoke(cli.app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
+        return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, env=COLUMNS)
 
 
 def test_help_lists_the_seven_commands():
@@ -210,3 +211,27 @@ def test_heavy_imports_leave_a_paused_collector_to_its_caller():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.enable()
+
+
+def test_a_command_named_first_is_built_alone(tmp_path):
+    """`skinseg segment ...` builds and imports segment's command only; anything else gets all seven."""
+    code = (
+        "import sys\nfrom skinseg.cli.commands import main\n"
+        "sys.argv = ['skinseg', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as end:\n    print('exit', end.code)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('skinseg.cli.')))"
+    )
+    alone = subprocess.run(
+        [sys.executable, "-c", code, "segment", "missing.jpg", "-o", "m.png"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert "error: missing.jpg: input not found" in alone.stderr
+    exit_line, modules = alone.stdout.strip().splitlines()
+    assert exit_line == "exit 1"
+    commands = {"prepare", "train", "evaluate", "segment", "measure", "export", "adapt"}
+    assert {m.removeprefix("skinseg.cli.") for m in eval(modules)} & commands == {"segment"}
+    mistyped = subprocess.run([sys.executable, "-c", code, "segmnt"], capture_output=True, text=True, cwd=tmp_path)
+    assert "Did you mean 'segment'?" in mistyped.stderr
+    assert {m.removeprefix("skinseg.cli.") for m in eval(mistyped.stdout.strip().splitlines()[-1])} >= commands

@@ -1,15 +1,21 @@
 """The command line: thin Typer commands, each turning its options into a frozen config and calling one
-library function (docs/architecture.md). `skinseg.cli:main` is the `skinseg` command."""
+library function (docs/architecture.md). `skinseg.cli:main` is the `skinseg` command; `skinseg.cli.app` is the
+Typer group with every command (skinseg.cli.commands)."""
 
-from skinseg.cli import adapt, evaluate, export, measure, prepare, segment, train
-from skinseg.cli.base import ChoicesCommand, MetavarCommand, app, main
+from __future__ import annotations
 
-app.command(cls=ChoicesCommand)(prepare.prepare)
-app.command()(train.train)
-app.command()(evaluate.evaluate)
-app.command(cls=MetavarCommand)(segment.segment)
-app.command(cls=MetavarCommand)(measure.measure)
-app.command(cls=MetavarCommand)(export.export)
-app.command()(adapt.adapt)
+import typer
+
+from skinseg.cli.commands import main
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`app`, built when first asked for: `skinseg` itself builds only the command it runs."""
+    if name == "app":
+        from skinseg.cli.commands import build_app
+
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["app", "main"]

@@ -1,4 +1,4 @@
-"""The Typer application, its shared options and the one way errors end a command: a red line and an exit code.
+"""The Typer group, its shared options and the one way errors end a command: a red line and an exit code.
 
 Nothing heavy is imported at module level, so `skinseg --help` and `--version` never load torch.
 """
@@ -59,14 +59,6 @@ class ChoicesCommand(MetavarCommand):
         return params
 
 
-app = typer.Typer(
-    name="skinseg",
-    help="Skin-lesion segmentation in dermoscopy images with the improved UNet.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 # Paths are printed as they are: markup in them is escaped where they are printed, and no `:name:` is an emoji.
 console = Console(stderr=True, emoji=False)
 out = Console(emoji=False)
@@ -183,7 +175,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main_options(
     version: Annotated[
         bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
@@ -192,16 +183,15 @@ def main_options(
     """Skin-lesion segmentation in dermoscopy images with the improved UNet."""
 
 
-def main() -> None:
-    """The `skinseg` command: the commands are registered (skinseg.cli) before it runs."""
-    # Ctrl-C and SIGTERM end a command alike: temporary files are removed, training state is kept, exit 130.
-    from skinseg.fileio import raise_interrupt
-
-    signal.signal(signal.SIGINT, raise_interrupt)
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        app(prog_name="skinseg")
-    finally:
-        # At exit the interpreter's last garbage collections walk every object that torch has made: most of a
-        # second per command. Frozen, they are left to the OS, which frees the process's memory anyway.
-        gc.freeze()
+def new_app() -> typer.Typer:
+    """The `skinseg` group with its own options and no command yet (skinseg.cli.commands registers them)."""
+    app = typer.Typer(
+        name="skinseg",
+        help="Skin-lesion segmentation in dermoscopy images with the improved UNet.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(main_options)
+    return app
