@@ -16,7 +16,7 @@ from skinseg.errors import ConfigError, SkinsegError
 from skinseg.inference.config import MeasureConfig
 from skinseg.inference.measure import ROW_COLUMNS, measure_paths
 from skinseg.inference.model_run import ModelRun
-from skinseg.measurement import MEASURE_COLUMNS
+from skinseg.measurement import MEASURE_COLUMNS, TINY_DIAMETER
 from test_cli import invoke
 
 
@@ -132,6 +132,18 @@ def test_the_command_writes_a_report_and_says_what_it_did(tmp_path):
     assert "measured 2 image(s) into" in result.output
     page = (tmp_path / "m.html").read_text()
     assert "skinseg measurements" in page and "asymmetric axes" in page and page.count("<tr data-rank=") == 2
+    assert "px across" not in result.output  # no lesion is tiny
+
+
+def test_tiny_lesions_are_measured_and_named(tmp_path):
+    images, masks = lesion_files(tmp_path, names=("big", "speck"))
+    speck = disc(5)  # about 9 px across: enlarged 7x for the fold
+    Image.fromarray(speck.astype(np.uint8) * 255).save(masks / "speck_segmentation.png")
+    result = measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv"))
+    assert result.tiny == ["speck"] and result.rows[1]["asymmetry"] is not None
+    said = invoke("measure", images, "--masks", masks, "--csv", tmp_path / "n.csv")
+    assert said.exit_code == 0, said.output
+    assert f"1 lesion(s) under {TINY_DIAMETER} px across (first: speck): measured" in said.output
 
 
 def test_the_command_fails_with_one_line_when_a_mask_is_missing(tmp_path):

@@ -71,6 +71,7 @@ def measure(
         from skinseg.cli.progress import lazy_bar
         from skinseg.inference.config import MeasureConfig
         from skinseg.inference.measure import measure_paths
+        from skinseg.measurement import TINY_DIAMETER
 
     config = MeasureConfig(
         inputs=tuple(inputs),
@@ -91,6 +92,13 @@ def measure(
     failed += f"; {len(result.failed)} failed" if result.failed else ""
     empty = f"; {len(result.empty)} without a lesion (a row with area 0)" if result.empty else ""
     out.print(f"measured {len(result.rows)} image(s) into {written}{empty}{failed}", soft_wrap=True, highlight=False)
+    if result.tiny:
+        console.print(
+            f"{len(result.tiny)} lesion(s) under {TINY_DIAMETER} px across (first: {literal(result.tiny[0])}):"
+            " measured, but their shape, border and colours rest on a few pixels (docs/measure.md, Limits)",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.unmatched_masks:
         first = literal(str(result.unmatched_masks[0]))
         console.print(f"{len(result.unmatched_masks)} mask(s) in --masks have no input image (first: {first})")

@@ -17,7 +17,7 @@ from skinseg.fileio import interrupts_held
 from skinseg.inference.config import MeasureConfig, how_to_continue
 from skinseg.inference.summary import SummaryWriter, rows_of
 from skinseg.inputs import MASK_NAMES, collect_inputs, mask_files_by_id
-from skinseg.measurement import MEASURE_COLUMNS, measure_lesion
+from skinseg.measurement import MEASURE_COLUMNS, TINY_DIAMETER, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Progress, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -39,6 +39,11 @@ class MeasureResult:
     def empty(self) -> list[str]:
         """The ids of images with no lesion in their mask."""
         return [row["id"] for row in self.rows if not row["area_px"]]
+
+    @property
+    def tiny(self) -> list[str]:
+        """The ids of lesions narrower than TINY_DIAMETER pixels (equivalent diameter): measured, but coarsely."""
+        return [row["id"] for row in self.rows if row["area_px"] and row["equivalent_diameter_px"] < TINY_DIAMETER]
 
 
 @dataclass

@@ -2,6 +2,6 @@
 computed from an image and its mask, not a diagnosis. Plain numpy: no segmentation model and no torch; white and
 red come from a 4 kB per-pixel model in skinseg's assets (colour_model.py)."""
 
-from skinseg.measurement.lesion import MEASURE_COLUMNS, measure_lesion
+from skinseg.measurement.lesion import MEASURE_COLUMNS, TINY_DIAMETER, measure_lesion
 
-__all__ = ["MEASURE_COLUMNS", "measure_lesion"]
+__all__ = ["MEASURE_COLUMNS", "TINY_DIAMETER", "measure_lesion"]

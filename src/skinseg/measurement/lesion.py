@@ -33,6 +33,7 @@ def _mm_column(name: str) -> str:
 
 WORK_DIAMETER = 64  # asymmetry and border are measured with the lesion scaled to this diameter (px)
 WORK_SIDE = 4 * WORK_DIAMETER  # ... on a cut of the image at most this many pixels across
+TINY_DIAMETER = WORK_DIAMETER // 4  # px: a narrower lesion is enlarged more than 4x; its measures rest on pixel steps
 COLOUR_DIAMETER = 128  # colours are named with the lesion at most this many pixels across ...
 COLOUR_MARGIN = 0.05  # ... on a cut this far round it (lesion diameters; 6 px or more there, 2 px more cut)
 # The two cuts, as _work_area and _cut_box take them: (target diameter, enlarged, margin in lesion diameters)
