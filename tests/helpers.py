@@ -116,8 +116,11 @@ def forked_processes():
 
     context = multiprocessing.get_context("forkserver")
     # torch._dynamo: the optimiser's first use imports it (seconds), in every training process
+    from skinseg.cli.commands import COMMANDS
+
+    commands = [f"skinseg.cli.{name}" for name in COMMANDS]  # built in the child by its main(): imported here once
     context.set_forkserver_preload(
-        ["helpers", "skinseg.cli", "skinseg.training.loop", "skinseg.inference.segment", "torch._dynamo"]
+        ["helpers", *commands, "skinseg.training.loop", "skinseg.inference.segment", "torch._dynamo"]
     )
     return context
 

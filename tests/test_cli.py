@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from unittest import mock
 
 import numpy as np
@@ -182,35 +183,89 @@ class _Node:
         self.other = self
 
 
-def test_heavy_imports_pause_the_collector_then_freeze_what_they_made():
+def test_heavy_imports_pause_the_collector_then_freeze_what_they_made(monkeypatch):
+    import gc
+
+    monkeypatch.setitem(cli._OWN_PROCESS, "claimed", True)  # as the `skinseg` process
+    try:
+        with cli.heavy_imports():
+            assert not gc.isenabled()
+            frozen = gc.get_freeze_count()
+            made = [_Node() for _ in range(100)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen + len(made)
+    finally:
+        gc.unfreeze()  # the rest of this test process collects as before
+
+
+def test_heavy_imports_leave_a_callers_process_and_a_paused_collector_alone(monkeypatch):
+    """In a caller's own process (a test, a notebook) nothing is paused or frozen: a freeze would keep that
+    process's later garbage from ever being collected (a review found the first version did)."""
     import gc
     import weakref
 
-    garbage = _Node()
-    before = weakref.ref(garbage)
-    del garbage  # a cycle: only a collection frees it
-    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
     with cli.heavy_imports():
-        assert not gc.isenabled()
-        assert before() is None  # collected before the pause, not frozen
-        frozen = gc.get_freeze_count()
-        made = [_Node() for _ in range(100)]
-    assert gc.isenabled()
-    assert gc.get_freeze_count() >= frozen + len(made)
-
-
-def test_heavy_imports_leave_a_paused_collector_to_its_caller():
-    import gc
-
+        assert gc.isenabled()
+        kept = _Node()
+    assert gc.get_freeze_count() == frozen
+    freed = weakref.ref(kept)
+    del kept
+    gc.collect()
+    assert freed() is None
+    monkeypatch.setitem(cli._OWN_PROCESS, "claimed", True)
     gc.disable()
     try:
-        frozen = gc.get_freeze_count()
         with cli.heavy_imports():
             made = [_Node() for _ in range(100)]
         assert not gc.isenabled() and len(made) == 100
         assert gc.get_freeze_count() == frozen
     finally:
         gc.enable()
+
+
+def test_every_command_that_loads_torch_imports_it_under_heavy_imports(tmp_path):
+    """Each command but prepare enters heavy_imports before torch is imported and leaves it with torch loaded."""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    runs = {
+        "segment": ["a.png", "-o", "out", "--model", "missing.safetensors"],
+        "measure": ["a.png", "--csv", "m.csv", "--model", "missing.safetensors"],
+        "evaluate": [],
+        "export": ["missing.safetensors", "-o", "m.onnx"],
+        "train": [],
+        "adapt": ["--data", "missing", "-o", "a.safetensors"],
+    }
+    code = textwrap.dedent(
+        f"""
+        import contextlib, json, sys
+        import skinseg.cli.base as base
+
+        real, seen, found = base.heavy_imports, [], {{}}
+
+        @contextlib.contextmanager
+        def spy():  # what each command's heavy_imports saw: torch before, torch after
+            before = "torch" in sys.modules
+            with real():
+                yield
+            seen.append([before, "torch" in sys.modules])
+
+        base.heavy_imports = spy  # before the command modules import it
+        from skinseg.cli.commands import build_app
+
+        for name, args in {runs!r}.items():
+            seen.clear()
+            try:
+                build_app((name,))([name, *args], prog_name="skinseg")
+            except SystemExit:
+                pass
+            found[name] = list(seen)
+        print(json.dumps(found))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found.pop("segment") == [[False, True]], result.stderr  # the first: torch not imported before
+    assert all(entries and entries[0][1] for entries in found.values()), found
 
 
 def test_a_command_named_first_is_built_alone(tmp_path):

@@ -150,19 +150,29 @@ def report_errors(command: Callable) -> Callable:
     return wrapper
 
 
+# Whether this process is the `skinseg` command (commands.main says so). Only there are the library's imports
+# frozen: in a caller's own process (a test, a notebook) a freeze would keep its later garbage from collection.
+_OWN_PROCESS = {"claimed": False}
+
+
+def claim_process() -> None:
+    """This process is the `skinseg` command: heavy_imports may pause the collector and freeze what it made."""
+    _OWN_PROCESS["claimed"] = True
+
+
 @contextlib.contextmanager
 def heavy_imports() -> Iterator[None]:
-    """The library's modules, and torch with them, imported with the cycle collector paused, then frozen.
+    """The library's modules, and torch with them, imported with the cycle collector paused, then frozen (in the
+    `skinseg` process only: claim_process).
 
     torch's import makes hundreds of thousands of objects, and the collections it set off walked them all, over
     and over, during the import and after: 0.17 s of a one-image segment's 2.7 s. Frozen, they are never walked
-    again; none of them is garbage. What was garbage before is collected first, so that none is frozen."""
-    if not gc.isenabled():  # the caller manages the collector
+    again. The few thousand objects the import leaves as garbage (about 1 MB) are frozen with them."""
+    if not (_OWN_PROCESS["claimed"] and gc.isenabled()):  # a caller's process, or a caller's paused collector
         yield
         return
-    gc.collect()
-    gc.disable()
     try:
+        gc.disable()
         yield
     finally:
         gc.freeze()

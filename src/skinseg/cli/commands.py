@@ -15,7 +15,7 @@ import sys
 import typer
 from typer.core import TyperCommand
 
-from skinseg.cli.base import ChoicesCommand, MetavarCommand, new_app
+from skinseg.cli.base import ChoicesCommand, MetavarCommand, claim_process, new_app
 
 # name -> its Typer command class; each is the function of that name in skinseg.cli.<name>
 COMMANDS: dict[str, type[TyperCommand]] = {
@@ -47,6 +47,7 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, raise_interrupt)
     signal.signal(signal.SIGTERM, raise_interrupt)
+    claim_process()
     first = sys.argv[1] if len(sys.argv) > 1 else None
     app = build_app((first,) if first in COMMANDS else tuple(COMMANDS))
     try:
