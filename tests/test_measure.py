@@ -18,6 +18,7 @@ from skinseg.inference.measure import ROW_COLUMNS, measure_paths
 from skinseg.inference.model_run import ModelRun
 from skinseg.measurement import MEASURE_COLUMNS, TINY_DIAMETER
 from test_cli import invoke
+from test_threads import blas_on_two_threads, blas_threads
 
 
 def lesion_files(folder, names=("a", "b"), mask_names=None):
@@ -221,3 +222,22 @@ def test_a_report_alone_is_an_output(tmp_path):
     images, masks = lesion_files(tmp_path, names=("a",))
     measure_paths(MeasureConfig(inputs=(images,), masks=masks, report=tmp_path / "p.html"))
     assert "colours" in (tmp_path / "p.html").read_text()
+
+
+def test_lesions_are_measured_with_blas_on_one_thread(tmp_path, monkeypatch):
+    """Measuring threads and BLAS's own threads fought over the cores: small products took 100 times as long."""
+    import skinseg.inference.measure as measure_module
+
+    seen = []
+
+    def spied(*args, **kwargs):
+        seen.append(blas_threads())
+        return measure_lesion(*args, **kwargs)
+
+    from skinseg.measurement import measure_lesion
+
+    monkeypatch.setattr(measure_module, "measure_lesion", spied)
+    images, masks = lesion_files(tmp_path)
+    with blas_on_two_threads():
+        measure_paths(MeasureConfig(inputs=(images,), masks=masks, csv_file=tmp_path / "m.csv"))
+    assert seen == [[1] * len(seen[0])] * 2 and seen[0]

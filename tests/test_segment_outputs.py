@@ -279,3 +279,31 @@ def test_segment_measure_fills_the_millimetres_and_a_report_is_made_anew_by_skip
     next((tmp_path / "m").iterdir()).unlink()
     again = segment_paths(SegmentConfig(**config, skip_existing=True))  # the page exists: made anew, not refused
     assert len(again.written) == 1 and "segmented</th><td>1<" in (tmp_path / "r.html").read_text()
+
+
+def test_measured_beside_the_model_with_blas_on_one_thread(tiny_model_path, tmp_path, monkeypatch):
+    """The measurements ran beside the model's threads, and BLAS's own threads fought both for the cores."""
+    import skinseg.measurement
+    from test_threads import blas_on_two_threads, blas_threads
+
+    measure_lesion, seen = skinseg.measurement.measure_lesion, []
+
+    def spied(*args, **kwargs):
+        seen.append(blas_threads())
+        return measure_lesion(*args, **kwargs)
+
+    monkeypatch.setattr(skinseg.measurement, "measure_lesion", spied)
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(SAMPLES / "ISIC_0000056.jpg", images / f"{name}.jpg")
+    config = SegmentConfig(
+        inputs=(images,),
+        output=tmp_path / "masks",
+        measure=True,
+        summary=tmp_path / "s.csv",
+        run=ModelRun(model=tiny_model_path, device="cpu"),
+    )
+    with blas_on_two_threads():
+        segment_paths(config)
+    assert seen == [[1] * len(seen[0])] * 2 and seen[0]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import pytest
 
-from skinseg.runtime.threads import AHEAD, MAX_THREADS, in_order, thread_count
+from skinseg.runtime.threads import AHEAD, MAX_THREADS, blas_on_one_thread, in_order, thread_count
 
 
 def test_results_come_in_the_items_order_whatever_order_they_finish_in():
@@ -59,3 +60,30 @@ def test_one_thread_per_core_up_to_the_limit(monkeypatch):
     monkeypatch.delattr("os.sched_getaffinity", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: None)
     assert thread_count() == 1
+
+
+def blas_threads() -> list[int]:
+    """The thread count of each BLAS library loaded (numpy's, scipy's)."""
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+@contextlib.contextmanager
+def blas_on_two_threads():
+    """BLAS on two threads, as outside the tests (conftest's OMP_NUM_THREADS=1 sets OpenBLAS to one too)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+    with threadpool_limits(limits=2, user_api="blas"):
+        if set(blas_threads()) != {2}:
+            pytest.skip("no BLAS library here that threadpoolctl can give two threads")
+        yield
+
+
+def test_blas_runs_on_one_thread_in_the_block_and_as_before_after_it():
+    with blas_on_two_threads():
+        with blas_on_one_thread():
+            assert set(blas_threads()) == {1}
+        assert set(blas_threads()) == {2}

@@ -21,7 +21,7 @@ from skinseg.measurement import MEASURE_COLUMNS, TINY_DIAMETER, measure_lesion
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Progress, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
-from skinseg.runtime.threads import in_order, thread_count
+from skinseg.runtime.threads import blas_on_one_thread, in_order, thread_count
 
 # Every column of a row: the measurements, then where the image and its mask came from.
 ROW_COLUMNS = (*MEASURE_COLUMNS, "image", "mask")
@@ -149,7 +149,7 @@ def _measure_planned(config: MeasureConfig, plan: MeasurePlan, result: MeasureRe
     from skinseg.reporting.html import ReportCases, measure_page, write_page
 
     cases = ReportCases(config.report_max_cases) if config.report else None
-    with plan.files.hold(), contextlib.ExitStack() as stack:
+    with plan.files.hold(), blas_on_one_thread(), contextlib.ExitStack() as stack:
         writers = [
             (stack.enter_context(SummaryWriter(path, config.skip_existing, ROW_COLUMNS, what)), path)
             for path, what, _ in _row_files(config)

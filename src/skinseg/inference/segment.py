@@ -20,6 +20,7 @@ from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.distributed import env_rank_world
+from skinseg.runtime.threads import blas_on_one_thread
 
 
 @dataclass
@@ -201,6 +202,7 @@ def _segment_planned(config: SegmentConfig, plan: SegmentPlan, result: SegmentRe
     failed_before = len(result.failed)  # outputs that exist: reported, not segmented
     whole = config.overlay or plan.report is not None or config.measure or config.crops is not None
     with (
+        blas_on_one_thread() if config.measure else contextlib.nullcontext(),  # measured beside the model's threads
         SummaryWriter(plan.summary, config.skip_existing, summary_columns(config.measure)) as rows_out,
         contextlib.closing(
             segmented_images(segmenter, [s for s, _ in plan.todo], config.run.batch_size, whole, result.failed)
