@@ -92,4 +92,8 @@ def test_a_glob_leaves_out_masks_and_segments_own_outputs_like_a_folder(tmp_path
     ignored: list[Path] = []
     assert collect_inputs([tmp_path / "*.png"], ignored) == [tmp_path / "a.png"]
     assert len(ignored) == 3
-    assert collect_inputs([tmp_path / "a_segmentation.png"]) == [tmp_path / "a_segmentation.png"]  # named itself
+    named: list[Path] = []
+    named_itself = collect_inputs([tmp_path / "a_segmentation.png", tmp_path / "a.png"], named_like_outputs=named)
+    assert named_itself == [tmp_path / "a_segmentation.png", tmp_path / "a.png"] and named == named_itself[:1]
+    collect_inputs([tmp_path / "*.png", tmp_path], named_like_outputs=named)
+    assert named == named_itself[:1]  # a pattern and a folder leave such files out

@@ -384,7 +384,7 @@ def test_segment_skip_existing_and_its_own_masks_are_not_inputs(tiny_model_path,
     assert invoke(*args).exit_code == 0
     again = invoke(*args)  # the masks now in the folder are not taken as images; a and b are there already
     assert again.exit_code == 1 and "2 failed" in again.output and "--skip-existing" in again.output
-    assert "left out 2 mask file(s)" in again.output
+    assert "left out 2 mask or output file(s)" in again.output
     skipped = invoke(*args, "--skip-existing", "--summary", tmp_path / "s.csv")
     assert skipped.exit_code == 0 and "wrote 0 mask(s)" in skipped.output and "2 already there" in skipped.output
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_segmentation.png", "b.png", "b_segmentation.png"]
@@ -398,6 +398,13 @@ def test_segment_skip_existing_and_its_own_masks_are_not_inputs(tiny_model_path,
     assert sorted(p.name for p in folder.glob("*_overlay.png")) == ["a_overlay.png", "b_overlay.png"]
     assert (folder / "a_segmentation.png").read_bytes() == b"a mask made by hand"
     assert (folder / "b_segmentation.png").read_bytes() == masks[folder / "b_segmentation.png"]
+    # A trial's unquoted `segment DIR/* -o OUT`: the shell names the masks and overlays one by one, and they
+    # were segmented without a word. They still are (a file named on its own is an input), and are named.
+    expanded = invoke("segment", *sorted(folder.iterdir()), "-o", tmp_path / "out", "--model", tiny_model_path)
+    assert "wrote 5 mask(s)" in expanded.output  # and a_segmentation.png, no longer a PNG, is reported
+    assert "4 input(s) named like masks or outputs" in expanded.output and "were given one by one and segmented" in (
+        expanded.output
+    )
 
 
 @pytest.mark.parametrize(

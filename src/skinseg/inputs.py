@@ -36,12 +36,14 @@ def collect_inputs(
     inputs: tuple[Path, ...] | list[Path],
     ignored: list[Path] | None = None,
     repeated: list[tuple[Path, Path]] | None = None,
+    named_like_outputs: list[Path] | None = None,
 ) -> list[Path]:
     """Image files from files, folders (not recursive) and glob patterns, in order, each file once (by its real
     path; each repeat goes to `repeated` with the input it repeats). In a folder or a pattern, mask files
     (<id>_segmentation, _mask, _lesion) and segment's overlays and probability maps are left out (and added to
     `ignored`): `segment DIR -o DIR` (or `'DIR/*.png'`) run twice does not take its own masks as inputs. A file
-    named on its own is always an input."""
+    named on its own is always an input; one named as those are goes to `named_like_outputs` too (a pattern
+    that the shell expanded arrives as files named one by one)."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
@@ -56,6 +58,8 @@ def collect_inputs(
             _images_only([item / name for name in names], found, ignored)
         elif item.exists():
             found.append(item)
+            if named_like_outputs is not None and _NOT_INPUTS.search(item.stem):
+                named_like_outputs.append(item)
         elif any(ch in str(item) for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
             _images_only(matches, found, ignored)

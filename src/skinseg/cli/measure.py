@@ -24,7 +24,7 @@ from skinseg.cli.base import (
     out,
     report_errors,
 )
-from skinseg.cli.segment import report_skipped
+from skinseg.cli.segment import note_named_like_outputs, report_skipped
 from skinseg.cli.tables import literal
 from skinseg.inputs import MASK_NAMES
 
@@ -92,6 +92,7 @@ def measure(
     failed += f"; {len(result.failed)} failed" if result.failed else ""
     empty = f"; {len(result.empty)} without a lesion (a row with area 0)" if result.empty else ""
     out.print(f"measured {len(result.rows)} image(s) into {written}{empty}{failed}", soft_wrap=True, highlight=False)
+    note_named_like_outputs(result.named_like_outputs, "measured")
     if result.tiny:
         console.print(
             f"{len(result.tiny)} lesion(s) under {TINY_DIAMETER} px across (first: {literal(result.tiny[0])}):"

@@ -141,11 +141,12 @@ def _print_result(result, crops: Path | None) -> None:
     if result.ignored:
         first = literal(str(result.ignored[0]))
         console.print(
-            f"left out {len(result.ignored)} mask file(s) found in the input folder(s)"
+            f"left out {len(result.ignored)} mask or output file(s) found in the input folder(s)"
             f" (names ending {NOT_INPUT_ENDINGS}; first: {first})",
             highlight=False,
             soft_wrap=True,
         )
+    note_named_like_outputs(result.named_like_outputs, "segmented")
     if result.repeated:
         repeat, kept = (literal(str(path)) for path in result.repeated[0])
         console.print(
@@ -169,6 +170,21 @@ def _print_result(result, crops: Path | None) -> None:
         )
     if result.coco is not None:
         out.print(f"COCO annotations in {literal(str(result.coco))}", soft_wrap=True, highlight=False)
+
+
+def note_named_like_outputs(paths: list[Path], done: str) -> None:
+    """A word on inputs named one by one whose names are those of masks and outputs, which a folder or a quoted
+    pattern leaves out: an unquoted pattern, expanded by the shell, brings them in."""
+    from skinseg.inputs import NOT_INPUT_ENDINGS
+
+    if paths:
+        console.print(
+            f"{len(paths)} input(s) named like masks or outputs (names ending {NOT_INPUT_ENDINGS};"
+            f" first: {literal(str(paths[0]))}) were given one by one and {done}: to leave such files out, give"
+            " the folder or quote the pattern ('DIR/*.jpg')",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def report_skipped(skipped: list, shown: int = 20) -> None:

@@ -32,6 +32,7 @@ class MeasureResult:
     rows: list[dict] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not measured
+    named_like_outputs: list[Path] = field(default_factory=list)  # inputs named as masks and outputs are: measured
     existing: list[Path] = field(default_factory=list)  # `skip_existing`: images with a row already, left
     unmatched_masks: list[Path] = field(default_factory=list)  # masks in `masks` without an input image
 
@@ -57,7 +58,7 @@ class MeasurePlan:
 def plan_measurement(config: MeasureConfig, result: MeasureResult) -> MeasurePlan:
     """The images, their masks (paired by name, as evaluate pairs `pred` with `truth`), the model, and the files
     written, checked before any image is read: none is an input, none exists unless `overwrite`."""
-    images = collect_inputs(config.inputs, result.ignored)
+    images = collect_inputs(config.inputs, result.ignored, named_like_outputs=result.named_like_outputs)
     seen: dict[str, Path] = {}
     for image in images:  # a row's id is the file's stem: two images of one name would share it
         if seen.setdefault(image.stem, image) != image:

@@ -32,6 +32,7 @@ class SegmentResult:
     existing: list[Path] = field(default_factory=list)  # skipped with skip_existing: their outputs are there
     completed: list[Path] = field(default_factory=list)  # skip_existing: the mask was there, the other outputs added
     ignored: list[Path] = field(default_factory=list)  # mask files in input folders, not segmented
+    named_like_outputs: list[Path] = field(default_factory=list)  # inputs named as masks and outputs are: segmented
     repeated: list[tuple[Path, Path]] = field(default_factory=list)  # (input, the one it is: segmented once)
     uncropped: list[Path] = field(default_factory=list)  # `crops`: no lesion found, so no crop
     cropped: list[Path] = field(default_factory=list)  # `crops`: the images whose crop was written
@@ -111,7 +112,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     an image whose outputs exist is skipped (with `skip_existing`), replaced (with `overwrite`) or reported."""
     if config.skip_existing and config.overwrite:
         raise SkinsegError(EXCLUSIVE_WRITES)
-    inputs = collect_inputs(config.inputs, result.ignored, result.repeated)
+    inputs = collect_inputs(config.inputs, result.ignored, result.repeated, result.named_like_outputs)
     pairs, clashes = one_input_per_mask(list(zip(inputs, output_paths(inputs, config.output), strict=True)))
     result.failed += clashes
     pairs, rank, world = _rank_share(pairs)
