@@ -290,3 +290,14 @@ def test_a_command_named_first_is_built_alone(tmp_path):
     mistyped = subprocess.run([sys.executable, "-c", code, "segmnt"], capture_output=True, text=True, cwd=tmp_path)
     assert "Did you mean 'segment'?" in mistyped.stderr
     assert {m.removeprefix("skinseg.cli.") for m in eval(mistyped.stdout.strip().splitlines()[-1])} >= commands
+
+
+def test_the_metrics_table_counts_one_image_in_the_singular():
+    from types import SimpleNamespace
+
+    from skinseg.cli.tables import metrics_table
+
+    stats = dict.fromkeys(("mean", "std", "median", "min", "max"), 0.9)
+    one = SimpleNamespace(title="val", per_image=[{}], summary={"dice": stats})
+    assert metrics_table(one).title == "val (1 image)"
+    assert metrics_table(SimpleNamespace(title="val", per_image=[{}, {}], summary={})).title == "val (2 images)"

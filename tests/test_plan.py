@@ -461,3 +461,11 @@ def test_a_json_summary_cut_inside_its_last_row_is_continued_without_it(tmp_path
     assert count == 1 and path.read_bytes()[:length].decode() == f"[\n {row}"
     path.write_text("")
     assert continued_rows(path) is None  # empty: written anew
+
+
+def test_a_wrong_suffix_names_the_format_in_words(tmp_path):
+    """A trial read `--out writes SAFETENSORS`: a short suffix is a format's name, a long one is not."""
+    with pytest.raises(SkinsegError, match=r"`report` writes HTML: name the file \.html"):
+        Plan("t").write(tmp_path / "r.txt", "`report`", suffixes=(".html", ".htm"))
+    with pytest.raises(SkinsegError, match=r"`out` writes a \.safetensors file: name the file \.safetensors"):
+        Plan("t").write(tmp_path / "m.pt", "`out`", suffixes=(".safetensors",))

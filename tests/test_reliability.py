@@ -385,8 +385,10 @@ def test_segment_skip_existing_and_its_own_masks_are_not_inputs(tiny_model_path,
     again = invoke(*args)  # the masks now in the folder are not taken as images; a and b are there already
     assert again.exit_code == 1 and "2 failed" in again.output and "--skip-existing" in again.output
     assert "left out 2 mask or output file(s)" in again.output
-    skipped = invoke(*args, "--skip-existing", "--summary", tmp_path / "s.csv")
+    skipped = invoke(*args, "--skip-existing", "--summary", tmp_path / "s.csv", "--report", tmp_path / "r.html")
     assert skipped.exit_code == 0 and "wrote 0 mask(s)" in skipped.output and "2 already there" in skipped.output
+    # the page shows this run's images; a trial read "no image was segmented or kept" beside "2 already there"
+    assert "no --report written: no image was segmented in this run" in skipped.output
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_segmentation.png", "b.png", "b_segmentation.png"]
     assert invoke(*args, "--skip-existing", "--overwrite").exit_code == 1
     # Issue #21: with the masks there and the overlays asked for, every image was an "exists" error. Now the

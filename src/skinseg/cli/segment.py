@@ -126,9 +126,10 @@ def segment(
     with lazy_bar(console, "Segmenting") as advance:
         result = segment_paths(config, on_progress=advance, on_notes=notes_printer(console))
     _print_result(result, crops)
-    pages = (("--coco", coco, result.coco), ("--report", report, result.report))
-    if unwritten := [flag for flag, asked, made in pages if asked and not made]:
-        console.print(f"no {' or '.join(unwritten)} written: no image was segmented or kept", highlight=False)
+    if coco and not result.coco:
+        console.print("no --coco written: no image was segmented or kept", highlight=False)
+    if report and not result.report:  # made anew with this run's images (docs/segment.md)
+        console.print("no --report written: no image was segmented in this run", highlight=False)
     report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)

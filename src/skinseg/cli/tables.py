@@ -41,7 +41,8 @@ def prepare_summary(result) -> Table:
 
 
 def metrics_table(report) -> Table:
-    table = Table(title=literal(f"{report.title} ({len(report.per_image)} images)"))
+    count = len(report.per_image)
+    table = Table(title=literal(f"{report.title} ({count} image{'' if count == 1 else 's'})"))
     table.add_column("metric")
     for column in ("mean", "std", "median", "min", "max"):
         table.add_column(column, justify="right")
