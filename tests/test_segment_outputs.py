@@ -209,7 +209,8 @@ def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_
     config = dict(inputs=(images,), output=tmp_path / "m", summary=tmp_path / "s.csv")
     segment_paths(SegmentConfig(**config, run=ModelRun(model=tiny_model_path, device="cpu")))
     next((tmp_path / "m").iterdir()).unlink()
-    with pytest.raises(SkinsegError, match="has other columns than this command writes"):
+    # a trial met only "has other columns": it names the setting that continues it
+    with pytest.raises(SkinsegError, match="was written without `measure`: continue it without it"):
         segment_paths(
             SegmentConfig(**config, skip_existing=True, measure=True, run=ModelRun(model=tiny_model_path, device="cpu"))
         )
@@ -217,6 +218,15 @@ def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_
         SegmentConfig(**config, skip_existing=True, run=ModelRun(model=tiny_model_path, device="cpu"))
     )
     assert len(result.written) == 1
+    (tmp_path / "s.csv").write_text("id,colour\na,red\n")  # neither kind
+    with pytest.raises(SkinsegError, match="has other columns than this command writes"):
+        segment_paths(SegmentConfig(**config, skip_existing=True, run=ModelRun(model=tiny_model_path, device="cpu")))
+    measured = dict(config, summary=tmp_path / "measured.csv", output=tmp_path / "m2")
+    run = ModelRun(model=tiny_model_path, device="cpu")
+    segment_paths(SegmentConfig(**measured, measure=True, run=run))
+    next((tmp_path / "m2").iterdir()).unlink()
+    with pytest.raises(SkinsegError, match="was written with `measure`: continue it with it"):
+        segment_paths(SegmentConfig(**measured, skip_existing=True, run=run))
 
 
 def test_crops_and_another_output_may_not_name_one_path(tmp_path):

@@ -126,7 +126,7 @@ def plan_segmentation(config: SegmentConfig, result: SegmentResult) -> SegmentPl
     files = _files_plan(config, writers, inputs, pairs, summary, report, coco, world)
     files.check()
     if summary is not None and config.skip_existing and summary.exists():
-        continued_rows(summary, summary_columns(config.measure))  # one that cannot be continued: said now
+        _check_continued(summary, config.measure)  # one that cannot be continued: said now
     todo: list[tuple[Path, Path]] = []
     existing: list[tuple[Path, Path]] = []
     left: set[Path] = set()
@@ -190,6 +190,22 @@ def segment_paths(
             + how_to_continue(config.overwrite, "segments the rest")
         ) from None
     return result
+
+
+def _check_continued(summary: Path, measure: bool) -> None:
+    """A summary that `skip_existing` continues has this command's columns; one written with the other value of
+    `measure` is refused with the setting that would continue it."""
+    try:
+        continued_rows(summary, summary_columns(measure))
+        return
+    except SkinsegError as exc:
+        refused = exc
+    try:
+        continued_rows(summary, summary_columns(not measure))
+    except SkinsegError:
+        raise refused from None
+    was = "with" if not measure else "without"
+    raise SkinsegError(f"was written {was} `measure`: continue it {was} it, or give another `summary`", summary)
 
 
 def _segment_planned(config: SegmentConfig, plan: SegmentPlan, result: SegmentResult, advance, on_notes) -> None:
