@@ -145,7 +145,8 @@ def test_repeated_inputs_are_named_and_a_batch_with_nothing_to_do_writes_no_empt
     assert first.exit_code == 0 and said in first.output
     outputs = ("--coco", tmp_path / "c.json", "--report", tmp_path / "r.html")
     again = invoke("segment", images, "-o", out, "--model", tiny_model_path, *outputs)
-    assert again.exit_code == 1 and "no --coco or --report written" in again.output
+    assert again.exit_code == 1 and "no --coco written: no image was segmented or kept" in again.output
+    assert "no --report written: no image was segmented in this run" in again.output
     assert not (tmp_path / "c.json").exists() and not (tmp_path / "r.html").exists()
 
 
