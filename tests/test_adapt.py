@@ -209,3 +209,18 @@ def test_a_setting_barely_better_than_the_models_own_is_not_picked():
     assert crossval.best_setting(table, settings, own=(0.5, 0.0)) == (0.5, 0.0)
     table[1] += 0.01
     assert crossval.best_setting(table, settings, own=(0.5, 0.0)) == (0.7, -0.04)
+
+
+def test_ctrl_c_says_that_nothing_was_written(tmp_path, tiny_model_path, monkeypatch):
+    """A trial's Ctrl-C printed a bare `interrupted`; it now says what segment and measure say: what is on disk."""
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline._CrossValidation, "decide", interrupted)
+    data = own_masks_set(tmp_path, tiny_model_path, count=5)
+    out = tmp_path / "adapted.safetensors"
+    result = invoke("adapt", "--data", data, "-o", out, "--model", tiny_model_path, "--json", tmp_path / "a.json")
+    assert result.exit_code == 130
+    assert "error: interrupted before anything was written (--out, --json and --report are written" in result.output
+    assert not out.exists() and not (tmp_path / "a.json").exists()

@@ -27,6 +27,7 @@ from skinseg.adaptation.config import AdaptConfig
 from skinseg.adaptation.examples import Examples, load_examples
 from skinseg.adaptation.finetune import Recipe, finetune
 from skinseg.adaptation.scoring import Setting, probabilities, settings_table, settings_with
+from skinseg.errors import Interrupted
 from skinseg.fileio import cache_root, file_sha256
 from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.layers import SegmentationModel
@@ -91,11 +92,17 @@ def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResu
         start, info = load_model(config.model, device)
         precision = resolve_precision(config.precision, device, job="train", size=info.input_size)
         precision_notes = list(precision.notes)
-        examples = load_examples(
-            config.data, info.input_size, cache_root() / "adapt-unzipped", lambda d, t: progress("read", d, t)
-        )
-        run = _CrossValidation(config, start, info, examples, precision, progress, started)
-        result = run.decide()
+        try:
+            examples = load_examples(
+                config.data, info.input_size, cache_root() / "adapt-unzipped", lambda d, t: progress("read", d, t)
+            )
+            run = _CrossValidation(config, start, info, examples, precision, progress, started)
+            result = run.decide()
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "interrupted before anything was written (`out`, `json_file` and `report` are written at the end):"
+                " the same command starts it again"
+            ) from None
         result.notes[:0] = precision_notes
         _write_outputs(config, result, run)
     result.seconds = time.monotonic() - started
