@@ -130,6 +130,7 @@ def test_prepare_train_evaluate_segment_end_to_end(raw_dir, tmp_path):
     test_count = json.loads((prepared / "manifest.json").read_text())["split_sizes"]["test"]
     assert scores["count"] == test_count and 0 <= scores["macro_average"]["dice"] <= 1
     assert "dice" in result.stdout
+    assert f"wrote {report}" in result.stdout  # a trial found the files evaluate wrote unsaid
 
     source = raw_dir / "images" / "case_000.png"
     result = invoke(

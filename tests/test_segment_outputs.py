@@ -244,14 +244,17 @@ def test_a_crop_margin_that_is_no_fraction_is_refused(margin):
         SegmentConfig(inputs=(), output=Path("m"), crop_margin=margin)
 
 
-def test_the_command_says_where_crops_and_annotations_went(tiny_model_path, tmp_path):
+def test_the_command_says_where_crops_annotations_summary_and_report_went(tiny_model_path, tmp_path):
     images = write_images(tmp_path / "in", 1)
     result = invoke(
         "segment", images, "-o", tmp_path / "m", "--crops", tmp_path / "c", "--crop-size", 64, "--crop-square",
         "--coco", tmp_path / "c.json", "--model", tiny_model_path, "--device", "cpu",
+        "--summary", tmp_path / "s.csv", "--report", tmp_path / "r.html",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"COCO annotations in {tmp_path / 'c.json'}" in result.output
+    assert f"summary in {tmp_path / 's.csv'}" in result.output  # a trial found these two unsaid
+    assert f"report in {tmp_path / 'r.html'}" in result.output
     crops = list((tmp_path / "c").glob("*_crop.png"))
     assert f"wrote {len(crops)} crop(s) to {tmp_path / 'c'}" in result.output
     assert all(load_rgb(p).shape == (64, 64, 3) for p in crops)

@@ -146,6 +146,11 @@ def _print_results(config, reports: list) -> None:
             )
     if len(reports) > 1:
         out.print(sets_table(reports))
+    for written in (config.json_file, config.csv_file):
+        if written is not None:
+            out.print(f"wrote {literal(str(written))}", soft_wrap=True, highlight=False)
+    if config.figures is not None:
+        out.print(f"figures in {literal(str(config.figures))}", soft_wrap=True, highlight=False)
     if config.report:
         for page in (html_page_path(config.report, r.name, len(reports) > 1) for r in reports):
             out.print(

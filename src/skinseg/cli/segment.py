@@ -169,8 +169,10 @@ def _print_result(result, crops: Path | None) -> None:
         out.print(
             f"wrote {len(result.cropped)} crop(s) to {literal(str(crops))}{none}", soft_wrap=True, highlight=False
         )
-    if result.coco is not None:
-        out.print(f"COCO annotations in {literal(str(result.coco))}", soft_wrap=True, highlight=False)
+    written = (("summary", result.summary), ("report", result.report), ("COCO annotations", result.coco))
+    for what, path in written:
+        if path is not None:
+            out.print(f"{what} in {literal(str(path))}", soft_wrap=True, highlight=False)
 
 
 def note_named_like_outputs(paths: list[Path], done: str) -> None:

@@ -38,6 +38,7 @@ class SegmentResult:
     cropped: list[Path] = field(default_factory=list)  # `crops`: the images whose crop was written
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
     report: Path | None = None  # the page written
+    summary: Path | None = None  # the summary written or continued (FILE.rankR.csv under torchrun)
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
@@ -255,6 +256,8 @@ def _segment_planned(config: SegmentConfig, plan: SegmentPlan, result: SegmentRe
                 coco.add(source.name, mask)
             advance(len(result.written) + len(result.completed) + len(result.failed) - failed_before, len(plan.todo))
         advance(len(plan.todo), len(plan.todo))  # and the unreadable images of the last batch
+    if plan.summary is not None and plan.summary.exists():  # a summary of no rows is not left behind
+        result.summary = plan.summary
     _write_collected(config, plan, segmenter, result, cases, coco)
 
 
