@@ -97,3 +97,6 @@ def test_a_glob_leaves_out_masks_and_segments_own_outputs_like_a_folder(tmp_path
     assert named_itself == [tmp_path / "a_segmentation.png", tmp_path / "a.png"] and named == named_itself[:1]
     collect_inputs([tmp_path / "*.png", tmp_path], named_like_outputs=named)
     assert named == named_itself[:1]  # a pattern and a folder leave such files out
+    twice: list[Path] = []
+    collect_inputs([tmp_path / "a_segmentation.png", tmp_path / "a_segmentation.png"], named_like_outputs=twice)
+    assert twice == [tmp_path / "a_segmentation.png"]  # one input, named once

@@ -404,9 +404,12 @@ def test_segment_skip_existing_and_its_own_masks_are_not_inputs(tiny_model_path,
     # were segmented without a word. They still are (a file named on its own is an input), and are named.
     expanded = invoke("segment", *sorted(folder.iterdir()), "-o", tmp_path / "out", "--model", tiny_model_path)
     assert "wrote 5 mask(s)" in expanded.output  # and a_segmentation.png, no longer a PNG, is reported
-    assert "4 input(s) named like masks or outputs" in expanded.output and "were given one by one and segmented" in (
-        expanded.output
-    )
+    assert "4 input(s) named like masks or outputs" in expanded.output
+    assert "were given one by one, so taken as images" in expanded.output
+    # into the folder itself, a's mask would be written over the input a_segmentation.png: refused, with why
+    into_itself = invoke("segment", *sorted(folder.iterdir()), "-o", folder, "--model", tiny_model_path)
+    assert into_itself.exit_code == 1 and "refusing to write over it" in into_itself.output
+    assert "(named like a mask or an output: give the folder or quote the pattern" in into_itself.output
 
 
 @pytest.mark.parametrize(

@@ -210,7 +210,7 @@ def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_
     segment_paths(SegmentConfig(**config, run=ModelRun(model=tiny_model_path, device="cpu")))
     next((tmp_path / "m").iterdir()).unlink()
     # a trial met only "has other columns": it names the setting that continues it
-    with pytest.raises(SkinsegError, match="was written without `measure`: continue it without it"):
+    with pytest.raises(SkinsegError, match="was written without `measure`: continue it without `measure`"):
         segment_paths(
             SegmentConfig(**config, skip_existing=True, measure=True, run=ModelRun(model=tiny_model_path, device="cpu"))
         )
@@ -225,7 +225,7 @@ def test_a_summary_is_continued_only_with_the_same_columns(tiny_model_path, tmp_
     run = ModelRun(model=tiny_model_path, device="cpu")
     segment_paths(SegmentConfig(**measured, measure=True, run=run))
     next((tmp_path / "m2").iterdir()).unlink()
-    with pytest.raises(SkinsegError, match="was written with `measure`: continue it with it"):
+    with pytest.raises(SkinsegError, match="was written with `measure`: continue it with `measure`"):
         segment_paths(SegmentConfig(**measured, skip_existing=True, run=run))
 
 

@@ -87,3 +87,16 @@ def test_blas_runs_on_one_thread_in_the_block_and_as_before_after_it():
         with blas_on_one_thread():
             assert set(blas_threads()) == {1}
         assert set(blas_threads()) == {2}
+
+
+def test_overlapping_blocks_restore_blas_when_the_last_ends():
+    """A review: each block restored what it found when it began, so blocks of two threads that overlap (A in, B
+    in, A out, B out) left BLAS on one thread for good. The same order, in one thread:"""
+    with blas_on_two_threads():
+        first, second = blas_on_one_thread(), blas_on_one_thread()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert set(blas_threads()) == {1}  # the second block is still running
+        second.__exit__(None, None, None)
+        assert set(blas_threads()) == {2}

@@ -45,6 +45,7 @@ def collect_inputs(
     named on its own is always an input; one named as those are goes to `named_like_outputs` too (a pattern
     that the shell expanded arrives as files named one by one)."""
     found: list[Path] = []
+    named_one_by_one: set[int] = set()  # found's files that were named on their own, by id
     for item in inputs:
         if item.is_dir():
             with os.scandir(item) as entries:  # names and types without a stat per file: folders of 10000s
@@ -58,8 +59,7 @@ def collect_inputs(
             _images_only([item / name for name in names], found, ignored)
         elif item.exists():
             found.append(item)
-            if named_like_outputs is not None and _NOT_INPUTS.search(item.stem):
-                named_like_outputs.append(item)
+            named_one_by_one.add(id(item))
         elif any(ch in str(item) for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(str(item)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
             _images_only(matches, found, ignored)
@@ -74,13 +74,21 @@ def collect_inputs(
     unique = list(first.values())
     if not unique:
         raise SkinsegError(f"no images found in {', '.join(str(i) for i in inputs)}")
+    if named_like_outputs is not None:
+        named_like_outputs.extend(p for p in unique if id(p) in named_one_by_one and named_like_output(p))
     return unique
+
+
+def named_like_output(path: Path) -> bool:
+    """Whether a file is named as a mask or one of segment's own outputs is (a folder's or a pattern's files
+    so named are left out; one named on its own is an input all the same)."""
+    return _NOT_INPUTS.search(path.stem) is not None
 
 
 def _images_only(paths: list[Path], found: list[Path], ignored: list[Path] | None) -> None:
     """`paths` to `found`, but masks and segment's own outputs to `ignored` (where it is kept)."""
     for path in paths:
-        if not _NOT_INPUTS.search(path.stem):
+        if not named_like_output(path):
             found.append(path)
         elif ignored is not None:
             ignored.append(path)

@@ -92,7 +92,7 @@ def measure(
     failed += f"; {len(result.failed)} failed" if result.failed else ""
     empty = f"; {len(result.empty)} without a lesion (a row with area 0)" if result.empty else ""
     out.print(f"measured {len(result.rows)} image(s) into {written}{empty}{failed}", soft_wrap=True, highlight=False)
-    note_named_like_outputs(result.named_like_outputs, "measured")
+    note_named_like_outputs(result.named_like_outputs)
     if result.tiny:
         console.print(
             f"{len(result.tiny)} lesion(s) under {TINY_DIAMETER} px across (first: {literal(result.tiny[0])}):"
@@ -102,7 +102,11 @@ def measure(
         )
     if result.unmatched_masks:
         first = literal(str(result.unmatched_masks[0]))
-        console.print(f"{len(result.unmatched_masks)} mask(s) in --masks have no input image (first: {first})")
+        console.print(
+            f"{len(result.unmatched_masks)} mask(s) in --masks have no input image (first: {first})",
+            highlight=False,
+            soft_wrap=True,  # a long path was broken onto the next line
+        )
     report_skipped(result.failed)
     if result.failed:
         raise typer.Exit(1)

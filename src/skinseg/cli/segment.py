@@ -147,7 +147,7 @@ def _print_result(result, crops: Path | None) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    note_named_like_outputs(result.named_like_outputs, "segmented")
+    note_named_like_outputs(result.named_like_outputs)
     if result.repeated:
         repeat, kept = (literal(str(path)) for path in result.repeated[0])
         console.print(
@@ -175,7 +175,7 @@ def _print_result(result, crops: Path | None) -> None:
             out.print(f"{what} in {literal(str(path))}", soft_wrap=True, highlight=False)
 
 
-def note_named_like_outputs(paths: list[Path], done: str) -> None:
+def note_named_like_outputs(paths: list[Path]) -> None:
     """A word on inputs named one by one whose names are those of masks and outputs, which a folder or a quoted
     pattern leaves out: an unquoted pattern, expanded by the shell, brings them in."""
     from skinseg.inputs import NOT_INPUT_ENDINGS
@@ -183,8 +183,8 @@ def note_named_like_outputs(paths: list[Path], done: str) -> None:
     if paths:
         console.print(
             f"{len(paths)} input(s) named like masks or outputs (names ending {NOT_INPUT_ENDINGS};"
-            f" first: {literal(str(paths[0]))}) were given one by one and {done}: to leave such files out, give"
-            " the folder or quote the pattern ('DIR/*.jpg')",
+            f" first: {literal(str(paths[0]))}) were given one by one, so taken as images: to leave such files out,"
+            " give the folder or quote the pattern ('DIR/*.jpg')",
             highlight=False,
             soft_wrap=True,
         )

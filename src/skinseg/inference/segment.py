@@ -15,7 +15,7 @@ from skinseg.inference.outputs import CropWriter, MaskWriter, Segmented, Writer,
 from skinseg.inference.pipeline import segmented_images
 from skinseg.inference.segmenter import Segmenter, segmenter_for
 from skinseg.inference.summary import SummaryWriter, continued_rows, summary_columns, summary_row
-from skinseg.inputs import OUTPUT_NAMES, collect_inputs, one_input_per_mask, output_paths
+from skinseg.inputs import OUTPUT_NAMES, collect_inputs, named_like_output, one_input_per_mask, output_paths
 from skinseg.plan import Plan
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.html import HTML_SUFFIXES
@@ -39,6 +39,10 @@ class SegmentResult:
     coco: Path | None = None  # the COCO file written (FILE.rankR.json under torchrun)
     report: Path | None = None  # the page written
     summary: Path | None = None  # the summary written or continued (FILE.rankR.csv under torchrun)
+
+
+# An input image named as a mask or an output is: the shell expanded an unquoted pattern into such files.
+LIKE_AN_OUTPUT = " (named like a mask or an output: give the folder or quote the pattern to leave such files out)"
 
 
 def _rank_share(items: list) -> tuple[list, int, int]:
@@ -88,7 +92,7 @@ def _files_plan(
     the plan judges only that none is an input."""
     plan = Plan("segment", config.overwrite)
     for path in inputs:
-        plan.read(path, "input image")
+        plan.read(path, f"input image{LIKE_AN_OUTPUT if named_like_output(path) else ''}")
     if (model := config.run.user_model) is not None:
         plan.read(model, "model")
     if config.output not in [target for _, target in pairs]:  # a folder of masks, held by one command at a time
@@ -206,7 +210,7 @@ def _check_continued(summary: Path, measure: bool) -> None:
     except SkinsegError:
         raise refused from None
     was = "with" if not measure else "without"
-    raise SkinsegError(f"was written {was} `measure`: continue it {was} it, or give another `summary`", summary)
+    raise SkinsegError(f"was written {was} `measure`: continue it {was} `measure`, or give another `summary`", summary)
 
 
 def _segment_planned(config: SegmentConfig, plan: SegmentPlan, result: SegmentResult, advance, on_notes) -> None:

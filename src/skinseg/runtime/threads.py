@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -50,6 +51,12 @@ def in_order(function: Callable[[Item], Result], items: Iterable[Item], threads:
                 future.cancel()
 
 
+# BLAS's thread count is the process's: the first blas_on_one_thread in sets it, the last out restores it, so that
+# overlapping blocks in a caller's threads cannot leave it at one (each restoring what the other had set).
+_BLAS_LOCK = threading.Lock()
+_BLAS_LIMIT: dict[str, Any] = {"blocks": 0, "limiter": None}
+
+
 @contextlib.contextmanager
 def blas_on_one_thread() -> Iterator[None]:
     """numpy's and scipy's BLAS on one thread while the block runs, where threads of ours (a pool, the model's)
@@ -58,5 +65,15 @@ def blas_on_one_thread() -> Iterator[None]:
     loaded 2-core machine, 0.05 ms on one thread. torch's threads are OpenMP's, not BLAS's: left as they are."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _BLAS_LOCK:
+        if _BLAS_LIMIT["blocks"] == 0:
+            _BLAS_LIMIT["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_LIMIT["blocks"] += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_LIMIT["blocks"] -= 1
+            if _BLAS_LIMIT["blocks"] == 0:
+                _BLAS_LIMIT["limiter"].restore_original_limits()
+                _BLAS_LIMIT["limiter"] = None
