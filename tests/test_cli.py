@@ -302,3 +302,11 @@ def test_the_metrics_table_counts_one_image_in_the_singular():
     one = SimpleNamespace(title="val", per_image=[{}], summary={"dice": stats})
     assert metrics_table(one).title == "val (1 image)"
     assert metrics_table(SimpleNamespace(title="val", per_image=[{}, {}], summary={})).title == "val (2 images)"
+
+
+def test_a_prepare_with_nothing_to_do_draws_no_progress_bar(raw_dir, tmp_path):
+    """A trial: a reused cache still drew `Preparing ... 0/?`."""
+    first = invoke("prepare", "--data", raw_dir, "--out", tmp_path / "p", "--size", 32)
+    assert first.exit_code == 0 and "Preparing" in first.output
+    again = invoke("prepare", "--data", raw_dir, "--out", tmp_path / "p", "--size", 32)
+    assert again.exit_code == 0 and "Preparing" not in again.output

@@ -42,7 +42,7 @@ def prepare(
     workers: Annotated[int, typer.Option(help="Decoding processes (0: one per core).")] = 0,
 ) -> None:
     """Find image/mask pairs, check them, resize, cache and split 60/20/20."""
-    from skinseg.cli.progress import notes_printer, progress_bar
+    from skinseg.cli.progress import lazy_bar, notes_printer
     from skinseg.cli.tables import prepare_summary, print_notes
     from skinseg.data.config import PrepareConfig
     from skinseg.data.prepare import prepare_dataset
@@ -63,7 +63,7 @@ def prepare(
         force=force,
         workers=workers,
     )
-    with progress_bar(console, "Preparing") as advance:
+    with lazy_bar(console, "Preparing") as advance:
         result = prepare_dataset(config, progress=advance, on_notes=notes_printer(console))
     out.print(prepare_summary(result))
     print_notes(console, result.notes)

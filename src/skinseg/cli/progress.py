@@ -64,16 +64,17 @@ def progress_bar(console: Console, description: str) -> Iterator[Callable[..., N
 
 
 @contextlib.contextmanager
-def lazy_bar(console: Console, description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yields advance(done, total) for a library call: the bar appears at its first call, when the work begins
-    (a call that fails before, loading the model or checking its files, prints its error alone)."""
+def lazy_bar(console: Console, description: str) -> Iterator[Callable[..., None]]:
+    """Yields advance(done, total, info="") for a library call: the bar appears at its first call, when the work
+    begins (a call that fails before, loading the model or checking its files, prints its error alone; one with
+    nothing to do, such as a prepare whose cache is up to date, draws none)."""
     with contextlib.ExitStack() as stack:
         shown: list[Callable[..., None]] = []
 
-        def advance(done: int, total: int) -> None:
+        def advance(done: int, total: int, info: str = "") -> None:
             if not shown:
                 shown.append(stack.enter_context(progress_bar(console, description)))
-            shown[0](done, total)
+            shown[0](done, total, info)
 
         yield advance
 
