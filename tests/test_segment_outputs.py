@@ -320,3 +320,24 @@ def test_measured_beside_the_model_with_blas_on_one_thread(tiny_model_path, tmp_
     with blas_on_two_threads():
         segment_paths(config)
     assert seen == [[1] * len(seen[0])] * 2 and seen[0]
+
+
+def test_the_evaluation_measures_with_blas_on_one_thread(tiny_model_path, prepared_dir, monkeypatch):
+    """After each forward, torch's threads were still spinning when BLAS woke its own: 10 ms an image."""
+    import skinseg.evaluation.scoring as scoring
+    from test_threads import blas_on_two_threads, blas_threads
+
+    measure_lesion, seen = scoring.measure_lesion, []
+
+    def spied(*args, **kwargs):
+        seen.append(blas_threads())
+        return measure_lesion(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "measure_lesion", spied)
+    config = EvaluateConfig(data=prepared_dir, run=ModelRun(model=tiny_model_path, device="cpu"))
+    with blas_on_two_threads():
+        evaluate_model(config, cases=ReportCases())
+        assert seen and all(counts == [1] * len(counts) and counts for counts in seen)
+        seen.clear()
+        evaluate_model(config)  # no page, nothing measured: BLAS as it was
+        assert not seen and set(blas_threads()) == {2}

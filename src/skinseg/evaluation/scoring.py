@@ -7,6 +7,7 @@ file (binarised by the ISIC rule), so the figures match the official scorer run 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from skinseg.measurement import measure_lesion
 from skinseg.reporting.callbacks import Notes, Progress, no_notes, no_progress
 from skinseg.reporting.figures import Thumbnails
 from skinseg.reporting.html import ReportCases
+from skinseg.runtime.threads import blas_on_one_thread
 
 
 @dataclass
@@ -71,7 +73,8 @@ def evaluate_model(
     segmenter = segmenter_for(run)
     (on_notes or no_notes)(segmenter.notes)
     pairs, where = split_pairs(data, config.split, segmenter.info.input_size, config.split_seed)
-    rows, thumbnails = _score_pairs(config, segmenter, pairs, cases, on_progress or no_progress)
+    with blas_on_one_thread() if cases is not None else contextlib.nullcontext():  # measured after each forward
+        rows, thumbnails = _score_pairs(config, segmenter, pairs, cases, on_progress or no_progress)
     model_name = run.label
     options = "".join(f", {name}" for name, on in (("TTA", run.tta), ("post-processing", run.postprocess)) if on)
     return EvalReport(
