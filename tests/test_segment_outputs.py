@@ -323,7 +323,7 @@ def test_measured_beside_the_model_with_blas_on_one_thread(tiny_model_path, tmp_
 
 
 def test_the_evaluation_measures_with_blas_on_one_thread(tiny_model_path, prepared_dir, monkeypatch):
-    """After each forward, torch's threads were still spinning when BLAS woke its own: 10 ms an image."""
+    """Measured right after each forward, BLAS woke its own threads beside torch's (40 images: 9.51 s, 9.36 s)."""
     import skinseg.evaluation.scoring as scoring
     from test_threads import blas_on_two_threads, blas_threads
 
