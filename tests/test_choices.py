@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,34 @@ def test_train_help_lists_a_newly_registered_loss_and_architecture(monkeypatch):
     assert choices_text("loss") == "dice_bce, dice, bce or focal"
     monkeypatch.setitem(ARCHITECTURES, "segformer", object)
     assert choices_text("architecture") == "improved_unet, unet (a plain UNet baseline) or segformer"
+
+
+@pytest.mark.parametrize(
+    "settings,words",
+    [
+        ({"threshold": 1.5}, "`threshold` must be between 0 and 1, got 1.5"),
+        ({"device": "gpu"}, "unknown device 'gpu'; choose one of auto, cpu, cuda, mps (or cuda:N)"),
+        ({"device": "cuda:x"}, "unknown device 'cuda:x'"),
+        ({"backend": "tf"}, "unknown backend 'tf'; choose one of torch, onnx"),
+        ({"precision": "fp16"}, "unknown precision 'fp16'; choose one of auto, fp32, bf16"),
+        ({"batch_size": 2.5}, "`batch_size` must be a whole number, got 2.5"),
+    ],
+)
+def test_a_model_run_checks_its_settings_when_it_is_made(settings, words):
+    """A Python trial: these were accepted, then refused when the model loaded (2.5 with a TypeError from torch)."""
+    from skinseg.errors import ConfigError
+    from skinseg.inference.model_run import ModelRun
+
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        ModelRun(**settings)
+    assert ModelRun(device="CUDA:1", precision="BF16").device == "CUDA:1"  # named as torch names them, any case
+
+
+def test_adapt_checks_its_device_and_precision_when_it_is_made():
+    from skinseg.adaptation import AdaptConfig
+    from skinseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        AdaptConfig(data=Path("d"), out=Path("o.safetensors"), device="gpu")
+    with pytest.raises(ConfigError, match="unknown precision 'fp16'"):
+        AdaptConfig(data=Path("d"), out=Path("o.safetensors"), precision="fp16")

@@ -269,3 +269,40 @@ def test_segment_report_must_be_named_html(tiny_model_path, tmp_path, name):
     with pytest.raises(SkinsegError, match=r"`report` writes HTML: name the file \.html"):
         segment_paths(config)
     assert not (tmp_path / "out").exists() and not (tmp_path / name).exists()
+
+
+def test_arrays_other_than_uint8_rgb_are_refused_not_converted(tiny_model_path):
+    """A Python trial: a float image (0-1) or a 16-bit one was converted to uint8 on the way and segmented wrong,
+    without a word; grey, RGBA and channels-first arrays failed inside torch or Pillow."""
+    from skinseg.errors import ConfigError
+
+    segmenter = Segmenter(tiny_model_path, device="cpu")
+    image, _ = synthetic_pair(48, 0)
+    assert segmenter.masks([image])[0].shape == (48, 48)
+    wrong = {
+        "float": image.astype(np.float32) / 255,
+        "16-bit": image.astype(np.uint16) * 256,
+        "grey": image[..., 0],
+        "RGBA": np.dstack([image, image[..., :1]]),
+        "channels first": np.ascontiguousarray(image.transpose(2, 0, 1)),
+        "empty": image[:0],
+    }
+    for name, array in wrong.items():
+        with pytest.raises(ConfigError, match=r"`image` must be a uint8 RGB array \(height, width, 3\)") as refused:
+            segmenter.masks([array])
+        assert str(array.shape) in str(refused.value), name
+    with pytest.raises(ConfigError, match=r"`images` is a list of images: give one image as \[image\]"):
+        segmenter.masks(image)
+
+
+def test_configs_take_paths_given_as_text(tiny_model_path, tmp_path):
+    """A Python trial: `SegmentConfig(inputs=("a.png",), output="o")` failed with an AttributeError."""
+    image, _ = synthetic_pair(48, 0)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    config = SegmentConfig(
+        inputs=(str(tmp_path / "a.png"),), output=str(tmp_path / "o"), run=ModelRun(model=str(tiny_model_path))
+    )
+    assert config.inputs == (tmp_path / "a.png",) and config.output == tmp_path / "o"
+    assert config.run.model == tiny_model_path
+    assert SegmentConfig(inputs=str(tmp_path), output=tmp_path / "o").inputs == (tmp_path,)  # one folder, as text
+    assert len(segment_paths(config).written) == 1

@@ -396,3 +396,22 @@ def test_a_cuts_pixels_carried_onto_another_cut_of_the_same_image():
     assert carried.shape == (30, 60) and np.argwhere(carried).tolist() == [[10, 25], [10, 26], [11, 25], [11, 26]]
     assert np.array_equal(fine.onto(marked, fine), marked)
     assert not fine.onto(np.ones((40, 80), bool), coarse)[:4].any()  # rows the fine cut does not reach
+
+
+def test_measure_lesion_checks_its_options():
+    """A Python trial: pixel_size -0.02 gave negative sizes in mm, a probability map of another shape an
+    IndexError, threshold 1 a NaN confidence."""
+    from skinseg.errors import ConfigError
+
+    mask = disc(30)
+    image = paint([(mask, palette_srgb("dark_brown"))])
+    for pixel_size in (-0.02, float("nan"), 0.0, 100.0):
+        with pytest.raises(ConfigError, match=r"`pixel_size` must be a number of mm from 0\.0001 to 10"):
+            measure_lesion(image, mask, pixel_size=pixel_size)
+    with pytest.raises(ConfigError, match=r"`probability` is \(10, 10\), the mask \(\d+, \d+\): they must agree"):
+        measure_lesion(image, mask, probability=np.zeros((10, 10)))
+    with pytest.raises(ConfigError, match=r"`threshold` must be between 0 and 1, got 1\.0"):
+        measure_lesion(image, mask, probability=mask.astype(float), threshold=1.0)
+    with pytest.raises(ValueError, match="must be a uint8 RGB array"):
+        measure_lesion(image.astype(np.float32), mask)
+    assert measure_lesion(image, mask, pixel_size=0.01)["diameter_mm"] > 0

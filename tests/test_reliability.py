@@ -192,7 +192,8 @@ def test_disk_full_while_saving_weights(tmp_path, monkeypatch):
     monkeypatch.setattr("safetensors.torch.save_file", full_disk)  # what fileio.save_tensors calls
     target = tmp_path / "w.safetensors"
     with pytest.raises(SkinsegError, match="No space left on device"):
-        weights.save_model(ImprovedUNet(ModelConfig(base_filters=2, depth=2)), target, weights.ModelInfo())
+        small = ModelConfig(base_filters=2, depth=2)
+        weights.save_model(ImprovedUNet(small), target, weights.ModelInfo(config=small))
     assert list(tmp_path.iterdir()) == []
 
 

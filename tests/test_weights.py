@@ -182,3 +182,16 @@ def test_a_model_option_naming_a_folder_an_onnx_file_or_nothing_says_so(trained_
     (tmp_path / "m.onnx").write_bytes(b"onnx")
     with pytest.raises(SkinsegError, match=r"is an ONNX file: segment with it through `backend=onnx`"):
         load_model(tmp_path / "m.onnx")
+
+
+def test_a_model_that_load_model_would_refuse_is_not_saved(tmp_path):
+    """A Python trial: save_model wrote files (threshold 3, or a config that the weights do not fit) that
+    load_model then refused."""
+    small = ModelConfig(base_filters=2, depth=2)
+    with pytest.raises(ValueError, match=r"threshold must be between 0 and 1, got 3\.0"):
+        save_model(ImprovedUNet(small), tmp_path / "a.safetensors", ModelInfo(config=small, threshold=3.0))
+    with pytest.raises(ValueError, match=r"the weights do not fit `info.config` \(first: "):
+        save_model(ImprovedUNet(small), tmp_path / "b.safetensors", ModelInfo())
+    assert list(tmp_path.iterdir()) == []
+    save_model(ImprovedUNet(small), tmp_path / "c.safetensors", ModelInfo(config=small))
+    assert load_model(tmp_path / "c.safetensors")[1].config == small

@@ -38,6 +38,13 @@ def check_finite(name: str, value: float) -> None:
     check_setting(math.isfinite(value), f"`{name}` must be a finite number, got {value}")
 
 
+def check_whole_number(name: str, value) -> None:
+    """`name` must be an int (not a bool, not 2.5: a float count failed deep inside torch)."""
+    check_setting(
+        isinstance(value, int) and not isinstance(value, bool), f"`{name}` must be a whole number, got {value!r}"
+    )
+
+
 def check_at_least(name: str, value: float, low: float) -> None:
     """`name` must be a finite number >= `low`."""
     check_finite(name, value)
@@ -64,4 +71,23 @@ def check_image_size(size: int, name: str = "size") -> None:
 
 def check_threshold(threshold: float) -> None:
     """A probability threshold: strictly between 0 and 1."""
-    check_setting(0.0 < threshold < 1.0, f"threshold must be between 0 and 1, got {threshold}")
+    check_setting(0.0 < threshold < 1.0, f"`threshold` must be between 0 and 1, got {threshold}")
+
+
+# mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas, far less rounds them to 0
+MIN_PIXEL_SIZE, MAX_PIXEL_SIZE = 1e-4, 10.0
+
+
+def check_pixel_size(pixel_size: float | None) -> None:
+    """`pixel_size` (mm per pixel) is None or a number from MIN_PIXEL_SIZE to MAX_PIXEL_SIZE."""
+    ok = pixel_size is None or (math.isfinite(pixel_size) and MIN_PIXEL_SIZE <= pixel_size <= MAX_PIXEL_SIZE)
+    words = f"a number of mm from {MIN_PIXEL_SIZE:g} to {MAX_PIXEL_SIZE:g}"
+    check_setting(ok, f"`pixel_size` must be {words}, got {pixel_size}")
+
+
+def check_rgb_image(image, name: str = "image") -> None:
+    """An image given as an array is uint8 RGB, (height, width, 3), of at least one pixel; anything else is
+    refused: converted on the way, a float or 16-bit image gave wrong masks without a word."""
+    dtype, shape = getattr(image, "dtype", None), tuple(getattr(image, "shape", ()))
+    ok = str(dtype) == "uint8" and len(shape) == 3 and shape[2] == 3 and min(shape[:2]) >= 1
+    check_setting(ok, f"`{name}` must be a uint8 RGB array (height, width, 3), got {dtype} {shape}")

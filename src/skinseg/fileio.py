@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -21,6 +22,24 @@ os.umask(_UMASK)
 
 _holds = 0  # atomic writes and other blocks holding interrupts back, under way
 _interrupt_pending = False
+
+
+def paths_from_text(config) -> None:
+    """A frozen config's path fields, given as text as a caller from Python may give them (`data="my_site"`,
+    `inputs=("a.jpg",)`, `inputs="folder"`), made Paths; called first in its __post_init__. A str where the
+    config reads Paths failed later with an AttributeError."""
+    for field in dataclasses.fields(config):
+        kind = str(field.type)  # the annotation's text (`from __future__ import annotations`)
+        if "Path" not in kind:
+            continue
+        value, many = getattr(config, field.name), kind.startswith("tuple")
+        if isinstance(value, str):
+            value = (Path(value),) if many else Path(value)
+        elif many and isinstance(value, (tuple, list)):
+            value = tuple(Path(item) if isinstance(item, str) else item for item in value)
+        else:
+            continue
+        object.__setattr__(config, field.name, value)
 
 
 def raise_interrupt(signum, frame) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skinseg.errors import check_setting
+from skinseg.fileio import paths_from_text
+from skinseg.runtime.choices import check_device, check_precision
 
 MIN_FOLDS, MAX_FOLDS = 2, 10
 DEFAULT_TIME_BUDGET = 300.0  # seconds: the whole adapt, reading and cross-validation included
@@ -29,6 +31,9 @@ class AdaptConfig:
     report: Path | None = None  # an HTML page: cases before and after, worst first
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
+        check_device(self.device)
+        check_precision(self.precision)
         check_setting(
             MIN_FOLDS <= self.folds <= MAX_FOLDS,
             f"`folds` must be between {MIN_FOLDS} and {MAX_FOLDS}, got {self.folds}",

@@ -39,8 +39,9 @@ from skinseg.reporting.html import HTML_SUFFIXES
 from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import Precision, resolve_precision
 
-# on_progress(stage, done, total): stages "read", "score", "fold 1/5" ..., "final"
-Progress = Callable[[str, int, int], None]
+# adapt's on_progress(stage, done, total), with the stage it is in: "read", "score", "fold 1/5" ..., "final" (the
+# other commands' reporting.callbacks.Progress has no stage: adapt's work is several passes over the images)
+StageProgress = Callable[[str, int, int], None]
 REPORT_SIDE = 320  # the longer side of the report's pictures
 MIN_STEPS = 30  # a fine-tune cut below this by the time budget is not tried
 SCORING_SHARE = 0.15  # of the time budget kept for scoring the folds and writing
@@ -82,7 +83,10 @@ def recipe_for(count: int, folds: int) -> Recipe:
     return Recipe(trained="all", lr=1e-4, steps=min(300, max(30, round(30 * trained_on / 8))), batch_size=8)
 
 
-def adapt(config: AdaptConfig, on_progress: Progress | None = None) -> AdaptResult:
+def adapt(config: AdaptConfig, on_progress: StageProgress | None = None) -> AdaptResult:
+    """Fit the model of `config` to its data, or keep it where no gain is sure, and write it to `config.out`
+    (docs/adapt.md). `on_progress(stage, done, total)`: the stage ("read", "score", "fold 1/5" ..., "final") and
+    its images or steps done. Ctrl-C ends it with Interrupted, before anything is written."""
     started = time.monotonic()
     progress = on_progress or (lambda stage, done, total: None)
     plan = plan_adapt(config)
@@ -119,7 +123,7 @@ class _CrossValidation:
         info: ModelInfo,
         examples: Examples,
         precision: Precision,
-        progress: Progress,
+        progress: StageProgress,
         started: float,
     ):
         self.config, self.start, self.info, self.examples = config, start, info, examples

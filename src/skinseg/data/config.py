@@ -8,6 +8,7 @@ from pathlib import Path
 
 from skinseg.data.splits import parse_group_by
 from skinseg.errors import check_between, check_image_size
+from skinseg.fileio import paths_from_text
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PrepareConfig:
     workers: int = 0  # 0: one per core, at most 8
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
         check_image_size(self.size)
         if self.group_by not in (None, "none"):
             parse_group_by(self.group_by)

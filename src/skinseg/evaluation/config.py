@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from skinseg.errors import check_at_least, check_setting
+from skinseg.fileio import paths_from_text
 from skinseg.inference.model_run import ModelRun
 
 
@@ -29,6 +30,7 @@ class EvaluateConfig:
     split_seed: int = 0  # for a raw data folder: the split it was prepared with
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
         from skinseg.data.sources import SPLIT_CHOICES
 
         check_at_least("report_max_cases", self.report_max_cases, 0)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skinseg.errors import check_at_least, check_between, check_finite, check_setting
+from skinseg.errors import check_at_least, check_between, check_finite, check_pixel_size, check_setting
+from skinseg.fileio import paths_from_text
 from skinseg.inference.model_run import ModelRun
 
 CROP_MARGIN = 0.1  # the default margin around a lesion crop
@@ -21,16 +21,6 @@ def how_to_continue(overwrite: bool, rest: str) -> str:
     """What an interrupted batch advises: the same command with `skip_existing` (in place of `overwrite`, which
     it excludes) does `rest`."""
     return f"the same command with `skip_existing`{' in place of `overwrite`' if overwrite else ''} {rest}"
-
-
-# mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas, far less rounds them to 0
-MIN_PIXEL_SIZE, MAX_PIXEL_SIZE = 1e-4, 10.0
-
-
-def check_pixel_size(pixel_size: float | None) -> None:
-    ok = pixel_size is None or (math.isfinite(pixel_size) and MIN_PIXEL_SIZE <= pixel_size <= MAX_PIXEL_SIZE)
-    words = f"a number of mm from {MIN_PIXEL_SIZE:g} to {MAX_PIXEL_SIZE:g}"
-    check_setting(ok, f"`pixel_size` must be {words}, got {pixel_size}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +44,7 @@ class SegmentConfig:
     pixel_size: float | None = None  # mm per pixel, for the _mm columns of `measure`
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
         check_at_least("report_max_cases", self.report_max_cases, 0)
         check_finite("crop_margin", self.crop_margin)
         check_between("crop_margin", self.crop_margin, 0, MAX_CROP_MARGIN)
@@ -78,6 +69,9 @@ class ExportConfig:
     opset: int = 18
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        paths_from_text(self)
+
 
 @dataclass(frozen=True)
 class MeasureConfig:
@@ -96,6 +90,7 @@ class MeasureConfig:
     run: ModelRun = field(default_factory=ModelRun)  # the model and how it runs, as segment's (used without masks)
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
         outputs = (self.csv_file, self.json_file, self.report)
         check_setting(any(p is not None for p in outputs), "give `csv_file`, `json_file` or `report` (or several)")
         given = self.run.given()

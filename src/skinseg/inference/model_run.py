@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from skinseg.errors import check_at_least
+from skinseg.errors import check_at_least, check_threshold, check_whole_number
+from skinseg.fileio import paths_from_text
 from skinseg.models.reference import model_label, user_model
+from skinseg.runtime.choices import check_backend, check_device, check_precision
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,14 @@ class ModelRun:
     batch_size: int = 8  # images per forward pass
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
+        check_whole_number("batch_size", self.batch_size)
         check_at_least("batch_size", self.batch_size, 1)
+        if self.threshold is not None:
+            check_threshold(self.threshold)
+        check_backend(self.backend)
+        check_precision(self.precision)
+        check_device(self.device)
 
     @property
     def label(self) -> str:

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from skinseg.data.images import decode_rgb, resize_rgb
-from skinseg.errors import SkinsegError, check_threshold
+from skinseg.errors import SkinsegError, check_rgb_image, check_setting, check_threshold
 from skinseg.inference.model_run import ModelRun
 from skinseg.inference.postprocess import offset_boundary, postprocess_mask
 from skinseg.models.reference import model_label
 from skinseg.models.weights import load_model, model_file
+from skinseg.runtime.choices import check_backend
 from skinseg.runtime.device import resolve_device
 from skinseg.runtime.precision import resolve_precision
 
@@ -51,6 +52,7 @@ class Segmenter:
         precision: str = "auto",
     ):
         self.notes: list[str] = []  # settings that were ignored, in words
+        check_backend(backend)
         if backend == "onnx":
             from skinseg.inference.onnx import OnnxRunner, cached_onnx
 
@@ -63,15 +65,13 @@ class Segmenter:
                 self.notes.append(f"`precision={precision}` is ignored with `backend=onnx` (ONNX Runtime runs fp32)")
             if str(device) not in ("auto", "cpu"):
                 self.notes.append(f"`device={device}` is ignored with `backend=onnx` (ONNX Runtime runs on the CPU)")
-        elif backend == "torch":
+        else:
             self.device = device if isinstance(device, torch.device) else resolve_device(device)
             model, self.info = load_model(model_path, self.device)
             self.model_file = model_file(model_path)
             self.precision = resolve_precision(precision, self.device, job="infer", size=self.info.input_size)
             self.notes += self.precision.notes
             self.model = model.to(memory_format=self.precision.memory_format).eval()  # type: ignore[call-overload]
-        else:
-            raise SkinsegError(f"unknown backend '{backend}'; choose torch or onnx")
         self.threshold = self.info.threshold if threshold is None else threshold
         check_threshold(self.threshold)
         self.tta = tta
@@ -112,7 +112,11 @@ class Segmenter:
         return probs
 
     def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Lesion probability maps of RGB uint8 arrays, each map the size of its image."""
+        """Lesion probability maps of RGB uint8 arrays, each map the size of its image. Any other array is
+        refused (ConfigError, a ValueError): a float or 16-bit one, converted, gave wrong masks without a word."""
+        check_setting(not hasattr(images, "shape"), "`images` is a list of images: give one image as [image]")
+        for image in images:
+            check_rgb_image(image)
         size = self.info.input_size
         return self.probabilities_of([resize_rgb(image, size) for image in images], [i.shape[:2] for i in images])
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from skinseg.errors import check_pixel_size, check_rgb_image, check_setting, check_threshold
 from skinseg.measurement.asymmetry import asymmetry_measures
 from skinseg.measurement.border import border_abruptness
 from skinseg.measurement.colour import (
@@ -167,8 +168,7 @@ def _checked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The mask as bool; a mask that is not one (bool, 0/1 or 0/255) or does not fit the image is refused, so
     that a wrong array never gives numbers."""
     image, mask = np.asarray(image), np.asarray(mask)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"the image must be uint8 RGB (height, width, 3), got {image.dtype} {image.shape}")
+    check_rgb_image(image)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"the mask is {mask.shape}, the image {image.shape[:2]}: they must agree")
     if mask.dtype == bool:
@@ -193,6 +193,11 @@ def measure_lesion(
     map, for `confidence`. `one_lesion`: the mask is known to be one lesion (the model's post-processed mask),
     else its connected parts are counted. An empty mask gives its area (0) and nothing else."""
     mask = _checked(image, mask)
+    check_pixel_size(pixel_size)  # a negative or NaN one gave negative or NaN sizes in mm
+    if probability is not None:
+        check_threshold(threshold)
+        shape = np.shape(probability)
+        check_setting(shape == mask.shape, f"`probability` is {shape}, the mask {mask.shape}: they must agree")
     row: dict[str, float | int | None] = dict.fromkeys(MEASURE_COLUMNS[1:])
     row["area_px"] = 0
     if not mask.any():

@@ -81,7 +81,10 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtype: torch.dtype | None = None) -> Path:
-    """Write weights and metadata atomically; `dtype=torch.float16` halves the file."""
+    """Write weights and metadata atomically; `dtype=torch.float16` halves the file. Metadata that load_model
+    would refuse, or weights that do not fit `info.config`, are refused first (ValueError): the file would be
+    written, then never read."""
+    _check_fits(model, info)
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu")
@@ -91,6 +94,23 @@ def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtyp
     path = Path(path)
     save_tensors(path, tensors, metadata={"skinseg": info.to_json()})
     return path
+
+
+def _check_fits(model: SegmentationModel, info: ModelInfo) -> None:
+    """ValueError unless `info` is in load_model's ranges and `model`'s tensors have the names and shapes of
+    info.config's architecture."""
+    from skinseg.models.architectures import create_model
+
+    _check_ranges(info)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in create_model(info.config).state_dict().items()}
+    actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if actual != expected:
+        first = next(k for k in sorted(expected.keys() | actual.keys()) if expected.get(k) != actual.get(k))
+        raise ValueError(
+            f"the weights do not fit `info.config` (first: {first}: {actual.get(first)},"
+            f" expected {expected.get(first)})"
+        )
 
 
 def read_info(path: str | Path) -> ModelInfo:

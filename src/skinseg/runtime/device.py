@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from skinseg.errors import SkinsegError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+from skinseg.runtime.choices import check_device
 
 
 def _mps_available() -> bool:
@@ -16,9 +15,8 @@ def _mps_available() -> bool:
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Turn a device choice into a torch.device, with a clear error if it is not there."""
+    check_device(name)
     name = name.lower()
-    if name not in DEVICE_CHOICES and not name.startswith("cuda:"):
-        raise SkinsegError(f"unknown device '{name}'; choose one of {', '.join(DEVICE_CHOICES)}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from skinseg.errors import SkinsegError
+from skinseg.runtime.choices import check_precision
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
 JOBS = ("train", "infer")
 
 # The smallest image side from which channels_last beats the contiguous layout under bf16, by hardware and job,
@@ -116,9 +115,8 @@ def resolve_precision(
     """Turn a precision name (and an optional channels_last) into a Precision for `device`,
     `job` ('train' or 'infer') and images of `size` px: the memory format, unless given, is the one measured
     faster there (CHANNELS_LAST_FROM)."""
+    check_precision(name)
     name = name.lower()
-    if name not in PRECISION_CHOICES:
-        raise SkinsegError(f"unknown precision '{name}'; choose one of {', '.join(PRECISION_CHOICES)}")
     if job not in JOBS:
         raise ValueError(f"job is one of {JOBS}, got {job!r}")
     kind = hardware_kind(device)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from skinseg.errors import ConfigError, check_above, check_at_least, check_image_size, check_setting, check_threshold
+from skinseg.fileio import paths_from_text
 from skinseg.models.config import ModelConfig
 
 MAX_SET_WEIGHT = 1e6  # a share of every epoch relative to the others: more than a million to one means a typo
@@ -78,8 +79,9 @@ class TrainConfig:
     init: Path | None = None  # start from these weights (a skinseg model file, or models.reference.BUNDLED)
 
     def __post_init__(self) -> None:
+        paths_from_text(self)
         from skinseg.models.architectures import ARCHITECTURES
-        from skinseg.runtime.precision import PRECISION_CHOICES
+        from skinseg.runtime.choices import check_precision
         from skinseg.training.losses import LOSSES
         from skinseg.training.optim import OPTIMIZERS, SCHEDULES
 
@@ -87,10 +89,7 @@ class TrainConfig:
         LOSSES.check(self.loss)
         OPTIMIZERS.check(self.optimizer)
         SCHEDULES.check(self.schedule)
-        check_setting(
-            self.precision in PRECISION_CHOICES,
-            f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISION_CHOICES)}",
-        )
+        check_precision(self.precision)
         check_at_least("epochs", self.epochs, 1)
         check_at_least("batch_size", self.batch_size, 1)
         check_above("lr", self.lr, 0)
