@@ -72,6 +72,16 @@ def test_a_model_run_checks_its_settings_when_it_is_made(settings, words):
     assert ModelRun(device="CUDA:1", precision="BF16").device == "CUDA:1"  # named as torch names them, any case
 
 
+def test_a_model_run_takes_a_torch_device_and_a_numpy_integer():
+    """A review: both worked before the settings were checked when made (a Segmenter takes a torch.device)."""
+    import numpy as np
+    import torch
+
+    from skinseg.inference.model_run import ModelRun
+
+    assert ModelRun(device=torch.device("cpu"), batch_size=np.int64(4)).batch_size == 4
+
+
 def test_adapt_checks_its_device_and_precision_when_it_is_made():
     from skinseg.adaptation import AdaptConfig
     from skinseg.errors import ConfigError

@@ -293,6 +293,8 @@ def test_arrays_other_than_uint8_rgb_are_refused_not_converted(tiny_model_path):
         assert str(array.shape) in str(refused.value), name
     with pytest.raises(ConfigError, match=r"`images` is a list of images: give one image as \[image\]"):
         segmenter.masks(image)
+    stacked = segmenter.masks(np.stack([image, image]))  # a stack (n, h, w, 3) is n images, as before (a review)
+    assert len(stacked) == 2 and np.array_equal(stacked[0], segmenter.masks([image])[0])
 
 
 def test_configs_take_paths_given_as_text(tiny_model_path, tmp_path):
@@ -305,4 +307,5 @@ def test_configs_take_paths_given_as_text(tiny_model_path, tmp_path):
     assert config.inputs == (tmp_path / "a.png",) and config.output == tmp_path / "o"
     assert config.run.model == tiny_model_path
     assert SegmentConfig(inputs=str(tmp_path), output=tmp_path / "o").inputs == (tmp_path,)  # one folder, as text
+    assert ModelRun(model="").model == ""  # left for its own check: Path("") would be the current folder
     assert len(segment_paths(config).written) == 1

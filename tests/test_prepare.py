@@ -333,3 +333,21 @@ def test_a_damaged_manifest_names_what_is_wrong(raw_dir, tmp_path, damage):
     (out / MANIFEST).write_text(json.dumps(manifest | damage))
     with pytest.raises(SkinsegError, match=r"manifest.json: damaged prepared set: .* is missing or malformed"):
         load_manifest(out)
+
+
+def test_images_of_one_grey_give_a_normalisation_that_a_model_may_keep(tmp_path):
+    """A review: a std of 0.001 from uniform images went into the model file, which save_model now refuses (and
+    load_model always did): a run on such images crashed on its first save."""
+    from skinseg.errors import MIN_NORMALISATION_STD
+
+    raw = tmp_path / "raw"
+    for i in range(12):
+        (raw / "images").mkdir(parents=True, exist_ok=True)
+        (raw / "masks").mkdir(exist_ok=True)
+        Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(raw / "images" / f"g{i}.png")
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:24, 8:24] = 255
+        Image.fromarray(mask).save(raw / "masks" / f"g{i}_segmentation.png")
+    prepare_dataset(PrepareConfig(data=raw, out=tmp_path / "p", size=16))
+    std = json.loads((tmp_path / "p" / MANIFEST).read_text())["normalisation"]["std"]
+    assert std == [MIN_NORMALISATION_STD] * 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from pathlib import Path
 
 
@@ -39,10 +40,13 @@ def check_finite(name: str, value: float) -> None:
 
 
 def check_whole_number(name: str, value) -> None:
-    """`name` must be an int (not a bool, not 2.5: a float count failed deep inside torch)."""
-    check_setting(
-        isinstance(value, int) and not isinstance(value, bool), f"`{name}` must be a whole number, got {value!r}"
-    )
+    """`name` must be an integer, Python's or numpy's (not a bool, not 2.5: a float count failed deep inside
+    torch)."""
+    try:
+        whole = not isinstance(value, bool) and operator.index(value) == value
+    except TypeError:
+        whole = False
+    check_setting(whole, f"`{name}` must be a whole number, got {value!r}")
 
 
 def check_at_least(name: str, value: float, low: float) -> None:
@@ -73,6 +77,10 @@ def check_threshold(threshold: float) -> None:
     """A probability threshold: strictly between 0 and 1."""
     check_setting(0.0 < threshold < 1.0, f"`threshold` must be between 0 and 1, got {threshold}")
 
+
+# The smallest per-channel std of a model's input normalisation (0-255 scale: a tenth of a grey level): below it,
+# every input is blown up to nonsense. prepare's statistics never go below it, and load_model refuses less.
+MIN_NORMALISATION_STD = 0.1
 
 # mm per pixel: a dermoscopy pixel is about 0.01-0.1 mm; far more overflows the areas, far less rounds them to 0
 MIN_PIXEL_SIZE, MAX_PIXEL_SIZE = 1e-4, 10.0

@@ -33,10 +33,10 @@ def paths_from_text(config) -> None:
         if "Path" not in kind:
             continue
         value, many = getattr(config, field.name), kind.startswith("tuple")
-        if isinstance(value, str):
+        if isinstance(value, str) and value:  # "" is left for the config's own check: Path("") is "."
             value = (Path(value),) if many else Path(value)
         elif many and isinstance(value, (tuple, list)):
-            value = tuple(Path(item) if isinstance(item, str) else item for item in value)
+            value = tuple(Path(item) if isinstance(item, str) and item else item for item in value)
         else:
             continue
         object.__setattr__(config, field.name, value)

@@ -38,7 +38,7 @@ from skinseg.data.decoding import close_outputs, process_pair, start_worker
 from skinseg.data.layouts import Discovery, Pair, discover_pairs
 from skinseg.data.npy import allocate, check_room, keep_rows
 from skinseg.data.splits import assign_splits, parse_group_by, read_groups
-from skinseg.errors import SkinsegError
+from skinseg.errors import MIN_NORMALISATION_STD, SkinsegError
 from skinseg.fileio import NAMES_AS_THEY_ARE, atomic_path, interrupts_held, usual_permissions
 
 
@@ -310,5 +310,5 @@ def _channel_stats(entries: list[dict], rows: list[bool], pixels_per_image: int)
     total_sq = np.sum([e["channel_sq_sum"] for e in chosen], axis=0)
     count = pixels_per_image * len(chosen)
     mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-6))
+    std = np.maximum(np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)), MIN_NORMALISATION_STD)
     return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]

@@ -114,7 +114,9 @@ class Segmenter:
     def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability maps of RGB uint8 arrays, each map the size of its image. Any other array is
         refused (ConfigError, a ValueError): a float or 16-bit one, converted, gave wrong masks without a word."""
-        check_setting(not hasattr(images, "shape"), "`images` is a list of images: give one image as [image]")
+        if hasattr(images, "shape"):  # an array: a stack of images (n, h, w, 3) is a list of them; one is not
+            check_setting(len(images.shape) == 4, "`images` is a list of images: give one image as [image]")
+            images = list(images)
         for image in images:
             check_rgb_image(image)
         size = self.info.input_size

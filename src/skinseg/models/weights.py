@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from skinseg import __version__
-from skinseg.errors import ConfigError, SkinsegError
+from skinseg.errors import MIN_NORMALISATION_STD, ConfigError, SkinsegError
 from skinseg.fileio import save_tensors
 from skinseg.models.config import ModelConfig
 from skinseg.models.layers import SegmentationModel
@@ -97,17 +97,20 @@ def save_model(model: SegmentationModel, path: str | Path, info: ModelInfo, dtyp
 
 
 def _check_fits(model: SegmentationModel, info: ModelInfo) -> None:
-    """ValueError unless `info` is in load_model's ranges and `model`'s tensors have the names and shapes of
-    info.config's architecture."""
+    """ConfigError (a ValueError) unless `info` is in load_model's ranges and `model`'s tensors have the names
+    and shapes of info.config's architecture."""
     from skinseg.models.architectures import create_model
 
-    _check_ranges(info)
+    try:
+        _check_ranges(info)
+    except ValueError as exc:  # the words load_model would say, before the file is written
+        raise ConfigError(f"the model cannot be saved: {exc}") from None
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in create_model(info.config).state_dict().items()}
     actual = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if actual != expected:
         first = next(k for k in sorted(expected.keys() | actual.keys()) if expected.get(k) != actual.get(k))
-        raise ValueError(
+        raise ConfigError(
             f"the weights do not fit `info.config` (first: {first}: {actual.get(first)},"
             f" expected {expected.get(first)})"
         )
@@ -212,7 +215,6 @@ def info_from_json(meta_text: str, path: Path) -> ModelInfo:
     return info
 
 
-MIN_STD = 0.1  # of the normalisation, on the 0-255 scale: a tenth of a grey level
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names; weights cast to integers would load as zeros
 
 
@@ -244,8 +246,8 @@ def _check_ranges(info: ModelInfo) -> None:
         raise ValueError(f"input_size must be between 8 and 4096, got {info.input_size}")
     if not all(0.0 <= m <= 255.0 for m in info.mean):
         raise ValueError(f"normalisation mean must be in [0, 255], got {list(info.mean)}")
-    if not all(MIN_STD <= s <= 255.0 for s in info.std):  # a tiny std blows every input up to nonsense
-        raise ValueError(f"normalisation std must be between {MIN_STD} and 255, got {list(info.std)}")
+    if not all(MIN_NORMALISATION_STD <= s <= 255.0 for s in info.std):  # a tiny std blows every input up to nonsense
+        raise ValueError(f"normalisation std must be between {MIN_NORMALISATION_STD} and 255, got {list(info.std)}")
     if not 0.0 < info.threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1, got {info.threshold}")
     if not abs(info.boundary_offset) <= MAX_BOUNDARY_OFFSET:  # nan fails too

@@ -19,8 +19,9 @@ def _one_of(name: str, value, choices: tuple[str, ...], more: str = "") -> str:
 
 
 def check_device(device) -> None:
-    """`device` names a choice of DEVICE_CHOICES or cuda:N."""
-    known = isinstance(device, str) and (device.lower() in DEVICE_CHOICES or _CUDA_INDEX.fullmatch(device.lower()))
+    """`device` names a choice of DEVICE_CHOICES or cuda:N, or is a torch.device (which names itself so)."""
+    name = device if isinstance(device, str) else str(device) if type(device).__name__ == "device" else None
+    known = name is not None and (name.lower() in DEVICE_CHOICES or _CUDA_INDEX.fullmatch(name.lower()))
     check_setting(bool(known), _one_of("device", device, DEVICE_CHOICES, " (or cuda:N)"))
 
 
