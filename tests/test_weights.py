@@ -195,3 +195,12 @@ def test_a_model_that_load_model_would_refuse_is_not_saved(tmp_path):
     assert list(tmp_path.iterdir()) == []
     save_model(ImprovedUNet(small), tmp_path / "c.safetensors", ModelInfo(config=small))
     assert load_model(tmp_path / "c.safetensors")[1].config == small
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_a_device_that_is_not_there_is_one_error_not_torchs_assertion():
+    """A Python trial: load_model(None, "cuda") on a CPU build raised `AssertionError: Torch not compiled with CUDA
+    enabled`."""
+    with pytest.raises(SkinsegError, match="no CUDA GPU is available"):
+        load_model(None, "cuda")
+    assert next(load_model(None, "auto")[0].parameters()).device.type in ("cpu", "mps")

@@ -21,6 +21,7 @@ from skinseg.fileio import save_tensors
 from skinseg.models.config import ModelConfig
 from skinseg.models.layers import SegmentationModel
 from skinseg.models.reference import BUNDLED, is_bundled
+from skinseg.runtime.device import resolve_device
 
 FORMAT = "skinseg-model/1"
 LEGACY_ARCHITECTURE_NAMES = {"ImprovedUNet": "improved_unet"}  # files written before the registry
@@ -264,7 +265,10 @@ def load_model(
 
     Checked before anything runs: the metadata's ranges, the tensors' names and shapes against the architecture
     (built first without memory, on the meta device, so a metadata claiming a huge model allocates nothing), and
-    every tensor finite."""
+    every tensor finite. A `device` given by name is resolved as every command resolves one (runtime.device):
+    "cuda" without a GPU is one SkinsegError, not torch's AssertionError."""
+    if isinstance(device, str):
+        device = resolve_device(device)
     path = model_file(path)
     header = _read_header(path)
     info = info_from_json(_skinseg_metadata(path, header), path)
