@@ -81,9 +81,8 @@ class Plan:
     ) -> Path:
         """An output; with `suffixes`, a file whose name must end in one of them (the first names its format)."""
         if suffixes and Path(path).suffix.lower() not in suffixes:
-            kind = (
-                suffixes[0][1:].upper() if len(suffixes[0]) <= 5 else f"a {suffixes[0]} file"
-            )  # CSV; a .safetensors file
+            short = len(suffixes[0]) <= 5  # a format's name (CSV, JSON, HTML, ONNX); not "SAFETENSORS"
+            kind = suffixes[0][1:].upper() if short else f"a {suffixes[0]} file"
             raise SkinsegError(f"{what} writes {kind}: name the file {suffixes[0]}", path)
         self.outputs.append(Output(Path(path), what, folder or owned, owned, continued, lock))
         return Path(path)
